@@ -1,0 +1,90 @@
+"""Creating users and checking who they are (password or API token)."""
+from __future__ import annotations
+
+import secrets
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from marshmallow import ValidationError as _MmValidationError
+from marshmallow import validate
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from ..errors import InvalidInput
+from ..extensions import db
+from ..notifications.models import NotificationPreference
+from .models import User, hash_token
+
+_username = validate.Regexp(r"^[A-Za-z0-9_.-]{3,32}$",
+                            error="3 to 32 letters, digits, '.', '_' or '-'")
+_email = validate.Email(error="not a valid email address")
+
+
+def is_valid_timezone(name: str) -> bool:
+    try:
+        ZoneInfo(name)
+        return True
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+
+
+def create_user(username: str, email: str, password: str | None = None, is_admin: bool = False,
+                timezone: str = "UTC") -> tuple[User, str, str]:
+    """Create a user with default preferences. Returns (user, api_token, password).
+
+    The token is returned once and only its hash is kept. A password is generated
+    when none is given. Nothing is written if any value is unusable.
+    """
+    errors = {}
+    for field, validator, value in (("username", _username, username), ("email", _email, email)):
+        try:
+            validator(value or "")
+        except _MmValidationError as exc:
+            errors[field] = exc.messages[0] if isinstance(exc.messages, list) else str(exc.messages)
+    if password is not None and len(password) < 8:
+        errors["password"] = "at least 8 characters"
+    if not is_valid_timezone(timezone or ""):
+        errors["timezone"] = f"unknown IANA time zone {timezone!r}"
+    if not errors:
+        if db.session.scalar(select(User.id).where(func.lower(User.username) == username.lower())):
+            errors["username"] = f"username {username!r} is taken"
+        if db.session.scalar(select(User.id).where(func.lower(User.email) == email.lower())):
+            errors["email"] = f"email {email!r} is already registered"
+    if errors:
+        raise InvalidInput("; ".join(f"{k}: {v}" for k, v in errors.items()), fields=errors)
+
+    password = password or secrets.token_urlsafe(12)
+    token = secrets.token_urlsafe(32)
+    user = User(username=username, email=email.lower(), password_hash=generate_password_hash(password),
+                is_admin=is_admin, timezone=timezone, api_token_hash=hash_token(token))
+    db.session.add(user)
+    try:
+        db.session.flush()
+        NotificationPreference.get_or_create_for_user(user)
+        db.session.commit()
+    except IntegrityError:
+        # Lost a race with a concurrent create of the same name: the constraint decides.
+        db.session.rollback()
+        raise InvalidInput("username or email is taken",
+                           fields={"username": "taken or email already registered"}) from None
+    return user, token, password
+
+
+def authenticate_password(username: str, password: str) -> User | None:
+    user = db.session.scalar(select(User).where(func.lower(User.username) == (username or "").lower()))
+    if user and check_password_hash(user.password_hash, password or ""):
+        return user
+    return None
+
+
+def authenticate_token(token: str) -> User | None:
+    if not token:
+        return None
+    return db.session.scalar(select(User).where(User.api_token_hash == hash_token(token)))
+
+
+def rotate_api_token(user: User) -> str:
+    token = secrets.token_urlsafe(32)
+    user.api_token_hash = hash_token(token)
+    db.session.commit()
+    return token

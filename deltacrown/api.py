@@ -1,0 +1,176 @@
+"""The JSON API's shared machinery (see shared/API.md).
+
+- one flask-smorest Api per app (`init_app`); it validates requests against the declared
+  marshmallow schemas and serves the OpenAPI document at /api/v1/openapi.json.
+- Errors: every API error has the contract's body
+  `{"error": {"code", "message", "fields"}}`; services raise `ServiceError`s.
+- Auth: `Authorization: Bearer <token>` only. Session cookies are deliberately
+  not accepted here (the API is exempt from CSRF, so it must not trust cookies).
+- Lists: newest first, keyset pagination on the id (`?cursor=`, `?limit=`).
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+
+from flask import g, jsonify, request
+from flask_smorest import Api
+from flask_smorest import Blueprint as _SmorestBlueprint
+from marshmallow import Schema, fields, validate
+from werkzeug.exceptions import HTTPException
+
+from .errors import Forbidden, NotFound, ServiceError
+
+API_PREFIX = "/api/v1"
+
+_HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+               405: "method_not_allowed", 409: "conflict", 413: "too_large", 415: "unsupported_media_type",
+               422: "invalid", 429: "rate_limited"}
+
+
+class Unauthorized(ServiceError):
+    status = 401
+    code = "unauthorized"
+
+
+def error_response(status: int, code: str, message: str, fields_: dict | None = None, headers=None):
+    response = jsonify({"error": {"code": code, "message": message, "fields": fields_ or {}}})
+    response.status_code = status
+    if headers:
+        response.headers.update(headers)
+    return response
+
+
+def _flatten_webargs(messages) -> dict:
+    """webargs reports {"json": {"field": ["msg"]}}; the contract wants {"field": "msg"}."""
+    flat = {}
+    for location, errs in (messages or {}).items():
+        if isinstance(errs, dict):
+            for name, msgs in errs.items():
+                flat[str(name)] = msgs[0] if isinstance(msgs, list) and msgs and isinstance(msgs[0], str) else msgs
+        else:
+            flat[location] = errs[0] if isinstance(errs, list) and errs else errs
+    return flat
+
+
+class DeltaCrownApi(Api):
+    def handle_http_exception(self, error: HTTPException):
+        if not request.path.startswith(API_PREFIX):
+            return error  # pages keep Flask's own error pages
+        status = error.code or 500
+        data = getattr(error, "data", None) or {}
+        fields_ = _flatten_webargs(data.get("messages")) if "messages" in data else {}
+        if status == 422 and fields_:
+            message = "Invalid values: " + "; ".join(f"{k}: {v}" for k, v in fields_.items())
+        elif status == 400 and fields_:
+            message = "Malformed request: " + "; ".join(f"{v}" for v in fields_.values())
+        else:
+            message = data.get("message") or error.description or error.name
+        if status >= 500:
+            message = "Internal error"
+        return error_response(status, _HTTP_CODES.get(status, "error"), message, fields_,
+                              headers=data.get("headers"))
+
+
+def Blueprint(name: str, import_name: str, description: str = "", **kwargs) -> _SmorestBlueprint:
+    """A smorest blueprint under /api/v1."""
+    return _SmorestBlueprint(name, import_name, url_prefix=API_PREFIX, description=description, **kwargs)
+
+
+def _handle_service_error(exc: ServiceError):
+    return error_response(exc.status, exc.code, exc.message, exc.fields)
+
+
+# --- auth ------------------------------------------------------------------
+
+def api_user():
+    """The user behind the Bearer token, or a 401."""
+    if "api_user" in g:
+        return g.api_user
+    from .accounts.services import authenticate_token
+
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    user = authenticate_token(token.strip()) if scheme.lower() == "bearer" else None
+    if user is None:
+        raise Unauthorized("Send a valid API token: 'Authorization: Bearer <token>'.")
+    g.api_user = user
+    return user
+
+
+def require_admin():
+    user = api_user()
+    if not user.is_admin:
+        raise Forbidden("Only admins may do this.")
+    return user
+
+
+def get_or_404(model, ident, what: str | None = None):
+    from .extensions import db
+
+    obj = db.session.get(model, ident)
+    if obj is None:
+        raise NotFound(f"{what or model.__name__} {ident} not found")
+    return obj
+
+
+# --- lists -----------------------------------------------------------------
+
+class ListArgsSchema(Schema):
+    cursor = fields.String(load_default=None, metadata={"description": "next_cursor of the previous page"})
+    limit = fields.Integer(load_default=20, validate=validate.Range(min=1, max=100))
+
+
+def encode_cursor(last_id: int) -> str:
+    return base64.urlsafe_b64encode(str(last_id).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> int | None:
+    if not cursor:
+        return None
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        value = int(base64.urlsafe_b64decode(padded.encode()).decode())
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        from .errors import InvalidInput
+
+        raise InvalidInput("cursor is not one this API gave out", fields={"cursor": "invalid cursor"}) from None
+    return value
+
+
+def keyset_page(select_stmt, id_column, cursor: str | None, limit: int):
+    """Newest first by id: rows with id < cursor. Returns (rows, next_cursor).
+
+    One statement whatever the page number (no OFFSET scan).
+    """
+    from .extensions import db
+
+    before = decode_cursor(cursor)
+    if before is not None:
+        select_stmt = select_stmt.where(id_column < before)
+    rows = list(db.session.scalars(select_stmt.order_by(id_column.desc()).limit(limit + 1)))
+    next_cursor = encode_cursor(rows[limit - 1].id) if len(rows) > limit else None
+    return rows[:limit], next_cursor
+
+
+def init_app(app):
+    app.config.setdefault("API_TITLE", "DeltaCrown automation & notifications")
+    app.config.setdefault("API_VERSION", "v1")
+    app.config.setdefault("OPENAPI_VERSION", "3.0.3")
+    app.config.setdefault("OPENAPI_URL_PREFIX", API_PREFIX)
+    app.config.setdefault("OPENAPI_JSON_PATH", "openapi.json")
+    # One Api per app (tests build many apps); blueprints below are shared objects.
+    api = DeltaCrownApi(app, spec_kwargs={
+        "components": {"securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}}},
+        "security": [{"bearerAuth": []}],
+    })
+    app.extensions["deltacrown_api"] = api
+    app.register_error_handler(ServiceError, _handle_service_error)
+
+
+def register_blueprint(app, blueprint):
+    """Register an API blueprint with the spec; exempt from CSRF (Bearer auth only)."""
+    from .extensions import csrf
+
+    csrf.exempt(blueprint)
+    app.extensions["deltacrown_api"].register_blueprint(blueprint)

@@ -1,0 +1,5 @@
+"""Delivery channels: email and Discord."""
+
+
+def init_app(app):
+    pass

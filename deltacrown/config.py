@@ -1,0 +1,132 @@
+"""Configuration from environment variables (and `.env` for local use).
+
+Every variable is listed in the README. `load_config` turns the environment
+into Flask config keys and raises `ConfigError` with one readable line when a
+value is unusable, so processes can stop with that line instead of a traceback.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from urllib.parse import urlparse
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+INSTANCE_DIR = PROJECT_ROOT / "instance"
+
+
+class ConfigError(Exception):
+    """A configuration value is missing or malformed; the message names it."""
+
+
+def _bool(env, name, default):
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    if raw.lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name}: expected true or false, got {raw!r}")
+
+
+def _int(env, name, default, minimum=None):
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}: expected a whole number, got {raw!r}") from None
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"{name}: must be at least {minimum}, got {value}")
+    return value
+
+
+def normalize_database_url(url: str) -> str:
+    """Accept the URLs PaaS add-ons hand out (postgres://) and pick our driver."""
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://"):]
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+    return url
+
+
+def check_database_url(url: str, name: str = "DATABASE_URL") -> str:
+    url = normalize_database_url(url)
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigError(f"{name}: not a database URL: {url!r}") from None
+    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+        raise ConfigError(
+            f"{name}: unsupported database {parsed.get_backend_name()!r} (use postgresql:// or sqlite://)"
+        )
+    return url
+
+
+def check_redis_url(url: str, name: str = "REDIS_URL") -> str:
+    parsed = urlparse(url)
+    if parsed.scheme not in ("redis", "rediss", "unix"):
+        raise ConfigError(f"{name}: not a Redis URL (redis://host:port/db): {url!r}")
+    return url
+
+
+def check_http_url(url: str, name: str) -> str:
+    parsed = urlparse(url)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise ConfigError(f"{name}: expected an http(s) URL, got {url!r}")
+    return url.rstrip("/")
+
+
+def check_timezone(name_value: str, name: str) -> str:
+    try:
+        ZoneInfo(name_value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"{name}: unknown IANA time zone {name_value!r}") from None
+    return name_value
+
+
+def load_config(env=None) -> dict:
+    """Build the Flask config from an environment mapping (os.environ by default)."""
+    env = os.environ if env is None else env
+    database_url = env.get("DATABASE_URL") or f"sqlite:///{INSTANCE_DIR / 'deltacrown.sqlite'}"
+    redis_url = env.get("REDIS_URL") or ""
+    config = {
+        "SECRET_KEY": env.get("SECRET_KEY") or "dev-only-insecure-secret-key",
+        "SQLALCHEMY_DATABASE_URI": check_database_url(database_url),
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        "REDIS_URL": check_redis_url(redis_url) if redis_url else "",
+        "PUBLIC_BASE_URL": check_http_url(env.get("PUBLIC_BASE_URL") or "http://localhost:5000", "PUBLIC_BASE_URL"),
+        # Email (Flask-Mail)
+        "MAIL_SERVER": env.get("MAIL_SERVER") or "localhost",
+        "MAIL_PORT": _int(env, "MAIL_PORT", 25, minimum=1),
+        "MAIL_USE_TLS": _bool(env, "MAIL_USE_TLS", False),
+        "MAIL_USE_SSL": _bool(env, "MAIL_USE_SSL", False),
+        "MAIL_USERNAME": env.get("MAIL_USERNAME") or None,
+        "MAIL_PASSWORD": env.get("MAIL_PASSWORD") or None,
+        "MAIL_DEFAULT_SENDER": env.get("MAIL_DEFAULT_SENDER") or "DeltaCrown <noreply@deltacrown.local>",
+        "MAIL_SUPPRESS_SEND": _bool(env, "MAIL_SUPPRESS_SEND", False),
+        "UNSUBSCRIBE_MAILTO": env.get("UNSUBSCRIBE_MAILTO") or "unsubscribe@deltacrown.local",
+        # Discord
+        "DISCORD_API_BASE": check_http_url(env.get("DISCORD_API_BASE") or "https://discord.com/api", "DISCORD_API_BASE"),
+        "DISCORD_WEBHOOK_URL": env.get("DISCORD_WEBHOOK_URL") or None,
+        "DISCORD_MAX_REQUESTS_PER_SECOND": _int(env, "DISCORD_MAX_REQUESTS_PER_SECOND", 5, minimum=1),
+        "DISCORD_TIMEOUT_SECONDS": _int(env, "DISCORD_TIMEOUT_SECONDS", 5, minimum=1),
+        # Jobs
+        "SCHEDULER_TIMEZONE": check_timezone(env.get("SCHEDULER_TIMEZONE") or "UTC", "SCHEDULER_TIMEZONE"),
+        "RQ_JOB_TIMEOUT": _int(env, "RQ_JOB_TIMEOUT", 30 * 60, minimum=1),
+        "RQ_RESULT_TTL": _int(env, "RQ_RESULT_TTL", 60 * 60, minimum=0),
+        "RQ_FAILURE_TTL": _int(env, "RQ_FAILURE_TTL", 7 * 24 * 60 * 60, minimum=60),
+        "OUTBOX_SWEEP_AGE_SECONDS": _int(env, "OUTBOX_SWEEP_AGE_SECONDS", 5, minimum=0),
+        # Money: coins paid per place (integers only).
+        "PAYOUT_TABLE": {1: 1000, 2: 500, 3: 250},
+        "INVITE_EXPIRY_DAYS": _int(env, "INVITE_EXPIRY_DAYS", 7, minimum=1),
+        "LOG_LEVEL": (env.get("LOG_LEVEL") or "INFO").upper(),
+    }
+    if config["DISCORD_WEBHOOK_URL"]:
+        config["DISCORD_WEBHOOK_URL"] = check_http_url(config["DISCORD_WEBHOOK_URL"], "DISCORD_WEBHOOK_URL")
+    return config

@@ -1,0 +1,5 @@
+"""Economy: coins, payouts and the dedup keys that make one-time work one-time."""
+
+
+def init_app(app):
+    pass

@@ -1,0 +1,5 @@
+"""Notifications: the type registry, preferences, the center, digests."""
+
+
+def init_app(app):
+    pass

@@ -1,0 +1,156 @@
+"""What a player is told (Notification), how they want it (NotificationPreference),
+what went out on each channel (Delivery), and their daily digests."""
+from __future__ import annotations
+
+from datetime import date, datetime, time
+
+from sqlalchemy import (JSON, Boolean, CheckConstraint, Column, Date, ForeignKey, Index, String,
+                        Table, Text, Time, UniqueConstraint, select)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from ..extensions import db
+from ..teams.models import _in
+from ..timeutil import UTCDateTime, utcnow
+from .types import CHANNELS, DISCORD, EMAIL, IN_APP, NOTIFICATION_TYPES, TYPE_NAMES
+
+DELIVERY_STATUSES = ("pending", "sent", "failed")
+DEFAULT_DIGEST_TIME = time(8, 0)
+
+
+class Notification(db.Model):
+    __tablename__ = "notifications"
+    __table_args__ = (
+        CheckConstraint(_in("type", TYPE_NAMES), name="type"),
+        # "a user's newest first" and "a user's unread" (keyset pagination on id).
+        Index("ix_notifications_user_id_id", "user_id", "id"),
+        Index("ix_notifications_user_id_is_read_id", "user_id", "is_read", "id"),
+        # A handler that runs twice for the same source writes nothing new.
+        UniqueConstraint("user_id", "dedup_key"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    type: Mapped[str] = mapped_column(String(32))
+    title: Mapped[str] = mapped_column(String(300))
+    body: Mapped[str] = mapped_column(Text, default="")
+    url: Mapped[str | None] = mapped_column(String(500))
+    is_read: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    read_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # What produced it, e.g. "event:42" or "announcement:7"; unique per user.
+    dedup_key: Mapped[str | None] = mapped_column(String(100))
+
+    user = relationship("User")
+
+
+class NotificationPreference(db.Model):
+    """One row per user. `channels` holds the player's choice per type; a type
+    missing from it falls back to the registry's default channels."""
+
+    __tablename__ = "notification_preferences"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), unique=True)
+    channels: Mapped[dict] = mapped_column(JSON, default=dict)
+    opt_out_email: Mapped[bool] = mapped_column(Boolean, default=False)
+    opt_out_in_app: Mapped[bool] = mapped_column(Boolean, default=False)
+    opt_out_discord: Mapped[bool] = mapped_column(Boolean, default=False)
+    enable_daily_digest: Mapped[bool] = mapped_column(Boolean, default=True)
+    digest_time: Mapped[time] = mapped_column(Time, default=DEFAULT_DIGEST_TIME)
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    discord_webhook_url: Mapped[str | None] = mapped_column(String(500))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    user = relationship("User")
+
+    @classmethod
+    def get_or_create_for_user(cls, user) -> "NotificationPreference":
+        """The user's preferences, created with defaults (in the session) if missing."""
+        pref = db.session.scalar(select(cls).where(cls.user_id == user.id))
+        if pref is None:
+            pref = cls(user_id=user.id, channels={}, timezone=user.timezone or "UTC",
+                       opt_out_email=False, opt_out_in_app=False, opt_out_discord=False,
+                       enable_daily_digest=True, digest_time=DEFAULT_DIGEST_TIME)
+            db.session.add(pref)
+        return pref
+
+    def chosen_channels(self, type_name: str) -> list[str]:
+        """The channels the player picked for a type, before global opt-outs."""
+        chosen = (self.channels or {}).get(type_name)
+        if chosen is None:
+            chosen = NOTIFICATION_TYPES[type_name].default_channels
+        return [c for c in CHANNELS if c in chosen]
+
+    def get_channels_for_type(self, type_name: str) -> list[str]:
+        """The channels a notification of this type goes to; global opt-outs win."""
+        opted_out = {IN_APP: self.opt_out_in_app, EMAIL: self.opt_out_email, DISCORD: self.opt_out_discord}
+        return [c for c in self.chosen_channels(type_name) if not opted_out[c]]
+
+
+class NotificationPreferenceChange(db.Model):
+    """Audit trail: every change of preferences, what changed and the path it came by."""
+
+    __tablename__ = "notification_preference_changes"
+    __table_args__ = (Index("ix_notification_preference_changes_user_id_id", "user_id", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    source: Mapped[str] = mapped_column(String(32))  # "editor", "api", "unsubscribe", ...
+    changes: Mapped[dict] = mapped_column(JSON)  # {field: [old, new]}
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+notification_digest_items = Table(
+    "notification_digest_items",
+    db.Model.metadata,
+    Column("digest_id", ForeignKey("notification_digests.id", ondelete="CASCADE"), primary_key=True),
+    Column("notification_id", ForeignKey("notifications.id", ondelete="CASCADE"), primary_key=True),
+)
+
+
+class NotificationDigest(db.Model):
+    __tablename__ = "notification_digests"
+    __table_args__ = (UniqueConstraint("user_id", "digest_date"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    digest_date: Mapped[date] = mapped_column(Date)  # the user's local date
+    is_sent: Mapped[bool] = mapped_column(Boolean, default=False)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    notifications = relationship("Notification", secondary=notification_digest_items)
+
+
+class Delivery(db.Model):
+    """One message on one external channel to one target: the delivery ledger.
+
+    Usually tied to a notification (a player's email or personal webhook); team and
+    platform webhook posts are per event, so they carry the event and a payload.
+    """
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        CheckConstraint(_in("status", DELIVERY_STATUSES), name="status"),
+        CheckConstraint(_in("channel", CHANNELS), name="channel"),
+        Index("ix_deliveries_channel_status", "channel", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # e.g. "n:12:email:alice@example.com" or "e:7:discord:team:3"; unique so that
+    # creating the same delivery twice is impossible.
+    dedup_key: Mapped[str] = mapped_column(String(300), unique=True)
+    notification_id: Mapped[int | None] = mapped_column(ForeignKey("notifications.id", ondelete="CASCADE"), index=True)
+    event_id: Mapped[int | None] = mapped_column(ForeignKey("outbox_events.id", ondelete="SET NULL"))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    channel: Mapped[str] = mapped_column(String(16))
+    target: Mapped[str] = mapped_column(String(500))  # address, or webhook owner like "team:3"
+    payload: Mapped[dict | None] = mapped_column(JSON)  # type/title/body/url when no notification
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    external_id: Mapped[str | None] = mapped_column(String(100))  # e.g. Discord message id
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    notification = relationship("Notification")

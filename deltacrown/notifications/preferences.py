@@ -1,0 +1,128 @@
+"""Reading and changing a player's notification preferences.
+
+One schema validates every way in (API, preference editor, unsubscribe link);
+every change is recorded in NotificationPreferenceChange with its source, so a
+player or support can see why an email stopped.
+"""
+from __future__ import annotations
+
+import re
+from datetime import time
+
+from marshmallow import Schema, ValidationError, fields, validate, validates
+
+from ..accounts.services import is_valid_timezone
+from ..channels.webhooks import webhook_url_problem
+from ..errors import InvalidInput
+from ..extensions import db
+from .models import NotificationPreference, NotificationPreferenceChange
+from .types import CHANNELS, TYPE_NAMES
+
+_HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+
+SOURCE_API = "api"
+SOURCE_EDITOR = "editor"
+SOURCE_UNSUBSCRIBE = "unsubscribe"
+SOURCE_SYSTEM = "system"  # e.g. a webhook switched off after Discord said it is gone
+
+
+class PreferencesSchema(Schema):
+    """Any subset of the preference fields (shared/API.md)."""
+
+    channels = fields.Dict(
+        keys=fields.String(validate=validate.OneOf(TYPE_NAMES, error="unknown notification type {input!r}")),
+        values=fields.List(fields.String(validate=validate.OneOf(CHANNELS, error="unknown channel {input!r}"))),
+        metadata={"description": "channels per notification type: in_app, email, discord"},
+    )
+    opt_out_email = fields.Boolean()
+    opt_out_in_app = fields.Boolean()
+    opt_out_discord = fields.Boolean()
+    enable_daily_digest = fields.Boolean()
+    digest_time = fields.String(metadata={"description": "HH:MM, 24-hour, in `timezone`", "example": "08:00"})
+    timezone = fields.String(metadata={"description": "IANA time zone", "example": "Europe/Berlin"})
+    discord_webhook_url = fields.String(allow_none=True)
+
+    @validates("digest_time")
+    def _digest_time(self, value, **kwargs):
+        if not _HHMM.match(value or ""):
+            raise ValidationError("digest_time must be HH:MM between 00:00 and 23:59")
+
+    @validates("timezone")
+    def _timezone(self, value, **kwargs):
+        if not is_valid_timezone(value or ""):
+            raise ValidationError(f"unknown IANA time zone {value!r}")
+
+    @validates("discord_webhook_url")
+    def _webhook(self, value, **kwargs):
+        if value is not None and value != "":
+            problem = webhook_url_problem(value)
+            if problem:
+                raise ValidationError(problem)
+
+
+def serialize_preferences(pref: NotificationPreference) -> dict:
+    return {
+        "channels": {name: pref.chosen_channels(name) for name in TYPE_NAMES},
+        "opt_out_email": pref.opt_out_email,
+        "opt_out_in_app": pref.opt_out_in_app,
+        "opt_out_discord": pref.opt_out_discord,
+        "enable_daily_digest": pref.enable_daily_digest,
+        "digest_time": pref.digest_time.strftime("%H:%M"),
+        "timezone": pref.timezone,
+        "discord_webhook_url": pref.discord_webhook_url,
+    }
+
+
+def validate_preferences(data: dict) -> dict:
+    """Validate raw input with the schema; raises InvalidInput naming each bad field."""
+    try:
+        return PreferencesSchema().load(data, partial=True)
+    except ValidationError as exc:
+        fields_ = {k: (v[0] if isinstance(v, list) and v and isinstance(v[0], str) else v)
+                   for k, v in exc.messages.items()}
+        raise InvalidInput("Invalid preferences: " + ", ".join(sorted(fields_)), fields=fields_) from None
+
+
+def update_preferences(user, changes: dict, source: str) -> NotificationPreference:
+    """Apply validated `changes` (any subset), record what changed, and commit.
+
+    `changes` is validated here too, so callers cannot skip validation.
+    """
+    changes = validate_preferences(changes)
+    pref = NotificationPreference.get_or_create_for_user(user)
+    before = serialize_preferences(pref)
+    if "channels" in changes:
+        merged = dict(pref.channels or {})
+        for type_name, chosen in changes["channels"].items():
+            merged[type_name] = [c for c in CHANNELS if c in set(chosen)]
+        pref.channels = merged
+    for flag in ("opt_out_email", "opt_out_in_app", "opt_out_discord", "enable_daily_digest", "timezone"):
+        if flag in changes:
+            setattr(pref, flag, changes[flag])
+    if "digest_time" in changes:
+        hours, minutes = map(int, changes["digest_time"].split(":"))
+        pref.digest_time = time(hours, minutes)
+    if "discord_webhook_url" in changes:
+        pref.discord_webhook_url = changes["discord_webhook_url"] or None
+    after = serialize_preferences(pref)
+    diff = {}
+    for key in after:
+        if key == "channels":
+            for type_name in TYPE_NAMES:
+                old, new = before["channels"][type_name], after["channels"][type_name]
+                if old != new:
+                    diff[f"channels.{type_name}"] = [old, new]
+        elif before[key] != after[key]:
+            diff[key] = [before[key], after[key]]
+    if diff:
+        db.session.add(NotificationPreferenceChange(user_id=user.id, source=source, changes=diff))
+    db.session.commit()
+    return pref
+
+
+def recent_changes(user, limit: int = 5) -> list[NotificationPreferenceChange]:
+    from sqlalchemy import select
+
+    return list(db.session.scalars(
+        select(NotificationPreferenceChange).where(NotificationPreferenceChange.user_id == user.id)
+        .order_by(NotificationPreferenceChange.id.desc()).limit(limit)))

@@ -1,0 +1,5 @@
+"""Ops: the recurring-job schedule, the admin dashboard, health and metrics."""
+
+
+def init_app(app):
+    pass

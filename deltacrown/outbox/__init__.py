@@ -1,0 +1,5 @@
+"""The transactional outbox: events written with the change, relayed to RQ after commit."""
+
+
+def init_app(app):
+    pass

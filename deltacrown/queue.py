@@ -1,0 +1,163 @@
+"""The RQ runtime: Redis connection, queues, the job decorator and the worker.
+
+Jobs are plain functions decorated with `@background_job(...)`, which binds the
+queue, timeout, TTLs and retry policy once. Calling `fn.enqueue(*args)` puts
+it on its queue; calling `fn(*args)` runs it in-process (the CLI does that).
+
+Job arguments and results are JSON (RQ's JSONSerializer): ids and plain values
+only, never ORM objects. Every job runs inside a fresh Flask app context,
+provided by `AppJob.perform`, so job modules never push one themselves.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import uuid
+
+from flask import current_app, has_app_context
+from redis import Redis
+from rq import Queue
+from rq.job import Job, Retry
+from rq.serializers import JSONSerializer
+from rq.worker import HerokuWorker, SimpleWorker
+
+log = logging.getLogger(__name__)
+
+# Queue split: user-visible notification work must not wait behind a long
+# scheduled batch, and interactive "run now" work goes to default.
+QUEUE_NOTIFICATIONS = "notifications"
+QUEUE_DEFAULT = "default"
+QUEUE_SCHEDULED = "scheduled"
+QUEUE_NAMES = (QUEUE_NOTIFICATIONS, QUEUE_DEFAULT, QUEUE_SCHEDULED)  # worker priority order
+
+# Transient failures (database or network) are retried with backoff.
+DEFAULT_RETRY_INTERVALS = (10, 30, 60, 120, 300)
+
+
+class RedisUnavailable(Exception):
+    pass
+
+
+def get_redis(app=None) -> Redis:
+    """The app's Redis client, created once per app (never at import time)."""
+    app = app or current_app._get_current_object()
+    client = app.extensions.get("deltacrown_redis")
+    if client is None:
+        url = app.config.get("REDIS_URL")
+        if not url:
+            raise RedisUnavailable("REDIS_URL is not set")
+        client = Redis.from_url(url, socket_connect_timeout=2, socket_timeout=10, health_check_interval=30)
+        app.extensions["deltacrown_redis"] = client
+    return client
+
+
+def get_queue(name: str = QUEUE_DEFAULT, app=None) -> Queue:
+    return Queue(name, connection=get_redis(app), serializer=JSONSerializer, job_class=AppJob)
+
+
+def fetch_job(job_id: str, app=None) -> Job | None:
+    from rq.exceptions import NoSuchJobError
+
+    try:
+        return AppJob.fetch(job_id, connection=get_redis(app), serializer=JSONSerializer)
+    except NoSuchJobError:
+        return None
+
+
+class AppJob(Job):
+    """A job that runs inside a Flask app context and serializes as JSON.
+
+    The worker binds the app by subclassing (see `make_worker`); a job run by a
+    plain `rq worker` builds the app from the environment instead.
+    """
+
+    flask_app = None
+
+    def __init__(self, id=None, connection=None, serializer=None):
+        super().__init__(id=id, connection=connection, serializer=serializer or JSONSerializer)
+
+    def perform(self):
+        app = self.flask_app
+        if app is None:
+            from . import create_app
+
+            app = type(self).flask_app = create_app()
+        if has_app_context() and current_app._get_current_object() is app:
+            return super().perform()
+        with app.app_context():
+            return super().perform()
+
+
+def background_job(queue: str = QUEUE_DEFAULT, timeout: int | None = None, result_ttl: int | None = None,
+                   failure_ttl: int | None = None, retry_intervals=DEFAULT_RETRY_INTERVALS):
+    """Declare a function as an RQ job, binding queue, timeout, TTLs and retries once."""
+
+    def decorate(fn):
+        @functools.wraps(fn)
+        def enqueue(*args, job_id: str | None = None, meta: dict | None = None, **kwargs):
+            cfg = current_app.config
+            return get_queue(queue).enqueue_call(
+                fn,
+                args=args,
+                kwargs=kwargs,
+                timeout=timeout or cfg["RQ_JOB_TIMEOUT"],
+                result_ttl=cfg["RQ_RESULT_TTL"] if result_ttl is None else result_ttl,
+                failure_ttl=cfg["RQ_FAILURE_TTL"] if failure_ttl is None else failure_ttl,
+                retry=Retry(max=len(retry_intervals), interval=list(retry_intervals)) if retry_intervals else None,
+                job_id=job_id,
+                meta=meta,
+            )
+
+        fn.enqueue = enqueue
+        fn.queue_name = queue
+        return fn
+
+    return decorate
+
+
+class JobIdFilter(logging.Filter):
+    """Stamps each log record with the id of the RQ job running it (or '-')."""
+
+    def filter(self, record):
+        from rq import get_current_job
+
+        job = get_current_job()
+        record.job_id = job.id if job else "-"
+        return True
+
+
+def configure_logging(level: str = "INFO") -> None:
+    handler = logging.StreamHandler()
+    handler.addFilter(JobIdFilter())
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s [job %(job_id)s] %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
+def make_worker(app, queues=QUEUE_NAMES, worker_class=HerokuWorker, name: str | None = None, **kwargs):
+    """A worker whose jobs run in `app`'s context.
+
+    HerokuWorker: on SIGTERM (a PaaS restart) it stops the job and requeues it
+    instead of waiting forever. Short worker TTL and maintenance interval so a job
+    whose worker was SIGKILLed is noticed and retried within two minutes.
+    """
+    job_class = type("BoundAppJob", (AppJob,), {"flask_app": app})
+    connection = get_redis(app)
+    return worker_class(
+        [Queue(q, connection=connection, serializer=JSONSerializer, job_class=job_class) for q in queues],
+        connection=connection,
+        job_class=job_class,
+        serializer=JSONSerializer,
+        name=name,
+        worker_ttl=kwargs.pop("worker_ttl", 35),
+        maintenance_interval=kwargs.pop("maintenance_interval", 30),
+        **kwargs,
+    )
+
+
+def run_burst(app, queues=QUEUE_NAMES, with_scheduler: bool = False, max_jobs: int | None = None) -> bool:
+    """Drain the queues with an in-process worker (used by tests and `make run` checks)."""
+    worker = make_worker(app, queues, worker_class=SimpleWorker, name=f"burst-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    return worker.work(burst=True, with_scheduler=with_scheduler, max_jobs=max_jobs, logging_level="WARNING")

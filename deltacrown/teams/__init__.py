@@ -1,0 +1,5 @@
+"""Teams: rosters, invites, sponsors, promotions, achievements."""
+
+
+def init_app(app):
+    pass

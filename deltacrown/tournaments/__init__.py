@@ -1,0 +1,5 @@
+"""Tournaments: registrations, matches, placements, rankings, wrap-up."""
+
+
+def init_app(app):
+    pass

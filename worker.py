@@ -1,0 +1,36 @@
+"""The RQ worker process: `python worker.py [QUEUE ...]`.
+
+Runs a HerokuWorker (SIGTERM requeues the running job cleanly) with RQ's
+scheduler enabled, so retry intervals fire; every job runs in the Flask app
+context (see deltacrown.queue.AppJob).
+"""
+import sys
+
+from deltacrown import ConfigError, create_app
+from deltacrown.queue import QUEUE_NAMES, configure_logging, get_redis, make_worker
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        app = create_app()
+    except ConfigError as exc:
+        sys.exit(f"deltacrown worker: configuration error: {exc}")
+    configure_logging(app.config["LOG_LEVEL"])
+    queues = argv or list(QUEUE_NAMES)
+    unknown = [q for q in queues if q not in QUEUE_NAMES]
+    if unknown:
+        sys.exit(f"deltacrown worker: unknown queue(s) {', '.join(unknown)}; known: {', '.join(QUEUE_NAMES)}")
+    if not app.config["REDIS_URL"]:
+        sys.exit("deltacrown worker: configuration error: REDIS_URL is not set (make run starts a local Redis)")
+    try:
+        get_redis(app).ping()
+    except Exception as exc:  # redis raises several connection error types
+        sys.exit(f"deltacrown worker: REDIS_URL: cannot reach Redis at {app.config['REDIS_URL']}: {exc}")
+    worker = make_worker(app, queues)
+    worker.work(with_scheduler=True, logging_level=app.config["LOG_LEVEL"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
