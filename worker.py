@@ -1,4 +1,5 @@
-"""The RQ worker process: `python worker.py [QUEUE ...]`.
+"""The RQ worker process: `python worker.py [QUEUE ...]`; `python worker.py --scheduler`
+runs the rq-scheduler process instead (see deltacrown.ops.scheduler).
 
 Runs a HerokuWorker (SIGTERM requeues the running job cleanly) with RQ's
 scheduler enabled, so retry intervals fire; every job runs in the Flask app
@@ -17,6 +18,10 @@ def main(argv=None) -> int:
     except ConfigError as exc:
         sys.exit(f"deltacrown worker: configuration error: {exc}")
     configure_logging(app.config["LOG_LEVEL"])
+    if argv[:1] == ["--scheduler"]:
+        from deltacrown.ops.scheduler import run_scheduler
+
+        return run_scheduler(app)
     queues = argv or list(QUEUE_NAMES)
     unknown = [q for q in queues if q not in QUEUE_NAMES]
     if unknown:

@@ -161,3 +161,14 @@ def run_burst(app, queues=QUEUE_NAMES, with_scheduler: bool = False, max_jobs: i
     """Drain the queues with an in-process worker (used by tests and `make run` checks)."""
     worker = make_worker(app, queues, worker_class=SimpleWorker, name=f"burst-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     return worker.work(burst=True, with_scheduler=with_scheduler, max_jobs=max_jobs, logging_level="WARNING")
+
+
+def report_progress(done: int, total: int, **extra) -> None:
+    """Record a long job's progress in its RQ meta (read by the ops dashboard)."""
+    from rq import get_current_job
+
+    job = get_current_job()
+    if job is None:
+        return
+    job.meta["progress"] = {"done": done, "total": total, **extra}
+    job.save_meta()
