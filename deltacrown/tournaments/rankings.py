@@ -23,17 +23,19 @@ teams: one SELECT finds the teams whose rank moves (old and new rank side by
 side), one UPDATE ... FROM (a window-function subquery) writes the new values —
 only rows whose values differ, so a second run in a row updates nothing and
 emits nothing — and one executemany INSERT writes the events. All of it is one
-transaction; on PostgreSQL the teams table is locked first in SHARE ROW
-EXCLUSIVE mode, which lets readers through but serialises concurrent
-recomputes and other writers to `teams`, so the "before" ranks we compare
-against cannot change under us. Needs SQLite >= 3.33 (UPDATE ... FROM) or
-PostgreSQL.
+transaction that first locks the teams against other writers (on PostgreSQL
+LOCK TABLE in SHARE ROW EXCLUSIVE mode, which lets readers through but
+serialises concurrent recomputes and other writers to `teams`; on SQLite the
+database write lock), so the "before" ranks we compare against cannot change
+under us. Needs SQLite >= 3.33 (UPDATE ... FROM) or PostgreSQL.
 
 The events are inserted with one Core executemany rather than `emit()` per
 team (which would flush thousands of ORM objects in batches); they are plain
 outbox rows all the same, relayed by the outbox sweep.
 """
 from __future__ import annotations
+
+import sqlite3
 
 from sqlalchemy import insert, text
 
@@ -114,6 +116,17 @@ WHERE teams.id = st.id
 """
 
 
+# Taken first, so the "before" ranks read next cannot change under us.
+# PostgreSQL: SHARE ROW EXCLUSIVE lets readers through but conflicts with itself
+# and with every writer of `teams`. SQLite: Python's sqlite3 opens its implicit
+# transaction only at the first write statement, so a no-op UPDATE opens it and
+# takes the database write lock before the SELECT.
+_LOCK_SQL = {
+    "postgresql": "LOCK TABLE teams IN SHARE ROW EXCLUSIVE MODE",
+    "sqlite": "UPDATE teams SET rank = rank WHERE 1 = 0",
+}
+
+
 def recompute_team_rankings(tournament_id: int | None = None) -> dict:
     """Recompute totals and ranks (see the module docstring for the rules).
 
@@ -133,9 +146,12 @@ def recompute_team_rankings(tournament_id: int | None = None) -> dict:
         scope, params = _TOURNAMENT_TEAMS, {"tournament_id": tournament_id}
     standings = _STANDINGS_SQL.format(scope=scope)
 
+    dialect = db.session.get_bind().dialect.name
+    if dialect == "sqlite" and sqlite3.sqlite_version_info < (3, 33):
+        raise RuntimeError(f"ranking recompute needs SQLite 3.33 or newer (UPDATE ... FROM); "
+                           f"this Python has {sqlite3.sqlite_version}")
     try:
-        if db.session.get_bind().dialect.name == "postgresql":
-            db.session.execute(text("LOCK TABLE teams IN SHARE ROW EXCLUSIVE MODE"))
+        db.session.execute(text(_LOCK_SQL[dialect]))
         moved = db.session.execute(text(_MOVED_SQL.format(standings=standings)), params).all()
         updated_count = db.session.execute(text(_UPDATE_SQL.format(standings=standings)), params).rowcount
         if moved:

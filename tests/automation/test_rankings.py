@@ -67,6 +67,20 @@ def test_second_run_changes_nothing_and_emits_nothing(app, count_queries):
         assert row_counts() == counts  # no new ranking_changed events
 
 
+def test_teams_are_locked_before_the_current_ranks_are_read(app, count_queries):
+    with app.app_context():
+        add_teams(2)
+        dialect = db.engine.dialect.name
+        with count_queries() as counted:
+            recompute_team_rankings()
+    first, second = counted.statements[0], counted.statements[1]
+    if dialect == "postgresql":
+        assert first == "LOCK TABLE teams IN SHARE ROW EXCLUSIVE MODE"
+    else:  # opens sqlite3's write transaction (and so takes the write lock)
+        assert first.startswith("UPDATE teams")
+    assert second.lstrip().startswith("SELECT st.id, t.rank AS old_rank")
+
+
 def test_ranking_changed_only_for_teams_whose_rank_moved(app):
     with app.app_context():
         a, b, c, d = add_teams(4)
