@@ -2,4 +2,6 @@
 
 
 def init_app(app):
-    pass
+    from . import cli
+
+    cli.init_app(app)

@@ -1,0 +1,169 @@
+"""Team rankings: points, wins, losses and rank, recomputed from completed matches.
+
+Rules
+-----
+* Points: a win is worth 3, a draw 1, a loss 0. A completed match with no
+  winner (`winner_id` NULL) is a draw. Only matches with status "completed" count.
+* Rank: every team gets a distinct position, 1 = best. Order: points (high
+  first), then wins (more first), then losses (fewer first), then team id
+  (older team first) so ties always resolve the same way.
+* Scope: `recompute_team_rankings()` recomputes every team's totals from all
+  completed matches. `recompute_team_rankings(tournament_id)` recomputes the
+  totals of the teams taking part in that tournament (registered, or playing a
+  match in it) — from ALL their completed matches, not only that tournament's,
+  so a team's totals are always the same whichever run computed them. Ranks are
+  positions among all teams, so they are always recomputed for everybody.
+* `ranking_changed` events go only to teams whose rank moved from one position
+  to another; a team's first rank (rank was NULL) is not a move.
+
+How (and why this way)
+----------------------
+Set-based SQL, so the number of statements does not grow with the number of
+teams: one SELECT finds the teams whose rank moves (old and new rank side by
+side), one UPDATE ... FROM (a window-function subquery) writes the new values —
+only rows whose values differ, so a second run in a row updates nothing and
+emits nothing — and one executemany INSERT writes the events. All of it is one
+transaction that first locks the teams against other writers (on PostgreSQL
+LOCK TABLE in SHARE ROW EXCLUSIVE mode, which lets readers through but
+serialises concurrent recomputes and other writers to `teams`; on SQLite the
+database write lock), so the "before" ranks we compare against cannot change
+under us. Needs SQLite >= 3.33 (UPDATE ... FROM) or PostgreSQL.
+
+The events are inserted with one Core executemany rather than `emit()` per
+team (which would flush thousands of ORM objects in batches); they are plain
+outbox rows all the same, relayed by the outbox sweep.
+"""
+from __future__ import annotations
+
+import sqlite3
+
+from sqlalchemy import insert, text
+
+from ..economy.dedup import generate_dedup_key
+from ..errors import NotFound
+from ..extensions import db
+from ..outbox.models import OutboxEvent
+from ..timeutil import utcnow
+from .models import Tournament
+
+POINTS_FOR_WIN = 3
+POINTS_FOR_DRAW = 1
+POINTS_FOR_LOSS = 0
+
+# Teams whose totals this run recomputes: all of them, or one tournament's.
+_ALL_TEAMS = "SELECT id AS team_id FROM teams"
+_TOURNAMENT_TEAMS = """
+    SELECT team_id FROM registrations WHERE tournament_id = :tournament_id
+    UNION SELECT team_a_id FROM matches WHERE tournament_id = :tournament_id
+    UNION SELECT team_b_id FROM matches WHERE tournament_id = :tournament_id
+"""
+
+# The standings query: every team's new points, wins, losses and rank. Teams outside the
+# scope keep their stored totals but are still ranked among everybody.
+_STANDINGS_SQL = f"""
+WITH scope AS ({{scope}}),
+sides AS (
+    SELECT team_a_id AS team_id, winner_id FROM matches WHERE status = 'completed'
+    UNION ALL
+    SELECT team_b_id AS team_id, winner_id FROM matches WHERE status = 'completed'
+),
+totals AS (
+    SELECT team_id,
+           SUM(CASE WHEN winner_id = team_id THEN 1 ELSE 0 END) AS wins,
+           SUM(CASE WHEN winner_id IS NULL THEN 1 ELSE 0 END) AS draws,
+           SUM(CASE WHEN winner_id IS NOT NULL AND winner_id <> team_id THEN 1 ELSE 0 END) AS losses
+    FROM sides
+    WHERE team_id IN (SELECT team_id FROM scope)
+    GROUP BY team_id
+),
+new_totals AS (
+    SELECT t.id,
+           CASE WHEN s.team_id IS NULL THEN t.points
+                ELSE COALESCE(x.wins, 0) * {int(POINTS_FOR_WIN)} + COALESCE(x.draws, 0) * {int(POINTS_FOR_DRAW)}
+                     + COALESCE(x.losses, 0) * {int(POINTS_FOR_LOSS)} END AS points,
+           CASE WHEN s.team_id IS NULL THEN t.wins ELSE COALESCE(x.wins, 0) END AS wins,
+           CASE WHEN s.team_id IS NULL THEN t.losses ELSE COALESCE(x.losses, 0) END AS losses
+    FROM teams t
+    LEFT JOIN scope s ON s.team_id = t.id
+    LEFT JOIN totals x ON x.team_id = t.id
+),
+standings AS (
+    SELECT id, points, wins, losses,
+           ROW_NUMBER() OVER (ORDER BY points DESC, wins DESC, losses ASC, id ASC) AS new_rank
+    FROM new_totals
+)
+SELECT id, points, wins, losses, new_rank FROM standings
+"""
+
+_MOVED_SQL = """
+SELECT st.id, t.rank AS old_rank, st.new_rank
+FROM ({standings}) AS st JOIN teams t ON t.id = st.id
+WHERE t.rank IS NOT NULL AND t.rank <> st.new_rank
+ORDER BY st.new_rank
+"""
+
+# Only rows whose values differ are written: a second run updates nothing.
+# The standings are a subquery, not a WITH prefix on the UPDATE: Python's sqlite3
+# only opens its implicit transaction (and reports rowcount) for statements that
+# start with UPDATE/INSERT/DELETE.
+_UPDATE_SQL = """
+UPDATE teams
+SET points = st.points, wins = st.wins, losses = st.losses, rank = st.new_rank
+FROM ({standings}) AS st
+WHERE teams.id = st.id
+  AND (teams.points <> st.points OR teams.wins <> st.wins OR teams.losses <> st.losses
+       OR teams.rank IS NULL OR teams.rank <> st.new_rank)
+"""
+
+
+# Taken first, so the "before" ranks read next cannot change under us.
+# PostgreSQL: SHARE ROW EXCLUSIVE lets readers through but conflicts with itself
+# and with every writer of `teams`. SQLite: Python's sqlite3 opens its implicit
+# transaction only at the first write statement, so a no-op UPDATE opens it and
+# takes the database write lock before the SELECT.
+_LOCK_SQL = {
+    "postgresql": "LOCK TABLE teams IN SHARE ROW EXCLUSIVE MODE",
+    "sqlite": "UPDATE teams SET rank = rank WHERE 1 = 0",
+}
+
+
+def recompute_team_rankings(tournament_id: int | None = None) -> dict:
+    """Recompute totals and ranks (see the module docstring for the rules).
+
+    Returns {status: "ok", updated_count, moved_count, tournament_id, dedup_key}:
+    `updated_count` is the number of team rows changed, `moved_count` the number
+    of ranking_changed events written. The dedup key names this run's arguments
+    for logs and job results; it is not stored, since recomputing is naturally
+    idempotent and is meant to run again every day.
+    """
+    dedup_key = generate_dedup_key("recompute_team_rankings", tournament_id=tournament_id)
+    params = {}
+    if tournament_id is None:
+        scope = _ALL_TEAMS
+    else:
+        if db.session.get(Tournament, tournament_id) is None:
+            raise NotFound(f"tournament {tournament_id} does not exist")
+        scope, params = _TOURNAMENT_TEAMS, {"tournament_id": tournament_id}
+    standings = _STANDINGS_SQL.format(scope=scope)
+
+    dialect = db.session.get_bind().dialect.name
+    if dialect == "sqlite" and sqlite3.sqlite_version_info < (3, 33):
+        raise RuntimeError(f"ranking recompute needs SQLite 3.33 or newer (UPDATE ... FROM); "
+                           f"this Python has {sqlite3.sqlite_version}")
+    try:
+        db.session.execute(text(_LOCK_SQL[dialect]))
+        moved = db.session.execute(text(_MOVED_SQL.format(standings=standings)), params).all()
+        updated_count = db.session.execute(text(_UPDATE_SQL.format(standings=standings)), params).rowcount
+        if moved:
+            now = utcnow()
+            db.session.execute(insert(OutboxEvent.__table__), [
+                {"type": "ranking_changed", "created_at": now,
+                 "payload": {"team_id": team_id, "old_rank": old_rank, "new_rank": new_rank}}
+                for team_id, old_rank, new_rank in moved
+            ])
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        raise
+    return {"status": "ok", "updated_count": updated_count, "moved_count": len(moved),
+            "tournament_id": tournament_id, "dedup_key": dedup_key}
