@@ -16,13 +16,19 @@ class ProgressBar:
         self.label, self.bar, self.done = label, None, 0
 
     def __call__(self, done, total):
+        if total is None:  # unknown length: a running count on stderr
+            click.echo(f"\r{self.label}: {done}", nl=False, err=True)
+            self.done = done
+            return
         if self.bar is None:
-            self.bar = click.progressbar(length=total, label=self.label, file=click.get_text_stream("stderr"))
+            self.bar = click.progressbar(length=total, label=self.label)
             self.bar.__enter__()
         self.bar.update(done - self.done)
         self.done = done
 
     def close(self):
+        if self.bar is None and self.done:
+            click.echo("", err=True)
         if self.bar is not None:
             self.bar.__exit__(None, None, None)
 
