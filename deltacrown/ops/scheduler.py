@@ -8,9 +8,9 @@
    calls `time.tzset()` before anything is scheduled: "0 8 * * *" means 08:00
    in that zone, DST included. Run nothing else in this process.
 2. Reconcile. Every entry of `ops.schedule.RECURRING_JOBS` is registered under
-   the fixed id `recurring:<name>`: an unchanged entry is kept (with its next
+   the fixed id `recurring-<name>`: an unchanged entry is kept (with its next
    run time), a changed one is replaced, a missing one added, and any
-   `recurring:*` id no longer in the table is removed. Restarting, or starting
+   `recurring-*` id no longer in the table is removed. Restarting, or starting
    two schedulers, never adds a copy.
 3. Loop. `Scheduler.run()` moves due jobs to their queue every SCHEDULER_INTERVAL
    seconds under rq-scheduler's Redis lock (SET NX), so two scheduler processes
@@ -51,7 +51,7 @@ from .schedule import JOBS_BY_NAME, RECURRING_JOBS, JobSpec, scheduler_job_id
 
 log = logging.getLogger(__name__)
 
-RECURRING_PREFIX = "recurring:"
+RECURRING_PREFIX = "recurring-"
 TRIGGER_FUNC = "deltacrown.ops.scheduler.run_recurring"
 LAST_RUN_KEY = "deltacrown:jobs:last_run"  # hash: job name -> JSON of its latest run
 TRIGGER_TIMEOUT = 60
@@ -75,6 +75,10 @@ def silence_utcnow_deprecation() -> None:
     # warning and only when it comes from rq_scheduler's own modules.
     warnings.filterwarnings("ignore", message=r"datetime\.datetime\.utc(now|fromtimestamp)\(\) is deprecated",
                             category=DeprecationWarning, module=r"rq_scheduler(\.|$)")
+    # ... and crontab warns that a future version will read naive times as UTC; rq-scheduler
+    # relies on the current behaviour (local time), which is what TZ above sets.
+    warnings.filterwarnings("ignore", message=r"Version 0\.22\.0\+ of crontab", category=FutureWarning,
+                            module=r"rq_scheduler(\.|$)")
 
 
 def make_scheduler(app, name: str | None = None, interval: int | None = None):
@@ -94,7 +98,7 @@ def _registered(job) -> dict:
 
 
 def reconcile(scheduler, specs=RECURRING_JOBS) -> dict:
-    """Make the scheduler's `recurring:*` jobs exactly `specs`. Returns the ids added/replaced/removed/kept."""
+    """Make the scheduler's `recurring-*` jobs exactly `specs`. Returns the ids added/replaced/removed/kept."""
     connection = scheduler.connection
     wanted = {scheduler_job_id(s): s for s in specs}
     registered = [m.decode() for m in connection.zrange(scheduler.scheduled_jobs_key, 0, -1)]
