@@ -71,10 +71,12 @@ def list_jobs():
 def run_job(args, name):
     """Start a job now; 404 for an unknown name, 422 for arguments it does not take."""
     require_admin()
-    if name not in scheduler.JOBS_BY_NAME:
+    spec = scheduler.JOBS_BY_NAME.get(name)
+    if spec is None:
         from ..errors import NotFound
 
-        raise NotFound(f"no job named {name!r}")
+        raise NotFound(f"no job named {name!r}; known: {', '.join(sorted(scheduler.JOBS_BY_NAME))}")
+    args = scheduler.validate_job_args(spec, args)  # 422 before 404: wrong names are the first problem
     if args.get("tournament_id") is not None:
         from ..tournaments.models import Tournament
 

@@ -178,7 +178,10 @@ def validate_job_args(spec: JobSpec, args: dict | None) -> dict:
     if unknown:
         raise InvalidInput(f"{spec.name} takes no argument {', '.join(unknown)}",
                            fields={k: f"not an argument of {spec.name}" for k in unknown})
-    params = inspect.signature(job_function(spec)).parameters
+    try:
+        params = inspect.signature(job_function(spec)).parameters
+    except JobUnavailable:
+        params = {}  # judged when it is started (503); names and values can still be checked
     missing = [a for a in spec.args if a not in args and a in params
                and params[a].default is inspect.Parameter.empty]
     if missing:
