@@ -188,7 +188,7 @@ def validate_job_args(spec: JobSpec, args: dict | None) -> dict:
         raise InvalidInput(f"{spec.name} needs {', '.join(missing)}", fields={k: "required" for k in missing})
     fields = {}
     for key, value in args.items():
-        if value is None and key in params and params[key].default is None:
+        if value is None and (not params or (key in params and params[key].default is None)):
             continue
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             fields[key] = "must be a whole number of at least 1"

@@ -211,6 +211,7 @@ def test_job_on_a_real_worker_and_the_cli(app, users, smtp_inbox, run_jobs, runn
     job.refresh()
     assert job.get_status() == "finished"
     assert job.return_value()["sent"] == 1 and job.return_value()["skipped"] == 1
+    assert job.meta["progress"] == {"done": 2, "total": 2}
     assert [m["To"] for m in smtp_inbox.messages] == ["alice@example.com"]
     result = runner.invoke(args=["send-digests"])
     assert result.exit_code == 0, result.output

@@ -184,3 +184,33 @@ def test_a_scheduler_waits_while_another_holds_the_lock(app, redis_url, tmp_path
     assert b.returncode == 0, out.decode()
     enqueued = sorted(m.decode() for m in connection.lrange("rq:queue:scheduled", 0, -1))
     assert enqueued == sorted(scheduler_job_id(s) for s in RECURRING_JOBS)
+
+
+def test_worker_and_scheduler_processes_end_to_end(app, redis_url, database_url, tmp_path, local_tz, redis_only):
+    """`python worker.py --scheduler` enqueues due jobs; `python worker.py` runs them (JSON, app context)."""
+    use_scheduler_timezone("UTC")
+    with app.app_context():
+        connection = get_redis()
+        reconcile(make_scheduler(app), OWN)  # as a previous scheduler run left them
+        connection.zadd(SET, {scheduler_job_id(s): time.time() - 5 for s in OWN})  # and now they are due
+    env = {**scheduler_env(redis_url, tmp_path), "DATABASE_URL": database_url}
+    worker = subprocess.Popen([sys.executable, "worker.py"], env=env, cwd=ROOT,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    scheduler = subprocess.Popen([sys.executable, "worker.py", "--scheduler"], env=env, cwd=ROOT,
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        runs = {}
+        while time.monotonic() < deadline:
+            runs = {k.decode(): json.loads(v) for k, v in connection.hgetall(LAST_RUN_KEY).items()}
+            if all(runs.get(s.name, {}).get("status") == "finished" for s in OWN):
+                break
+            time.sleep(0.2)
+        assert {n: r["status"] for n, r in runs.items()} == {s.name: "finished" for s in OWN}
+    finally:
+        for proc in (scheduler, worker):
+            proc.terminate()
+        outputs = [proc.communicate(timeout=30)[0].decode() for proc in (scheduler, worker)]
+    # The restart did not duplicate anything, and the full table is registered.
+    assert scheduled_ids(connection) == sorted(scheduler_job_id(s) for s in RECURRING_JOBS), outputs
+    assert "Warning" not in outputs[0], outputs[0]
