@@ -213,7 +213,17 @@ def start_job(name: str, args: dict | None = None, trigger: str = "manual"):
 
 def run_recurring(name: str) -> str:
     """The scheduler's trigger job: start the recurring job `name`; returns the real job's id."""
-    return start_job(name, trigger="schedule").id
+    try:
+        return start_job(name, trigger="schedule").id
+    except Exception as exc:  # e.g. the job's module is missing: show it on the dashboard too
+        from rq import get_current_job
+
+        trigger = get_current_job()
+        _record(get_redis(), name, {"job_id": trigger.id if trigger else None, "status": "failed",
+                                    "trigger": "schedule", "enqueued_at": None,
+                                    "ended_at": _iso(datetime.now(timezone.utc)),
+                                    "error": f"{type(exc).__name__}: {exc}"[:500]})
+        raise
 
 
 def _iso(dt: datetime | None) -> str | None:

@@ -252,3 +252,16 @@ def test_cleanup_deletes_old_read_notifications_in_batches(app, users, run_jobs,
     run_jobs()
     job.refresh()
     assert job.get_status() == "finished" and job.return_value()["deleted"] == 0
+
+
+def test_users_without_a_preference_row_get_the_defaults_in_their_own_zone(app, users, smtp_inbox):
+    uid = users.create("kenji", timezone="Asia/Tokyo")
+    with app.app_context():
+        db.session.execute(NotificationPreference.__table__.delete())
+        db.session.commit()
+    add_notification(app, uid, datetime(2026, 3, 4, 3, 0, tzinfo=UTC), "yesterday in Tokyo")
+    with app.app_context():
+        before = send_daily_digest(now=datetime(2026, 3, 4, 22, 59, tzinfo=UTC))  # 07:59 JST
+        at = send_daily_digest(now=datetime(2026, 3, 4, 23, 0, tzinfo=UTC))  # 08:00 JST
+    assert (before["not_due"], before["sent"], at["sent"]) == (1, 0, 1)
+    assert [m["To"] for m in smtp_inbox.messages] == ["kenji@example.com"]

@@ -120,6 +120,30 @@ def test_scheduler_stores_json_jobs_that_a_real_worker_runs(app, run_jobs, local
         assert get_queue("scheduled").fetch_job("recurring-send-digests").get_status() == "finished"
 
 
+def test_a_trigger_whose_job_is_missing_is_reported_failed(app, run_jobs, local_tz):
+    use_scheduler_timezone("UTC")
+    missing = JobSpec("process-promotions", "deltacrown.teams.jobs.no_such_function", "d", cron="0 * * * *")
+    with app.app_context():
+        connection = get_redis()
+        scheduler = make_scheduler(app)
+        reconcile(scheduler, [missing])
+        connection.zadd(SET, {"recurring-process-promotions": time.time() - 1})
+        scheduler.enqueue_jobs()
+    import deltacrown.ops.scheduler as ops_scheduler
+
+    table = dict(ops_scheduler.JOBS_BY_NAME)
+    ops_scheduler.JOBS_BY_NAME["process-promotions"] = missing
+    try:
+        run_jobs()
+    finally:
+        ops_scheduler.JOBS_BY_NAME.update(table)
+    run = json.loads(connection.hget(LAST_RUN_KEY, "process-promotions"))
+    assert run["status"] == "failed" and "not available" in run["error"]
+    assert run["job_id"] == "recurring-process-promotions"
+    assert connection.exists("rq:job:recurring-process-promotions")  # a failed trigger stays scheduled
+    assert connection.zscore(SET, "recurring-process-promotions") > time.time()
+
+
 SCHEDULER_SCRIPT = """
 import sys
 from deltacrown import create_app
