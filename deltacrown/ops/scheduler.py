@@ -46,7 +46,7 @@ from rq import Callback
 from rq.exceptions import NoSuchJobError
 
 from ..errors import InvalidInput, NotFound, ServiceError
-from ..queue import QUEUE_SCHEDULED, AppJob, fetch_job, get_queue, get_redis
+from ..queue import QUEUE_SCHEDULED, AppJob, fetch_job, get_redis
 from .schedule import JOBS_BY_NAME, RECURRING_JOBS, JobSpec, scheduler_job_id
 
 log = logging.getLogger(__name__)

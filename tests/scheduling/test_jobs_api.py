@@ -1,7 +1,6 @@
 """Jobs API (admin): list, run now, follow a run through a real worker."""
 from __future__ import annotations
 
-import time
 
 from rq_scheduler import Scheduler
 

@@ -15,7 +15,6 @@ from zoneinfo import ZoneInfo
 import pytest
 from rq_scheduler import Scheduler
 
-from deltacrown.extensions import db
 from deltacrown.ops.schedule import JOBS_BY_NAME, RECURRING_JOBS, JobSpec, scheduler_job_id
 from deltacrown.ops.scheduler import (LAST_RUN_KEY, make_scheduler, reconcile, silence_utcnow_deprecation,
                                       use_scheduler_timezone)
