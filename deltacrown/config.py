@@ -75,6 +75,19 @@ def check_redis_url(url: str, name: str = "REDIS_URL") -> str:
     return url
 
 
+def _int_list(env, name, default):
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return list(default)
+    try:
+        values = [int(part) for part in raw.split(",")]
+    except ValueError:
+        raise ConfigError(f"{name}: expected comma-separated whole seconds like 10,30,60, got {raw!r}") from None
+    if any(v < 0 for v in values):
+        raise ConfigError(f"{name}: seconds must not be negative, got {raw!r}")
+    return values
+
+
 def check_http_url(url: str, name: str) -> str:
     parsed = urlparse(url)
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
@@ -111,11 +124,17 @@ def load_config(env=None) -> dict:
         "MAIL_DEFAULT_SENDER": env.get("MAIL_DEFAULT_SENDER") or "DeltaCrown <noreply@deltacrown.local>",
         "MAIL_SUPPRESS_SEND": _bool(env, "MAIL_SUPPRESS_SEND", False),
         "UNSUBSCRIBE_MAILTO": env.get("UNSUBSCRIBE_MAILTO") or "unsubscribe@deltacrown.local",
+        "UNSUBSCRIBE_TOKEN_MAX_AGE_DAYS": _int(env, "UNSUBSCRIBE_TOKEN_MAX_AGE_DAYS", 180, minimum=1),
+        "MAIL_TIMEOUT_SECONDS": _int(env, "MAIL_TIMEOUT_SECONDS", 10, minimum=1),
         # Discord
         "DISCORD_API_BASE": check_http_url(env.get("DISCORD_API_BASE") or "https://discord.com/api", "DISCORD_API_BASE"),
         "DISCORD_WEBHOOK_URL": env.get("DISCORD_WEBHOOK_URL") or None,
         "DISCORD_MAX_REQUESTS_PER_SECOND": _int(env, "DISCORD_MAX_REQUESTS_PER_SECOND", 5, minimum=1),
         "DISCORD_TIMEOUT_SECONDS": _int(env, "DISCORD_TIMEOUT_SECONDS", 5, minimum=1),
+        # A rate-limit wait longer than this is left to the job's next retry instead of sleeping.
+        "DISCORD_MAX_INLINE_WAIT_SECONDS": _int(env, "DISCORD_MAX_INLINE_WAIT_SECONDS", 30, minimum=0),
+        # send_delivery retries (seconds between tries) for timeouts, 5xx, 429, temporary SMTP errors.
+        "DELIVERY_RETRY_INTERVALS": _int_list(env, "DELIVERY_RETRY_INTERVALS", (10, 30, 60, 120, 300)),
         # Jobs
         "SCHEDULER_TIMEZONE": check_timezone(env.get("SCHEDULER_TIMEZONE") or "UTC", "SCHEDULER_TIMEZONE"),
         "RQ_JOB_TIMEOUT": _int(env, "RQ_JOB_TIMEOUT", 30 * 60, minimum=1),

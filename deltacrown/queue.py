@@ -95,7 +95,9 @@ def background_job(queue: str = QUEUE_DEFAULT, timeout: int | None = None, resul
 
     def decorate(fn):
         @functools.wraps(fn)
-        def enqueue(*args, job_id: str | None = None, meta: dict | None = None, **kwargs):
+        def enqueue(*args, job_id: str | None = None, meta: dict | None = None, on_success=None, on_failure=None,
+                    **kwargs):
+            # on_success / on_failure: rq.Callback(s) run by the worker (ops records job runs with them).
             cfg = current_app.config
             return get_queue(queue).enqueue_call(
                 fn,
@@ -107,6 +109,8 @@ def background_job(queue: str = QUEUE_DEFAULT, timeout: int | None = None, resul
                 retry=Retry(max=len(retry_intervals), interval=list(retry_intervals)) if retry_intervals else None,
                 job_id=job_id,
                 meta=meta,
+                on_success=on_success,
+                on_failure=on_failure,
             )
 
         fn.enqueue = enqueue

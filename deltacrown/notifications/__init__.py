@@ -2,4 +2,6 @@
 
 
 def init_app(app):
-    pass
+    from . import cli as digest_cli  # scheduling part: digest and cleanup commands
+
+    digest_cli.init_app(app)

@@ -2,4 +2,7 @@
 
 
 def init_app(app):
-    pass
+    from ..api import register_blueprint
+    from . import api as jobs_api  # scheduling part: the jobs API
+
+    register_blueprint(app, jobs_api.bp)

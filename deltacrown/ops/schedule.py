@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True)
 class JobSpec:
-    name: str  # stable: the API name and, as "recurring:<name>", the scheduler id
+    name: str  # stable: the API name and, as "recurring-<name>", the scheduler id
     func: str  # dotted path of the @background_job function
     description: str
     cron: str | None = None  # None: run on demand only
@@ -47,4 +47,5 @@ JOBS_BY_NAME = {j.name: j for j in RUNNABLE_JOBS}
 
 
 def scheduler_job_id(spec: JobSpec) -> str:
-    return f"recurring:{spec.name}"
+    # rq 3 accepts only letters, digits, "_" and "-" in job ids (no ":").
+    return f"recurring-{spec.name}"

@@ -2,4 +2,6 @@
 
 
 def init_app(app):
-    pass
+    from . import cli as lifecycle_cli  # scheduling part: lifecycle commands
+
+    lifecycle_cli.init_app(app)

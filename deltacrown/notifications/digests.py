@@ -1,0 +1,280 @@
+"""The daily digest and the cleanup of old notifications.
+
+Daily digest (`send_daily_digest`, run hourly by the scheduler):
+
+- Who: every user whose digest is enabled. A user without a preference row has
+  the defaults of `NotificationPreference.get_or_create_for_user`: enabled,
+  08:00, in their account's time zone (User.timezone). An unknown zone name
+  falls back to UTC.
+- When: once their local clock has reached `digest_time` on local date D, and
+  no digest row for (user, D) exists yet. With the defaults (08:00, UTC) the
+  hourly run sends at 08:00 UTC and finds nothing to do in the other 23 runs,
+  i.e. it behaves like a daily 08:00 job.
+- What: the user's unread notifications created during local day D-1, grouped
+  by type, in one email. Users with nothing unread get no email and no row
+  (that answer cannot change later in the day: only reading lowers it).
+- Exactly once: a NotificationDigest row, unique per (user, digest_date), is
+  inserted and committed as a claim *before* the email goes out; whichever
+  run inserts it sends, any other run sees the row and skips. After the send
+  the row is marked is_sent/sent_at (with its items) and committed at once.
+  A worker that dies between claim and mark leaves an unsent row; for an
+  unsent row `created_at` is the time of the current claim, and a later run
+  re-claims a row older than DIGEST_CLAIM_TIMEOUT (the RQ job timeout: no live
+  run holds a claim longer) with a compare-and-set UPDATE, then sends. The
+  only window for a duplicate is a crash after the SMTP send and before the
+  mark commit, which no SMTP protocol can close.
+- Cost: users are read in id-ordered chunks of DIGEST_CHUNK_SIZE; per chunk
+  6 statements, plus 2 per digest sent (mark + items), whatever the chunk holds.
+"""
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from flask import current_app
+from sqlalchemy import and_, delete, func, insert, or_, select, update
+
+from ..accounts.models import User
+from ..errors import InvalidInput
+from ..extensions import db
+from ..queue import report_progress
+from ..timeutil import utcnow
+from .models import (DEFAULT_DIGEST_TIME, Delivery, Notification, NotificationDigest, NotificationPreference,
+                     notification_digest_items)
+from .types import NOTIFICATION_TYPES
+
+log = logging.getLogger(__name__)
+
+DIGEST_CHUNK_SIZE = 200
+CLEANUP_BATCH_SIZE = 1000
+
+
+def _zone(name: str | None) -> ZoneInfo:
+    try:
+        return ZoneInfo(name or "UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        log.warning("unknown time zone %r in preferences; using UTC", name)
+        return ZoneInfo("UTC")
+
+
+def digest_due(now: datetime, zone_name: str | None, digest_time: time | None) -> date | None:
+    """The local date whose digest is due at `now` (UTC), or None before the local digest time."""
+    local_now = now.astimezone(_zone(zone_name))
+    if local_now.time().replace(tzinfo=None) < (digest_time or DEFAULT_DIGEST_TIME):
+        return None
+    return local_now.date()
+
+
+def previous_local_day(digest_date: date, zone_name: str | None) -> tuple[datetime, datetime]:
+    """[start, end) in UTC of the local day before `digest_date` (23 or 25 hours around DST)."""
+    zone = _zone(zone_name)
+    end = datetime.combine(digest_date, time(0), tzinfo=zone)
+    start = datetime.combine(digest_date - timedelta(days=1), time(0), tzinfo=zone)
+    return start.astimezone(ZoneInfo("UTC")), end.astimezone(ZoneInfo("UTC"))
+
+
+def group_by_type(notifications) -> dict[str, list]:
+    """{type: [notification, ...]} in registry order, each group oldest first."""
+    groups: dict[str, list] = defaultdict(list)
+    for n in sorted(notifications, key=lambda n: (n.created_at, n.id)):
+        groups[n.type].append(n)
+    return {t: groups[t] for t in NOTIFICATION_TYPES if t in groups}
+
+
+def _default_sender(user, digest_date, notifications):
+    from ..channels.email import send_digest_email
+
+    return send_digest_email(user, digest_date, notifications)
+
+
+def _claim_timeout() -> timedelta:
+    return timedelta(seconds=current_app.config.get("DIGEST_CLAIM_TIMEOUT", current_app.config["RQ_JOB_TIMEOUT"]))
+
+
+def _insert_claims(rows: list[dict]) -> list[tuple[int, int]]:
+    """INSERT the claim rows, skipping (user, date) pairs that exist; returns [(digest id, user id)] inserted."""
+    if not rows:
+        return []
+    dialect = db.engine.dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    stmt = (dialect_insert(NotificationDigest).values(rows)
+            .on_conflict_do_nothing(index_elements=["user_id", "digest_date"])
+            .returning(NotificationDigest.id, NotificationDigest.user_id))
+    return [tuple(r) for r in db.session.execute(stmt)]
+
+
+def send_daily_digest(now: datetime | None = None, send_email=None, chunk_size: int = DIGEST_CHUNK_SIZE,
+                      on_progress=None) -> dict:
+    """Send each due user's daily digest once. Returns counts.
+
+    `sent`: emails sent; `skipped`: due users with nothing unread;
+    `already_sent`: due users whose digest for that date exists (or is being sent
+    by another run right now); `not_due`: before their local digest time;
+    `retried`: stale claims re-claimed; `failed`: send errors (their claim stays
+    unsent and is retried after DIGEST_CLAIM_TIMEOUT).
+    """
+    now = now or utcnow()
+    send_email = send_email or _default_sender
+    stale_before = now - _claim_timeout()
+    counts = {"sent": 0, "skipped": 0, "already_sent": 0, "not_due": 0, "retried": 0, "failed": 0}
+
+    Pref = NotificationPreference
+    enabled = or_(Pref.id.is_(None), Pref.enable_daily_digest.is_(True))
+    total = db.session.scalar(select(func.count(User.id)).outerjoin(Pref, Pref.user_id == User.id).where(enabled))
+    done = 0
+    last_id = 0
+    while True:
+        # 1: the next chunk of users with the digest enabled, with their settings.
+        chunk = db.session.execute(
+            select(User.id, User.timezone, Pref.timezone, Pref.digest_time)
+            .outerjoin(Pref, Pref.user_id == User.id)
+            .where(enabled, User.id > last_id)
+            .order_by(User.id).limit(chunk_size)
+        ).all()
+        if not chunk:
+            break
+        last_id = chunk[-1][0]
+        due: dict[int, tuple[date, str]] = {}
+        for user_id, user_tz, pref_tz, digest_time in chunk:
+            zone_name = pref_tz or user_tz
+            digest_date = digest_due(now, zone_name, digest_time)
+            if digest_date is None:
+                counts["not_due"] += 1
+            else:
+                due[user_id] = (digest_date, zone_name)
+        if due:
+            counts_chunk = _send_chunk(now, due, stale_before, send_email)
+            for key, value in counts_chunk.items():
+                counts[key] += value
+        db.session.commit()  # end the read transaction of this chunk
+        done += len(chunk)
+        report_progress(done, total)
+        if on_progress:
+            on_progress(done, total)
+    return counts
+
+
+def _send_chunk(now, due: dict[int, tuple[date, str]], stale_before, send_email) -> dict:
+    counts = {"sent": 0, "skipped": 0, "already_sent": 0, "retried": 0, "failed": 0}
+    user_ids = list(due)
+    # 2: digests that exist for these users' due dates.
+    existing = {}
+    for d in db.session.execute(
+        select(NotificationDigest.id, NotificationDigest.user_id, NotificationDigest.digest_date,
+               NotificationDigest.is_sent, NotificationDigest.created_at)
+        .where(NotificationDigest.user_id.in_(user_ids),
+               NotificationDigest.digest_date >= min(d for d, _ in due.values()))
+    ):
+        if due[d.user_id][0] == d.digest_date:
+            existing[d.user_id] = d
+    # 3: the unread notifications of these users' previous local days.
+    windows = {uid: previous_local_day(d, zone) for uid, (d, zone) in due.items()}
+    lo = min(start for start, _ in windows.values())
+    hi = max(end for _, end in windows.values())
+    unread: dict[int, list[Notification]] = defaultdict(list)
+    for n in db.session.scalars(
+        select(Notification).where(Notification.user_id.in_(user_ids), Notification.is_read.is_(False),
+                                   Notification.created_at >= lo, Notification.created_at < hi)
+    ):
+        start, end = windows[n.user_id]
+        if start <= n.created_at < end:
+            unread[n.user_id].append(n)
+
+    fresh, stale = [], []
+    for uid in user_ids:
+        row = existing.get(uid)
+        if not unread.get(uid):
+            if row is None or row.is_sent:
+                counts["skipped" if row is None else "already_sent"] += 1
+                continue
+            # An unsent claim whose notifications were all read since: nothing to send.
+        if row is None:
+            fresh.append(uid)
+        elif row.is_sent or row.created_at >= stale_before:
+            counts["already_sent"] += 1
+        else:
+            stale.append(row)
+    # 4: claim the fresh ones (the unique constraint decides between racing runs).
+    claimed = dict((uid, did) for did, uid in _insert_claims(
+        [{"user_id": uid, "digest_date": due[uid][0], "is_sent": False, "created_at": now} for uid in fresh]))
+    counts["already_sent"] += len(fresh) - len(claimed)
+    # 5: re-claim stale unsent claims (compare-and-set on the claim time).
+    if stale:
+        reclaimed = db.session.execute(
+            update(NotificationDigest)
+            .where(or_(*[and_(NotificationDigest.id == r.id, NotificationDigest.created_at == r.created_at)
+                         for r in stale]), NotificationDigest.is_sent.is_(False))
+            .values(created_at=now)
+            .returning(NotificationDigest.id, NotificationDigest.user_id)
+            .execution_options(synchronize_session=False)
+        ).all()
+        counts["already_sent"] += len(stale) - len(reclaimed)
+        counts["retried"] += len(reclaimed)
+        claimed.update((uid, did) for did, uid in reclaimed)
+    db.session.commit()  # the claims are visible to every other run from here on
+    if not claimed:
+        return counts
+
+    # 6: the users we send to.
+    people = {u.id: u for u in db.session.scalars(select(User).where(User.id.in_(list(claimed))))}
+    for uid, digest_id in claimed.items():
+        notifications = unread.get(uid, [])
+        try:
+            if notifications:
+                send_email(people[uid], due[uid][0], [n for group in group_by_type(notifications).values() for n in group])
+        except Exception:  # one user's bad address must not stop everyone's digest
+            log.exception("daily digest for user %s failed; its claim is retried later", uid)
+            db.session.rollback()
+            counts["failed"] += 1
+            continue
+        db.session.execute(update(NotificationDigest).where(NotificationDigest.id == digest_id)
+                           .values(is_sent=True, sent_at=utcnow()).execution_options(synchronize_session=False))
+        if notifications:
+            db.session.execute(insert(notification_digest_items),
+                               [{"digest_id": digest_id, "notification_id": n.id} for n in notifications])
+            counts["sent"] += 1
+        else:
+            counts["skipped"] += 1
+        db.session.commit()
+    return counts
+
+
+def cleanup_old_notifications(days_to_keep: int = 90, now: datetime | None = None,
+                              batch_size: int = CLEANUP_BATCH_SIZE, on_progress=None) -> dict:
+    """Delete READ notifications created more than `days_to_keep` days ago; unread ones stay.
+
+    In batches of `batch_size` ids, one short transaction each (4 statements:
+    pick ids, digest items, deliveries, notifications), so a large backlog
+    never holds long locks. Rows that reference a notification are deleted
+    with it explicitly, because SQLite does not enforce ON DELETE CASCADE here.
+    """
+    if isinstance(days_to_keep, bool) or not isinstance(days_to_keep, int) or days_to_keep < 1:
+        raise InvalidInput("days_to_keep must be a whole number of at least 1",
+                           fields={"days": "must be a whole number of at least 1"})
+    cutoff = (now or utcnow()) - timedelta(days=days_to_keep)
+    deleted = 0
+    while True:
+        ids = db.session.scalars(
+            select(Notification.id).where(Notification.is_read.is_(True), Notification.created_at < cutoff)
+            .order_by(Notification.id).limit(batch_size)
+        ).all()
+        if not ids:
+            break
+        db.session.execute(delete(notification_digest_items)
+                           .where(notification_digest_items.c.notification_id.in_(ids)))
+        db.session.execute(delete(Delivery).where(Delivery.notification_id.in_(ids))
+                           .execution_options(synchronize_session=False))
+        deleted += db.session.execute(delete(Notification).where(Notification.id.in_(ids))
+                                      .execution_options(synchronize_session=False)).rowcount
+        db.session.commit()
+        report_progress(deleted, None)
+        if on_progress:
+            on_progress(deleted, None)
+        if len(ids) < batch_size:
+            break
+    return {"deleted": deleted, "days_to_keep": days_to_keep, "cutoff": cutoff.isoformat()}

@@ -1,0 +1,93 @@
+"""Jobs API (admin): list the jobs, run one now, follow a run. See shared/API.md."""
+from __future__ import annotations
+
+from marshmallow import Schema, fields, validate
+
+from ..api import Blueprint, get_or_404, require_admin
+from . import scheduler
+
+bp = Blueprint("jobs", __name__, description="Background jobs: schedule, run now, status (admin)")
+
+
+class LastRunSchema(Schema):
+    job_id = fields.String()
+    status = fields.String(metadata={"description": "queued, started, finished, retrying or failed"})
+    trigger = fields.String(metadata={"description": "schedule, api, dashboard, cli"})
+    enqueued_at = fields.String(allow_none=True)
+    ended_at = fields.String(allow_none=True)
+    error = fields.String(allow_none=True)
+
+
+class JobSchema(Schema):
+    name = fields.String()
+    description = fields.String()
+    schedule = fields.String(allow_none=True, metadata={"description": "cron, in the scheduler's time zone"})
+    timezone = fields.String(allow_none=True)
+    recurring = fields.Boolean()
+    args = fields.List(fields.String())
+    next_run_at = fields.String(allow_none=True)
+    last_status = fields.String(allow_none=True)
+    last_run = fields.Nested(LastRunSchema, allow_none=True)
+
+
+class JobListSchema(Schema):
+    items = fields.List(fields.Nested(JobSchema))
+
+
+class RunArgsSchema(Schema):
+    tournament_id = fields.Integer(strict=True, allow_none=True, validate=validate.Range(min=1),
+                                   metadata={"description": "recompute-rankings (optional), distribute-payouts"})
+    days = fields.Integer(strict=True, validate=validate.Range(min=1),
+                          metadata={"description": "cleanup-notifications: keep read ones younger than this"})
+
+
+class JobIdSchema(Schema):
+    job_id = fields.String()
+
+
+class JobRunSchema(Schema):
+    job_id = fields.String()
+    name = fields.String(allow_none=True)
+    status = fields.String(metadata={"description": "queued, started, finished or failed"})
+    result = fields.Raw(allow_none=True)
+    error = fields.String(allow_none=True)
+    progress = fields.Raw(allow_none=True)
+    enqueued_at = fields.String(allow_none=True)
+    started_at = fields.String(allow_none=True)
+    ended_at = fields.String(allow_none=True)
+
+
+@bp.route("/jobs")
+@bp.response(200, JobListSchema)
+def list_jobs():
+    """The jobs: name, schedule, next run and latest run's status."""
+    require_admin()
+    return {"items": scheduler.list_jobs()}
+
+
+@bp.route("/jobs/<string:name>/run", methods=["POST"])
+@bp.arguments(RunArgsSchema, location="json", required=False)
+@bp.response(202, JobIdSchema)
+def run_job(args, name):
+    """Start a job now; 404 for an unknown name, 422 for arguments it does not take."""
+    require_admin()
+    spec = scheduler.JOBS_BY_NAME.get(name)
+    if spec is None:
+        from ..errors import NotFound
+
+        raise NotFound(f"no job named {name!r}; known: {', '.join(sorted(scheduler.JOBS_BY_NAME))}")
+    args = scheduler.validate_job_args(spec, args)  # 422 before 404: wrong names are the first problem
+    if args.get("tournament_id") is not None:
+        from ..tournaments.models import Tournament
+
+        get_or_404(Tournament, args["tournament_id"], "tournament")
+    job = scheduler.start_job(name, args, trigger="api")
+    return {"job_id": job.id}
+
+
+@bp.route("/jobs/runs/<string:job_id>")
+@bp.response(200, JobRunSchema)
+def job_run(job_id):
+    """One run's status, result and error."""
+    require_admin()
+    return scheduler.job_run(job_id)

@@ -1,0 +1,307 @@
+"""The scheduler process and how any job is started (schedule, API, dashboard).
+
+`python worker.py --scheduler` calls `run_scheduler(app)`:
+
+1. Time zone. rq-scheduler computes cron times from `datetime.now()`, i.e. the
+   process's local time zone (its `use_local_timezone` flag only changes how the
+   same instant is written). So the process sets `TZ=SCHEDULER_TIMEZONE` and
+   calls `time.tzset()` before anything is scheduled: "0 8 * * *" means 08:00
+   in that zone, DST included. Run nothing else in this process.
+2. Reconcile. Every entry of `ops.schedule.RECURRING_JOBS` is registered under
+   the fixed id `recurring-<name>`: an unchanged entry is kept (with its next
+   run time), a changed one is replaced, a missing one added, and any
+   `recurring-*` id no longer in the table is removed. Restarting, or starting
+   two schedulers, never adds a copy.
+3. Loop. `Scheduler.run()` moves due jobs to their queue every SCHEDULER_INTERVAL
+   seconds under rq-scheduler's Redis lock (SET NX), so two scheduler processes
+   enqueue each job once per period: the one holding the lock moves the job and
+   sets its next cron time; the other then finds it not yet due.
+
+What the scheduler stores is a small trigger job, `run_recurring(name)`, on the
+`scheduled` queue, not the job itself. rq-scheduler re-enqueues the *same* job
+id every period and needs that job hash to live forever (a finished job whose
+result TTL expires silently drops out of the schedule); it also has no retry
+support. The trigger, run by a worker, enqueues the real job with
+`fn.enqueue()`: a fresh id per run, the normal 30-minute timeout, one-hour
+result TTL, retries with backoff, and the run recorded for `GET /api/v1/jobs`.
+The "run now" API and the dashboard start jobs through the same `start_job`.
+
+rq-scheduler has no serializer argument: its jobs are written with the job
+class we pass, `AppJob`, whose constructor defaults to RQ's JSONSerializer,
+the serializer our workers read with.
+"""
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+import logging
+import os
+import time
+import warnings
+from datetime import datetime, timezone
+
+from flask import current_app
+from rq import Callback
+from rq.exceptions import NoSuchJobError
+
+from ..errors import InvalidInput, NotFound, ServiceError
+from ..queue import QUEUE_SCHEDULED, AppJob, fetch_job, get_redis
+from .schedule import JOBS_BY_NAME, RECURRING_JOBS, JobSpec, scheduler_job_id
+
+log = logging.getLogger(__name__)
+
+RECURRING_PREFIX = "recurring-"
+TRIGGER_FUNC = "deltacrown.ops.scheduler.run_recurring"
+LAST_RUN_KEY = "deltacrown:jobs:last_run"  # hash: job name -> JSON of its latest run
+TRIGGER_TIMEOUT = 60
+
+
+class JobUnavailable(ServiceError):
+    status = 503
+    code = "unavailable"
+
+
+# --- the scheduler process ---------------------------------------------------
+
+def use_scheduler_timezone(zone_name: str) -> None:
+    """Make the process's local time zone the scheduler's (rq-scheduler's cron follows it)."""
+    os.environ["TZ"] = zone_name
+    time.tzset()
+
+
+def silence_utcnow_deprecation() -> None:
+    # rq-scheduler 0.14 still calls datetime.utcnow()/utcfromtimestamp(); hide only that
+    # warning and only when it comes from rq_scheduler's own modules.
+    warnings.filterwarnings("ignore", message=r"datetime\.datetime\.utc(now|fromtimestamp)\(\) is deprecated",
+                            category=DeprecationWarning, module=r"rq_scheduler(\.|$)")
+    # ... and crontab warns that a future version will read naive times as UTC; rq-scheduler
+    # relies on the current behaviour (local time), which is what TZ above sets.
+    warnings.filterwarnings("ignore", message=r"Version 0\.22\.0\+ of crontab", category=FutureWarning,
+                            module=r"rq_scheduler(\.|$)")
+
+
+def make_scheduler(app, name: str | None = None, interval: int | None = None):
+    from rq_scheduler import Scheduler
+
+    return Scheduler(queue_name=QUEUE_SCHEDULED, connection=get_redis(app), job_class=AppJob, name=name,
+                     interval=interval or app.config.get("SCHEDULER_INTERVAL", 60))
+
+
+def _wanted(spec: JobSpec) -> dict:
+    return {"func": TRIGGER_FUNC, "args": [spec.name], "cron": spec.cron, "origin": QUEUE_SCHEDULED}
+
+
+def _registered(job) -> dict:
+    return {"func": job.func_name, "args": list(job.args), "cron": job.meta.get("cron_string"),
+            "origin": job.origin}
+
+
+def reconcile(scheduler, specs=RECURRING_JOBS) -> dict:
+    """Make the scheduler's `recurring-*` jobs exactly `specs`. Returns the ids added/replaced/removed/kept."""
+    connection = scheduler.connection
+    wanted = {scheduler_job_id(s): s for s in specs}
+    registered = [m.decode() for m in connection.zrange(scheduler.scheduled_jobs_key, 0, -1)]
+    report = {"added": [], "replaced": [], "removed": [], "kept": []}
+    for job_id in registered:
+        if job_id.startswith(RECURRING_PREFIX) and job_id not in wanted:
+            _remove(scheduler, job_id)
+            report["removed"].append(job_id)
+    for job_id, spec in wanted.items():
+        try:
+            job = AppJob.fetch(job_id, connection=connection)
+        except NoSuchJobError:
+            job = None
+        if job is not None and job_id in registered and _registered(job) == _wanted(spec):
+            report["kept"].append(job_id)
+            continue
+        if job is not None or job_id in registered:
+            _remove(scheduler, job_id)
+            report["replaced"].append(job_id)
+        else:
+            report["added"].append(job_id)
+        job = scheduler.cron(spec.cron, func=TRIGGER_FUNC, args=[spec.name], id=job_id, queue_name=QUEUE_SCHEDULED,
+                             timeout=TRIGGER_TIMEOUT, description=f"recurring {spec.name}: {spec.description}",
+                             use_local_timezone=True)
+        # Keep the trigger's hash even if it fails (a failed job's hash expires, and an
+        # expired hash falls out of rq-scheduler's set).
+        job.failure_ttl = -1
+        job.save()
+    log.info("recurring jobs reconciled: %s", {k: len(v) for k, v in report.items()})
+    return report
+
+
+def _remove(scheduler, job_id: str) -> None:
+    scheduler.cancel(job_id)
+    try:
+        AppJob.fetch(job_id, connection=scheduler.connection).delete(remove_from_queue=True)
+    except NoSuchJobError:
+        pass
+
+
+def run_scheduler(app, burst: bool = False) -> int:
+    """The scheduler process: time zone, reconcile, then rq-scheduler's loop (until SIGTERM)."""
+    use_scheduler_timezone(app.config["SCHEDULER_TIMEZONE"])
+    silence_utcnow_deprecation()
+    if not app.config["REDIS_URL"]:
+        raise SystemExit("deltacrown scheduler: configuration error: REDIS_URL is not set")
+    try:
+        get_redis(app).ping()
+    except Exception as exc:  # redis raises several connection error types
+        raise SystemExit(f"deltacrown scheduler: REDIS_URL: cannot reach Redis: {exc}") from None
+    scheduler = make_scheduler(app)
+    reconcile(scheduler)
+    log.info("scheduler %s running (time zone %s)", scheduler.name, app.config["SCHEDULER_TIMEZONE"])
+    scheduler.run(burst=burst)
+    return 0
+
+
+# --- starting jobs and recording their runs ----------------------------------
+
+def job_function(spec: JobSpec):
+    module_name, _, attr = spec.func.rpartition(".")
+    try:
+        fn = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError):
+        raise JobUnavailable(f"job {spec.name} is not available in this deployment ({spec.func})") from None
+    return fn
+
+
+def validate_job_args(spec: JobSpec, args: dict | None) -> dict:
+    """The keyword arguments for `spec`'s function, or InvalidInput naming the field.
+
+    Allowed names come from the table; which are required, from the function's
+    signature (a parameter without a default).
+    """
+    args = dict(args or {})
+    unknown = sorted(set(args) - set(spec.args))
+    if unknown:
+        raise InvalidInput(f"{spec.name} takes no argument {', '.join(unknown)}",
+                           fields={k: f"not an argument of {spec.name}" for k in unknown})
+    try:
+        params = inspect.signature(job_function(spec)).parameters
+    except JobUnavailable:
+        params = {}  # judged when it is started (503); names and values can still be checked
+    missing = [a for a in spec.args if a not in args and a in params
+               and params[a].default is inspect.Parameter.empty]
+    if missing:
+        raise InvalidInput(f"{spec.name} needs {', '.join(missing)}", fields={k: "required" for k in missing})
+    fields = {}
+    for key, value in args.items():
+        if value is None and (not params or (key in params and params[key].default is None)):
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            fields[key] = "must be a whole number of at least 1"
+    if fields:
+        raise InvalidInput("Invalid values: " + "; ".join(f"{k}: {v}" for k, v in fields.items()), fields=fields)
+    return args
+
+
+def start_job(name: str, args: dict | None = None, trigger: str = "manual"):
+    """Enqueue the job called `name` now (validated args) and record it as its latest run."""
+    spec = JOBS_BY_NAME.get(name)
+    if spec is None:
+        raise NotFound(f"no job named {name!r}; known: {', '.join(sorted(JOBS_BY_NAME))}")
+    kwargs = validate_job_args(spec, args)
+    fn = job_function(spec)
+    job = fn.enqueue(**kwargs, meta={"job_name": name, "trigger": trigger},
+                     on_success=Callback(record_success), on_failure=Callback(record_failure))
+    _record(get_redis(), name, {"job_id": job.id, "status": "queued", "trigger": trigger,
+                                "enqueued_at": _iso(datetime.now(timezone.utc)), "ended_at": None, "error": None})
+    return job
+
+
+def run_recurring(name: str) -> str:
+    """The scheduler's trigger job: start the recurring job `name`; returns the real job's id."""
+    try:
+        return start_job(name, trigger="schedule").id
+    except Exception as exc:  # e.g. the job's module is missing: show it on the dashboard too
+        from rq import get_current_job
+
+        trigger = get_current_job()
+        _record(get_redis(), name, {"job_id": trigger.id if trigger else None, "status": "failed",
+                                    "trigger": "schedule", "enqueued_at": None,
+                                    "ended_at": _iso(datetime.now(timezone.utc)),
+                                    "error": f"{type(exc).__name__}: {exc}"[:500]})
+        raise
+
+
+def _iso(dt: datetime | None) -> str | None:
+    if dt is None:
+        return None
+    if dt.tzinfo is None:  # RQ keeps naive UTC datetimes
+        dt = dt.replace(tzinfo=timezone.utc)
+    return dt.astimezone(timezone.utc).isoformat()
+
+
+def _record(connection, name: str, run: dict) -> None:
+    connection.hset(LAST_RUN_KEY, name, json.dumps(run))
+
+
+def _update_run(job, connection, **changes) -> None:
+    name = job.meta.get("job_name")
+    if not name:
+        return
+    raw = connection.hget(LAST_RUN_KEY, name)
+    run = json.loads(raw) if raw else {"job_id": job.id}
+    if run.get("job_id") != job.id:
+        return  # a newer run of this job has started since; keep that one
+    run.update(changes, ended_at=_iso(datetime.now(timezone.utc)))
+    _record(connection, name, run)
+
+
+def record_success(job, connection, result, *args, **kwargs):
+    _update_run(job, connection, status="finished", error=None)
+
+
+def record_failure(job, connection, exc_type, exc_value, traceback, *args, **kwargs):
+    status = "retrying" if job.retries_left else "failed"
+    _update_run(job, connection, status=status, error=f"{exc_type.__name__}: {exc_value}"[:500])
+
+
+def last_runs(connection) -> dict[str, dict]:
+    return {k.decode(): json.loads(v) for k, v in connection.hgetall(LAST_RUN_KEY).items()}
+
+
+def next_run_times(connection, specs) -> dict[str, str | None]:
+    from rq_scheduler import Scheduler
+
+    with connection.pipeline() as pipe:
+        for spec in specs:
+            pipe.zscore(Scheduler.scheduled_jobs_key, scheduler_job_id(spec))
+        scores = pipe.execute()
+    return {spec.name: (_iso(datetime.fromtimestamp(score, timezone.utc)) if score is not None else None)
+            for spec, score in zip(specs, scores)}
+
+
+RUN_STATUS = {"queued": "queued", "deferred": "queued", "scheduled": "queued", "started": "started",
+              "finished": "finished", "failed": "failed", "stopped": "failed", "canceled": "failed"}
+
+
+def job_run(job_id: str) -> dict:
+    """{job_id, name, status: queued|started|finished|failed, result, error, progress, times} of one run."""
+    job = fetch_job(job_id)
+    if job is None:
+        raise NotFound(f"no job run {job_id!r} (unknown, or its result has expired)")
+    status = RUN_STATUS.get(job.get_status(refresh=False) or "queued", "queued")
+    error = None
+    if status == "failed":
+        exc = job.latest_result().exc_string if job.latest_result() else None
+        error = (exc or "failed").strip().splitlines()[-1]
+    return {"job_id": job.id, "name": job.meta.get("job_name"), "status": status,
+            "result": job.return_value() if status == "finished" else None, "error": error,
+            "progress": job.meta.get("progress"), "enqueued_at": _iso(job.enqueued_at),
+            "started_at": _iso(job.started_at), "ended_at": _iso(job.ended_at)}
+
+
+def list_jobs() -> list[dict]:
+    """Every runnable job with its schedule, next run (recurring ones) and latest run."""
+    from .schedule import RUNNABLE_JOBS
+
+    connection = get_redis()
+    runs = last_runs(connection)
+    nexts = next_run_times(connection, RUNNABLE_JOBS)
+    return [{"name": s.name, "description": s.description, "schedule": s.cron, "recurring": s.cron is not None,
+             "timezone": current_app.config["SCHEDULER_TIMEZONE"] if s.cron else None, "args": list(s.args),
+             "next_run_at": nexts[s.name] if s.cron else None, "last_run": runs.get(s.name),
+             "last_status": (runs.get(s.name) or {}).get("status")} for s in RUNNABLE_JOBS]

@@ -1,0 +1,81 @@
+"""Time-driven state changes of teams' invites, sponsors and promotions.
+
+Each function is set-based: a constant number of statements whatever the number
+of rows, one transaction, and safe to run twice or from two workers at once
+(the WHERE clause on the old status makes a row change state once; on
+PostgreSQL a concurrent UPDATE waits for the row lock, then re-checks it).
+Called alike by the recurring jobs (teams/jobs.py) and the CLI (teams/cli.py).
+"""
+from __future__ import annotations
+
+from datetime import timedelta
+
+from flask import current_app
+from sqlalchemy import update
+
+from ..extensions import db
+from ..outbox.services import emit
+from ..timeutil import utcnow
+from .models import TeamInvite, TeamPromotion, TeamSponsor
+
+
+def clean_expired_invites(now=None) -> dict:
+    """Pending invites older than INVITE_EXPIRY_DAYS become expired (responded_at = now)."""
+    now = now or utcnow()
+    cutoff = now - timedelta(days=current_app.config["INVITE_EXPIRY_DAYS"])
+    result = db.session.execute(
+        update(TeamInvite)
+        .where(TeamInvite.status == "pending", TeamInvite.created_at < cutoff)
+        .values(status="expired", responded_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    db.session.commit()
+    return {"expired": result.rowcount}
+
+
+def expire_sponsors(now=None) -> dict:
+    """Approved sponsors whose expires_at has passed become expired."""
+    now = now or utcnow()
+    result = db.session.execute(
+        update(TeamSponsor)
+        .where(TeamSponsor.status == "approved", TeamSponsor.expires_at <= now)
+        .values(status="expired")
+        .execution_options(synchronize_session=False)
+    )
+    db.session.commit()
+    return {"expired": result.rowcount}
+
+
+def process_scheduled_promotions(now=None) -> dict:
+    """Start scheduled promotions whose start has come, end active ones past their end.
+
+    A started promotion emits `promotion_started {promotion_id}` in the same
+    transaction (UPDATE ... RETURNING gives exactly the rows this run changed,
+    so a concurrent run cannot emit the same event again). A scheduled promotion
+    whose end has already passed (e.g. the job did not run for its whole
+    window) goes straight to expired, without announcing a start.
+    """
+    now = now or utcnow()
+    missed = db.session.execute(
+        update(TeamPromotion)
+        .where(TeamPromotion.status == "scheduled", TeamPromotion.ends_at <= now)
+        .values(status="expired")
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    started_ids = db.session.scalars(
+        update(TeamPromotion)
+        .where(TeamPromotion.status == "scheduled", TeamPromotion.starts_at <= now)
+        .values(status="active")
+        .returning(TeamPromotion.id)
+        .execution_options(synchronize_session=False)
+    ).all()
+    ended = db.session.execute(
+        update(TeamPromotion)
+        .where(TeamPromotion.status == "active", TeamPromotion.ends_at <= now)
+        .values(status="expired")
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    for promotion_id in sorted(started_ids):
+        emit("promotion_started", promotion_id=promotion_id)
+    db.session.commit()
+    return {"started": len(started_ids), "expired": ended + missed}
