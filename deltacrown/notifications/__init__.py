@@ -2,4 +2,8 @@
 
 
 def init_app(app):
-    pass
+    # Player pages: the notification center (+ nav badge) and the preference editor.
+    from . import settings_views, views
+
+    views.init_app(app)
+    settings_views.init_app(app)
