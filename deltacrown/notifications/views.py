@@ -264,8 +264,14 @@ def center():
 @bp.get("/notifications/badge")
 @page_login_required
 def badge():
-    response = make_response(render_template("notifications/_badge.html", unread_count=unread_count(current_user)))
+    count = unread_count(current_user)
+    response = make_response(render_template("notifications/_badge.html", unread_count=count))
     response.headers["Cache-Control"] = "no-store"
+    # The poller sends the count it shows; when more arrived, tell the page, so an
+    # open center puts the new ones on top without a reload.
+    shown = request.args.get("shown", "")
+    if shown.isdigit() and count > int(shown):
+        response.headers["HX-Trigger"] = "notificationsArrived"
     return response
 
 

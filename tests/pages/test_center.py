@@ -89,6 +89,7 @@ def test_filters_by_type_and_unread(client, alice, notify):
     response = client.get("/notifications?type=payout_received", headers={**HX, "HX-Target": "notification-region"})
     html = response.get_data(as_text=True)
     assert response.status_code == 200 and "<html" not in html and html.lstrip().startswith('<section id="notification-region"')
+    assert 'hx-get="/notifications?type=payout_received" hx-trigger="notificationsArrived from:body"' in html
     assert _ids_in(html) == [payout]
 
 
@@ -231,6 +232,11 @@ def test_badge_partial(client, alice, notify):
     assert response.status_code == 200 and "<html" not in html
     assert 'data-count="3"' in html and ">3<" in html and "unread" in html
     assert response.headers["Cache-Control"] == "no-store"
+    assert 'name="shown" value="3"' in html  # the poller sends back what it shows
+    # more than the page shows: the open center is told to put the new ones on top
+    assert client.get("/notifications/badge?shown=2", headers=HX).headers["HX-Trigger"] == "notificationsArrived"
+    for shown in ("3", "4", "", "x"):
+        assert "HX-Trigger" not in client.get(f"/notifications/badge?shown={shown}", headers=HX).headers
 
 
 def test_times_are_relative_in_the_players_zone_with_exact_time(app, client, alice, notify):
