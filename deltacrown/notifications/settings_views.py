@@ -14,6 +14,7 @@ from zoneinfo import available_timezones
 import requests
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user
+from flask_wtf.csrf import CSRFError
 from sqlalchemy import select
 
 from ..channels.webhooks import webhook_url_problem
@@ -23,9 +24,10 @@ from ..timeutil import utcnow
 from .models import NotificationPreference
 from .preferences import SOURCE_EDITOR, recent_changes, serialize_preferences, update_preferences
 from .types import CHANNEL_LABELS, CHANNELS, NOTIFICATION_TYPES, TYPE_NAMES
-from .views import exact_time, htmx, page_login_required, player_zone
+from .views import exact_time, htmx, page_login_required, player_zone, refuse_without_csrf
 
 bp = Blueprint("notification_settings", __name__)
+bp.register_error_handler(CSRFError, refuse_without_csrf)
 
 OPT_OUT_FIELDS = {channel: f"opt_out_{channel}" for channel in CHANNELS}
 CHANNELS_PREFIX = "channels."

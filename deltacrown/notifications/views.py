@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from flask import Blueprint, abort, current_app, flash, make_response, redirect, render_template, request, url_for
 from flask_htmx import HTMX
 from flask_login import current_user
+from flask_wtf.csrf import CSRFError
 from sqlalchemy import delete, false, func, select, true, update
 
 from ..accounts.views import _safe_next
@@ -35,6 +36,19 @@ REFRESH_BADGE = {"HX-Trigger": "refreshBadge"}
 def init_app(app):
     htmx.init_app(app)
     app.register_blueprint(bp)
+
+
+def refuse_without_csrf(error: CSRFError):
+    """A page POST without a valid CSRF token (forged, or the form outlived the session):
+    refused, nothing changed, and a message a person can act on."""
+    message = "This page was open too long or did not come from DeltaCrown, so nothing was changed. " \
+              "Reload the page and try again."
+    if htmx:
+        return render_template("notifications/_problem.html", message=message), 400
+    return render_template("notifications/problem.html", message=message), 400
+
+
+bp.register_error_handler(CSRFError, refuse_without_csrf)
 
 
 # --- login for pages ---------------------------------------------------------

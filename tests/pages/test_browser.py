@@ -145,3 +145,8 @@ def test_editor_shows_field_errors_inline(app, users, live_server, page):
     page.console_problems[:] = [p for p in page.console_problems
                                 if "status of 422" not in p]
     screenshot(page, "preference-editor-error")
+    # Keyboard focus is visible: tabbing onto a control draws an outline.
+    page.get_by_label("Digest time (in your time zone)").focus()
+    page.keyboard.press("Tab")
+    outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
+    assert outline not in ("", "none")

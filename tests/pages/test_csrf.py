@@ -43,6 +43,8 @@ def test_posts_without_the_token_are_refused_and_change_nothing(app, client, pla
         for headers in ({}, HX, {**HX, "X-CSRFToken": "forged"}):
             assert client.post(path, headers=headers).status_code == 400, path
     assert _unread(app, uid) == 1
+    page = client.post(f"/notifications/{nid}/read").get_data(as_text=True)
+    assert "Nothing was changed" in page and "Reload the page and try again" in page
     response = client.post("/settings/notifications", data={"digest_time": "10:00"}, headers=HX)
     assert response.status_code == 400
     assert client.post("/settings/notifications/discord-test", data={"discord_webhook_url": ""}).status_code == 400

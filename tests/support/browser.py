@@ -4,7 +4,7 @@
   real HTTP server (werkzeug) on a free loopback port, in a thread.
 - `browser`: Debian's system Chromium driven by Playwright (never `playwright install`);
   tests using it skip, saying why, when `chromium` is not on PATH.
-- `page`: a fresh browser context on the live server; the test FAILS on any console
+- `page`: a fresh browser context on the live server (options: `browser_context_options`); the test FAILS on any console
   error or uncaught page error (a CSP violation shows up as one), and a last
   screenshot is saved. `screenshot(page, name)` saves more.
 - `worker_process`: a real `python worker.py` subprocess on the test's database and Redis.
@@ -176,9 +176,16 @@ def screenshot(page, name: str) -> Path:
 
 
 @pytest.fixture
-def page(browser, live_server, request):
+def browser_context_options():
+    """Override in a test module for other context options, e.g. {"java_script_enabled": False}."""
+    return {}
+
+
+@pytest.fixture
+def page(browser, live_server, request, browser_context_options):
     """A page on the live server that fails the test on any console or page error."""
-    context = browser.new_context(base_url=live_server.url, viewport={"width": 1100, "height": 900})
+    options = {"base_url": live_server.url, "viewport": {"width": 1100, "height": 900}, **browser_context_options}
+    context = browser.new_context(**options)
     context.set_default_timeout(10_000)
     page = context.new_page()
     problems: list[str] = []
