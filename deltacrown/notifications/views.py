@@ -279,13 +279,17 @@ def center():
 @page_login_required
 def badge():
     count = unread_count(current_user)
-    response = make_response(render_template("notifications/_badge.html", unread_count=count))
-    response.headers["Cache-Control"] = "no-store"
-    # The poller sends the count it shows; when more arrived, tell the page, so an
-    # open center puts the new ones on top without a reload.
+    # The poller sends the count it shows. Unchanged: 204, htmx leaves the DOM alone (no
+    # churn, no repeated screen-reader announcement every 10 s). More arrived: tell the
+    # page, so an open center puts the new ones on top without a reload.
     shown = request.args.get("shown", "")
-    if shown.isdigit() and count > int(shown):
-        response.headers["HX-Trigger"] = "notificationsArrived"
+    if shown.isdigit() and int(shown) == count:
+        response = make_response("", 204)
+    else:
+        response = make_response(render_template("notifications/_badge.html", unread_count=count))
+        if shown.isdigit() and count > int(shown):
+            response.headers["HX-Trigger"] = "notificationsArrived"
+    response.headers["Cache-Control"] = "no-store"
     return response
 
 

@@ -40,7 +40,7 @@ def enqueue_notification(app, user_id, title, type_name="announcement", url=None
         create_test_notification.enqueue(user_id, type_name, title, "Body of " + title, url)
 
 
-def test_player_walkthrough(app, users, live_server, worker_process, page):
+def test_player_walkthrough(app, users, page, live_server, worker_process):
     alice = users.create("alice", timezone="Europe/Berlin")
     badge = page.locator("#unread-badge")
 
@@ -132,7 +132,7 @@ def test_player_walkthrough(app, users, live_server, worker_process, page):
     screenshot(page, "center-phone")
 
 
-def test_editor_shows_field_errors_inline(app, users, live_server, page):
+def test_editor_shows_field_errors_inline(app, users, page, live_server):
     users.create("bob")
     page.goto("/settings/notifications")
     log_in(page, "bob", users.passwords["bob"])
