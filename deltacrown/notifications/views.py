@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 from datetime import datetime, timedelta
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from flask import Blueprint, abort, current_app, flash, make_response, redirect, render_template, request, url_for
@@ -23,7 +24,7 @@ from ..errors import InvalidInput
 from ..extensions import db
 from ..timeutil import utcnow
 from .models import Delivery, Notification, NotificationPreference, notification_digest_items
-from .types import NOTIFICATION_TYPES, TYPE_NAMES
+from .types import NOTIFICATION_TYPES
 
 bp = Blueprint("notification_pages", __name__)
 htmx = HTMX()  # `bool(htmx)`: the request came from htmx; bound to the app in init_app
@@ -82,8 +83,6 @@ def _same_site_path(url: str | None) -> str | None:
     """The path?query of an absolute URL on this host (htmx's HX-Current-URL)."""
     if not url:
         return None
-    from urllib.parse import urlsplit
-
     parts = urlsplit(url)
     if parts.netloc and parts.netloc != request.host:
         return None
