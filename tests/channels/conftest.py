@@ -68,3 +68,68 @@ def enqueue(app):
             return [send_delivery.enqueue(d) for d in delivery_ids]
 
     return _enqueue
+
+
+class WorkerProcesses:
+    """Real `python worker.py notifications` processes sharing the test's database and Redis."""
+
+    def __init__(self, app, tmp_path, env: dict):
+        self.app, self.tmp_path, self.env = app, tmp_path, env
+        self.procs = []
+
+    def start(self, count: int, **extra_env):
+        import os
+        import subprocess
+        import sys
+
+        from deltacrown.config import PROJECT_ROOT
+
+        cfg = self.app.config
+        env = {**os.environ, "DATABASE_URL": cfg["SQLALCHEMY_DATABASE_URI"], "REDIS_URL": cfg["REDIS_URL"],
+               "SECRET_KEY": cfg["SECRET_KEY"], "PUBLIC_BASE_URL": cfg["PUBLIC_BASE_URL"],
+               "DISCORD_TIMEOUT_SECONDS": str(cfg["DISCORD_TIMEOUT_SECONDS"]),
+               "DELIVERY_RETRY_INTERVALS": ",".join(map(str, cfg["DELIVERY_RETRY_INTERVALS"])),
+               "LOG_LEVEL": "WARNING", "PYTHONPATH": str(PROJECT_ROOT), **self.env,
+               **{k: str(v) for k, v in extra_env.items()}}
+        for n in range(count):
+            log = open(self.tmp_path / f"worker-{len(self.procs)}.log", "wb")
+            self.procs.append((subprocess.Popen([sys.executable, "worker.py", "notifications"], cwd=PROJECT_ROOT,
+                                                env=env, stdout=log, stderr=subprocess.STDOUT), log))
+        return self
+
+    def stop(self):
+        import subprocess
+
+        for proc, _ in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc, log in self.procs:
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+            log.close()
+        self.procs = []
+
+    def logs(self) -> str:
+        return "\n".join((self.tmp_path / f"worker-{n}.log").read_text(errors="replace")
+                         for n in range(len(list(self.tmp_path.glob("worker-*.log")))))
+
+
+@pytest.fixture
+def worker_processes(app, tmp_path, smtp_server, discord_server):
+    workers = WorkerProcesses(app, tmp_path, {**smtp_server.env(), **discord_server.env()})
+    yield workers
+    workers.stop()
+
+
+def wait_until(condition, timeout: float, what: str, interval: float = 0.1):
+    """Poll `condition` until true, at most `timeout` seconds (no blind sleeping)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
