@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import re
-import time
 from datetime import datetime
 
 import pytest
@@ -43,8 +42,9 @@ def test_user_webhook_gets_one_rich_embed_and_the_message_id_is_kept(
 
     [message] = discord_server.wait_for_messages(11, 1)
     [embed] = message["embeds"]
-    assert "Nova 2 \\- 1 Eclipse" in embed["title"] or "Nova 2 - 1 Eclipse" in embed["title"]
-    assert embed["description"] == "Quarter\\-final." or embed["description"] == "Quarter-final."
+    assert embed["title"] == "🏁 Nova 2 - 1 Eclipse"
+    assert embed["description"] == "Quarter-final."
+    assert embed["footer"]["text"] == "DeltaCrown · Match result"
     assert embed["color"] == NOTIFICATION_TYPES["match_result"].colour
     assert embed["url"] == "http://localhost:5000/matches/7"
     assert datetime.fromisoformat(embed["timestamp"]).tzinfo is not None
