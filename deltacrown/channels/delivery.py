@@ -234,10 +234,12 @@ def send_delivery(delivery_id: int, final_attempt: bool = True) -> dict:
                 raise PermanentDeliveryError(f"channel {delivery.channel!r} is not delivered by this service")
             external_id, warning = sender(delivery)
         except _WebhookGone as exc:
+            log.warning("delivery %s to %s: webhook gone, switching it off: %s", delivery_id, delivery.target, exc)
             _finish(delivery_id, status="failed", last_error=str(exc))
             switch_off_gone_webhook(delivery.target, exc.url)
             return {"delivery_id": delivery_id, "status": "failed", "error": str(exc), "webhook_disabled": True}
         except PermanentDeliveryError as exc:
+            log.warning("delivery %s (%s to %s) failed: %s", delivery_id, delivery.channel, delivery.target, exc)
             _finish(delivery_id, status="failed", last_error=str(exc))
             return {"delivery_id": delivery_id, "status": "failed", "error": str(exc)}
         except Exception as exc:
@@ -246,6 +248,8 @@ def send_delivery(delivery_id: int, final_attempt: bool = True) -> dict:
             error = str(exc) if temporary else f"unexpected error: {type(exc).__name__}: {exc}"
             if not temporary:
                 log.exception("delivery %s: unexpected error", delivery_id)
+            log.warning("delivery %s (%s) attempt failed%s: %s", delivery_id, delivery.channel,
+                        "" if final_attempt else ", will retry", error)
             if final_attempt:
                 attempts = db.session.scalar(select(Delivery.attempts).where(Delivery.id == delivery_id))
                 _finish(delivery_id, status="failed", last_error=f"gave up after {attempts} attempt(s): {error}")
