@@ -2,6 +2,7 @@
 import sys
 
 from deltacrown import ConfigError, create_app
+from deltacrown.config import load_dotenv_file
 
 # Gunicorn's "app failed to load" exit code: its master then stops with that
 # reason instead of rebooting workers forever; for the flask CLI it is just non-zero.
@@ -20,6 +21,7 @@ def _database_unreachable_hook(exc_type, exc, tb, _default=sys.excepthook):
     _default(exc_type, exc, tb)
 
 
+load_dotenv_file()
 try:
     app = create_app()
 except ConfigError as exc:

@@ -8,6 +8,7 @@ context (see deltacrown.queue.AppJob).
 import sys
 
 from deltacrown import ConfigError, create_app
+from deltacrown.config import load_dotenv_file
 from deltacrown.queue import QUEUE_NAMES, configure_logging, get_redis, make_worker
 
 
@@ -30,6 +31,7 @@ def database_problem(app) -> str | None:
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    load_dotenv_file()
     try:
         app = create_app()
     except ConfigError as exc:

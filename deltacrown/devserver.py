@@ -27,7 +27,7 @@ import time
 import urllib.error
 import urllib.request
 
-from .config import INSTANCE_DIR, PROJECT_ROOT, ConfigError, load_config
+from .config import INSTANCE_DIR, PROJECT_ROOT, ConfigError, load_config, load_dotenv_file
 
 STOP_GRACE_SECONDS = 20
 _print_lock = threading.Lock()
@@ -104,12 +104,7 @@ def _answers(url: str) -> bool:
 
 
 def main() -> int:
-    try:
-        from dotenv import load_dotenv
-
-        load_dotenv(PROJECT_ROOT / ".env")  # never overrides variables already set
-    except ImportError:
-        pass
+    load_dotenv_file()
     try:
         load_config()
         port = int(os.environ.get("PORT") or 5000)

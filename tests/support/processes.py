@@ -5,8 +5,11 @@ a worker subprocess runs it; a config error ends a process with one line) start
 real subprocesses. These helpers keep that safe and bounded:
 
 - `process_env(**overrides)`: the current environment with the app's variables
-  (DATABASE_URL, REDIS_URL, ...) removed, then `overrides` applied; an override
-  of None removes a variable. Subprocesses never inherit a stray REDIS_URL.
+  (DATABASE_URL, REDIS_URL, ...) blanked, then `overrides` applied; an override
+  of None blanks one. Blank, not removed: an empty value counts as unset for the
+  app, and a developer's `.env` cannot fill it in (python-dotenv never overrides
+  a variable that exists). PORT and WEB_CONCURRENCY are removed (gunicorn reads
+  them and refuses empty ones). Subprocesses never inherit a stray REDIS_URL.
 - `run_process(args, env=..., timeout=...)`: run a command to completion (the
   `flask` CLI, `python worker.py` expected to fail) → CompletedProcess (text).
 - `spawn` fixture → `spawn(args, env=..., name=...)` starts a long-running
@@ -43,9 +46,13 @@ PYTHON = sys.executable
 
 # Variables the app reads; a subprocess gets only those a test passes explicitly.
 APP_VARIABLES = (
-    "DATABASE_URL", "REDIS_URL", "SECRET_KEY", "PUBLIC_BASE_URL", "SCHEDULER_TIMEZONE", "PORT",
-    "WEB_CONCURRENCY", "LOG_LEVEL", "DISCORD_API_BASE", "DISCORD_WEBHOOK_URL", "FLASK_DEBUG",
+    "DATABASE_URL", "REDIS_URL", "SECRET_KEY", "PUBLIC_BASE_URL", "SCHEDULER_TIMEZONE", "LOG_LEVEL",
+    "DISCORD_API_BASE", "DISCORD_WEBHOOK_URL", "FLASK_DEBUG", "MAIL_SERVER", "MAIL_PORT", "MAIL_USE_TLS",
+    "MAIL_USE_SSL", "MAIL_USERNAME", "MAIL_PASSWORD", "MAIL_DEFAULT_SENDER", "MAIL_SUPPRESS_SEND",
+    "RQ_JOB_TIMEOUT", "RQ_RESULT_TTL", "RQ_FAILURE_TTL",
 )
+# Read by gunicorn itself, where an empty value is an error: removed instead.
+SERVER_VARIABLES = ("PORT", "WEB_CONCURRENCY")
 
 
 class WaitTimeout(AssertionError):
@@ -74,14 +81,12 @@ def wait_for(condition, timeout: float = 30.0, interval: float = 0.05, message: 
 
 
 def process_env(**overrides) -> dict:
-    """os.environ without the app's variables, plus `overrides` (None removes one)."""
-    env = {k: v for k, v in os.environ.items() if k not in APP_VARIABLES}
+    """os.environ with the app's variables blanked, plus `overrides` (None blanks one)."""
+    env = {k: v for k, v in os.environ.items() if k not in SERVER_VARIABLES}
+    env.update({name: "" for name in APP_VARIABLES})
     env["PYTHONUNBUFFERED"] = "1"
     for key, value in overrides.items():
-        if value is None:
-            env.pop(key, None)
-        else:
-            env[key] = str(value)
+        env[key] = "" if value is None else str(value)
     return env
 
 
