@@ -73,11 +73,12 @@ class Child:
         self.pump.join(2)
 
 
-def _flask(args: list[str], env: dict) -> int:
+def _flask(args: list[str], env: dict, max_lines: int | None = None) -> int:
     say("flask " + " ".join(args))
     proc = subprocess.run([sys.executable, "-m", "flask", *args], env=env, cwd=PROJECT_ROOT,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    for line in proc.stdout.decode(errors="replace").splitlines():
+    lines = proc.stdout.decode(errors="replace").splitlines()
+    for line in lines if proc.returncode else lines[:max_lines]:
         say(f"  {line}")
     return proc.returncode
 
@@ -142,7 +143,7 @@ def main() -> int:
             return 1
         seeded = False
         if not _has_users(env):
-            if _flask(["seed-demo"], env) != 0:
+            if _flask(["seed-demo"], env, max_lines=1) != 0:  # its logins: in the banner
                 say("flask seed-demo failed; not starting")
                 return 1
             seeded = True

@@ -2,6 +2,4 @@
 
 
 def init_app(app):
-    from . import demo
-
-    demo.init_app(app)
+    from .demo import init_app as init_demo; init_demo(app)  # noqa: E702  (one line per feature)
