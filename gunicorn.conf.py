@@ -1,8 +1,11 @@
 """Gunicorn settings, read automatically from the working directory (Procfile `web`).
 
 Command-line flags (the Procfile's --bind, --workers) still apply; this file only
-adds a start-up check.
+adds a start-up check and turns off gunicorn's control socket (unused here, and
+every gunicorn on a machine would otherwise claim the same ~/.gunicorn/gunicorn.ctl).
 """
+
+control_socket_disable = True
 
 
 def when_ready(server):

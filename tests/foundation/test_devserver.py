@@ -8,7 +8,11 @@ import requests
 from redis import Redis
 from rq import Worker
 
+from deltacrown.extensions import db
 from deltacrown.ops.demo import DEMO_ACCOUNTS
+from deltacrown.ops.jobs import ping
+from deltacrown.queue import fetch_job
+from tests.conftest import make_test_app
 from tests.support.processes import PYTHON, free_port, process_env, wait_for, wait_for_http
 
 
@@ -48,6 +52,16 @@ def test_dev_runner_serves_logins_and_stops_every_child_on_ctrl_c(tmp_path, spaw
     redis_url = re.search(r"embedded redis-server \(pid \d+\) at (redis://\S+)", banner).group(1)
     redis = Redis.from_url(redis_url)
     wait_for(lambda: Worker.all(connection=redis), timeout=30, message="the RQ worker to register")
+
+    # the runner's worker runs a job enqueued by another process
+    app = make_test_app(f"sqlite:///{tmp_path / 'dev.sqlite'}", redis_url)
+    with app.app_context():
+        job = ping.enqueue("from the test")
+    done = wait_for(lambda: (j := fetch_job(job.id, app)) and j.get_status() == "finished" and j, timeout=60,
+                    message="the ping job to finish")
+    assert done.return_value()["pong"] == "from the test"
+    with app.app_context():
+        db.engine.dispose()
 
     pids = {name: int(pid) for name, pid in re.findall(r"started (\w+) \(pid (\d+)\)", banner)}
     pids["redis"] = int(re.search(r"embedded redis-server \(pid (\d+)\)", banner).group(1))

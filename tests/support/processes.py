@@ -160,9 +160,9 @@ class ManagedProcess:
 
 
 def wait_for_http(url: str, timeout: float = 60.0, status: int | None = 200, process: ManagedProcess | None = None):
-    """Wait until GET `url` answers (with `status`, if given). Fails early if `process` died."""
-
-    def answered():
+    """Wait until GET `url` answers (with `status`, if given). Fails at once if `process` died."""
+    deadline = time.monotonic() + timeout
+    while True:
         if process is not None and not process.is_running():
             raise WaitTimeout(f"{process.name} exited with {process.poll()} before {url} answered; "
                               f"log tail:\n{process.output()[-2000:]}")
@@ -171,22 +171,12 @@ def wait_for_http(url: str, timeout: float = 60.0, status: int | None = 200, pro
                 code = response.status
         except urllib.error.HTTPError as exc:
             code = exc.code
-        return status is None or code == status
-
-    def condition():
-        try:
-            return answered()
-        except WaitTimeout:
-            raise
         except OSError:
-            return False
-
-    deadline = time.monotonic() + timeout
-    while True:
-        if condition():
-            return
+            code = None
+        if code is not None and (status is None or code == status):
+            return code
         if time.monotonic() > deadline:
-            raise WaitTimeout(f"timed out after {timeout}s waiting for {url}")
+            raise WaitTimeout(f"timed out after {timeout}s waiting for {url} (last status {code})")
         time.sleep(0.1)
 
 
