@@ -18,7 +18,8 @@ real subprocesses. These helpers keep that safe and bounded:
   at the end of the test is stopped (SIGTERM, then SIGKILL of its process group).
 - `wait_for(condition, timeout=..., message=...)`: poll until `condition()`
   returns something truthy, with a deadline; raises `WaitTimeout` naming what
-  was awaited. Never sleep "to let it finish": wait on a condition.
+  was awaited (an AssertionError inside `condition` fails at once). Never sleep
+  "to let it finish": wait on a condition.
 - `wait_for_http(url, ...)`: wait until an HTTP URL answers with a status.
 - `free_port()`: a free TCP port on 127.0.0.1.
 
@@ -63,7 +64,8 @@ def wait_for(condition, timeout: float = 30.0, interval: float = 0.05, message: 
     """Poll `condition()` until it returns a truthy value (returned) or `timeout` passes.
 
     Exceptions raised by `condition` count as "not yet" (e.g. connection refused);
-    the last one is named in the timeout message.
+    the last one is named in the timeout message. An AssertionError fails at once:
+    assert in the condition what must hold meanwhile (e.g. the process is running).
     """
     deadline = time.monotonic() + timeout
     last_error = None
@@ -72,6 +74,8 @@ def wait_for(condition, timeout: float = 30.0, interval: float = 0.05, message: 
             value = condition()
             if value:
                 return value
+        except AssertionError:
+            raise
         except Exception as exc:  # the condition decides what "not yet" looks like
             last_error = exc
         if time.monotonic() > deadline:
