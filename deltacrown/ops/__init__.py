@@ -2,4 +2,8 @@
 
 
 def init_app(app):
-    pass
+    from . import health, metrics, views
+
+    app.register_blueprint(views.bp)  # /ops (admins)
+    app.register_blueprint(health.bp)  # /healthz (no login)
+    app.register_blueprint(metrics.bp)  # /metrics (no login)
