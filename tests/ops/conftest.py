@@ -23,7 +23,7 @@ from ..conftest import _reset_schema, make_test_app
 # A recurring job whose function exists on every branch (the real ones are built
 # by other parts), and one whose module does not exist.
 TEST_RECURRING = (
-    JobSpec("test-succeed", "tests.ops.jobs.succeed", "Double a number (test job)", cron="*/5 * * * *"),
+    JobSpec("test-tick", "tests.ops.jobs.tick", "Tick (test job)", cron="*/5 * * * *"),
     JobSpec("test-missing", "tests.ops.no_such_module.job", "A job whose code is absent", cron="0 4 * * *"),
 )
 

@@ -37,3 +37,9 @@ def with_progress(done: int, total: int) -> int:
             raise TimeoutError("the test never released the job")
         time.sleep(0.05)
     return total
+
+
+@background_job(queue=QUEUE_DEFAULT, retry_intervals=None)
+def tick() -> dict:
+    """A recurring job without arguments, like the real ones."""
+    return {"ticked": True}
