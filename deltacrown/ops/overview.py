@@ -287,10 +287,10 @@ def outbox_backlog(now: datetime | None = None) -> OutboxBacklog:
     from ..outbox.models import OutboxEvent
 
     now = now or utcnow()
-    count, oldest_id = db.session.execute(
-        select(func.count(), func.min(OutboxEvent.id)).where(OutboxEvent.relayed_at.is_(None))
+    # func.min keeps the column's type, so the timestamp comes back as aware UTC.
+    count, oldest = db.session.execute(
+        select(func.count(), func.min(OutboxEvent.created_at)).where(OutboxEvent.relayed_at.is_(None))
     ).one()
-    oldest = db.session.get(OutboxEvent, oldest_id).created_at if oldest_id else None
     return OutboxBacklog(waiting=int(count), oldest_created_at=oldest, oldest_age=_age(oldest, now))
 
 

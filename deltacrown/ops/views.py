@@ -100,6 +100,8 @@ def helpers():
     def seconds(value):
         if value is None:
             return "—"
+        if value < 1:
+            return f"{value * 1000:.0f} ms" if value >= 0.001 else "< 1 ms"
         if value < 60:
             return f"{value:.2f} s" if value < 10 else f"{value:.0f} s"
         minutes, secs = divmod(int(value), 60)

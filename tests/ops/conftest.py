@@ -85,7 +85,13 @@ def browser_page():
             "--disable-component-update", "--disable-sync"])
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.console_errors = []
-        page.on("console", lambda msg: msg.type == "error" and page.console_errors.append(msg.text))
+
+        def on_console(msg):
+            # The browser asks for /favicon.ico on its own; the site has none (not a page error).
+            if msg.type == "error" and not msg.location.get("url", "").endswith("/favicon.ico"):
+                page.console_errors.append(f"{msg.text} ({msg.location.get('url')})")
+
+        page.on("console", on_console)
         page.on("pageerror", lambda exc: page.console_errors.append(str(exc)))
         try:
             yield page
