@@ -86,7 +86,7 @@ class AppJob(Job):
             app = type(self).flask_app = create_app()
         # Each run is recorded for the ops dashboard and /metrics (RQ keeps results
         # only briefly); the recording itself never raises.
-        from .ops.stats import describe_outcome, record_run
+        from .ops.stats import record_job_run
 
         started, clock, result, error = time.time(), time.monotonic(), None, None
         try:
@@ -100,8 +100,7 @@ class AppJob(Job):
             error = exc
             raise
         finally:
-            record_run(self.connection, self.func_name, self.id, started, time.monotonic() - clock,
-                       ok=error is None, detail=describe_outcome(result, error))
+            record_job_run(self, started, time.monotonic() - clock, result, error)
 
 
 def background_job(queue: str = QUEUE_DEFAULT, timeout: int | None = None, result_ttl: int | None = None,

@@ -105,6 +105,16 @@ def record_run(connection, func: str, job_id: str, started: float, duration: flo
         log.warning("could not record the run of %s (job %s)", func, job_id, exc_info=True)
 
 
+def record_job_run(job, started: float, duration: float, result=None, error: BaseException | None = None) -> None:
+    """Record one run of an RQ job (called by AppJob.perform). Never raises."""
+    try:
+        func = job.func_name or "?"
+    except Exception:  # noqa: BLE001 - undecodable job data: still count the run
+        func = "?"
+    record_run(job.connection, func, job.id, started, duration, ok=error is None,
+               detail=describe_outcome(result, error))
+
+
 def describe_outcome(result=None, error: BaseException | None = None) -> str:
     """One short line: the error, or the job's (JSON) result."""
     try:

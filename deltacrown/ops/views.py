@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 bp = Blueprint("ops", __name__, url_prefix="/ops")
 
+# How often the live panels re-fetch themselves (app config can shorten it, e.g. tests).
 LIVE_REFRESH_SECONDS = 10
 RECURRING_REFRESH_SECONDS = 30
 
@@ -126,7 +127,8 @@ def helpers():
 def live_context() -> dict:
     now = utcnow()
     connection, redis_error = _redis()
-    ctx = {"now": now, "redis_error": redis_error, "refresh": LIVE_REFRESH_SECONDS}
+    ctx = {"now": now, "redis_error": redis_error,
+           "refresh": current_app.config.get("OPS_LIVE_REFRESH_SECONDS", LIVE_REFRESH_SECONDS)}
     if connection is not None:
         try:
             ctx["queues"] = overview.queues(connection, now)
@@ -157,7 +159,8 @@ def recurring_context(message: str | None = None, message_error: bool = False) -
         jobs = overview.recurring_jobs(None, tz)
     return {"recurring": jobs, "recurring_redis_error": redis_error, "scheduler_tz": tz,
             "recurring_message": message, "recurring_message_error": message_error,
-            "recurring_refresh": RECURRING_REFRESH_SECONDS}
+            "recurring_refresh": current_app.config.get("OPS_RECURRING_REFRESH_SECONDS",
+                                                        RECURRING_REFRESH_SECONDS)}
 
 
 def failed_context(message: str | None = None, message_error: bool = False) -> dict:
