@@ -155,3 +155,37 @@ def test_run_records_are_bounded(app):
         assert connection.zcard(f"{stats.PREFIX}:runs:x.job") == stats.SAMPLE_CAP
         assert 0 < connection.ttl(f"{stats.PREFIX}:runs:x.job") <= stats.RETENTION_SECONDS
         assert 0 < connection.ttl(f"{stats.PREFIX}:hour:{stats.hour_of(1_000_000.0)}") <= stats.RETENTION_SECONDS + 3600
+
+
+def test_recurring_jobs_show_the_schedulers_next_run_in_the_admins_time_zone(app, admin, test_schedule,
+                                                                               monkeypatch):
+    import warnings
+    from datetime import datetime, timezone
+
+    from rq_scheduler import Scheduler
+
+    from deltacrown.ops import schedule
+
+    # rq 3 accepts only [A-Za-z0-9_-] in job ids, so "recurring:<name>" cannot be
+    # registered; the scheduler part owns the id format, the dashboard reads whatever it is.
+    monkeypatch.setattr(schedule, "scheduler_job_id", lambda spec: f"recurring-{spec.name}")
+    scheduler_job_id = schedule.scheduler_job_id
+    tick = test_schedule[0]
+    with app.app_context(), warnings.catch_warnings():
+        # rq-scheduler's own calls (naive utcnow, crontab without a zone), not ours.
+        warnings.filterwarnings("ignore", "datetime.datetime.utcnow", DeprecationWarning)
+        warnings.filterwarnings("ignore", "Version 0.22.0\\+ of crontab", FutureWarning)
+        scheduler = Scheduler(queue_name="scheduled", connection=get_redis())
+        scheduler.cron(tick.cron, func=jobs.tick, id=scheduler_job_id(tick), queue_name="scheduled")
+        next_at = dict((j.id, t) for j, t in scheduler.get_jobs(with_times=True))[scheduler_job_id(tick)]
+    next_at = next_at.replace(tzinfo=timezone.utc) if next_at.tzinfo is None else next_at
+    from zoneinfo import ZoneInfo
+
+    shown = next_at.astimezone(ZoneInfo("Europe/Berlin")).strftime("%Y-%m-%d %H:%M:%S %Z")
+    html = admin.get("/ops/recurring").get_data(as_text=True)
+    row = re.search(r"test-tick</span>.*?</tr>", html, re.S).group(0)
+    assert shown in row and "not registered" not in row
+    other = re.search(r"test-missing</span>.*?</tr>", html, re.S).group(0)
+    assert "not registered with the scheduler" in other
+    assert re.search(r"\d{4}-\d\d-\d\d 0?[45]:00:00 CES?T", other)  # 04:00 UTC in Berlin
+    assert isinstance(next_at, datetime)
