@@ -262,6 +262,10 @@ def run_job(name):
         spec = actions.job_spec(name)
     except ServiceError as exc:
         abort(404, exc.message)
+    if spec.cron is None:
+        # On-demand jobs need arguments (e.g. a tournament id): not a one-click button.
+        return _after_action("recurring", f"{spec.name} needs {', '.join(spec.args)}: start it from the API "
+                                          f"(POST /api/v1/jobs/{spec.name}/run) or the CLI.", True)
     try:
         job = actions.run_now(name)
     except ServiceError as exc:

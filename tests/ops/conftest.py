@@ -26,12 +26,13 @@ TEST_RECURRING = (
     JobSpec("test-tick", "tests.ops.jobs.tick", "Tick (test job)", cron="*/5 * * * *"),
     JobSpec("test-missing", "tests.ops.no_such_module.job", "A job whose code is absent", cron="0 4 * * *"),
 )
+TEST_ON_DEMAND = JobSpec("test-double", "tests.ops.jobs.succeed", "Double a number", args=("value",))
 
 
 @pytest.fixture
 def test_schedule(monkeypatch):
     """Replace the schedule's tables with TEST_RECURRING for one test."""
-    monkeypatch.setattr(schedule, "RUNNABLE_JOBS", TEST_RECURRING)
+    monkeypatch.setattr(schedule, "RUNNABLE_JOBS", (*TEST_RECURRING, TEST_ON_DEMAND))
     monkeypatch.setattr(schedule, "RECURRING_JOBS", TEST_RECURRING)
     return TEST_RECURRING
 

@@ -96,6 +96,11 @@ def test_run_now_of_a_job_whose_code_is_missing_says_so(app, admin, test_schedul
     with app.app_context():
         assert get_queue("default").count == 0
     assert admin.post("/ops/jobs/no-such-job/run").status_code == 404
+    # a job that needs arguments is not started with none
+    text = admin.post("/ops/jobs/test-double/run", headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert "test-double needs value: start it from the API" in text
+    with app.app_context():
+        assert get_queue("default").count == 0
 
 
 def test_health_numbers_come_from_real_runs(app, admin, run_jobs):
