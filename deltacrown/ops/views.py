@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from datetime import datetime
 from functools import wraps
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -180,9 +179,7 @@ def failed_context(message: str | None = None, message_error: bool = False) -> d
 @bp.get("")
 @admin_required
 def dashboard():
-    started = time.monotonic()
     ctx = {**live_context(), **recurring_context(), **failed_context()}
-    log.debug("ops dashboard built in %.3f s", time.monotonic() - started)
     return render_template("ops/dashboard.html", **ctx)
 
 

@@ -8,7 +8,6 @@ from deltacrown.economy.models import CoinTransaction
 from deltacrown.extensions import db
 from deltacrown.notifications.models import Delivery
 from deltacrown.outbox.models import OutboxEvent
-from deltacrown.timeutil import utcnow
 
 from . import jobs
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 from prometheus_client.parser import text_string_to_metric_families
 from rq.registry import FailedJobRegistry
 
-from deltacrown.economy.models import CoinTransaction  # noqa: F401  (tables exist)
 from deltacrown.extensions import db
 from deltacrown.notifications.models import Delivery
 from deltacrown.outbox.models import OutboxEvent
