@@ -2,4 +2,7 @@
 
 
 def init_app(app):
-    pass
+    from ..api import register_blueprint
+    from . import api
+
+    register_blueprint(app, api.bp)
