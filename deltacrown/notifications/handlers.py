@@ -49,7 +49,7 @@ def handle(event) -> None:
         method, keys = _NOTIFYING[event.type]
         payload = event.payload or {}
         args = {k: payload.get(k) for k in keys}
-        getattr(NotificationService(), method)(**args, event_id=event.id, commit=True, enqueue=False)
+        getattr(NotificationService(as_of=event.created_at), method)(**args, event_id=event.id, commit=True, enqueue=False)
     elif event.type in _FOLLOW_UPS:
         _FOLLOW_UPS[event.type](event)
     else:

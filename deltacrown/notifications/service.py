@@ -94,6 +94,12 @@ def chunked(items, size):
 
 
 class NotificationService:
+    """`as_of`: the time of the change being reported (the outbox event's); team
+    recipients are the members at that time, not whoever joined since."""
+
+    def __init__(self, as_of=None):
+        self.as_of = as_of
+
     # --- the general path -------------------------------------------------
 
     def notify(self, user_ids, type: str, title: str, body: str = "", url: str | None = None,
@@ -193,7 +199,7 @@ class NotificationService:
     def _team_members(self, *team_ids):
         from ..teams.services import member_ids
 
-        return member_ids(team_ids)
+        return member_ids(team_ids, as_of=self.as_of)
 
     def notify_invite_sent(self, invite_id: int, *, event_id=None, dedup_key=None, **kw) -> NotifyResult | None:
         from ..teams.models import TeamInvite

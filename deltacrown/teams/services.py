@@ -46,13 +46,16 @@ def membership(team_id: int, user_id: int) -> TeamMembership | None:
                                                          TeamMembership.user_id == user_id))
 
 
-def member_ids(team_ids) -> list[int]:
-    """Distinct user ids of every member of these teams (one query)."""
+def member_ids(team_ids, as_of=None) -> list[int]:
+    """Distinct user ids of every member of these teams (one query); with `as_of`, only
+    those who had joined by then (a player who joins later is not told of older news)."""
     team_ids = list(team_ids)
     if not team_ids:
         return []
-    return list(db.session.scalars(select(TeamMembership.user_id).where(TeamMembership.team_id.in_(team_ids))
-                                   .distinct().order_by(TeamMembership.user_id)))
+    stmt = select(TeamMembership.user_id).where(TeamMembership.team_id.in_(team_ids))
+    if as_of is not None:
+        stmt = stmt.where(TeamMembership.joined_at <= as_of)
+    return list(db.session.scalars(stmt.distinct().order_by(TeamMembership.user_id)))
 
 
 def _commit():
@@ -76,7 +79,7 @@ def create_team(name: str, captain_id: int, tag: str | None = None) -> Team:
     team = Team(name=name, tag=tag or None, captain_id=captain.id, points=0, wins=0, losses=0)
     db.session.add(team)
     db.session.flush()
-    db.session.add(TeamMembership(team_id=team.id, user_id=captain.id, role="captain"))
+    db.session.add(TeamMembership(team_id=team.id, user_id=captain.id, role="captain", joined_at=utcnow()))
     _commit()
     return team
 
@@ -134,7 +137,8 @@ def accept_invite(actor, invite: TeamInvite) -> TeamInvite:
         raise Conflict("You are already on this team.")
     invite.status = "accepted"
     invite.responded_at = utcnow()
-    db.session.add(TeamMembership(team_id=invite.team_id, user_id=invite.user_id, role="member"))
+    db.session.add(TeamMembership(team_id=invite.team_id, user_id=invite.user_id, role="member",
+                                  joined_at=invite.responded_at))
     emit("invite_accepted", invite_id=invite.id)
     emit("roster_changed", team_id=invite.team_id, user_id=invite.user_id, action="joined", actor_id=actor.id)
     _commit()
