@@ -35,8 +35,11 @@ def _after_commit(session):
         relay(sorted(ids))
 
 
-def _after_rollback(session):
-    session.info.pop(_PENDING, None)
+def _after_soft_rollback(session, previous_transaction):
+    # Only the outermost rollback forgets everything; a rolled-back savepoint's events
+    # are filtered out at relay time (they are not in the table).
+    if previous_transaction.parent is None:
+        session.info.pop(_PENDING, None)
 
 
 def relay(event_ids) -> list[int]:
@@ -72,6 +75,6 @@ def relay(event_ids) -> list[int]:
 def install() -> None:
     """Listen on every ORM session (idempotent: create_app runs many times in tests)."""
     for name, fn in (("after_flush", _after_flush), ("after_commit", _after_commit),
-                     ("after_rollback", _after_rollback)):
+                     ("after_soft_rollback", _after_soft_rollback)):
         if not event.contains(Session, name, fn):
             event.listen(Session, name, fn)
