@@ -58,13 +58,18 @@ def member_ids(team_ids, as_of=None) -> list[int]:
     return list(db.session.scalars(stmt.distinct().order_by(TeamMembership.user_id)))
 
 
-def _commit():
+def _commit(flush_only: bool = False):
+    """Commit (or flush); a unique constraint that fires here means a concurrent request
+    (or a spelling our pre-check could not see) made the same change first: 409, nothing kept."""
     try:
-        db.session.commit()
+        db.session.flush() if flush_only else db.session.commit()
     except IntegrityError:
-        # A concurrent request made the same change first; the constraint decided.
         db.session.rollback()
-        raise Conflict("That conflicts with a change made at the same time; reload and try again.") from None
+        raise Conflict("That conflicts with an existing record or a change made at the same time.") from None
+
+
+def _flush():
+    _commit(flush_only=True)
 
 
 # --- teams -------------------------------------------------------------------
@@ -74,11 +79,11 @@ def create_team(name: str, captain_id: int, tag: str | None = None) -> Team:
     if not name:
         raise InvalidInput("name: must not be blank", fields={"name": "must not be blank"})
     captain = get(User, captain_id, "User", field="captain_id")
-    if db.session.scalar(select(Team.id).where(func.lower(Team.name) == name.lower())):
+    if db.session.scalar(select(Team.id).where((Team.name == name) | (func.lower(Team.name) == name.lower()))):
         raise Conflict(f"A team named {name!r} exists already.", fields={"name": "taken"})
     team = Team(name=name, tag=tag or None, captain_id=captain.id, points=0, wins=0, losses=0)
     db.session.add(team)
-    db.session.flush()
+    _flush()
     db.session.add(TeamMembership(team_id=team.id, user_id=captain.id, role="captain", joined_at=utcnow()))
     _commit()
     return team
@@ -116,7 +121,7 @@ def invite_user(actor, team: Team, user_id: int) -> TeamInvite:
     invite = TeamInvite(team_id=team.id, user_id=user.id, invited_by_id=actor.id, status="pending",
                         created_at=utcnow())
     db.session.add(invite)
-    db.session.flush()
+    _flush()
     emit("invite_sent", invite_id=invite.id)
     _commit()
     return invite
@@ -238,7 +243,7 @@ def award_achievement(team: Team, kind: str, tournament_id: int | None = None) -
                        (f" for tournament {tournament_id}." if tournament_id else "."))
     achievement = TeamAchievement(team_id=team.id, kind=kind, tournament_id=tournament_id, earned_at=utcnow())
     db.session.add(achievement)
-    db.session.flush()
+    _flush()
     emit("achievement_earned", achievement_id=achievement.id)
     _commit()
     return achievement

@@ -13,7 +13,7 @@ from ..errors import Conflict, Forbidden, InvalidInput
 from ..extensions import db
 from ..outbox.services import emit
 from ..teams.models import Team
-from ..teams.services import _commit, get, is_captain
+from ..teams.services import _commit, _flush, get, is_captain
 from ..timeutil import utcnow
 from .models import Match, Placement, Registration, Tournament
 
@@ -45,7 +45,7 @@ def register_team(actor, tournament: Tournament, team_id: int) -> Registration:
                        fields={"team_id": "already registered"})
     registration = Registration(tournament_id=tournament.id, team_id=team.id, created_at=utcnow())
     db.session.add(registration)
-    db.session.flush()
+    _flush()
     emit("tournament_registered", registration_id=registration.id)
     _commit()
     return registration
@@ -77,7 +77,7 @@ def schedule_match(tournament: Tournament, team_a_id: int, team_b_id: int, sched
     match = Match(tournament_id=tournament.id, team_a_id=team_a.id, team_b_id=team_b.id,
                   scheduled_at=scheduled_at, status="scheduled")
     db.session.add(match)
-    db.session.flush()
+    _flush()
     emit("match_scheduled", match_id=match.id)
     _commit()
     return match
