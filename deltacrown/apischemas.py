@@ -28,6 +28,21 @@ def Text(max_length: int, min_length: int = 1, **kwargs) -> fields.String:
     return fields.String(validate=[validate.Length(min=min_length, max=max_length), _no_nul], **kwargs)
 
 
+def _link(value):
+    # Shown as a link in the center, emails and Discord: a site path or an http(s) URL only
+    # (never javascript: or data:).
+    if value is None:
+        return
+    if not ((value.startswith("/") and not value.startswith("//")) or value.startswith(("https://", "http://"))):
+        raise ValidationError("must be a site path like /tournaments/3 or an http(s) URL")
+    if any(c.isspace() for c in value):
+        raise ValidationError("must not contain spaces")
+
+
+def Link(**kwargs) -> fields.String:
+    return fields.String(validate=[validate.Length(min=1, max=500), _no_nul, _link], **kwargs)
+
+
 def IdField(**kwargs) -> fields.Integer:
     return fields.Integer(strict=True, validate=validate.Range(min=1, max=MAX_ID), **kwargs)
 

@@ -6,7 +6,7 @@ import logging
 from marshmallow import Schema, fields, validate
 
 from ..api import Blueprint, api_user, error_response, keyset_page
-from ..apischemas import ID, IdField, ListSchema, Out, PageSchema, Text, admin_only, require_token_for
+from ..apischemas import ID, IdField, Link, ListSchema, Out, PageSchema, Text, admin_only, require_token_for
 from ..errors import NotFound
 from ..extensions import db
 from . import service
@@ -62,7 +62,7 @@ class PreferencesOutSchema(Schema):
 class AnnouncementSchema(Schema):
     title = Text(300, required=True)
     body = Text(5000, min_length=0, load_default="")
-    url = Text(500, allow_none=True, load_default=None)
+    url = Link(allow_none=True, load_default=None)
     user_ids = fields.List(IdField(), allow_none=True, load_default=None, validate=validate.Length(min=1, max=100_000),
                            metadata={"description": "recipients; all users when absent"})
 

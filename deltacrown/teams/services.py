@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from flask import current_app
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..accounts.models import User
@@ -70,6 +70,17 @@ def _commit(flush_only: bool = False):
 
 def _flush():
     _commit(flush_only=True)
+
+
+def transition(obj, expected_status: str, conflict_message: str, **values) -> None:
+    """Change `obj` only if it still has `expected_status`, in one conditional UPDATE: of two
+    concurrent requests (two web processes) exactly one wins, the other gets a 409."""
+    model = type(obj)
+    result = db.session.execute(update(model).where(model.id == obj.id, model.status == expected_status)
+                                .values(**values).execution_options(synchronize_session="fetch"))
+    if result.rowcount != 1:
+        db.session.rollback()
+        raise Conflict(conflict_message)
 
 
 # --- teams -------------------------------------------------------------------
@@ -140,8 +151,7 @@ def accept_invite(actor, invite: TeamInvite) -> TeamInvite:
     _check_invite_answer(actor, invite)
     if membership(invite.team_id, invite.user_id):
         raise Conflict("You are already on this team.")
-    invite.status = "accepted"
-    invite.responded_at = utcnow()
+    transition(invite, "pending", "This invite was answered meanwhile.", status="accepted", responded_at=utcnow())
     db.session.add(TeamMembership(team_id=invite.team_id, user_id=invite.user_id, role="member",
                                   joined_at=invite.responded_at))
     emit("invite_accepted", invite_id=invite.id)
@@ -152,8 +162,7 @@ def accept_invite(actor, invite: TeamInvite) -> TeamInvite:
 
 def decline_invite(actor, invite: TeamInvite) -> TeamInvite:
     _check_invite_answer(actor, invite)
-    invite.status = "declined"
-    invite.responded_at = utcnow()
+    transition(invite, "pending", "This invite was answered meanwhile.", status="declined", responded_at=utcnow())
     _commit()
     return invite
 
@@ -204,8 +213,7 @@ def approve_sponsor(sponsor: TeamSponsor) -> TeamSponsor:
         raise Conflict(f"This sponsor is {sponsor.status}, not pending.")
     if sponsor.expires_at <= utcnow():
         raise Conflict("This sponsorship has already ended; it cannot be approved.")
-    sponsor.status = "approved"
-    sponsor.approved_at = utcnow()
+    transition(sponsor, "pending", "This sponsor was handled meanwhile.", status="approved", approved_at=utcnow())
     emit("sponsor_approved", sponsor_id=sponsor.id)
     _commit()
     return sponsor

@@ -13,7 +13,7 @@ from ..errors import Conflict, Forbidden, InvalidInput
 from ..extensions import db
 from ..outbox.services import emit
 from ..teams.models import Team
-from ..teams.services import _commit, _flush, get, is_captain
+from ..teams.services import _commit, _flush, get, is_captain, transition
 from ..timeutil import utcnow
 from .models import Match, Placement, Registration, Tournament
 
@@ -56,7 +56,7 @@ def mark_bracket_ready(tournament: Tournament) -> Tournament:
         raise Conflict(f"The bracket can only be set during registration; the tournament is {tournament.status}.")
     if len(registered_team_ids(tournament.id)) < 2:
         raise Conflict("A bracket needs at least two registered teams.")
-    tournament.status = "ongoing"
+    transition(tournament, "registration", "The bracket was set meanwhile.", status="ongoing")
     emit("bracket_ready", tournament_id=tournament.id)
     _commit()
     return tournament
@@ -88,10 +88,9 @@ def record_result(match: Match, score_a: int, score_b: int) -> Match:
         raise Conflict("This match already has a result.")
     if match.tournament.status == "completed":
         raise Conflict("The tournament is completed; results can no longer change.")
-    match.score_a, match.score_b = score_a, score_b
-    match.winner_id = match.team_a_id if score_a > score_b else match.team_b_id if score_b > score_a else None
-    match.status = "completed"
-    match.completed_at = utcnow()
+    winner_id = match.team_a_id if score_a > score_b else match.team_b_id if score_b > score_a else None
+    transition(match, "scheduled", "This match got a result meanwhile.", score_a=score_a, score_b=score_b,
+               winner_id=winner_id, status="completed", completed_at=utcnow())
     emit("match_result", match_id=match.id)
     _commit()
     return match
@@ -112,10 +111,10 @@ def complete_tournament(tournament: Tournament, placements: list[int]) -> Tourna
     if unregistered:
         raise Conflict(f"Not registered for this tournament: {unregistered}",
                        fields={"placements": f"teams not registered: {unregistered}"})
+    transition(tournament, "ongoing", "The tournament was completed meanwhile.", status="completed",
+               completed_at=utcnow())
     for place, team_id in enumerate(placements, start=1):
         db.session.add(Placement(tournament_id=tournament.id, team_id=team_id, place=place))
-    tournament.status = "completed"
-    tournament.completed_at = utcnow()
     emit("tournament_completed", tournament_id=tournament.id)
     _commit()
     return tournament

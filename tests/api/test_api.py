@@ -333,3 +333,28 @@ def test_preferences(api, league, users, app):
 def test_impossible_ids_are_404(api, league, path):
     response = api.call("POST" if path.endswith("accept") else "GET", path, "admin")
     error(response, 404 if "-" not in path else 404)
+
+
+def test_concurrent_state_change_loses_with_409(app, api, league):
+    """Two web processes posting a result for the same match: the second one's
+    conditional UPDATE matches nothing, so it is a 409 and writes no event."""
+    from deltacrown.errors import Conflict
+    from deltacrown.models import Match
+    from deltacrown.tournaments.services import record_result
+
+    tid = api.tournament()
+    for team in (league["red"], league["blue"]):
+        api.post(f"/tournaments/{tid}/registrations", "admin", {"team_id": team}, expect=201)
+    match = api.post(f"/tournaments/{tid}/matches", "admin", {"team_a_id": league["red"], "team_b_id": league["blue"],
+                                                              "scheduled_at": in_days(1)}, expect=201).json
+    with app.app_context():
+        mine = db.session.get(Match, match["id"])  # loaded while still scheduled
+        assert mine.status == "scheduled"
+        with db.engine.begin() as other:  # the other process wins meanwhile
+            other.execute(update(Match).where(Match.id == match["id"]).values(status="completed", score_a=1,
+                                                                              score_b=0))
+        events = db.session.query(OutboxEvent).count()
+        with pytest.raises(Conflict):
+            record_result(mine, 0, 3)
+        assert db.session.query(OutboxEvent).count() == events
+        assert (db.session.get(Match, match["id"]).score_b) == 0

@@ -43,6 +43,10 @@ def test_announcement_to_named_users_and_bad_requests(api, league, run_jobs):
     missing = api.post("/announcements", "admin", {"title": "Hi", "user_ids": [ids["ann"], 999]}, expect=404).json
     assert "user_ids" in missing["error"]["fields"]
     assert "title" in api.post("/announcements", "admin", {"body": "no title"}, expect=422).json["error"]["fields"]
+    for link in ("javascript:alert(1)", "//evil.example/x", "data:text/html,hi"):
+        assert "url" in api.post("/announcements", "admin", {"title": "Hi", "url": link},
+                                 expect=422).json["error"]["fields"]
+    api.post("/announcements", "admin", {"title": "Hi", "url": "/tournaments/1"}, expect=202)
 
 
 def test_retry_of_the_same_announcement_writes_nothing_new(app, league, api):
