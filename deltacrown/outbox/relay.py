@@ -32,7 +32,10 @@ def _after_flush(session, flush_context):
 def _after_commit(session):
     ids = session.info.pop(_PENDING, None)
     if ids and has_app_context():
-        relay(sorted(ids))
+        try:
+            relay(sorted(ids))
+        except Exception:  # the change is committed: never fail it now; the sweep relays later
+            log.exception("outbox relay failed for events %s; left for the sweep", sorted(ids))
 
 
 def _after_soft_rollback(session, previous_transaction):
