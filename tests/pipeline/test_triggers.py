@@ -201,3 +201,36 @@ def test_service_notify_reads_preferences_in_bulk(app, users, count_queries):
         assert db.session.query(NotificationPreference).count() == 0
         assert db.session.query(Notification).count() == 410
         assert db.session.query(Delivery).filter_by(channel="email").count() == 410
+
+
+def test_handling_an_event_costs_the_same_for_big_teams(app, api, league, run_jobs, count_queries):
+    """Statements per event do not grow with the number of members notified."""
+    from sqlalchemy import insert
+
+    from deltacrown.models import TeamMembership, User
+    from deltacrown.outbox.jobs import handle_event
+
+    run_jobs()
+
+    def handled_cost(team_id):
+        with app.app_context():
+            event = emit("ranking_changed", team_id=team_id, old_rank=5, new_rank=4)
+            db.session.commit()
+            event_id = event.id
+        with count_queries() as q:
+            with app.app_context():
+                handle_event(event_id)
+        return q.count
+
+    small = handled_cost(league["blue"])  # 2 members
+    with app.app_context():
+        db.session.execute(insert(User), [{"username": f"fan{i}", "email": f"fan{i}@example.org",
+                                           "password_hash": "!", "is_admin": False, "timezone": "UTC"}
+                                          for i in range(300)])
+        fans = db.session.scalars(db.select(User.id).where(User.username.like("fan%"))).all()
+        db.session.execute(insert(TeamMembership), [{"team_id": league["blue"], "user_id": uid, "role": "member"}
+                                                    for uid in fans])
+        db.session.commit()
+    big = handled_cost(league["blue"])  # 302 members
+    assert big == small
+    assert api.notified("ranking_changed")["dee"] == 2
