@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from deltacrown.extensions import db
-from deltacrown.models import Delivery, Notification, OutboxEvent, Team, TeamPromotion
+from deltacrown.models import Delivery, Notification, OutboxEvent, TeamPromotion
 from deltacrown.notifications.service import NotificationService
 from deltacrown.outbox.services import emit
 from tests.api.helpers import in_days
