@@ -70,8 +70,13 @@ def create_app(config: dict | None = None) -> Flask:
         response.headers.setdefault("Referrer-Policy", "same-origin")
         return response
 
-    app.config.setdefault("SESSION_COOKIE_HTTPONLY", True)
-    app.config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
-    app.config["SESSION_COOKIE_SECURE"] = app.config["PUBLIC_BASE_URL"].startswith("https://")
-    app.config.setdefault("REMEMBER_COOKIE_HTTPONLY", True)
+    # Flask's own defaults already hold these keys (SAMESITE None), so setdefault would be a
+    # no-op: set them unless the caller's config chose a value.
+    secure = app.config["PUBLIC_BASE_URL"].startswith("https://")
+    chosen = config or {}
+    for key, value in (("SESSION_COOKIE_HTTPONLY", True), ("SESSION_COOKIE_SAMESITE", "Lax"),
+                       ("SESSION_COOKIE_SECURE", secure), ("REMEMBER_COOKIE_HTTPONLY", True),
+                       ("REMEMBER_COOKIE_SAMESITE", "Lax"), ("REMEMBER_COOKIE_SECURE", secure)):
+        if key not in chosen:
+            app.config[key] = value
     return app
