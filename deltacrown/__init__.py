@@ -7,7 +7,7 @@ import os
 from flask import Flask
 
 from .config import PROJECT_ROOT, ConfigError, load_config  # noqa: F401  (ConfigError re-exported)
-from .extensions import csrf, db, login_manager, mail, migrate
+from .extensions import csrf, db, limiter, login_manager, mail, migrate
 
 # The parts of the service, each a package with `init_app(app)`.
 PARTS = ("accounts", "teams", "tournaments", "economy", "notifications", "outbox", "channels", "ops")
@@ -34,6 +34,12 @@ def create_app(config: dict | None = None) -> Flask:
     login_manager.login_view = "auth.login"
     csrf.init_app(app)
     mail.init_app(app)
+    app.config.setdefault("RATELIMIT_STORAGE_URI", app.config.get("REDIS_URL") or "memory://")
+    app.config.setdefault("RATELIMIT_IN_MEMORY_FALLBACK_ENABLED", True)
+    app.config.setdefault("RATELIMIT_SWALLOW_ERRORS", True)  # a limiter fault never fails a login
+    app.config.setdefault("RATELIMIT_KEY_PREFIX", "deltacrown-limits")
+    app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
+    limiter.init_app(app)
 
     @login_manager.request_loader
     def load_user_from_token(req):
@@ -64,8 +70,13 @@ def create_app(config: dict | None = None) -> Flask:
         response.headers.setdefault("Referrer-Policy", "same-origin")
         return response
 
-    app.config.setdefault("SESSION_COOKIE_HTTPONLY", True)
-    app.config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
-    app.config["SESSION_COOKIE_SECURE"] = app.config["PUBLIC_BASE_URL"].startswith("https://")
-    app.config.setdefault("REMEMBER_COOKIE_HTTPONLY", True)
+    # Flask's own defaults already hold these keys (SAMESITE None), so setdefault would be a
+    # no-op: set them unless the caller's config chose a value.
+    secure = app.config["PUBLIC_BASE_URL"].startswith("https://")
+    chosen = config or {}
+    for key, value in (("SESSION_COOKIE_HTTPONLY", True), ("SESSION_COOKIE_SAMESITE", "Lax"),
+                       ("SESSION_COOKIE_SECURE", secure), ("REMEMBER_COOKIE_HTTPONLY", True),
+                       ("REMEMBER_COOKIE_SAMESITE", "Lax"), ("REMEMBER_COOKIE_SECURE", secure)):
+        if key not in chosen:
+            app.config[key] = value
     return app

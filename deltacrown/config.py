@@ -103,6 +103,16 @@ def check_timezone(name_value: str, name: str) -> str:
     return name_value
 
 
+def check_rate_limit(value: str, name: str) -> str:
+    from limits import parse_many
+
+    try:
+        parse_many(value)
+    except ValueError:
+        raise ConfigError(f"{name}: expected a rate like '5 per minute' or '10/minute', got {value!r}") from None
+    return value
+
+
 def load_dotenv_file() -> None:
     """Local use: read PROJECT_ROOT/.env into the environment, never overriding a
     variable that is already set. Called by the entry points (app.py, worker.py,
@@ -160,6 +170,12 @@ def load_config(env=None) -> dict:
         "PAYOUT_TABLE": {1: 1000, 2: 500, 3: 250},
         "INVITE_EXPIRY_DAYS": _int(env, "INVITE_EXPIRY_DAYS", 7, minimum=1),
         "LOG_LEVEL": (env.get("LOG_LEVEL") or "INFO").upper(),
+        # Login brute force: failed POST /login attempts allowed per client address and per
+        # attempted username (limits notation), shared across processes through Redis.
+        "LOGIN_RATE_LIMIT_PER_IP": check_rate_limit(env.get("LOGIN_RATE_LIMIT_PER_IP") or "10 per minute",
+                                                    "LOGIN_RATE_LIMIT_PER_IP"),
+        "LOGIN_RATE_LIMIT_PER_USERNAME": check_rate_limit(env.get("LOGIN_RATE_LIMIT_PER_USERNAME") or "5 per minute",
+                                                          "LOGIN_RATE_LIMIT_PER_USERNAME"),
     }
     if config["DISCORD_WEBHOOK_URL"]:
         config["DISCORD_WEBHOOK_URL"] = check_http_url(config["DISCORD_WEBHOOK_URL"], "DISCORD_WEBHOOK_URL")

@@ -1,4 +1,6 @@
 """Extensions, created unbound here and bound to the app in `create_app`."""
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
 from flask_mail import Mail
 from flask_migrate import Migrate
@@ -26,3 +28,7 @@ migrate = Migrate()
 login_manager = LoginManager()
 csrf = CSRFProtect()
 mail = Mail()
+# Rate limits (login brute force). Storage is bound in create_app: Redis (REDIS_URL) so
+# every web process shares the counters, with an in-memory fallback when Redis is down
+# so logging in keeps working. Routes opt in with `@limiter.limit(...)`; no default limits.
+limiter = Limiter(key_func=get_remote_address)

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask_limiter.util import get_remote_address
 from flask_login import current_user, login_required, login_user, logout_user
 from flask_wtf import FlaskForm
 from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired
 
-from ..extensions import db, login_manager
+from ..extensions import db, limiter, login_manager
 from .models import User
 from .services import authenticate_password
 
@@ -36,7 +37,20 @@ def _safe_next(target: str | None) -> str | None:
     return target
 
 
+def _attempted_username() -> str:
+    return "login-user:" + (request.form.get("username") or "").strip().lower()
+
+
+def _failed_login(response) -> bool:
+    # Only failed attempts count: a player who logs in correctly is never slowed down.
+    return response.status_code == 401
+
+
 @bp.route("/login", methods=["GET", "POST"])
+@limiter.limit(lambda: current_app.config["LOGIN_RATE_LIMIT_PER_IP"], key_func=get_remote_address,
+               methods=["POST"], deduct_when=_failed_login, scope="login-ip")
+@limiter.limit(lambda: current_app.config["LOGIN_RATE_LIMIT_PER_USERNAME"], key_func=_attempted_username,
+               methods=["POST"], deduct_when=_failed_login, scope="login-username")
 def login():
     if current_user.is_authenticated:
         return redirect(url_for("auth.home"))
@@ -50,6 +64,14 @@ def login():
         error = "Wrong username or password."
     status = 401 if error else 200
     return render_template("auth/login.html", form=form, error=error), status
+
+
+@bp.errorhandler(429)
+def too_many_attempts(error):
+    # Only the login route is limited; the message says how long the pause lasts.
+    limit = getattr(error, "limit", None)
+    window = limit.limit.get_expiry() if limit is not None else 60
+    return render_template("auth/too_many_attempts.html", window=window), 429
 
 
 @bp.post("/logout")
