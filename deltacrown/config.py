@@ -170,6 +170,9 @@ def load_config(env=None) -> dict:
         "PAYOUT_TABLE": {1: 1000, 2: 500, 3: 250},
         "INVITE_EXPIRY_DAYS": _int(env, "INVITE_EXPIRY_DAYS", 7, minimum=1),
         "LOG_LEVEL": (env.get("LOG_LEVEL") or "INFO").upper(),
+        # How many reverse proxies (a PaaS router) stand in front of the web process; their
+        # X-Forwarded-* headers are trusted for that many hops. 0: none (direct connections).
+        "TRUSTED_PROXY_COUNT": _int(env, "TRUSTED_PROXY_COUNT", 0, minimum=0),
         # Login brute force: failed POST /login attempts allowed per client address and per
         # attempted username (limits notation), shared across processes through Redis.
         "LOGIN_RATE_LIMIT_PER_IP": check_rate_limit(env.get("LOGIN_RATE_LIMIT_PER_IP") or "10 per minute",

@@ -134,3 +134,18 @@ def test_login_still_works_when_redis_is_down(tmp_path, restore_limiter_storage)
     for _ in range(5):
         _login(client2, "dora", "wrong")
     assert _login(client2, "dora", "wrong").status_code == 429
+
+
+def test_behind_a_trusted_proxy_the_limit_is_per_client_not_per_router(database_url, redis_url):
+    with own_app(database_url, redis_url, TRUSTED_PROXY_COUNT=1) as app:
+        client = app.test_client()
+        router = {"REMOTE_ADDR": "10.0.0.254"}
+
+        def attempt(client_ip, n=0):  # a new username each time: only the address limit applies
+            return client.post("/login", data={"username": f"guess{n}", "password": "wrong"},
+                               environ_base=router, headers={"X-Forwarded-For": client_ip})
+
+        for n in range(10):
+            assert attempt("203.0.113.7", n).status_code == 401
+        assert attempt("203.0.113.7").status_code == 429  # that client is paused...
+        assert attempt("198.51.100.9").status_code == 401  # ...not everyone behind the router
