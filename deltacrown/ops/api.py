@@ -4,9 +4,12 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 
 from ..api import Blueprint, get_or_404, require_admin
+from ..apischemas import admin_only, require_token_for
 from . import schedule, scheduler
 
 bp = Blueprint("jobs", __name__, description="Background jobs: schedule, run now, status (admin)")
+# 401 / 403 before the body is validated, like every other admin endpoint.
+require_token_for(bp)
 
 
 class LastRunSchema(Schema):
@@ -66,6 +69,7 @@ def list_jobs():
 
 
 @bp.route("/jobs/<string:name>/run", methods=["POST"])
+@admin_only
 @bp.arguments(RunArgsSchema, location="json", required=False)
 @bp.response(202, JobIdSchema)
 def run_job(args, name):
