@@ -1,0 +1,55 @@
+"""Points where the service and shared/API.md disagreed (found in review), held to the contract."""
+from __future__ import annotations
+
+from deltacrown.teams.models import Team
+
+
+def test_a_body_that_is_not_json_is_415_with_the_error_body_and_writes_nothing(api, league, users):
+    before = len(api.rows(Team))
+    response = api.client.post("/api/v1/teams", data=f"name=Green&captain_id={users.ids['eve']}",
+                               content_type="application/x-www-form-urlencoded", headers=users.headers("admin"))
+    assert response.status_code == 415
+    assert response.json["error"]["code"] == "unsupported_media_type"
+    assert "application/json" in response.json["error"]["message"]
+    assert response.json["error"]["fields"] == {}
+    assert len(api.rows(Team)) == before
+    # JSON (with a charset) still works, and so does a POST that has no body at all.
+    ok = api.client.post("/api/v1/teams", data=f'{{"name": "Green", "captain_id": {users.ids["eve"]}}}',
+                         content_type="application/json; charset=utf-8", headers=users.headers("admin"))
+    assert ok.status_code == 201, ok.get_data(as_text=True)
+    tid = api.tournament()
+    api.post(f"/tournaments/{tid}/registrations", "admin", {"team_id": league["red"]}, expect=201)
+    api.post(f"/tournaments/{tid}/registrations", "admin", {"team_id": league["blue"]}, expect=201)
+    assert api.client.post(f"/api/v1/tournaments/{tid}/bracket-ready",
+                           headers=users.headers("admin")).status_code == 200
+
+
+def test_jobs_api_checks_the_caller_before_the_body(api, league, users):
+    bad_body = {"days": "not a number"}
+    anonymous = api.client.post("/api/v1/jobs/cleanup-notifications/run", json=bad_body)
+    assert anonymous.status_code == 401 and anonymous.json["error"]["code"] == "unauthorized"
+    player = api.post("/jobs/cleanup-notifications/run", "cap", bad_body)
+    assert player.status_code == 403 and player.json["error"]["code"] == "forbidden"
+    assert api.get("/jobs", "cap").status_code == 403
+    assert api.client.get("/api/v1/jobs/runs/whatever").status_code == 401
+    assert api.post("/jobs/cleanup-notifications/run", "admin", bad_body).status_code == 422
+
+
+def test_openapi_document_describes_the_error_body_that_is_sent(api, league):
+    spec = api.client.get("/api/v1/openapi.json").json
+    ref = spec["components"]["responses"]["DEFAULT_ERROR"]["content"]["application/json"]["schema"]["$ref"]
+    schema = spec["components"]["schemas"][ref.rsplit("/", 1)[1]]
+    assert set(schema["properties"]) == {"error"}
+    inner = schema["properties"]["error"]
+    if "$ref" in inner:
+        inner = spec["components"]["schemas"][inner["$ref"].rsplit("/", 1)[1]]
+    assert set(inner["properties"]) == {"code", "message", "fields"}
+    actual = api.get("/teams/999999", "admin", expect=404).json
+    assert set(actual) == {"error"} and set(actual["error"]) == {"code", "message", "fields"}
+
+
+def test_metrics_content_type_names_its_charset_once(client):
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    content_type = response.headers["Content-Type"]
+    assert content_type.startswith("text/plain") and content_type.count("charset") == 1, content_type
