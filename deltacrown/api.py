@@ -173,7 +173,8 @@ _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 def _require_json_body():
     """A body that is not JSON is refused as such (415), instead of being read as "no
     fields sent" and answered with a misleading 422 about missing fields."""
-    if not request.path.startswith(API_PREFIX + "/") or request.method not in _BODY_METHODS:
+    if (not request.path.startswith(API_PREFIX + "/") or request.method not in _BODY_METHODS
+            or request.routing_exception is not None):  # unknown route or method: its 404/405 comes first
         return None
     has_body = bool(request.content_length) or request.headers.get("Transfer-Encoding") == "chunked"
     if has_body and not request.is_json:

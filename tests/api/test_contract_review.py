@@ -13,6 +13,11 @@ def test_a_body_that_is_not_json_is_415_with_the_error_body_and_writes_nothing(a
     assert "application/json" in response.json["error"]["message"]
     assert response.json["error"]["fields"] == {}
     assert len(api.rows(Team)) == before
+    # An unknown route or method is still a 404 / 405, whatever the body.
+    for path, status in (("/api/v1/nowhere", 404), ("/api/v1/me", 405)):
+        other = api.client.post(path, data="x=1", content_type="application/x-www-form-urlencoded",
+                                headers=users.headers("admin"))
+        assert other.status_code == status and other.json["error"]["code"] in ("not_found", "method_not_allowed")
     # JSON (with a charset) still works, and so does a POST that has no body at all.
     ok = api.client.post("/api/v1/teams", data=f'{{"name": "Green", "captain_id": {users.ids["eve"]}}}',
                          content_type="application/json; charset=utf-8", headers=users.headers("admin"))
