@@ -35,6 +35,7 @@ class JobSchema(Schema):
 
 class JobListSchema(Schema):
     items = fields.List(fields.Nested(JobSchema))
+    next_cursor = fields.String(allow_none=True, metadata={"description": "always null: every job fits one page"})
 
 
 class RunArgsSchema(Schema):
@@ -65,7 +66,7 @@ class JobRunSchema(Schema):
 def list_jobs():
     """The jobs: name, schedule, next run and latest run's status."""
     require_admin()
-    return {"items": scheduler.list_jobs()}
+    return {"items": scheduler.list_jobs(), "next_cursor": None}  # the contract's list shape
 
 
 @bp.route("/jobs/<string:name>/run", methods=["POST"])

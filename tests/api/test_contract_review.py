@@ -58,3 +58,13 @@ def test_metrics_content_type_names_its_charset_once(client):
     assert response.status_code == 200
     content_type = response.headers["Content-Type"]
     assert content_type.startswith("text/plain") and content_type.count("charset") == 1, content_type
+
+
+def test_jobs_list_has_the_contract_list_shape_and_fields(api, league):
+    listed = api.get("/jobs", "admin", expect=200).json
+    assert set(listed) == {"items", "next_cursor"} and listed["next_cursor"] is None
+    names = {job["name"] for job in listed["items"]}
+    assert names >= {"recompute-rankings", "distribute-payouts", "check-tournament-wrapup", "clean-expired-invites",
+                     "expire-sponsors", "process-promotions", "send-digests", "cleanup-notifications"}
+    for job in listed["items"]:
+        assert {"name", "schedule", "next_run_at", "last_status"} <= set(job)
