@@ -39,9 +39,10 @@ class JobListSchema(Schema):
 
 
 class RunArgsSchema(Schema):
-    tournament_id = fields.Integer(strict=True, allow_none=True, validate=validate.Range(min=1),
+    tournament_id = fields.Integer(strict=True, allow_none=True,
+                                   validate=validate.Range(min=1, max=schedule.MAX_ARG_VALUES["tournament_id"]),
                                    metadata={"description": "recompute-rankings (optional), distribute-payouts"})
-    days = fields.Integer(strict=True, validate=validate.Range(min=1),
+    days = fields.Integer(strict=True, validate=validate.Range(min=1, max=schedule.MAX_ARG_VALUES["days"]),
                           metadata={"description": "cleanup-notifications: keep read ones younger than this"})
 
 

@@ -68,3 +68,21 @@ def test_jobs_list_has_the_contract_list_shape_and_fields(api, league):
                      "expire-sponsors", "process-promotions", "send-digests", "cleanup-notifications"}
     for job in listed["items"]:
         assert {"name", "schedule", "next_run_at", "last_status"} <= set(job)
+
+
+def test_job_arguments_beyond_any_id_are_422_not_a_database_error(api, league):
+    for name in ("distribute-payouts", "recompute-rankings"):
+        response = api.post(f"/jobs/{name}/run", "admin", {"tournament_id": 2**40})
+        assert response.status_code == 422, response.get_data(as_text=True)
+        assert "tournament_id" in response.json["error"]["fields"]
+    response = api.post("/jobs/cleanup-notifications/run", "admin", {"days": 2**63})
+    assert response.status_code == 422, response.get_data(as_text=True)
+
+
+def test_cli_tournament_ids_and_days_beyond_range_are_one_line_errors(app, runner):
+    for args in (["distribute-payouts", str(2**40)], ["recompute-rankings", "--tournament-id", str(2**40)],
+                 ["cleanup-notifications", "--days", str(10**9)]):
+        result = runner.invoke(args=args)
+        assert result.exit_code != 0, (args, result.output)
+        assert isinstance(result.exception, SystemExit), (args, repr(result.exception))
+        assert "Error: Invalid value" in result.output and "Traceback" not in result.output, result.output
