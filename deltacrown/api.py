@@ -41,15 +41,33 @@ def error_response(status: int, code: str, message: str, fields_: dict | None = 
     return response
 
 
+def _readable(msgs) -> str:
+    """One line a person can act on, from marshmallow's messages for one field: a list of
+    strings, or for nested fields a dict down to them ({"invite_sent": {"value": {0: [..]}}}
+    -> "invite_sent: unknown channel 'x'"; marshmallow's "key"/"value"/index levels dropped)."""
+    if isinstance(msgs, str):
+        return msgs
+    if isinstance(msgs, list):
+        return "; ".join(_readable(m) for m in msgs)
+    if isinstance(msgs, dict):
+        parts = []
+        for key, inner in msgs.items():
+            text = _readable(inner)
+            named = isinstance(key, str) and key not in ("key", "value", "_schema")
+            parts.append(f"{key}: {text}" if named else text)
+        return "; ".join(parts)
+    return str(msgs)
+
+
 def _flatten_webargs(messages) -> dict:
     """webargs reports {"json": {"field": ["msg"]}}; the contract wants {"field": "msg"}."""
     flat = {}
     for location, errs in (messages or {}).items():
         if isinstance(errs, dict):
             for name, msgs in errs.items():
-                flat[str(name)] = msgs[0] if isinstance(msgs, list) and msgs and isinstance(msgs[0], str) else msgs
+                flat[str(name)] = _readable(msgs)
         else:
-            flat[location] = errs[0] if isinstance(errs, list) and errs else errs
+            flat[location] = _readable(errs)
     return flat
 
 

@@ -86,3 +86,13 @@ def test_cli_tournament_ids_and_days_beyond_range_are_one_line_errors(app, runne
         assert result.exit_code != 0, (args, result.output)
         assert isinstance(result.exception, SystemExit), (args, repr(result.exception))
         assert "Error: Invalid value" in result.output and "Traceback" not in result.output, result.output
+
+
+def test_invalid_preferences_name_the_field_in_words_a_person_can_act_on(api, league):
+    response = api.put("/preferences", "cap", {"channels": {"nope": ["email"], "invite_sent": ["pigeon"]}}, expect=422)
+    error = response.json["error"]
+    assert set(error["fields"]) == {"channels"}
+    text = error["fields"]["channels"]
+    assert isinstance(text, str), text
+    assert "unknown notification type 'nope'" in text and "invite_sent: unknown channel 'pigeon'" in text, text
+    assert "{" not in error["message"], error["message"]
