@@ -41,19 +41,51 @@ def error_response(status: int, code: str, message: str, fields_: dict | None = 
     return response
 
 
+def _readable(msgs) -> str:
+    """One line a person can act on, from marshmallow's messages for one field: a list of
+    strings, or for nested fields a dict down to them ({"invite_sent": {"value": {0: [..]}}}
+    -> "invite_sent: unknown channel 'x'"; marshmallow's "key"/"value"/index levels dropped)."""
+    if isinstance(msgs, str):
+        return msgs
+    if isinstance(msgs, list):
+        return "; ".join(_readable(m) for m in msgs)
+    if isinstance(msgs, dict):
+        parts = []
+        for key, inner in msgs.items():
+            text = _readable(inner)
+            named = isinstance(key, str) and key not in ("key", "value", "_schema")
+            parts.append(f"{key}: {text}" if named else text)
+        return "; ".join(parts)
+    return str(msgs)
+
+
 def _flatten_webargs(messages) -> dict:
     """webargs reports {"json": {"field": ["msg"]}}; the contract wants {"field": "msg"}."""
     flat = {}
     for location, errs in (messages or {}).items():
         if isinstance(errs, dict):
             for name, msgs in errs.items():
-                flat[str(name)] = msgs[0] if isinstance(msgs, list) and msgs and isinstance(msgs[0], str) else msgs
+                flat[str(name)] = _readable(msgs)
         else:
-            flat[location] = errs[0] if isinstance(errs, list) and errs else errs
+            flat[location] = _readable(errs)
     return flat
 
 
+class ErrorDetailSchema(Schema):
+    code = fields.String(metadata={"description": "machine-readable, e.g. not_found, invalid, conflict"})
+    message = fields.String(metadata={"description": "what went wrong, for a person"})
+    fields_ = fields.Dict(data_key="fields", metadata={"description": "field name -> what is wrong with it"})
+
+
+class ErrorSchema(Schema):
+    """The contract's error body, so the OpenAPI document describes what is really sent."""
+
+    error = fields.Nested(ErrorDetailSchema)
+
+
 class DeltaCrownApi(Api):
+    ERROR_SCHEMA = ErrorSchema
+
     def handle_http_exception(self, error: HTTPException):
         if not request.path.startswith(API_PREFIX):
             return error  # pages keep Flask's own error pages
@@ -153,6 +185,22 @@ def keyset_page(select_stmt, id_column, cursor: str | None, limit: int):
     return rows[:limit], next_cursor
 
 
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+def _require_json_body():
+    """A body that is not JSON is refused as such (415), instead of being read as "no
+    fields sent" and answered with a misleading 422 about missing fields."""
+    if (not request.path.startswith(API_PREFIX + "/") or request.method not in _BODY_METHODS
+            or request.routing_exception is not None):  # unknown route or method: its 404/405 comes first
+        return None
+    has_body = bool(request.content_length) or request.headers.get("Transfer-Encoding") == "chunked"
+    if has_body and not request.is_json:
+        return error_response(415, "unsupported_media_type",
+                              "Send the body as JSON with 'Content-Type: application/json'.")
+    return None
+
+
 def init_app(app):
     app.config.setdefault("API_TITLE", "DeltaCrown automation & notifications")
     app.config.setdefault("API_VERSION", "v1")
@@ -166,6 +214,7 @@ def init_app(app):
     })
     app.extensions["deltacrown_api"] = api
     app.register_error_handler(ServiceError, _handle_service_error)
+    app.before_request(_require_json_body)
 
 
 def register_blueprint(app, blueprint):

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from ..errors import InvalidInput
+from ..errors import Conflict, InvalidInput
 from ..extensions import db
 from ..notifications.models import NotificationPreference
 from .models import User, hash_token
@@ -45,13 +45,17 @@ def create_user(username: str, email: str, password: str | None = None, is_admin
         errors["password"] = "at least 8 characters"
     if not is_valid_timezone(timezone or ""):
         errors["timezone"] = f"unknown IANA time zone {timezone!r}"
-    if not errors:
-        if db.session.scalar(select(User.id).where(func.lower(User.username) == username.lower())):
-            errors["username"] = f"username {username!r} is taken"
-        if db.session.scalar(select(User.id).where(func.lower(User.email) == email.lower())):
-            errors["email"] = f"email {email!r} is already registered"
     if errors:
         raise InvalidInput("; ".join(f"{k}: {v}" for k, v in errors.items()), fields=errors)
+    # Valid values that clash with existing users: a conflict with current state (409, like a
+    # taken team name), not invalid input.
+    taken = {}
+    if db.session.scalar(select(User.id).where(func.lower(User.username) == username.lower())):
+        taken["username"] = f"username {username!r} is taken"
+    if db.session.scalar(select(User.id).where(func.lower(User.email) == email.lower())):
+        taken["email"] = f"email {email!r} is already registered"
+    if taken:
+        raise Conflict("; ".join(f"{k}: {v}" for k, v in taken.items()), fields=taken)
 
     password = password or secrets.token_urlsafe(12)
     token = secrets.token_urlsafe(32)
@@ -65,7 +69,7 @@ def create_user(username: str, email: str, password: str | None = None, is_admin
     except IntegrityError:
         # Lost a race with a concurrent create of the same name: the constraint decides.
         db.session.rollback()
-        raise InvalidInput("username or email is taken",
+        raise Conflict("username or email is taken",
                            fields={"username": "taken or email already registered"}) from None
     return user, token, password
 

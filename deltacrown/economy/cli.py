@@ -15,7 +15,7 @@ ORDINALS = {1: "1st", 2: "2nd", 3: "3rd"}
 
 
 @click.command("distribute-payouts")
-@click.argument("tournament_id", type=int)
+@click.argument("tournament_id", type=click.IntRange(min=1, max=2**31 - 1))  # beyond: no such id
 @enqueue_option
 @with_appcontext
 def distribute_payouts_command(tournament_id, enqueue):

@@ -57,7 +57,7 @@ def send_digests_command(enqueue):
 
 
 @click.command("cleanup-notifications")
-@click.option("--days", type=click.IntRange(min=1), default=90, show_default=True,
+@click.option("--days", type=click.IntRange(min=1, max=36_500), default=90, show_default=True,
               help="Keep read notifications younger than this many days.")
 @enqueue_option
 @with_appcontext

@@ -244,6 +244,9 @@ def _send_chunk(now, due: dict[int, tuple[date, str]], stale_before, send_email)
     return counts
 
 
+MAX_DAYS_TO_KEEP = 36_500  # beyond this the cutoff date overflows
+
+
 def cleanup_old_notifications(days_to_keep: int = 90, now: datetime | None = None,
                               batch_size: int = CLEANUP_BATCH_SIZE, on_progress=None) -> dict:
     """Delete READ notifications created more than `days_to_keep` days ago; unread ones stay.
@@ -253,9 +256,9 @@ def cleanup_old_notifications(days_to_keep: int = 90, now: datetime | None = Non
     never holds long locks. Rows that reference a notification are deleted
     with it explicitly, because SQLite does not enforce ON DELETE CASCADE here.
     """
-    if isinstance(days_to_keep, bool) or not isinstance(days_to_keep, int) or days_to_keep < 1:
-        raise InvalidInput("days_to_keep must be a whole number of at least 1",
-                           fields={"days": "must be a whole number of at least 1"})
+    if isinstance(days_to_keep, bool) or not isinstance(days_to_keep, int) or not 1 <= days_to_keep <= MAX_DAYS_TO_KEEP:
+        raise InvalidInput(f"days_to_keep must be a whole number from 1 to {MAX_DAYS_TO_KEEP}",
+                           fields={"days": f"must be a whole number from 1 to {MAX_DAYS_TO_KEEP}"})
     cutoff = (now or utcnow()) - timedelta(days=days_to_keep)
     deleted = 0
     while True:

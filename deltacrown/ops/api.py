@@ -4,9 +4,12 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 
 from ..api import Blueprint, get_or_404, require_admin
+from ..apischemas import admin_only, require_token_for
 from . import schedule, scheduler
 
 bp = Blueprint("jobs", __name__, description="Background jobs: schedule, run now, status (admin)")
+# 401 / 403 before the body is validated, like every other admin endpoint.
+require_token_for(bp)
 
 
 class LastRunSchema(Schema):
@@ -32,12 +35,14 @@ class JobSchema(Schema):
 
 class JobListSchema(Schema):
     items = fields.List(fields.Nested(JobSchema))
+    next_cursor = fields.String(allow_none=True, metadata={"description": "always null: every job fits one page"})
 
 
 class RunArgsSchema(Schema):
-    tournament_id = fields.Integer(strict=True, allow_none=True, validate=validate.Range(min=1),
+    tournament_id = fields.Integer(strict=True, allow_none=True,
+                                   validate=validate.Range(min=1, max=schedule.MAX_ARG_VALUES["tournament_id"]),
                                    metadata={"description": "recompute-rankings (optional), distribute-payouts"})
-    days = fields.Integer(strict=True, validate=validate.Range(min=1),
+    days = fields.Integer(strict=True, validate=validate.Range(min=1, max=schedule.MAX_ARG_VALUES["days"]),
                           metadata={"description": "cleanup-notifications: keep read ones younger than this"})
 
 
@@ -62,10 +67,11 @@ class JobRunSchema(Schema):
 def list_jobs():
     """The jobs: name, schedule, next run and latest run's status."""
     require_admin()
-    return {"items": scheduler.list_jobs()}
+    return {"items": scheduler.list_jobs(), "next_cursor": None}  # the contract's list shape
 
 
 @bp.route("/jobs/<string:name>/run", methods=["POST"])
+@admin_only
 @bp.arguments(RunArgsSchema, location="json", required=False)
 @bp.response(202, JobIdSchema)
 def run_job(args, name):

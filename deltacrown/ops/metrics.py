@@ -115,5 +115,5 @@ def metrics():
     # A registry per scrape: the collector holds no state, and tests build many apps.
     registry = CollectorRegistry(auto_describe=False)
     registry.register(DeltaCrownCollector())
-    return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+    return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)  # it names its charset already
 

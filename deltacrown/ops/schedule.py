@@ -42,6 +42,10 @@ RUNNABLE_JOBS: tuple[JobSpec, ...] = (
             "Delete read notifications older than N days", args=("days",)),
 )
 
+# Upper bounds of the arguments: an id beyond a 32-bit integer cannot exist (and PostgreSQL
+# refuses to compare with it); more days than this overflow the date arithmetic.
+MAX_ARG_VALUES = {"tournament_id": 2**31 - 1, "days": 36_500}
+
 RECURRING_JOBS: tuple[JobSpec, ...] = tuple(j for j in RUNNABLE_JOBS if j.cron)
 JOBS_BY_NAME = {j.name: j for j in RUNNABLE_JOBS}
 

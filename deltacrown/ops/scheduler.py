@@ -193,6 +193,8 @@ def validate_job_args(spec: JobSpec, args: dict | None) -> dict:
             continue
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             fields[key] = "must be a whole number of at least 1"
+        elif value > schedule.MAX_ARG_VALUES.get(key, value):
+            fields[key] = f"must be at most {schedule.MAX_ARG_VALUES[key]}"
     if fields:
         raise InvalidInput("Invalid values: " + "; ".join(f"{k}: {v}" for k, v in fields.items()), fields=fields)
     return args

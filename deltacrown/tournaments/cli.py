@@ -18,7 +18,7 @@ from .wrapup import check_tournament_wrapup
 
 
 @click.command("recompute-rankings")
-@click.option("--tournament-id", type=int, default=None,
+@click.option("--tournament-id", type=click.IntRange(min=1, max=2**31 - 1), default=None,
               help="Only recompute the totals of this tournament's teams (ranks are always global).")
 @enqueue_option
 @with_appcontext

@@ -52,8 +52,13 @@ def test_users_and_me(api, users):
     bad = error(api.post("/users", "admin", {"username": "ok_name", "email": "o@example.com",
                                              "password": "long-enough", "timezone": "Mars/Base"}), 422)
     assert "timezone" in bad["fields"]
-    error(api.post("/users", "admin", {"username": "newbie", "email": "z@example.com", "password": "long-enough"}),
-          422)
+    # a taken username or email is a conflict with current state, like a taken team name
+    taken = error(api.post("/users", "admin", {"username": "NEWBIE", "email": "z@example.com",
+                                               "password": "long-enough"}), 409, "conflict")
+    assert set(taken["fields"]) == {"username"}
+    taken = error(api.post("/users", "admin", {"username": "other", "email": "N@example.com",
+                                               "password": "long-enough"}), 409, "conflict")
+    assert set(taken["fields"]) == {"email"}
     malformed = api.client.post("/api/v1/users", data="{not json", content_type="application/json",
                                 headers=users.headers("admin"))
     assert malformed.status_code in (400, 422) and "error" in malformed.json
