@@ -34,6 +34,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass, field
+from datetime import timezone
 
 from flask import current_app
 from sqlalchemy import select
@@ -46,6 +47,12 @@ from .models import Delivery, Notification, NotificationPreference
 from .types import DISCORD, EMAIL, IN_APP, get_type
 
 log = logging.getLogger(__name__)
+
+
+def _when(moment) -> str:
+    """A time in a message body. Bodies are written once for every recipient, so they say
+    UTC explicitly; the center shows the notification's own time in the reader's zone."""
+    return moment.astimezone(timezone.utc).strftime("%a %d %b %Y, %H:%M UTC")
 
 CHUNK_SIZE = 500  # recipients per round of bulk statements
 
@@ -257,7 +264,7 @@ class NotificationService:
             return None
         return self.notify(self._team_members(reg.team_id), "tournament_registered",
                            f"{reg.team.name} is registered for {reg.tournament.name}",
-                           f"Starts {reg.tournament.starts_at.isoformat()}.", f"/tournaments/{reg.tournament_id}",
+                           f"Starts {_when(reg.tournament.starts_at)}.", f"/tournaments/{reg.tournament_id}",
                            self._source(event_id, dedup_key, f"tournament_registered:{registration_id}"),
                            event_id=event_id, team_ids=[reg.team_id], **kw)
 
@@ -269,7 +276,7 @@ class NotificationService:
             return None
         return self.notify(self._team_members(match.team_a_id, match.team_b_id), "match_scheduled",
                            f"Match scheduled: {match.team_a.name} vs {match.team_b.name}",
-                           f"{match.tournament.name}, {match.scheduled_at.isoformat()}.",
+                           f"{match.tournament.name}, {_when(match.scheduled_at)}.",
                            f"/tournaments/{match.tournament_id}",
                            self._source(event_id, dedup_key, f"match_scheduled:{match_id}"),
                            event_id=event_id, team_ids=[match.team_a_id, match.team_b_id], **kw)
@@ -330,7 +337,7 @@ class NotificationService:
             return None
         return self.notify(self._team_members(sponsor.team_id), "sponsor_approved",
                            f"{sponsor.name} now sponsors {sponsor.team.name}",
-                           f"The sponsorship runs until {sponsor.expires_at.isoformat()}.",
+                           f"The sponsorship runs until {_when(sponsor.expires_at)}.",
                            f"/teams/{sponsor.team_id}",
                            self._source(event_id, dedup_key, f"sponsor_approved:{sponsor_id}"),
                            event_id=event_id, team_ids=[sponsor.team_id], **kw)
@@ -343,7 +350,7 @@ class NotificationService:
             return None
         return self.notify(self._team_members(promotion.team_id), "promotion_started",
                            f"Promotion live: {promotion.title}",
-                           f"Runs until {promotion.ends_at.isoformat()}.", f"/teams/{promotion.team_id}",
+                           f"Runs until {_when(promotion.ends_at)}.", f"/teams/{promotion.team_id}",
                            self._source(event_id, dedup_key, f"promotion_started:{promotion_id}"),
                            event_id=event_id, team_ids=[promotion.team_id], **kw)
 

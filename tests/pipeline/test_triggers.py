@@ -2,6 +2,8 @@
 who got which notification, on which channels (Delivery rows)."""
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from deltacrown.extensions import db
@@ -80,6 +82,8 @@ def test_registration_matches_results_and_bracket(api, wired, run_jobs):
     api.post(f"/tournaments/{tid}/registrations", "admin", {"team_id": blue}, expect=201)
     run_jobs()
     assert api.notified("tournament_registered") == {"cap": 1, "ann": 1, "bob": 1, "cyd": 1, "dee": 1}
+    body = api.get("/notifications?type=tournament_registered", "ann").json["items"][0]["body"]
+    assert re.search(r"Starts \w{3} \d{2} \w{3} \d{4}, \d{2}:\d{2} UTC\.", body), body  # readable, not ISO
     assert api.deliveries("tournament_registered") == sorted(
         [("email", n) for n in ("cap", "ann", "cyd", "dee")] + [("discord", f"team:{red}")])
 
