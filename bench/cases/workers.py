@@ -1,5 +1,209 @@
-"""placeholder"""
-from ..harness import CaseUnavailable
+"""Worker cases: throughput (jobs/s, one worker), end-to-end latency, and worker memory over many jobs.
 
-def run(env):
-    raise CaseUnavailable("not written yet")
+Throughput and end-to-end use a real `python worker.py` process (the Procfile's worker:
+a forking HerokuWorker with the app context), on the same Redis for ours and the baseline.
+Memory uses `bench.worker_proc`, the same worker set-up as a SimpleWorker (no fork per
+job), so every job runs in the one process whose RSS we watch.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+
+from rq import Queue, Worker
+from rq.serializers import JSONSerializer
+
+from .. import jobs as bench_jobs
+from .. import seed
+from ..harness import PROJECT_ROOT, BenchEnv, CaseResult, Measurement, percentile, python_subprocess, wait_for
+
+TARGETS = {
+    "throughput": "≥ 50% of RQ no-op jobs/s",
+    "e2e": "p50 and p99 ≤ 3× the RQ no-op round trip",
+    "memory": "RSS after all jobs within 10% of RSS after the first 1,000",
+}
+
+
+def _redis(env: BenchEnv):
+    from deltacrown.queue import get_redis
+
+    return get_redis(env.app)
+
+
+@contextlib.contextmanager
+def worker_process(env: BenchEnv, *queues: str, module: str | None = None):
+    """`python worker.py QUEUES` (or `python -m module QUEUES`) on this database and Redis."""
+    redis = _redis(env)
+    before = Worker.count(connection=redis)
+    if module:
+        proc = python_subprocess(module, *queues, env=env.subprocess_env())
+    else:
+        proc = subprocess.Popen([sys.executable, "worker.py", *queues], cwd=str(PROJECT_ROOT),
+                                env=env.subprocess_env())
+    try:
+        if not module:
+            wait_for(lambda: Worker.count(connection=redis) > before or proc.poll() is not None, 60,
+                     "worker.py to register")
+            if proc.poll() is not None:
+                raise RuntimeError(f"worker.py exited with {proc.returncode}")
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+
+
+def _queue(env: BenchEnv, name: str) -> Queue:
+    from deltacrown.queue import get_queue
+
+    with env.app.app_context():
+        return get_queue(name)
+
+
+def _drain_rate(env: BenchEnv, enqueue_jobs, queue_names, count: int, timeout: float) -> float:
+    """Enqueue `count` jobs, start worker.py, wait until all finished; jobs/s from the jobs' own
+    start/end stamps (first started → last ended), so process start-up is not counted."""
+    job_ids = enqueue_jobs()
+    assert len(job_ids) == count
+    redis = _redis(env)
+    from deltacrown.queue import AppJob
+
+    def all_done():
+        statuses = [j.get_status(refresh=False) if j else None
+                    for j in AppJob.fetch_many(job_ids, connection=redis, serializer=JSONSerializer)]
+        failed = [s for s in statuses if s is not None and s.value == "failed"]
+        if failed:
+            raise RuntimeError(f"{len(failed)} benchmark jobs failed (see the worker's log)")
+        return all(s is not None and s.value == "finished" for s in statuses)
+
+    with worker_process(env, *queue_names):
+        wait_for(all_done, timeout, f"{count} jobs to finish", interval=0.2)
+    jobs = AppJob.fetch_many(job_ids, connection=redis, serializer=JSONSerializer)
+    first = min(j.started_at for j in jobs)
+    last = max(j.ended_at for j in jobs)
+    return count / (last - first).total_seconds()
+
+
+def _noop_ids(env: BenchEnv, count: int) -> list[str]:
+    q = _queue(env, "default")
+    with env.app.app_context():
+        return [q.enqueue(bench_jobs.noop, result_ttl=3600).id for _ in range(count)]
+
+
+def _rate_measurement(label: str, rates: list[float]) -> Measurement:
+    rates = sorted(rates)
+    m = Measurement(label, value=rates[len(rates) // 2], unit="jobs/s")
+    m.label = f"{label}: runs " + ", ".join(f"{r:,.0f}" for r in rates) + " jobs/s"
+    return m
+
+
+def run_throughput(env: BenchEnv) -> CaseResult:
+    s = env.sizes
+    result = CaseResult("throughput", env.kind, size=f"{s.throughput_jobs:,} jobs per run, one worker.py",
+                        target=TARGETS["throughput"], ratio_label="ours / no-op (jobs/s)")
+    timeout = 60 + s.throughput_jobs / 5
+    rates = [_drain_rate(env, lambda: _noop_ids(env, s.throughput_jobs), ["default"], s.throughput_jobs, timeout)
+             for _ in range(s.repeats)]
+    result.baseline = _rate_measurement("RQ no-op jobs", rates)
+    ours = _notification_event_jobs(env)
+    if ours is None:
+        result.status, result.reason = "not run", _PIPELINE_MISSING
+        return result
+    prepare, enqueue, check = ours
+    rates = []
+    for _ in range(s.repeats):
+        prepare(s.throughput_jobs)
+        rates.append(_drain_rate(env, enqueue, ["notifications", "default"], s.throughput_jobs, timeout))
+        check()
+    result.ours = _rate_measurement("notification event jobs (handle_event)", rates)
+    result.ratio = result.ours.value / result.baseline.value
+    result.met = result.ratio >= 0.5
+    return result
+
+
+_PIPELINE_MISSING = "the event pipeline (deltacrown.outbox.jobs.handle_event) is not on main yet"
+
+
+def _notification_event_jobs(env: BenchEnv):
+    """(prepare(n), enqueue() -> job ids, check()) for outbox event jobs, or None before the pipeline lands."""
+    try:
+        from deltacrown.outbox.jobs import handle_event  # noqa: F401
+    except ImportError:
+        return None
+    return None
+
+
+def run_e2e(env: BenchEnv) -> CaseResult:
+    s = env.sizes
+    result = CaseResult("e2e", env.kind, size=f"{s.e2e_trips:,} sequential round trips, one worker.py",
+                        target=TARGETS["e2e"], ratio_label="ours / no-op, worse of p50 and p99")
+    q = _queue(env, "default")
+    latencies = []
+    import time
+
+    with worker_process(env, "notifications", "default"):
+        with env.app.app_context():
+            for _ in range(s.e2e_trips + 3):
+                start = time.perf_counter()
+                job = q.enqueue(bench_jobs.noop, result_ttl=3600)
+                if job.latest_result(timeout=30) is None:
+                    raise TimeoutError("no-op job did not finish within 30 s")
+                latencies.append(time.perf_counter() - start)
+    latencies = latencies[3:]  # the first trips warm the worker up
+    result.baseline = _latency_measurement("RQ no-op enqueue → finished (Result stream)", latencies)
+    result.status, result.reason = "not run", ("the notifications API (GET /api/v1/notifications) and the event "
+                                               "pipeline are not on main yet")
+    return result
+
+
+def _latency_measurement(label: str, latencies: list[float]) -> Measurement:
+    p50, p99 = percentile(latencies, 50), percentile(latencies, 99)
+    return Measurement(label, seconds=latencies, value=p99, unit="s",
+                       display=f"p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms")
+
+
+def run_memory(env: BenchEnv) -> CaseResult:
+    s = env.sizes
+    result = CaseResult("memory", env.kind, size=f"{s.memory_jobs:,} jobs in one SimpleWorker process",
+                        target=TARGETS["memory"], ratio_label="RSS at end / RSS after first 1,000")
+    with env.app.app_context():
+        seed.users(100, preferences=False)
+    redis = _redis(env)
+    redis.delete(bench_jobs.RSS_KEY)
+    q = _queue(env, "default")
+    sample_every = s.memory_first // 4
+    batch = 5_000
+    with env.app.app_context():
+        for start in range(1, s.memory_jobs + 1, batch):
+            q.enqueue_many([Queue.prepare_data(bench_jobs.memory_probe, args=(i, sample_every), result_ttl=0)
+                            for i in range(start, min(start + batch, s.memory_jobs + 1))])
+    proc = python_subprocess("bench.worker_proc", "default", env=env.subprocess_env())
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise RuntimeError(f"bench.worker_proc exited with {proc.returncode}")
+    samples = {int(k): int(v) for k, v in redis.hgetall(bench_jobs.RSS_KEY).items()}
+    last = max(samples)
+    if last < s.memory_jobs - sample_every or q.count:
+        raise RuntimeError(f"worker stopped early: last sample at job {last}, {q.count} jobs left")
+    first_rss = samples[s.memory_first]
+    end_rss = samples[last]
+    result.baseline = Measurement(f"RSS after job {s.memory_first:,}", value=first_rss / 2**20, unit="MiB")
+    result.ours = Measurement(f"RSS after job {last:,}", value=end_rss / 2**20, unit="MiB",
+                              peak_bytes=usage.ru_maxrss * 1024)
+    result.ratio = end_rss / first_rss
+    result.met = result.ratio <= 1.10
+    steps = sorted(samples)
+    shown = steps[:: max(1, len(steps) // 8)] + ([last] if steps[-1:] != [last] else [])
+    result.notes.append("job stand-in: a SELECT of a user through the app's session + commit per job "
+                        "(notification event jobs when the pipeline lands); RSS (MiB) by job: "
+                        + ", ".join(f"{i:,}: {samples[i] / 2**20:.1f}" for i in sorted(set(shown))))
+    result.notes.append("peak column: the worker process's ru_maxrss")
+    return result
