@@ -8,11 +8,30 @@ context (see deltacrown.queue.AppJob).
 import sys
 
 from deltacrown import ConfigError, create_app
+from deltacrown.config import load_dotenv_file
 from deltacrown.queue import QUEUE_NAMES, configure_logging, get_redis, make_worker
+
+
+def database_problem(app) -> str | None:
+    """Why the database cannot be used (first line), or None: checked once at start."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import OperationalError
+
+    from deltacrown.extensions import db
+
+    with app.app_context():
+        try:
+            db.session.execute(text("SELECT 1"))
+        except OperationalError as exc:
+            return str(exc.orig or exc).strip().splitlines()[0]
+        finally:
+            db.session.remove()
+    return None
 
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    load_dotenv_file()
     try:
         app = create_app()
     except ConfigError as exc:
@@ -32,6 +51,9 @@ def main(argv=None) -> int:
         get_redis(app).ping()
     except Exception as exc:  # redis raises several connection error types
         sys.exit(f"deltacrown worker: REDIS_URL: cannot reach Redis at {app.config['REDIS_URL']}: {exc}")
+    problem = database_problem(app)
+    if problem:
+        sys.exit(f"deltacrown worker: DATABASE_URL: cannot use the database: {problem}")
     worker = make_worker(app, queues)
     worker.work(with_scheduler=True, logging_level=app.config["LOG_LEVEL"])
     return 0

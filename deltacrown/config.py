@@ -103,6 +103,17 @@ def check_timezone(name_value: str, name: str) -> str:
     return name_value
 
 
+def load_dotenv_file() -> None:
+    """Local use: read PROJECT_ROOT/.env into the environment, never overriding a
+    variable that is already set. Called by the entry points (app.py, worker.py,
+    the dev runner), not by `load_config`, so tests see only what they set."""
+    path = PROJECT_ROOT / ".env"
+    if path.is_file():
+        from dotenv import load_dotenv
+
+        load_dotenv(path, override=False)
+
+
 def load_config(env=None) -> dict:
     """Build the Flask config from an environment mapping (os.environ by default)."""
     env = os.environ if env is None else env

@@ -35,6 +35,9 @@ def start_redis_server(workdir: str | Path, port: int | None = None, timeout: fl
         [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
          "--appendonly", "no", "--dir", str(workdir), "--logfile", str(workdir / "redis.log")],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        # Its own session: a terminal's Ctrl-C must not stop Redis before the
+        # processes using it; its owner stops it last.
+        start_new_session=True,
     )
     url = f"redis://127.0.0.1:{port}/0"
     deadline = time.monotonic() + timeout

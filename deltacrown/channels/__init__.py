@@ -1,5 +1,7 @@
-"""Delivery channels: email and Discord."""
+"""Delivery channels: email and Discord (send_delivery), unsubscribe links, email preview."""
 
 
 def init_app(app):
-    pass
+    from . import views
+
+    app.register_blueprint(views.bp)

@@ -21,12 +21,12 @@ import css_inline
 import flask_mail
 from flask import current_app, render_template
 
-from ..notifications.types import NOTIFICATION_TYPES, NotificationType, get_type
+from ..notifications.types import NOTIFICATION_TYPES, NotificationType
 from ..notifications.unsubscribe import ALL_EMAIL, make_unsubscribe_token
+from .content import NOTIFICATION_CENTER_PATH, ChannelMessage
 
 TEMPLATE_DIR = "notifications/email"
 PREFERENCES_PATH = "/settings/notifications"
-NOTIFICATION_CENTER_PATH = "/notifications"
 
 _inliner = css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
 
@@ -40,50 +40,6 @@ class EmailSendError(Exception):
 
 
 # --- what goes into an email ------------------------------------------------
-
-def absolute_url(url: str | None) -> str:
-    """A link back to the site: relative paths hang off PUBLIC_BASE_URL; only http(s) survives."""
-    base = current_app.config["PUBLIC_BASE_URL"].rstrip("/")
-    if not url:
-        return base + NOTIFICATION_CENTER_PATH
-    if url.startswith(("https://", "http://")):
-        return url
-    if url.startswith("/") and not url.startswith("//"):
-        return base + url
-    return base + NOTIFICATION_CENTER_PATH
-
-
-@dataclass(frozen=True)
-class EmailItem:
-    """One notification as emails show it (from a Notification row or a Delivery payload)."""
-
-    type: str
-    title: str
-    body: str = ""
-    url: str | None = None
-    created_at: datetime | None = None
-
-    @property
-    def type_info(self) -> NotificationType:
-        return get_type(self.type)
-
-    @property
-    def action_url(self) -> str:
-        return absolute_url(self.url)
-
-    @classmethod
-    def from_notification(cls, notification) -> "EmailItem":
-        return cls(type=notification.type, title=notification.title, body=notification.body or "",
-                   url=notification.url, created_at=notification.created_at)
-
-    @classmethod
-    def from_payload(cls, payload: dict) -> "EmailItem":
-        type_name = payload.get("type")
-        if type_name not in NOTIFICATION_TYPES:
-            raise ValueError(f"delivery payload has unknown notification type {type_name!r}")
-        return cls(type=type_name, title=str(payload.get("title") or NOTIFICATION_TYPES[type_name].label),
-                   body=str(payload.get("body") or ""), url=payload.get("url"))
-
 
 @dataclass(frozen=True)
 class RenderedEmail:
@@ -143,7 +99,7 @@ def _common_context(user, scope: str) -> tuple[dict, dict]:
     }, links["headers"]
 
 
-def render_single_notification(user, item: EmailItem) -> RenderedEmail:
+def render_single_notification(user, item: ChannelMessage) -> RenderedEmail:
     """The email for one notification; its unsubscribe link turns off that type's email."""
     context, headers = _common_context(user, item.type)
     subject = _one_line(f"{item.type_info.icon} {item.title}")
@@ -159,7 +115,7 @@ class DigestGroup:
     items: list
 
 
-def group_by_type(items: list[EmailItem]) -> list[DigestGroup]:
+def group_by_type(items: list[ChannelMessage]) -> list[DigestGroup]:
     """Digest sections in registry order, newest first inside each."""
     groups = []
     for type_name, type_info in NOTIFICATION_TYPES.items():
@@ -170,7 +126,7 @@ def group_by_type(items: list[EmailItem]) -> list[DigestGroup]:
     return groups
 
 
-def render_daily_digest(user, digest_date: date, items: list[EmailItem]) -> RenderedEmail:
+def render_daily_digest(user, digest_date: date, items: list[ChannelMessage]) -> RenderedEmail:
     """The digest email; its unsubscribe link turns off all email (the digest is email-wide)."""
     context, headers = _common_context(user, ALL_EMAIL)
     date_label = digest_date.strftime("%A %d %B %Y")
@@ -231,7 +187,7 @@ def send_rendered(to: str, rendered: RenderedEmail) -> None:
         raise classify_smtp_error(exc) from exc
 
 
-def send_notification_email(user, to: str, item: EmailItem) -> None:
+def send_notification_email(user, to: str, item: ChannelMessage) -> None:
     send_rendered(to, render_single_notification(user, item))
 
 
@@ -242,7 +198,7 @@ def send_digest_email(user, digest_date: date, notifications) -> None:
     SMTP failure (`.temporary` says whether a retry may help), so the caller can
     roll back its "digest sent" mark and retry.
     """
-    items = [EmailItem.from_notification(n) for n in notifications]
+    items = [ChannelMessage.from_notification(n) for n in notifications]
     send_rendered(user.email, render_daily_digest(user, digest_date, items))
 
 
@@ -256,10 +212,10 @@ _SAMPLE_TEXT = {
 }
 
 
-def sample_items(now: datetime) -> list[EmailItem]:
+def sample_items(now: datetime) -> list[ChannelMessage]:
     """One sample per registered type (titles include markup to show it stays text)."""
     items = []
     for type_name, type_info in NOTIFICATION_TYPES.items():
         title, body = _SAMPLE_TEXT.get(type_name, (f"Sample: {type_info.label}", type_info.description))
-        items.append(EmailItem(type=type_name, title=title, body=body, url="/notifications", created_at=now))
+        items.append(ChannelMessage(type=type_name, title=title, body=body, url="/notifications", created_at=now))
     return items

@@ -1,1 +1,130 @@
-"""Shared test fixtures: smtp."""
+"""A real SMTP server on loopback (aiosmtpd) for tests that send email.
+
+Fixture `smtp_server` (function scope) starts one on a free port and yields an
+`SmtpStandIn`:
+
+    smtp_server.config()          # {"MAIL_SERVER", "MAIL_PORT", "MAIL_SUPPRESS_SEND": False}
+    smtp_server.messages          # [ReceivedMail] (parsed with the `email` package)
+    smtp_server.wait_for(2)       # block (bounded) until 2 messages arrived
+    smtp_server.refuse("x@y")     # RCPT for that address -> 550 (permanent)
+    smtp_server.fail_temporarily = True   # every RCPT -> 451 (temporary)
+
+Point the app at it from a test module:
+
+    @pytest.fixture
+    def app_config(smtp_server):
+        return smtp_server.config()
+
+Worker subprocesses get the same through `smtp_server.env()` (environment variables).
+"""
+from __future__ import annotations
+
+import email
+import email.policy
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from email.message import EmailMessage
+
+import pytest
+from aiosmtpd.controller import Controller
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class ReceivedMail:
+    mail_from: str
+    rcpt_tos: list
+    message: EmailMessage
+    raw: bytes
+
+    @property
+    def subject(self) -> str:
+        return str(self.message["Subject"])
+
+    def part(self, content_type: str) -> str:
+        """The decoded body part of this type ("text/plain" or "text/html")."""
+        body = self.message.get_body(preferencelist=(content_type.split("/")[1],))
+        if body is None or body.get_content_type() != content_type:
+            raise AssertionError(f"no {content_type} part in message {self.subject!r}")
+        return body.get_content()
+
+    @property
+    def text(self) -> str:
+        return self.part("text/plain")
+
+    @property
+    def html(self) -> str:
+        return self.part("text/html")
+
+
+class _Handler:
+    def __init__(self, stand_in: "SmtpStandIn"):
+        self.stand_in = stand_in
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if self.stand_in.fail_temporarily:
+            return "451 4.3.0 Temporary local problem, try again later"
+        if address.lower() in self.stand_in.refused:
+            return "550 5.1.1 No such user here"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        raw = envelope.original_content or envelope.content
+        message = email.message_from_bytes(raw, policy=email.policy.default)
+        with self.stand_in.arrived:
+            self.stand_in.messages.append(ReceivedMail(envelope.mail_from, list(envelope.rcpt_tos), message, raw))
+            self.stand_in.arrived.notify_all()
+        return "250 Message accepted for delivery"
+
+
+class SmtpStandIn:
+    def __init__(self, host: str = "127.0.0.1"):
+        self.host = host
+        self.port = free_port()
+        self.messages: list[ReceivedMail] = []
+        self.refused: set[str] = set()
+        self.fail_temporarily = False
+        self.arrived = threading.Condition()
+        self._controller = Controller(_Handler(self), hostname=host, port=self.port)
+
+    def start(self):
+        self._controller.start()
+        return self
+
+    def stop(self):
+        self._controller.stop()
+
+    def refuse(self, address: str) -> None:
+        self.refused.add(address.lower())
+
+    def config(self) -> dict:
+        return {"MAIL_SERVER": self.host, "MAIL_PORT": self.port, "MAIL_SUPPRESS_SEND": False,
+                "MAIL_USE_TLS": False, "MAIL_USE_SSL": False}
+
+    def env(self) -> dict:
+        return {"MAIL_SERVER": self.host, "MAIL_PORT": str(self.port), "MAIL_SUPPRESS_SEND": "false"}
+
+    def wait_for(self, count: int, timeout: float = 10.0) -> list[ReceivedMail]:
+        deadline = time.monotonic() + timeout
+        with self.arrived:
+            while len(self.messages) < count:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"expected {count} email(s) within {timeout} s, got {len(self.messages)}")
+                self.arrived.wait(left)
+            return list(self.messages)
+
+
+@pytest.fixture
+def smtp_server():
+    stand_in = SmtpStandIn().start()
+    yield stand_in
+    stand_in.stop()

@@ -1,0 +1,67 @@
+"""What one outgoing message says, whichever channel carries it.
+
+A Delivery points either at a Notification (a player's own email or webhook)
+or carries a payload (team and platform webhook posts are per event); both are
+turned into a `ChannelMessage` here, so the email and Discord adapters read one shape.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from flask import current_app
+
+from ..notifications.types import NOTIFICATION_TYPES, NotificationType, get_type
+from ..timeutil import utcnow
+
+NOTIFICATION_CENTER_PATH = "/notifications"
+
+
+def absolute_url(url: str | None) -> str:
+    """A link back to the site: relative paths hang off PUBLIC_BASE_URL; only http(s) survives."""
+    base = current_app.config["PUBLIC_BASE_URL"].rstrip("/")
+    if not url:
+        return base + NOTIFICATION_CENTER_PATH
+    if url.startswith(("https://", "http://")):
+        return url
+    if url.startswith("/") and not url.startswith("//"):
+        return base + url
+    return base + NOTIFICATION_CENTER_PATH
+
+
+@dataclass(frozen=True)
+class ChannelMessage:
+    type: str
+    title: str
+    body: str = ""
+    url: str | None = None
+    created_at: datetime | None = None
+    # Extra embed fields for Discord: [{"name", "value", "inline"?}] (payload only).
+    fields: tuple = field(default=())
+
+    @property
+    def type_info(self) -> NotificationType:
+        return get_type(self.type)
+
+    @property
+    def action_url(self) -> str:
+        return absolute_url(self.url)
+
+    @classmethod
+    def from_notification(cls, notification) -> "ChannelMessage":
+        return cls(type=notification.type, title=notification.title, body=notification.body or "",
+                   url=notification.url, created_at=notification.created_at)
+
+    @classmethod
+    def from_payload(cls, payload: dict | None, created_at: datetime | None = None) -> "ChannelMessage":
+        payload = payload if isinstance(payload, dict) else {}
+        type_name = payload.get("type")
+        if type_name not in NOTIFICATION_TYPES:
+            raise ValueError(f"delivery payload has unknown notification type {type_name!r}")
+        raw_fields = payload.get("fields") if isinstance(payload.get("fields"), list) else []
+        fields_ = tuple({"name": str(f.get("name", "")), "value": str(f.get("value", "")),
+                         "inline": bool(f.get("inline", False))}
+                        for f in raw_fields if isinstance(f, dict))
+        return cls(type=type_name, title=str(payload.get("title") or NOTIFICATION_TYPES[type_name].label),
+                   body=str(payload.get("body") or ""), url=payload.get("url") if isinstance(payload.get("url"), str) else None,
+                   created_at=created_at or utcnow(), fields=fields_)

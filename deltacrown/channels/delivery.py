@@ -1,0 +1,264 @@
+"""Sending one Delivery row over its channel, exactly once, and recording what happened.
+
+Exactly once, as far as a network allows:
+- A Redis lease (SET NX with expiry) per delivery: two jobs for the same
+  delivery (a duplicate enqueue, a retry racing a slow first try) never send
+  at the same time; the loser raises DeliveryBusy and RQ retries it later,
+  when it finds the row sent and does nothing. The lease expires on its own if
+  the worker dies, so the delivery is not stuck.
+- The claim is one conditional UPDATE (status 'pending' -> attempts + 1): a
+  row already sent or failed is never sent again.
+- The only unavoidable duplicate: a worker killed after the provider accepted
+  the message but before the row was marked sent.
+
+Errors: temporary ones (timeouts, connection errors, 5xx, 429, SMTP 4xx) are
+recorded on the row and raised as RetryableDeliveryError so RQ retries with
+backoff; on the last try the row is marked failed. Permanent ones (other 4xx,
+SMTP 5xx, unknown target) mark it failed at once. A Discord 404 also switches
+the webhook off and tells its owner in-app.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import uuid
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+
+from ..accounts.models import User
+from ..extensions import db
+from ..notifications.models import Delivery, Notification, NotificationPreference
+from ..notifications.preferences import SOURCE_SYSTEM, update_preferences
+from ..notifications.types import DISCORD, EMAIL
+from ..queue import get_redis
+from ..teams.models import Team
+from ..timeutil import utcnow
+from . import discord as discord_channel
+from . import email as email_channel
+from .content import ChannelMessage
+
+log = logging.getLogger(__name__)
+
+LEASE_SECONDS = 240  # longer than send_delivery's job timeout
+_RELEASE_LEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+class RetryableDeliveryError(Exception):
+    """A temporary failure: raised so RQ retries the job after its next interval."""
+
+
+class DeliveryBusy(RetryableDeliveryError):
+    """Another job holds this delivery right now."""
+
+
+class PermanentDeliveryError(Exception):
+    """Retrying cannot help (bad target, refused recipient, 4xx)."""
+
+
+class _WebhookGone(PermanentDeliveryError):
+    def __init__(self, message: str, url: str):
+        super().__init__(message)
+        self.url = url
+
+
+# --- what to send, and where ----------------------------------------------------
+
+def _message_for(delivery: Delivery) -> ChannelMessage:
+    if delivery.notification_id is not None:
+        notification = db.session.get(Notification, delivery.notification_id)
+        if notification is None:
+            raise PermanentDeliveryError(f"notification {delivery.notification_id} no longer exists")
+        return ChannelMessage.from_notification(notification)
+    try:
+        return ChannelMessage.from_payload(delivery.payload, created_at=delivery.created_at)
+    except ValueError as exc:
+        raise PermanentDeliveryError(str(exc)) from None
+
+
+def _recipient_user(delivery: Delivery) -> User | None:
+    user_id = delivery.user_id
+    if user_id is None and delivery.notification_id is not None:
+        user_id = db.session.scalar(select(Notification.user_id).where(Notification.id == delivery.notification_id))
+    return db.session.get(User, user_id) if user_id is not None else None
+
+
+def _target_owner(target: str):
+    """("user", User) / ("team", Team) / ("platform", None) for a Discord target string."""
+    kind, _, ident = (target or "").partition(":")
+    if kind == "platform" and not ident:
+        return "platform", None
+    if kind in ("user", "team") and ident.isdigit():
+        owner = db.session.get(User if kind == "user" else Team, int(ident))
+        if owner is None:
+            raise PermanentDeliveryError(f"Discord target {target!r}: that {kind} no longer exists")
+        return kind, owner
+    raise PermanentDeliveryError(f"unknown Discord target {target!r} (expected user:<id>, team:<id> or platform)")
+
+
+def _webhook_url(kind: str, owner, target: str) -> str:
+    from flask import current_app
+
+    if kind == "user":
+        url = NotificationPreference.get_or_create_for_user(owner).discord_webhook_url
+    elif kind == "team":
+        url = owner.discord_webhook_url
+    else:
+        url = current_app.config.get("DISCORD_WEBHOOK_URL")
+    if not url:
+        raise PermanentDeliveryError(f"{target} has no Discord webhook set (switched off or never set)")
+    return url
+
+
+def _send_email(delivery: Delivery) -> tuple[str | None, str | None]:
+    message = _message_for(delivery)
+    user = _recipient_user(delivery)
+    if user is None:
+        raise PermanentDeliveryError("email delivery without a recipient user")
+    # The player may have turned this email off since the delivery was created.
+    if EMAIL not in NotificationPreference.get_or_create_for_user(user).get_channels_for_type(message.type):
+        raise PermanentDeliveryError("not sent: the recipient has turned this email off")
+    try:
+        email_channel.send_notification_email(user, delivery.target, message)
+    except email_channel.EmailSendError as exc:
+        if exc.temporary:
+            raise RetryableDeliveryError(str(exc)) from exc
+        raise PermanentDeliveryError(str(exc)) from exc
+    return None, None
+
+
+def _send_discord(delivery: Delivery) -> tuple[str | None, str | None]:
+    message = _message_for(delivery)
+    kind, owner = _target_owner(delivery.target)
+    if kind == "user" and DISCORD not in NotificationPreference.get_or_create_for_user(owner).get_channels_for_type(message.type):
+        raise PermanentDeliveryError("not sent: the recipient has turned Discord off for this type")
+    url = _webhook_url(kind, owner, delivery.target)
+    try:
+        result = discord_channel.post_to_webhook(url, discord_channel.build_payload(message))
+    except discord_channel.DiscordError as exc:
+        if exc.webhook_gone:
+            raise _WebhookGone(str(exc), url) from exc
+        if exc.temporary:
+            raise RetryableDeliveryError(str(exc)) from exc
+        raise PermanentDeliveryError(str(exc)) from exc
+    return result.message_id, result.warning
+
+
+_SENDERS = {EMAIL: _send_email, DISCORD: _send_discord}
+
+
+# --- the webhook is gone -----------------------------------------------------------
+
+def switch_off_gone_webhook(target: str, url: str) -> None:
+    """Discord said 404: stop posting there, and tell the webhook's owner in-app (once per URL)."""
+    kind, owner = _target_owner(target)
+    digest = hashlib.sha256(url.encode()).hexdigest()[:16]
+    if kind == "user":
+        if NotificationPreference.get_or_create_for_user(owner).discord_webhook_url == url:
+            update_preferences(owner, {"discord_webhook_url": None}, SOURCE_SYSTEM)
+        _notify_owner(owner.id, f"webhook_disabled:user:{owner.id}:{digest}",
+                      "Your Discord webhook was switched off",
+                      "Discord says the webhook you set for your notifications no longer exists, so we stopped "
+                      "posting to it. Set a new one in your notification settings to get Discord posts again.",
+                      "/settings/notifications")
+    elif kind == "team":
+        if owner.discord_webhook_url == url:
+            owner.discord_webhook_url = None
+        _notify_owner(owner.captain_id, f"webhook_disabled:team:{owner.id}:{digest}",
+                      f"The Discord webhook of team {owner.name} was switched off",
+                      "Discord says the team's webhook no longer exists, so we stopped posting team news to it. "
+                      "Set a new one for the team to get Discord posts again.",
+                      f"/teams/{owner.id}")
+    else:
+        log.error("The platform Discord webhook (DISCORD_WEBHOOK_URL) no longer exists; fix the configuration")
+    db.session.commit()
+
+
+def _notify_owner(user_id: int, dedup_key: str, title: str, body: str, url: str) -> None:
+    exists = db.session.scalar(select(Notification.id).where(Notification.user_id == user_id,
+                                                             Notification.dedup_key == dedup_key))
+    if exists:
+        return
+    try:
+        with db.session.begin_nested():
+            db.session.add(Notification(user_id=user_id, type="webhook_disabled", title=title, body=body,
+                                        url=url, dedup_key=dedup_key, is_read=False, created_at=utcnow()))
+    except IntegrityError:
+        pass  # another worker told them first (unique per user and dedup key)
+
+
+# --- the send ---------------------------------------------------------------------
+
+def _lease(delivery_id: int):
+    redis = get_redis()
+    key, token = f"dc:delivery-lease:{delivery_id}", uuid.uuid4().hex
+    if not redis.set(key, token, nx=True, ex=LEASE_SECONDS):
+        return None
+    return lambda: redis.eval(_RELEASE_LEASE, 1, key, token)
+
+
+def _finish(delivery_id: int, **values) -> None:
+    db.session.execute(update(Delivery).where(Delivery.id == delivery_id, Delivery.status == "pending")
+                       .values(**values))
+    db.session.commit()
+
+
+def send_delivery(delivery_id: int, final_attempt: bool = True) -> dict:
+    """Send one delivery (see module doc). Returns {"status", ...} for the job result.
+
+    `final_attempt`: no retry will follow, so a temporary failure is recorded as failed.
+    """
+    status = db.session.scalar(select(Delivery.status).where(Delivery.id == delivery_id))
+    if status is None:
+        return {"delivery_id": delivery_id, "status": "missing"}
+    if status != "pending":
+        return {"delivery_id": delivery_id, "status": status, "already_done": True}
+    release = _lease(delivery_id)
+    if release is None:
+        raise DeliveryBusy(f"delivery {delivery_id} is being sent by another job")
+    try:
+        claimed = db.session.execute(
+            update(Delivery).where(Delivery.id == delivery_id, Delivery.status == "pending")
+            .values(attempts=Delivery.attempts + 1)).rowcount
+        db.session.commit()
+        if not claimed:  # sent by another job between our read and the lease
+            return {"delivery_id": delivery_id, "already_done": True,
+                    "status": db.session.scalar(select(Delivery.status).where(Delivery.id == delivery_id))}
+        delivery = db.session.get(Delivery, delivery_id, populate_existing=True)
+        sender = _SENDERS.get(delivery.channel)
+        try:
+            if sender is None:
+                raise PermanentDeliveryError(f"channel {delivery.channel!r} is not delivered by this service")
+            external_id, warning = sender(delivery)
+        except _WebhookGone as exc:
+            log.warning("delivery %s to %s: webhook gone, switching it off: %s", delivery_id, delivery.target, exc)
+            _finish(delivery_id, status="failed", last_error=str(exc))
+            switch_off_gone_webhook(delivery.target, exc.url)
+            return {"delivery_id": delivery_id, "status": "failed", "error": str(exc), "webhook_disabled": True}
+        except PermanentDeliveryError as exc:
+            log.warning("delivery %s (%s to %s) failed: %s", delivery_id, delivery.channel, delivery.target, exc)
+            _finish(delivery_id, status="failed", last_error=str(exc))
+            return {"delivery_id": delivery_id, "status": "failed", "error": str(exc)}
+        except Exception as exc:
+            db.session.rollback()
+            temporary = isinstance(exc, RetryableDeliveryError)
+            error = str(exc) if temporary else f"unexpected error: {type(exc).__name__}: {exc}"
+            if not temporary:
+                log.exception("delivery %s: unexpected error", delivery_id)
+            log.warning("delivery %s (%s) attempt failed%s: %s", delivery_id, delivery.channel,
+                        "" if final_attempt else ", will retry", error)
+            if final_attempt:
+                attempts = db.session.scalar(select(Delivery.attempts).where(Delivery.id == delivery_id))
+                _finish(delivery_id, status="failed", last_error=f"gave up after {attempts} attempt(s): {error}")
+                return {"delivery_id": delivery_id, "status": "failed", "error": error}
+            _finish(delivery_id, last_error=error)
+            if temporary:
+                raise
+            raise RetryableDeliveryError(error) from exc
+        _finish(delivery_id, status="sent", sent_at=utcnow(), external_id=external_id, last_error=warning)
+        return {"delivery_id": delivery_id, "status": "sent", "external_id": external_id}
+    finally:
+        release()

@@ -1,0 +1,207 @@
+"""Discord: one rich embed per message, posted to a webhook with `requests`.
+
+- User text is inert: Discord markdown is escaped (no masked links, no
+  formatting), mentions are broken with a zero-width space, and
+  `allowed_mentions: {"parse": []}` means even a mention that got through pings nobody.
+- Every field is cut to Discord's limits with an ellipsis (lengths counted in
+  UTF-16 code units, as Discord's JavaScript does: never under-counted), so a post
+  is never rejected for length.
+- Posts go only to URLs that pass `webhook_url_problem` (under DISCORD_API_BASE),
+  with `?wait=true` so Discord confirms the message and returns its id,
+  through the shared Redis rate limiter (deltacrown.channels.ratelimit).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import requests
+from flask import current_app
+
+from ..queue import get_redis
+from .content import ChannelMessage
+from .ratelimit import RateLimitWaitTooLong, WebhookRateLimiter, parse_seconds, webhook_key
+from .webhooks import webhook_url_problem
+
+LIMITS = {"title": 256, "description": 4096, "field_name": 256, "field_value": 1024, "footer": 2048,
+          "author": 256, "fields": 25, "total": 6000, "content": 2000, "username": 80}
+ELLIPSIS = "…"
+BOT_NAME = "DeltaCrown"
+# A 429 whose wait fits in the job's inline wait is retried right here, at most this often.
+INLINE_429_RETRIES = 2
+
+_MARKDOWN = re.compile(r"([\\*_~`|>\[\]()<#])")
+_LINE_START = re.compile(r"^(\s*)([-+]|\d+\.)(\s)", re.MULTILINE)
+
+
+class DiscordError(Exception):
+    """A post failed. `temporary`: retrying may work. `webhook_gone`: Discord says it was deleted."""
+
+    def __init__(self, message: str, temporary: bool, status: int | None = None, webhook_gone: bool = False):
+        super().__init__(message)
+        self.temporary = temporary
+        self.status = status
+        self.webhook_gone = webhook_gone
+
+
+# --- making user text inert and short enough -----------------------------------
+
+def escape_text(text: str) -> str:
+    """Discord-inert text: markdown escaped, mentions and @everyone broken, control chars dropped."""
+    text = "".join(ch for ch in str(text) if ch in "\n\t" or ch >= " ")
+    text = _MARKDOWN.sub(r"\\\1", text)
+    text = _LINE_START.sub(lambda m: f"{m.group(1)}\\{m.group(2)}{m.group(3)}", text)
+    return text.replace("@", "@\u200b")
+
+
+def discord_length(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
+def fit(text: str, limit: int) -> str:
+    """`text` if it fits in `limit`, else cut with an ellipsis (never splitting an escape)."""
+    if discord_length(text) <= limit:
+        return text
+    kept, used = [], 0
+    for ch in text:
+        width = 2 if ord(ch) > 0xFFFF else 1
+        if used + width > limit - 1:
+            break
+        kept.append(ch)
+        used += width
+    cut = "".join(kept)
+    if (len(cut) - len(cut.rstrip("\\"))) % 2:
+        cut = cut[:-1]  # a lone trailing backslash would escape the ellipsis
+    return cut + ELLIPSIS
+
+
+def embed_length(embed: dict) -> int:
+    """Characters Discord counts towards the 6000 total."""
+    total = discord_length(embed.get("title", "")) + discord_length(embed.get("description", ""))
+    total += discord_length(embed.get("footer", {}).get("text", ""))
+    total += discord_length(embed.get("author", {}).get("name", ""))
+    for f in embed.get("fields", []):
+        total += discord_length(f["name"]) + discord_length(f["value"])
+    return total
+
+
+def build_payload(message: ChannelMessage, content: str | None = None) -> dict:
+    """The webhook body for one message: a single embed, nobody pinged, within every limit."""
+    type_info = message.type_info
+    embed = {
+        "title": fit(f"{type_info.icon} {escape_text(message.title)}", LIMITS["title"]),
+        "url": message.action_url,
+        "color": type_info.colour,
+        "footer": {"text": fit(f"DeltaCrown · {type_info.label}", LIMITS["footer"])},
+    }
+    if message.body:
+        embed["description"] = fit(escape_text(message.body), LIMITS["description"])
+    if message.created_at is not None:
+        embed["timestamp"] = message.created_at.isoformat()
+    fields_ = [{"name": fit(escape_text(f["name"]) or "\u200b", LIMITS["field_name"]),
+                "value": fit(escape_text(f["value"]) or "\u200b", LIMITS["field_value"]),
+                "inline": bool(f.get("inline"))} for f in message.fields[: LIMITS["fields"]]]
+    if fields_:
+        embed["fields"] = fields_
+    # 6000 in all: shorten the description first, then drop trailing fields.
+    excess = embed_length(embed) - LIMITS["total"]
+    if excess > 0 and embed.get("description"):
+        keep = max(discord_length(embed["description"]) - excess, 1)
+        embed["description"] = fit(embed["description"], keep)
+    while embed_length(embed) > LIMITS["total"] and embed.get("fields"):
+        embed["fields"].pop()
+    payload = {"username": BOT_NAME, "embeds": [embed], "allowed_mentions": {"parse": []}}
+    if content:
+        payload["content"] = fit(escape_text(content), LIMITS["content"])
+    return payload
+
+
+# --- posting -----------------------------------------------------------------
+
+def _body_snippet(response) -> str:
+    text = (response.text or "")[:200]
+    return " ".join(text.split()) or "(empty body)"
+
+
+def _json_or_none(response):
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _retry_after(response, body) -> float:
+    """429 wait in seconds: JSON retry_after, else Retry-After, else the bucket reset; 1 s if unreadable."""
+    candidates = []
+    if isinstance(body, dict):
+        candidates.append(body.get("retry_after"))
+    candidates += [response.headers.get("Retry-After"), response.headers.get("X-RateLimit-Reset-After")]
+    for value in candidates:
+        seconds = parse_seconds(value)
+        if seconds is not None:
+            return seconds
+    return 1.0
+
+
+@dataclass(frozen=True)
+class PostResult:
+    message_id: str | None
+    warning: str | None = None  # set when Discord accepted the post but its answer was unreadable
+
+
+def post_to_webhook(url: str, payload: dict) -> PostResult:
+    """POST `payload` to the webhook; returns Discord's message id (with a warning if unreadable).
+
+    Raises DiscordError; `temporary` ones (timeout, connection error, 5xx, 429,
+    rate-limit wait too long) are worth retrying later.
+    """
+    problem = webhook_url_problem(url)
+    if problem:
+        raise DiscordError(f"refusing to post: webhook URL {problem}", temporary=False)
+    cfg = current_app.config
+    key = webhook_key(url)
+    limiter = WebhookRateLimiter(get_redis(), cfg["DISCORD_MAX_REQUESTS_PER_SECOND"])
+    timeout = cfg["DISCORD_TIMEOUT_SECONDS"]
+    for attempt in range(INLINE_429_RETRIES + 1):
+        try:
+            seq = limiter.acquire(key, max_wait=cfg["DISCORD_MAX_INLINE_WAIT_SECONDS"])
+        except RateLimitWaitTooLong as exc:
+            raise DiscordError(str(exc), temporary=True) from exc
+        try:
+            response = requests.post(url, params={"wait": "true"}, json=payload, timeout=timeout,
+                                     allow_redirects=False, headers={"User-Agent": "DeltaCrown (notifications)"})
+        except requests.Timeout as exc:
+            raise DiscordError(f"Discord did not answer within {timeout} s ({type(exc).__name__})",
+                               temporary=True) from exc
+        except requests.RequestException as exc:
+            raise DiscordError(f"could not reach Discord: {type(exc).__name__}: {exc}", temporary=True) from exc
+        limiter.record_response(key, seq, response.headers)
+        status = response.status_code
+        body = _json_or_none(response)
+        if status == 429:
+            wait = _retry_after(response, body)
+            is_global = (response.headers.get("X-RateLimit-Global", "").lower() == "true"
+                         or (isinstance(body, dict) and body.get("global") is True))
+            limiter.block(key, wait, is_global=is_global)
+            if attempt < INLINE_429_RETRIES and wait <= cfg["DISCORD_MAX_INLINE_WAIT_SECONDS"]:
+                continue  # the limiter makes the next try wait out the block
+            raise DiscordError(f"Discord rate limited the webhook (429, retry after {wait:.2f} s)",
+                               temporary=True, status=429)
+        if 200 <= status < 300:
+            if isinstance(body, dict) and body.get("id") is not None:
+                return PostResult(message_id=str(body["id"])[:100])
+            # Accepted, but unconfirmed: posting again could duplicate it, so it counts as sent.
+            what = "body is not JSON" if body is None else "JSON has no message id"
+            return PostResult(message_id=None,
+                              warning=f"Discord answered {status} but the {what}: {_body_snippet(response)}")
+        detail = (body.get("message") if isinstance(body, dict) and isinstance(body.get("message"), str)
+                  else _body_snippet(response))
+        if body is None and status >= 400:
+            detail = f"body is not JSON: {detail}"
+        if status == 404:
+            raise DiscordError(f"Discord says the webhook no longer exists (404: {detail})",
+                               temporary=False, status=404, webhook_gone=True)
+        if status >= 500:
+            raise DiscordError(f"Discord server error {status}: {detail}", temporary=True, status=status)
+        raise DiscordError(f"Discord refused the post ({status}: {detail})", temporary=False, status=status)
+    raise AssertionError("unreachable")  # the loop always returns or raises

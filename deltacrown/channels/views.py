@@ -1,0 +1,71 @@
+"""Pages of the channels part: one-click unsubscribe and the admin email preview."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+from flask import Blueprint, abort, render_template
+from flask_login import current_user, login_required
+
+from ..extensions import csrf
+from ..notifications.types import NOTIFICATION_TYPES
+from ..notifications.unsubscribe import InvalidUnsubscribeToken, apply_unsubscribe, read_unsubscribe_token
+from ..timeutil import utcnow
+from . import email as email_channel
+
+bp = Blueprint("channels", __name__)
+
+PREFERENCES_URL = email_channel.PREFERENCES_PATH
+
+
+def _invalid(exc: InvalidUnsubscribeToken):
+    return render_template("notifications/unsubscribe.html", error=exc.message, expired=exc.expired,
+                           preferences_url=PREFERENCES_URL), 400
+
+
+@bp.get("/unsubscribe/<token>")
+def unsubscribe_page(token: str):
+    """Say what the link turns off and ask to confirm; a GET never changes anything
+    (link scanners and mail clients prefetch links)."""
+    try:
+        request_ = read_unsubscribe_token(token)
+    except InvalidUnsubscribeToken as exc:
+        return _invalid(exc)
+    return render_template("notifications/unsubscribe.html", unsubscribe=request_, token=token,
+                           already_off=request_.is_already_off(), done=False,
+                           preferences_url=PREFERENCES_URL)
+
+
+@bp.post("/unsubscribe/<token>")
+@csrf.exempt  # the signed token is the proof; mail clients POST here without a session (RFC 8058)
+def unsubscribe_confirm(token: str):
+    """The confirm button and the one-click POST (body `List-Unsubscribe=One-Click`) alike."""
+    try:
+        request_ = apply_unsubscribe(token)
+    except InvalidUnsubscribeToken as exc:
+        return _invalid(exc)
+    return render_template("notifications/unsubscribe.html", unsubscribe=request_, done=True,
+                           preferences_url=PREFERENCES_URL)
+
+
+# The preview frames the rendered email, whose CSS is inline (style="..."): allow inline
+# styles on this admin page only; scripts stay 'self' and the frame is sandboxed.
+_PREVIEW_CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+                "object-src 'none'; base-uri 'self'; frame-ancestors 'none'; form-action 'self'")
+
+
+@bp.get("/admin/email-preview")
+@login_required
+def email_preview():
+    if not current_user.is_admin:
+        abort(403)
+    user = current_user._get_current_object()
+    now = utcnow()
+    items = email_channel.sample_items(now)
+    previews = [("Single notification: " + item.type_info.label, f"single-{item.type}",
+                 email_channel.render_single_notification(user, item)) for item in items]
+    digest_items = [email_channel.ChannelMessage(i.type, i.title, i.body, i.url, now - timedelta(minutes=n * 7))
+                    for n, i in enumerate(items + items[:3])]
+    previews.insert(0, ("Daily digest", "daily-digest",
+                        email_channel.render_daily_digest(user, now.date(), digest_items)))
+    response = render_template("admin/email_preview.html", previews=previews, types=NOTIFICATION_TYPES)
+    return response, 200, {"Content-Security-Policy": _PREVIEW_CSP}

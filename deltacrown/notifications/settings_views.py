@@ -1,0 +1,211 @@
+"""The preference editor (/settings/notifications).
+
+The form is converted to the preferences schema's dict (an unchecked box is a
+channel switched off) and saved through `update_preferences(..., "editor")`,
+which validates everything and records the change. A bad value (a forged type
+or channel, "25:99", an unknown zone, a webhook outside DISCORD_API_BASE) is
+shown next to its field, nothing is saved: 422 for htmx, the page again without.
+"""
+from __future__ import annotations
+
+import functools
+from zoneinfo import available_timezones
+
+import requests
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+from flask_wtf.csrf import CSRFError
+from sqlalchemy import select
+
+from ..channels.webhooks import webhook_url_problem
+from ..errors import InvalidInput
+from ..extensions import db
+from ..timeutil import utcnow
+from .models import NotificationPreference
+from .preferences import SOURCE_EDITOR, recent_changes, serialize_preferences, update_preferences
+from .types import CHANNEL_LABELS, CHANNELS, NOTIFICATION_TYPES, TYPE_NAMES
+from .views import exact_time, htmx, page_login_required, player_zone, refuse_without_csrf
+
+bp = Blueprint("notification_settings", __name__)
+bp.register_error_handler(CSRFError, refuse_without_csrf)
+
+OPT_OUT_FIELDS = {channel: f"opt_out_{channel}" for channel in CHANNELS}
+CHANNELS_PREFIX = "channels."
+WEBHOOK_TEST_TIMEOUT_SECONDS = 5
+RECENT_CHANGES = 5
+
+
+def init_app(app):
+    app.register_blueprint(bp)
+
+
+@functools.lru_cache(maxsize=1)
+def timezone_names() -> list[str]:
+    return sorted(available_timezones())
+
+
+def current_preferences(user) -> NotificationPreference:
+    """The saved preferences, or the defaults (not added to the session: a GET writes nothing)."""
+    pref = db.session.scalar(select(NotificationPreference).where(NotificationPreference.user_id == user.id))
+    if pref is None:
+        pref = NotificationPreference.get_or_create_for_user(user)
+        db.session.expunge(pref)
+    return pref
+
+
+def form_to_changes(form) -> dict:
+    """The editor's form as the schema's dict. Every field of the editor is sent:
+    a missing checkbox means "off". Unknown types or channels are passed on, so the
+    schema refuses them by name instead of them being dropped silently."""
+    channels = {name: [] for name in TYPE_NAMES}
+    for key in form:
+        if key.startswith(CHANNELS_PREFIX):
+            channels[key[len(CHANNELS_PREFIX):]] = form.getlist(key)
+    changes = {"channels": channels}
+    for field in (*OPT_OUT_FIELDS.values(), "enable_daily_digest"):
+        changes[field] = field in form
+    for field in ("digest_time", "timezone"):
+        if field in form:
+            changes[field] = form.get(field, "").strip()
+    if "discord_webhook_url" in form:
+        changes["discord_webhook_url"] = form.get("discord_webhook_url", "").strip() or None
+    return changes
+
+
+def _flatten_errors(value) -> str:
+    """Schema errors can nest (channels → type → key/value); one readable line."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        return "; ".join(_flatten_errors(v) for v in value)
+    if isinstance(value, dict):
+        return "; ".join(_flatten_errors(v) for v in value.values())
+    return str(value)
+
+
+def field_errors(exc: InvalidInput) -> dict[str, str]:
+    return {name: _flatten_errors(message) for name, message in exc.fields.items()}
+
+
+def _describe_value(field: str, value) -> str:
+    if isinstance(value, list):
+        return ", ".join(CHANNEL_LABELS.get(c, c) for c in value) or "none"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if value in (None, ""):
+        return "none"
+    if field == "discord_webhook_url":
+        return "set"  # the token in the URL is a secret; do not print it back
+    return str(value)
+
+
+FIELD_LABELS = {
+    "opt_out_email": "Email opt-out", "opt_out_in_app": "In-app opt-out", "opt_out_discord": "Discord opt-out",
+    "enable_daily_digest": "Daily digest", "digest_time": "Digest time", "timezone": "Time zone",
+    "discord_webhook_url": "Discord webhook",
+}
+
+
+def describe_change(field: str, old_new) -> str:
+    old, new = (list(old_new) + [None, None])[:2]
+    if field.startswith(CHANNELS_PREFIX):
+        type_name = field[len(CHANNELS_PREFIX):]
+        label = NOTIFICATION_TYPES[type_name].label if type_name in NOTIFICATION_TYPES else type_name
+        label = f"{label} channels"
+    else:
+        label = FIELD_LABELS.get(field, field)
+    return f"{label}: {_describe_value(field, old)} → {_describe_value(field, new)}"
+
+
+def _render(values: dict, errors: dict | None = None, saved_at=None, status: int = 200,
+            webhook_result: tuple[str, bool] | None = None, partial: bool = False):
+    user = current_user
+    zone = player_zone(user)
+    context = {
+        "values": values,
+        "errors": errors or {},
+        "types": NOTIFICATION_TYPES,
+        "channels": CHANNELS,
+        "channel_labels": CHANNEL_LABELS,
+        "opt_out_fields": OPT_OUT_FIELDS,
+        "timezones": timezone_names(),
+        "changes": recent_changes(user, RECENT_CHANGES),
+        "describe_change": describe_change,
+        "zone": zone,
+        "saved_at": exact_time(saved_at, zone) if saved_at else None,
+        "webhook_result": webhook_result,
+    }
+    template = "notifications/_settings_editor.html" if partial else "notifications/settings.html"
+    return render_template(template, **context), status
+
+
+def _submitted_values(changes: dict, saved: dict) -> dict:
+    """What the player typed, to show back with the errors (known types only in the grid)."""
+    values = dict(saved)
+    values.update({k: v for k, v in changes.items() if k != "channels"})
+    values["channels"] = {name: [c for c in changes["channels"].get(name, []) if c in CHANNELS]
+                          for name in TYPE_NAMES}
+    return values
+
+
+@bp.get("/settings/notifications")
+@page_login_required
+def edit():
+    return _render(serialize_preferences(current_preferences(current_user)))
+
+
+@bp.post("/settings/notifications")
+@page_login_required
+def save():
+    changes = form_to_changes(request.form)
+    try:
+        pref = update_preferences(current_user, changes, SOURCE_EDITOR)
+    except InvalidInput as exc:
+        db.session.rollback()
+        saved = serialize_preferences(current_preferences(current_user))
+        return _render(_submitted_values(changes, saved), field_errors(exc), status=422, partial=bool(htmx))
+    if htmx:
+        return _render(serialize_preferences(pref), saved_at=utcnow(), partial=True)
+    flash("Your notification settings are saved.")
+    return redirect(url_for(".edit"), 303)
+
+
+@bp.post("/settings/notifications/discord-test")
+@page_login_required
+def discord_test():
+    """Post a short test message to the webhook URL in the form (or the saved one)."""
+    url = (request.form.get("discord_webhook_url") or "").strip() \
+        or current_preferences(current_user).discord_webhook_url or ""
+    status = 200
+    if not url:
+        result, ok, status = ("Enter a Discord webhook URL first.", False, 422)
+    elif problem := webhook_url_problem(url):
+        result, ok, status = (f"Not sent: the webhook URL {problem}.", False, 422)
+    else:
+        result, ok = send_test_message(url)
+    if htmx:
+        return render_template("notifications/_webhook_test_result.html", webhook_result=(result, ok)), status
+    values = serialize_preferences(current_preferences(current_user))
+    values["discord_webhook_url"] = url
+    return _render(values, webhook_result=(result, ok), status=status)
+
+
+def send_test_message(url: str) -> tuple[str, bool]:
+    """(message for the player, whether Discord took it). Kept simple on purpose: the
+    channels part owns the real Discord adapter (retries, rate limits, embeds)."""
+    try:
+        response = requests.post(url, json={
+            "content": "Test message from DeltaCrown: your notifications will arrive in this channel.",
+            "allowed_mentions": {"parse": []},
+        }, timeout=WEBHOOK_TEST_TIMEOUT_SECONDS)
+    except requests.Timeout:
+        return "Discord did not answer within 5 seconds; nothing was sent.", False
+    except requests.RequestException:
+        return "Could not reach Discord; nothing was sent. Try again later.", False
+    if 200 <= response.status_code < 300:
+        return "Test message sent. Check your Discord channel.", True
+    if response.status_code in (401, 404):
+        return "Discord says this webhook does not exist (it may have been deleted).", False
+    if response.status_code == 429:
+        return "Discord is rate-limiting this webhook; try again in a minute.", False
+    return f"Discord refused the message (HTTP {response.status_code}).", False

@@ -1,0 +1,366 @@
+"""The notification center (/notifications) and the nav bar's unread badge.
+
+Every action works twice: as a plain page (GET renders, POST redirects back, no
+JavaScript needed) and, when htmx sends the request (`HX-Request`), as a partial
+swap of only the part that changed, with `HX-Trigger: refreshBadge` so the badge
+in the nav bar refreshes itself.
+"""
+from __future__ import annotations
+
+import functools
+from datetime import datetime, timedelta
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from flask import Blueprint, abort, current_app, flash, make_response, redirect, render_template, request, url_for
+from flask_htmx import HTMX
+from flask_login import current_user
+from flask_wtf.csrf import CSRFError
+from sqlalchemy import delete, false, func, select, true, update
+
+from ..accounts.views import _safe_next
+from ..api import keyset_page
+from ..errors import InvalidInput
+from ..extensions import db
+from ..timeutil import utcnow
+from .models import Delivery, Notification, NotificationPreference, notification_digest_items
+from .types import NOTIFICATION_TYPES
+
+bp = Blueprint("notification_pages", __name__)
+htmx = HTMX()  # `bool(htmx)`: the request came from htmx; bound to the app in init_app
+
+PAGE_SIZE = 20
+BADGE_POLL_SECONDS = 10  # the nav badge also refreshes at once on `refreshBadge`
+REFRESH_BADGE = {"HX-Trigger": "refreshBadge"}
+
+
+def init_app(app):
+    htmx.init_app(app)
+    app.register_blueprint(bp)
+
+
+def refuse_without_csrf(error: CSRFError):
+    """A page POST without a valid CSRF token (forged, or the form outlived the session):
+    refused, nothing changed, and a message a person can act on."""
+    message = "This page was open too long or did not come from DeltaCrown, so nothing was changed. " \
+              "Reload the page and try again."
+    if htmx:
+        return render_template("notifications/_problem.html", message=message), 400
+    return render_template("notifications/problem.html", message=message), 400
+
+
+bp.register_error_handler(CSRFError, refuse_without_csrf)
+
+
+# --- login for pages ---------------------------------------------------------
+
+def page_login_required(view):
+    """Logged-out users go to the login page and come back here afterwards.
+
+    For htmx requests (e.g. the badge polling after the session expired) a
+    redirect would be swapped into the page, so ask htmx to navigate instead.
+    """
+
+    @functools.wraps(view)
+    def wrapped(*args, **kwargs):
+        if current_user.is_authenticated:
+            return view(*args, **kwargs)
+        if request.method == "GET" and not htmx:
+            back = request.full_path.rstrip("?")
+        else:
+            back = _same_site_path(htmx.current_url) or _safe_next(request.form.get("next")) or request.path
+        login_url = url_for("auth.login", next=back)
+        if htmx:
+            response = make_response("", 200)
+            response.headers["HX-Redirect"] = login_url
+            return response
+        return redirect(login_url)
+
+    return wrapped
+
+
+def _same_site_path(url: str | None) -> str | None:
+    """The path?query of an absolute URL on this host (htmx's HX-Current-URL)."""
+    if not url:
+        return None
+    parts = urlsplit(url)
+    if parts.netloc and parts.netloc != request.host:
+        return None
+    return _safe_next(parts.path + (f"?{parts.query}" if parts.query else ""))
+
+
+# --- time, in the player's zone ---------------------------------------------
+
+def player_zone(user) -> ZoneInfo:
+    """The zone chosen in the notification preferences, else the account's, else UTC."""
+    chosen = db.session.scalar(select(NotificationPreference.timezone)
+                               .where(NotificationPreference.user_id == user.id))
+    for name in (chosen, getattr(user, "timezone", None), "UTC"):
+        if name:
+            try:
+                return ZoneInfo(name)
+            except (ZoneInfoNotFoundError, ValueError):
+                continue
+    return ZoneInfo("UTC")
+
+
+def relative_time(moment: datetime, zone: ZoneInfo, now: datetime | None = None) -> str:
+    """'just now', '5 min ago', '3 h ago', 'yesterday at 14:03', 'Mon at 09:00', '12 Nov at 10:00'."""
+    now = now or utcnow()
+    seconds = (now - moment).total_seconds()
+    local, local_now = moment.astimezone(zone), now.astimezone(zone)
+    if seconds < 45:
+        return "just now"
+    if seconds < 3600:
+        return f"{max(1, round(seconds / 60))} min ago"
+    if local.date() == local_now.date():
+        return f"{int(seconds // 3600)} h ago"
+    clock = local.strftime("%H:%M")
+    if local.date() == local_now.date() - timedelta(days=1):
+        return f"yesterday at {clock}"
+    if seconds < 6 * 24 * 3600:
+        return f"{local.strftime('%a')} at {clock}"
+    if local.year == local_now.year:
+        return f"{local.day} {local.strftime('%b')} at {clock}"
+    return f"{local.day} {local.strftime('%b %Y')}"
+
+
+def exact_time(moment: datetime, zone: ZoneInfo) -> str:
+    local = moment.astimezone(zone)
+    return f"{local.strftime('%a')} {local.day} {local.strftime('%b %Y, %H:%M %Z')} ({zone.key})"
+
+
+@bp.app_template_filter("reltime")
+def _reltime_filter(moment, zone):
+    return relative_time(moment, zone)
+
+
+@bp.app_template_filter("exacttime")
+def _exacttime_filter(moment, zone):
+    return exact_time(moment, zone)
+
+
+# --- queries on the player's own notifications -------------------------------
+
+def unread_count(user) -> int:
+    return db.session.scalar(select(func.count()).select_from(Notification)
+                             .where(Notification.user_id == user.id, Notification.is_read == false()))
+
+
+def _own_notifications(user, type_name: str | None = None, unread_only: bool = False):
+    stmt = select(Notification).where(Notification.user_id == user.id)
+    if type_name:
+        stmt = stmt.where(Notification.type == type_name)
+    if unread_only:
+        stmt = stmt.where(Notification.is_read == false())
+    return stmt
+
+
+def own_notification_or_404(user, notification_id: int) -> Notification:
+    """Someone else's id (or a missing one) is a 404: we do not say which."""
+    notification = db.session.scalar(select(Notification).where(
+        Notification.id == notification_id, Notification.user_id == user.id))
+    if notification is None:
+        abort(404)
+    return notification
+
+
+def mark_read(notification: Notification) -> None:
+    if not notification.is_read:
+        notification.is_read = True
+        notification.read_at = utcnow()
+    db.session.commit()
+
+
+def mark_all_read(user, type_name: str | None = None) -> int:
+    stmt = (update(Notification)
+            .where(Notification.user_id == user.id, Notification.is_read == false())
+            .values(is_read=True, read_at=utcnow()))
+    if type_name:
+        stmt = stmt.where(Notification.type == type_name)
+    updated = db.session.execute(stmt.execution_options(synchronize_session=False)).rowcount
+    db.session.commit()
+    return updated
+
+
+def clear_read(user, type_name: str | None = None) -> int:
+    """Delete the player's read notifications (with what cascades from them on PostgreSQL;
+    done explicitly so SQLite, which does not enforce foreign keys here, ends up the same)."""
+    ids = select(Notification.id).where(Notification.user_id == user.id, Notification.is_read == true())
+    if type_name:
+        ids = ids.where(Notification.type == type_name)
+    db.session.execute(delete(notification_digest_items)
+                       .where(notification_digest_items.c.notification_id.in_(ids)))
+    db.session.execute(delete(Delivery).where(Delivery.notification_id.in_(ids))
+                       .execution_options(synchronize_session=False))
+    removed = db.session.execute(delete(Notification).where(Notification.id.in_(ids))
+                                 .execution_options(synchronize_session=False)).rowcount
+    db.session.commit()
+    return removed
+
+
+# --- filters -----------------------------------------------------------------
+
+class CenterFilters:
+    """The center's filters, read from the query string (GET) or the form (POST)."""
+
+    def __init__(self, source):
+        self.errors: list[str] = []
+        raw_type = (source.get("type") or "").strip()
+        self.type = raw_type or None
+        if self.type and self.type not in NOTIFICATION_TYPES:
+            self.errors.append(f"There is no notification type called “{raw_type[:40]}”; showing all types.")
+            self.type = None
+        self.unread = (source.get("unread") or "").lower() in ("1", "true", "on", "yes")
+        self.cursor = (source.get("cursor") or "").strip() or None
+
+    def args(self, **extra) -> dict:
+        args = {"type": self.type, "unread": "1" if self.unread else None}
+        args.update(extra)
+        return {k: v for k, v in args.items() if v}
+
+    @property
+    def active(self) -> bool:
+        return bool(self.type or self.unread)
+
+    def url(self, **extra) -> str:
+        return url_for("notification_pages.center", **self.args(**extra))
+
+
+def _page(user, filters: CenterFilters):
+    stmt = _own_notifications(user, filters.type, filters.unread)
+    try:
+        return keyset_page(stmt, Notification.id, filters.cursor, PAGE_SIZE)
+    except InvalidInput:
+        filters.errors.append("That “load more” link is not valid any more; showing the newest.")
+        filters.cursor = None
+        return keyset_page(stmt, Notification.id, None, PAGE_SIZE)
+
+
+def _context(user, filters: CenterFilters, status_message: str | None = None) -> dict:
+    items, next_cursor = _page(user, filters)
+    return {
+        "items": items,
+        "next_cursor": next_cursor,
+        "filters": filters,
+        "zone": player_zone(user),
+        "types": NOTIFICATION_TYPES,
+        "status_message": status_message,
+    }
+
+
+@bp.app_context_processor
+def _nav_helpers():
+    # Functions, so the nav bar costs a query only when it is actually rendered.
+    return {
+        "unread_badge_count": lambda: unread_count(current_user) if current_user.is_authenticated else 0,
+        "badge_poll_seconds": lambda: current_app.config.get("BADGE_POLL_SECONDS", BADGE_POLL_SECONDS),
+    }
+
+
+# --- views -------------------------------------------------------------------
+
+@bp.get("/notifications")
+@page_login_required
+def center():
+    filters = CenterFilters(request.args)
+    context = _context(current_user, filters)
+    status = 400 if filters.errors else 200
+    if htmx and not htmx.history_restore_request:
+        if filters.cursor and htmx.target == "load-more":
+            # "load more": the next items plus the next "load more", appended in place
+            return render_template("notifications/_items.html", **context), status
+        return render_template("notifications/_region.html", **context), (422 if filters.errors else 200)
+    return render_template("notifications/center.html", **context), status
+
+
+@bp.get("/notifications/badge")
+@page_login_required
+def badge():
+    count = unread_count(current_user)
+    # The poller sends the count it shows. Unchanged: 204, htmx leaves the DOM alone (no
+    # churn, no repeated screen-reader announcement every 10 s). More arrived: tell the
+    # page, so an open center puts the new ones on top without a reload.
+    shown = request.args.get("shown", "")
+    if shown.isdigit() and int(shown) == count:
+        response = make_response("", 204)
+    else:
+        response = make_response(render_template("notifications/_badge.html", unread_count=count))
+        if shown.isdigit() and count > int(shown):
+            response.headers["HX-Trigger"] = "notificationsArrived"
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.post("/notifications/<int:notification_id>/read")
+@page_login_required
+def read(notification_id: int):
+    notification = own_notification_or_404(current_user, notification_id)
+    mark_read(notification)
+    if htmx:
+        filters = CenterFilters(request.form)
+        return (render_template("notifications/_item.html", n=notification, zone=player_zone(current_user),
+                                types=NOTIFICATION_TYPES, filters=filters), 200, REFRESH_BADGE)
+    return redirect(_safe_next(request.form.get("next")) or url_for(".center"), 303)
+
+
+@bp.post("/notifications/<int:notification_id>/open")
+@page_login_required
+def open_(notification_id: int):
+    """Clicking a notification marks it read and follows its link."""
+    notification = own_notification_or_404(current_user, notification_id)
+    mark_read(notification)
+    target = _link_target(notification.url) or url_for(".center")
+    if htmx:
+        response = make_response("", 200)
+        response.headers["HX-Redirect"] = target
+        return response
+    return redirect(target, 303)
+
+
+def _link_target(url: str | None) -> str | None:
+    """Only links into this site: a relative path, or an absolute URL on PUBLIC_BASE_URL."""
+    if not url:
+        return None
+    base = current_app.config.get("PUBLIC_BASE_URL", "").rstrip("/")
+    if base and url.startswith(base + "/"):
+        return url
+    return _safe_next(url)
+
+
+@bp.post("/notifications/read-all")
+@page_login_required
+def read_all():
+    filters = CenterFilters(request.form)
+    if filters.errors:
+        return _refuse_bulk_action(filters)
+    updated = mark_all_read(current_user, filters.type)
+    return _after_bulk_action(filters, f"Marked {updated} notification{'s' if updated != 1 else ''} as read.")
+
+
+@bp.post("/notifications/clear-read")
+@page_login_required
+def clear():
+    filters = CenterFilters(request.form)
+    if filters.errors:
+        return _refuse_bulk_action(filters)
+    removed = clear_read(current_user, filters.type)
+    return _after_bulk_action(filters, f"Cleared {removed} read notification{'s' if removed != 1 else ''}.")
+
+
+def _refuse_bulk_action(filters: CenterFilters):
+    """A forged filter: change nothing, say why."""
+    filters.errors[-1] = filters.errors[-1].replace("showing all types", "nothing was changed")
+    if htmx:
+        return render_template("notifications/_region.html", **_context(current_user, filters)), 422
+    flash(filters.errors[-1])
+    return redirect(url_for(".center"), 303)
+
+
+def _after_bulk_action(filters: CenterFilters, message: str):
+    filters.cursor = None
+    if htmx:
+        return (render_template("notifications/_region.html", **_context(current_user, filters, message)),
+                200, REFRESH_BADGE)
+    flash(message)
+    return redirect(filters.url(), 303)

@@ -1,0 +1,256 @@
+"""Email through a real SMTP server on loopback: content, headers, unsubscribe, failures."""
+from __future__ import annotations
+
+import re
+import time
+from datetime import date
+from urllib.parse import urlsplit
+
+import pytest
+
+from deltacrown.channels.email import EmailSendError, send_digest_email
+from deltacrown.extensions import db
+from deltacrown.models import Notification, NotificationPreference, NotificationPreferenceChange, User
+from deltacrown.notifications.types import TYPE_NAMES
+from tests.support.smtp import free_port
+
+
+def _unsubscribe_header_urls(mail):
+    header = str(mail.message["List-Unsubscribe"])
+    return re.findall(r"<([^>]+)>", header)
+
+
+def test_notification_email_has_both_parts_headers_and_link_back(app, users, make, enqueue, run_jobs, smtp_server):
+    uid = users.create("alice")
+    nid = make.notification(uid, type="match_result", title="Nova 2 - 1 Eclipse", body="Quarter-final done.",
+                            url="/matches/7")
+    did = make.delivery("email", "alice@example.com", notification_id=nid, user_id=uid)
+    enqueue(did)
+    run_jobs()
+
+    [mail] = smtp_server.wait_for(1)
+    assert mail.rcpt_tos == ["alice@example.com"]
+    assert "Nova 2 - 1 Eclipse" in mail.subject and "🏁" in mail.subject
+    html, text = mail.html, mail.text
+    assert 'href="http://localhost:5000/matches/7"' in html  # the action button
+    assert "http://localhost:5000/settings/notifications" in html and "/unsubscribe/" in html
+    assert 'style="' in html and "<style>" in html  # inlined; media queries kept for clients that read them
+    assert "Nova 2 - 1 Eclipse" in text and "http://localhost:5000/matches/7" in text
+    assert "Manage notification preferences: http://localhost:5000/settings/notifications" in text
+    https_url, mailto = _unsubscribe_header_urls(mail)
+    assert https_url.startswith("http://localhost:5000/unsubscribe/")
+    assert mailto.startswith("mailto:unsubscribe@deltacrown.local?subject=")
+    assert mail.message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+
+    d = make.get(did)
+    assert (d.status, d.attempts, d.last_error) == ("sent", 1, None) and d.sent_at is not None
+
+    # The same delivery enqueued again (a duplicate or a retry) sends nothing more.
+    enqueue(did, did)
+    run_jobs()
+    assert len(smtp_server.messages) == 1 and make.get(did).attempts == 1
+
+
+def test_payload_email_renders_from_the_payload(app, users, make, enqueue, run_jobs, smtp_server):
+    uid = users.create("bea")
+    did = make.delivery("email", "bea@example.com", user_id=uid,
+                        payload={"type": "announcement", "title": "Maintenance Sunday", "body": "Offline 2-3 UTC",
+                                 "url": "/news/1"})
+    enqueue(did)
+    run_jobs()
+    [mail] = smtp_server.wait_for(1)
+    assert "Maintenance Sunday" in mail.subject and "Offline 2-3 UTC" in mail.text
+    assert "http://localhost:5000/news/1" in mail.html
+    assert make.get(did).status == "sent"
+
+
+@pytest.fixture
+def csrf_on(app):
+    app.config["WTF_CSRF_ENABLED"] = True  # prove the unsubscribe POST needs no session/CSRF token
+    return app
+
+
+def test_one_click_unsubscribe_from_the_received_email_without_a_session(
+        app, csrf_on, users, make, enqueue, run_jobs, smtp_server):
+    uid = users.create("cleo")
+    nid = make.notification(uid, type="match_result")
+    enqueue(make.delivery("email", "cleo@example.com", notification_id=nid, user_id=uid))
+    run_jobs()
+    [mail] = smtp_server.wait_for(1)
+    path = urlsplit(_unsubscribe_header_urls(mail)[0]).path
+    assert path in mail.html and path in mail.text  # the footer link is the same working link
+
+    client = app.test_client()  # fresh: no session, no cookies, no CSRF token
+    page = client.get(path)
+    assert page.status_code == 200 and b"Match result" in page.data and b"<form" in page.data
+    with app.app_context():
+        assert db.session.query(NotificationPreferenceChange).count() == 0  # GET changed nothing
+
+    response = client.post(path, data="List-Unsubscribe=One-Click",
+                           content_type="application/x-www-form-urlencoded")
+    assert response.status_code == 200
+    assert b"/settings/notifications" in response.data
+    with app.app_context():
+        pref = db.session.query(NotificationPreference).filter_by(user_id=uid).one()
+        assert "email" not in pref.get_channels_for_type("match_result")
+        assert "email" in pref.get_channels_for_type("bracket_ready")  # only that type
+        assert pref.opt_out_email is False
+        change = db.session.query(NotificationPreferenceChange).one()
+        assert change.source == "unsubscribe" and "channels.match_result" in change.changes
+
+    # Clicking again is harmless, and the page now says it is already off.
+    assert client.post(path, data={"List-Unsubscribe": "One-Click"}).status_code == 200
+    again = client.get(path)
+    assert again.status_code == 200 and b"already off" in again.data and b"<form" not in again.data
+
+
+def test_digest_email_groups_by_type_and_unsubscribes_from_all(app, csrf_on, users, make, smtp_server):
+    uid = users.create("dora", timezone="Europe/Berlin")
+    ids = [make.notification(uid, type="match_result", title="Match one"),
+           make.notification(uid, type="payout_received", title="You received 500 coins", url="/coins"),
+           make.notification(uid, type="match_result", title="Match two")]
+    with app.app_context():
+        user = db.session.get(User, uid)
+        notifications = [db.session.get(Notification, i) for i in ids]
+        send_digest_email(user, date(2026, 11, 28), notifications)
+    [mail] = smtp_server.wait_for(1)
+    assert "28 November 2026" in mail.subject and "3 updates" in mail.subject
+    text = mail.text
+    assert text.index("Match result (2)") < text.index("Payout received (1)")
+    assert "Match one" in mail.html and "You received 500 coins" in mail.html
+    url = _unsubscribe_header_urls(mail)[0]
+    response = app.test_client().post(urlsplit(url).path, data={"List-Unsubscribe": "One-Click"})
+    assert response.status_code == 200
+    with app.app_context():
+        assert db.session.query(NotificationPreference).filter_by(user_id=uid).one().opt_out_email is True
+
+
+def test_digest_email_raises_on_smtp_failure(app, users, make, smtp_server):
+    uid = users.create("eli")
+    nid = make.notification(uid)
+    smtp_server.fail_temporarily = True
+    with app.app_context():
+        with pytest.raises(EmailSendError) as err:
+            send_digest_email(db.session.get(User, uid), date(2026, 11, 28), [db.session.get(Notification, nid)])
+    assert err.value.temporary and "451" in str(err.value)
+    smtp_server.refuse("eli@example.com")
+    smtp_server.fail_temporarily = False
+    with app.app_context():
+        with pytest.raises(EmailSendError) as err:
+            send_digest_email(db.session.get(User, uid), date(2026, 11, 28), [db.session.get(Notification, nid)])
+    assert not err.value.temporary and "550" in str(err.value)
+
+
+def test_tampered_expired_or_foreign_tokens_get_a_clear_400(app, users, make, enqueue, run_jobs, smtp_server):
+    uid = users.create("finn")
+    users.create("gus")
+    enqueue(make.delivery("email", "finn@example.com", notification_id=make.notification(uid), user_id=uid))
+    run_jobs()
+    path = urlsplit(_unsubscribe_header_urls(smtp_server.wait_for(1)[0])[0]).path
+    token = path.rsplit("/", 1)[1]
+    client = app.test_client()
+
+    import base64
+    import json
+    payload, rest = token.split(".", 1)
+    data = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    data["u"] = users.ids["gus"]  # someone else's id with finn's signature
+    forged = base64.urlsafe_b64encode(json.dumps(data, separators=(",", ":")).encode()).decode().rstrip("=")
+    for bad in (f"{forged}.{rest}", token[:-3] + "xyz", "not-a-token", token + "x"):
+        for method in (client.get, client.post):
+            response = method(f"/unsubscribe/{bad}")
+            assert response.status_code == 400, bad
+            assert b"not valid" in response.data and b"/settings/notifications" in response.data
+    with app.app_context():
+        assert db.session.query(NotificationPreferenceChange).count() == 0
+
+    app.config["UNSUBSCRIBE_TOKEN_MAX_AGE_DAYS"] = 1
+    import time_machine
+    with time_machine.travel(time.time() + 2 * 86400):
+        response = client.post(path)
+    assert response.status_code == 400 and b"expired" in response.data
+
+
+def test_permanently_refused_recipient_fails_at_once(app, users, make, enqueue, run_jobs, smtp_server):
+    uid = users.create("hana")
+    smtp_server.refuse("hana@example.com")
+    did = make.delivery("email", "hana@example.com", notification_id=make.notification(uid), user_id=uid)
+    enqueue(did)
+    run_jobs()
+    d = make.get(did)
+    assert d.status == "failed" and d.attempts == 1 and "550" in d.last_error
+    assert smtp_server.messages == []
+
+
+def test_temporary_smtp_failure_is_retried_then_delivered(app, users, make, enqueue, run_jobs, smtp_server):
+    app.config["DELIVERY_RETRY_INTERVALS"] = [1, 1]
+    uid = users.create("ivan")
+    did = make.delivery("email", "ivan@example.com", notification_id=make.notification(uid), user_id=uid)
+    smtp_server.fail_temporarily = True
+    enqueue(did)
+    run_jobs()
+    d = make.get(did)
+    assert d.status == "pending" and d.attempts == 1 and "451" in d.last_error
+    smtp_server.fail_temporarily = False
+    deadline = time.monotonic() + 15
+    while make.get(did).status == "pending" and time.monotonic() < deadline:
+        run_jobs(with_scheduler=True)  # the retry is scheduled 1 s ahead
+    d = make.get(did)
+    assert d.status == "sent" and d.attempts == 2
+    assert len(smtp_server.wait_for(1)) == 1
+
+
+def test_connection_refused_is_temporary_and_gives_up_after_the_last_try(app, users, make, enqueue, run_jobs):
+    app.extensions["mail"].port = free_port()  # nobody listens there
+    uid = users.create("jack")
+    did = make.delivery("email", "jack@example.com", notification_id=make.notification(uid), user_id=uid)
+    enqueue(did)
+    run_jobs()  # intervals [0, 0]: three tries in this burst
+    d = make.get(did)
+    assert d.status == "failed" and d.attempts == 3
+    assert "gave up after 3 attempt(s)" in d.last_error and "Connection" in d.last_error
+
+
+def test_hostile_text_arrives_inert_in_email(app, users, make, enqueue, run_jobs, smtp_server):
+    uid = users.create("kai")
+    title = '<script>alert("x")</script> <img src=x onerror=alert(1)> [win](http://evil.example) @everyone'
+    nid = make.notification(uid, type="announcement", title=title, body="<b>bold</b>\nline two",
+                            url="javascript:alert(1)")
+    enqueue(make.delivery("email", "kai@example.com", notification_id=nid, user_id=uid))
+    run_jobs()
+    [mail] = smtp_server.wait_for(1)
+    html = mail.html
+    assert "<script" not in html and "<img" not in html and "<b>" not in html
+    assert "&lt;script&gt;" in html and "&lt;b&gt;bold&lt;/b&gt;" in html
+    assert "javascript:" not in html  # a non-http link falls back to the site
+    assert "\n" not in mail.subject and "<script>" in mail.subject  # a header is text, not markup
+
+
+def test_email_turned_off_after_the_delivery_was_created_is_not_sent(app, users, make, enqueue, run_jobs, smtp_server):
+    uid = users.create("lia")
+    did = make.delivery("email", "lia@example.com", notification_id=make.notification(uid), user_id=uid)
+    with app.app_context():
+        from deltacrown.notifications.preferences import update_preferences
+        update_preferences(db.session.get(User, uid), {"opt_out_email": True}, "api")
+    enqueue(did)
+    run_jobs()
+    d = make.get(did)
+    assert d.status == "failed" and "turned this email off" in d.last_error and smtp_server.messages == []
+
+
+def test_admin_email_preview(app, users, auth, client):
+    users.create("root", admin=True)
+    users.create("pleb")
+    assert client.get("/admin/email-preview").status_code in (302, 401)
+    auth.login("pleb")
+    assert client.get("/admin/email-preview").status_code == 403
+    auth.logout()
+    auth.login("root")
+    response = client.get("/admin/email-preview")
+    assert response.status_code == 200
+    page = response.get_data(as_text=True)
+    assert page.count("<iframe") == 1 + len(TYPE_NAMES)  # the digest and one per notification type
+    assert "srcdoc=" in page and "sandbox" in page and "Daily digest" in page
+    assert "Manage notification preferences: http://localhost:5000/settings/notifications" in page  # text part
+    assert "&lt;Nova&gt;" in page and "<Nova>" not in page  # sample markup stays text
+    assert "unsafe-inline" in response.headers["Content-Security-Policy"]

@@ -1,0 +1,82 @@
+"""The same pages with JavaScript switched off: plain links and form posts
+(POST, then redirect back) do everything htmx does, CSRF included."""
+from __future__ import annotations
+
+import re
+
+import pytest
+from sqlalchemy import select
+
+from deltacrown.extensions import db
+from deltacrown.notifications.models import Notification, NotificationPreference
+from tests.support.browser import screenshot
+
+pytestmark = pytest.mark.browser
+
+expect = pytest.importorskip("playwright.sync_api").expect
+
+
+@pytest.fixture
+def database_url(tmp_path):
+    return f"sqlite:///{tmp_path / 'browser-nojs.sqlite'}"
+
+
+@pytest.fixture
+def app_config():
+    return {"WTF_CSRF_ENABLED": True}
+
+
+@pytest.fixture
+def browser_context_options():
+    return {"java_script_enabled": False}
+
+
+def test_center_and_editor_without_javascript(app, users, notify, live_server, page):
+    alice = users.create("alice")
+    ids = notify(alice, 22, type="match_result")
+    page.goto("/settings/notifications")
+    page.get_by_label("Username").fill("alice")
+    page.get_by_label("Password").fill(users.passwords["alice"])
+    page.get_by_role("button", name="Log in").click()
+    expect(page).to_have_url(re.compile(r"/settings/notifications$"))
+
+    page.get_by_role("link", name=re.compile("^Notifications")).click()
+    expect(page.locator("#unread-badge")).to_have_attribute("data-count", "22")
+    expect(page.locator("li.notification")).to_have_count(20)
+    page.get_by_role("link", name="Load more").click()  # a plain link to the older page
+    expect(page.locator("li.notification")).to_have_count(2)
+    page.get_by_role("link", name="Back to the newest").click()
+
+    page.locator(f"#notification-{ids[-1]}").get_by_role("button", name=re.compile("Mark read")).click()
+    expect(page).to_have_url(re.compile(r"/notifications$"))
+    expect(page.locator(f"#notification-{ids[-1]}")).to_have_class(re.compile(r"\bis-read\b"))
+    expect(page.locator("#unread-badge")).to_have_attribute("data-count", "21")
+
+    page.get_by_label("Unread only").check()
+    page.get_by_role("button", name="Filter").click()
+    expect(page).to_have_url(re.compile(r"unread=1"))
+    page.locator("#mark-all-read").click()
+    expect(page.locator(".flash")).to_contain_text("Marked 21 notifications as read")
+    expect(page.locator("#unread-badge")).to_have_attribute("data-count", "0")
+    page.goto("/notifications")
+    page.locator("#clear-read").click()
+    expect(page.locator(".flash")).to_contain_text("Cleared 22 read notifications")
+    expect(page.locator("#notifications-empty")).to_be_visible()
+    with app.app_context():
+        assert db.session.scalars(select(Notification)).all() == []
+
+    page.goto("/settings/notifications")
+    page.get_by_label("Email for Match result", exact=True).uncheck()
+    page.get_by_role("button", name="Save settings").click()
+    expect(page.locator(".flash")).to_contain_text("saved")
+    expect(page.locator("#recent-changes")).to_contain_text("Match result channels: In-app, Email → In-app")
+    page.get_by_label("Digest time (in your time zone)").fill("23:15")
+    page.get_by_label("Time zone (type to search, e.g. “Berlin”)").fill("Nowhere/Special")
+    page.get_by_role("button", name="Save settings").click()
+    expect(page.locator("#timezone-error")).to_contain_text("unknown IANA time zone")
+    page.console_problems[:] = [p for p in page.console_problems if "status of 422" not in p]
+    screenshot(page, "preference-editor-nojs-error")
+    with app.app_context():
+        pref = db.session.scalar(select(NotificationPreference).where(NotificationPreference.user_id == alice))
+        assert pref.get_channels_for_type("match_result") == ["in_app"]
+        assert pref.timezone == "UTC" and pref.digest_time.strftime("%H:%M") == "08:00"  # nothing saved
