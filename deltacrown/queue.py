@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import time
 import uuid
 
 from flask import current_app, has_app_context
@@ -83,10 +84,23 @@ class AppJob(Job):
             from . import create_app
 
             app = type(self).flask_app = create_app()
-        if has_app_context() and current_app._get_current_object() is app:
-            return super().perform()
-        with app.app_context():
-            return super().perform()
+        # Each run is recorded for the ops dashboard and /metrics (RQ keeps results
+        # only briefly); the recording itself never raises.
+        from .ops.stats import record_job_run
+
+        started, clock, result, error = time.time(), time.monotonic(), None, None
+        try:
+            if has_app_context() and current_app._get_current_object() is app:
+                result = super().perform()
+            else:
+                with app.app_context():
+                    result = super().perform()
+            return result
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            record_job_run(self, started, time.monotonic() - clock, result, error)
 
 
 def background_job(queue: str = QUEUE_DEFAULT, timeout: int | None = None, result_ttl: int | None = None,

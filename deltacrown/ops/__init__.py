@@ -3,8 +3,11 @@
 
 def init_app(app):
     from ..api import register_blueprint
-    from . import api as jobs_api  # scheduling part: the jobs API
-    from . import demo
+    from . import api as jobs_api  # the jobs API
+    from . import demo, health, metrics, views
 
     register_blueprint(app, jobs_api.bp)
     demo.init_app(app)  # flask seed-demo
+    app.register_blueprint(views.bp)  # /ops (admins)
+    app.register_blueprint(health.bp)  # /healthz (no login)
+    app.register_blueprint(metrics.bp)  # /metrics (no login)

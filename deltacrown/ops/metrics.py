@@ -1,0 +1,119 @@
+"""GET /metrics: Prometheus text format, read from Redis and the database at scrape
+time by a custom collector, so every web process answers the same numbers however
+many web and worker processes there are (nothing is counted in process memory).
+
+Job counters and durations come from the run records in deltacrown.ops.stats
+(monotonic totals kept in Redis); queue and registry sizes and workers from RQ's
+APIs; deliveries and the outbox backlog from the database. A part that cannot be
+read is reported by deltacrown_up{component=...} 0 and its metrics are left out.
+"""
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import Collector
+
+from ..extensions import db
+from ..queue import get_redis
+from ..timeutil import utcnow
+from . import overview, stats
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("metrics", __name__)
+
+
+class DeltaCrownCollector(Collector):
+    """Collects at scrape time; must be called inside an app context."""
+
+    def collect(self):
+        up = GaugeMetricFamily("deltacrown_up", "1 when the component could be read at scrape time",
+                               labels=["component"])
+        redis_ok = db_ok = True
+        try:
+            yield from self._redis_metrics(get_redis())
+        except Exception:  # noqa: BLE001 - redis raises several connection error types
+            log.warning("metrics: Redis read failed", exc_info=True)
+            redis_ok = False
+        try:
+            yield from self._database_metrics()
+        except Exception:  # noqa: BLE001
+            db.session.rollback()
+            log.warning("metrics: database read failed", exc_info=True)
+            db_ok = False
+        up.add_metric(["redis"], 1 if redis_ok else 0)
+        up.add_metric(["db"], 1 if db_ok else 0)
+        yield up
+
+    def _redis_metrics(self, connection):
+        # Read everything first so a failure halfway yields nothing half-done.
+        now = utcnow()
+        queues = overview.queues(connection, now)
+        workers = overview.workers(connection, now)
+        totals = stats.job_totals(connection)
+
+        length = GaugeMetricFamily("deltacrown_queue_length", "Jobs waiting in the queue", labels=["queue"])
+        oldest = GaugeMetricFamily("deltacrown_queue_oldest_job_age_seconds",
+                                   "Age of the oldest waiting job (0 when empty)", labels=["queue"])
+        registry = GaugeMetricFamily("deltacrown_queue_registry_jobs", "Jobs in an RQ registry",
+                                     labels=["queue", "registry"])
+        for q in queues:
+            length.add_metric([q.name], q.length)
+            oldest.add_metric([q.name], q.oldest_age or 0)
+            registry.add_metric([q.name, "started"], q.started)
+            registry.add_metric([q.name, "failed"], q.failed)
+            registry.add_metric([q.name, "scheduled"], q.scheduled)
+        failed = GaugeMetricFamily("deltacrown_failed_jobs", "Jobs in the failed job registries (all queues)")
+        failed.add_metric([], sum(q.failed for q in queues))
+
+        worker_count = GaugeMetricFamily("deltacrown_workers", "RQ workers with a recent heartbeat, by state",
+                                         labels=["state"])
+        states: dict[str, int] = {}
+        for w in workers:
+            if w.alive:
+                states[w.state] = states.get(w.state, 0) + 1
+        for state in sorted(set(states) | {"busy", "idle"}):
+            worker_count.add_metric([state], states.get(state, 0))
+
+        runs = CounterMetricFamily("deltacrown_jobs", "Job runs by job function and outcome",
+                                   labels=["job", "status"])
+        durations = HistogramMetricFamily("deltacrown_job_duration_seconds", "Job run durations",
+                                          labels=["job"])
+        for func in sorted(totals):
+            t = totals[func]
+            runs.add_metric([func, "finished"], t.finished)
+            runs.add_metric([func, "failed"], t.failed)
+            count = t.finished + t.failed
+            buckets = [(repr(b), t.buckets.get(b, 0)) for b in stats.DURATION_BUCKETS] + [("+Inf", count)]
+            durations.add_metric([func], buckets, t.seconds)
+        yield from (length, oldest, registry, failed, worker_count, runs, durations)
+
+    def _database_metrics(self):
+        channels = overview.deliveries_by_channel()
+        backlog = overview.outbox_backlog()
+        deliveries = GaugeMetricFamily("deltacrown_deliveries", "Delivery rows by channel and status",
+                                       labels=["channel", "status"])
+        retried = GaugeMetricFamily("deltacrown_deliveries_retried", "Deliveries that needed more than one attempt",
+                                    labels=["channel"])
+        for c in channels:
+            for status in ("sent", "failed", "pending"):
+                deliveries.add_metric([c.channel, status], getattr(c, status))
+            retried.add_metric([c.channel], c.retried)
+        outbox = GaugeMetricFamily("deltacrown_outbox_backlog", "Outbox events not yet relayed to the queue")
+        outbox.add_metric([], backlog.waiting)
+        outbox_age = GaugeMetricFamily("deltacrown_outbox_oldest_age_seconds",
+                                       "Age of the oldest unrelayed outbox event (0 when none)")
+        outbox_age.add_metric([], backlog.oldest_age or 0)
+        yield from (deliveries, retried, outbox, outbox_age)
+
+
+@bp.get("/metrics")
+def metrics():
+    # A registry per scrape: the collector holds no state, and tests build many apps.
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(DeltaCrownCollector())
+    return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+

@@ -1,0 +1,273 @@
+"""The ops dashboard (/ops, admins only): queues, workers, failed and recurring
+jobs, job health, deliveries, outbox and payouts, with HTMX partial refreshes.
+
+Each panel is its own partial template; the full page includes them all, and
+HTMX requests get just the panel (after an action, with the outcome message).
+Without JavaScript every form still works (POST, then redirect with a flash).
+Redis being down is shown on the page, never a 500.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from datetime import datetime
+from functools import wraps
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from flask import (Blueprint, abort, current_app, flash, make_response, redirect, render_template, request,
+                   url_for)
+from flask_login import current_user
+from sqlalchemy.exc import SQLAlchemyError
+
+from ..errors import ServiceError
+from ..extensions import db, login_manager
+from ..queue import get_redis
+from ..timeutil import utcnow
+from . import actions, charts, overview, stats
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("ops", __name__, url_prefix="/ops")
+
+# How often the live panels re-fetch themselves (app config can shorten it, e.g. tests).
+LIVE_REFRESH_SECONDS = 10
+RECURRING_REFRESH_SECONDS = 30
+
+
+def admin_required(view):
+    """Logged-out visitors go to the login page (and come back); non-admins get 403."""
+
+    @wraps(view)
+    def wrapped(*args, **kwargs):
+        if not current_user.is_authenticated:
+            if request.headers.get("HX-Request"):
+                # A partial refresh after the session ended: send the whole page to the login.
+                response = make_response("", 401)
+                response.headers["HX-Redirect"] = url_for("auth.login", next=url_for("ops.dashboard"))
+                return response
+            return login_manager.unauthorized()
+        if not current_user.is_admin:
+            abort(403)
+        return view(*args, **kwargs)
+
+    return wrapped
+
+
+def _user_tz() -> str:
+    try:
+        ZoneInfo(current_user.timezone or "UTC")
+        return current_user.timezone or "UTC"
+    except (ZoneInfoNotFoundError, ValueError):
+        return "UTC"
+
+
+def _describe(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _redis():
+    """(connection, None) when Redis answers, else (None, what went wrong)."""
+    try:
+        connection = get_redis()
+        connection.ping()
+        return connection, None
+    except Exception as exc:  # noqa: BLE001 - redis raises several connection error types
+        return None, _describe(exc)
+
+
+def _db_section(reader, *args):
+    """(value, None), or (None, error) when the database query fails."""
+    try:
+        return reader(*args), None
+    except SQLAlchemyError as exc:
+        db.session.rollback()
+        log.warning("ops dashboard: database read failed", exc_info=True)
+        return None, _describe(exc)
+
+
+@bp.context_processor
+def helpers():
+    tz_name = _user_tz()
+    tz = ZoneInfo(tz_name)
+
+    def local_time(value):
+        if value is None:
+            return "—"
+        if isinstance(value, (int, float)):
+            value = datetime.fromtimestamp(value, tz=ZoneInfo("UTC"))
+        return value.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S %Z")
+
+    def seconds(value):
+        if value is None:
+            return "—"
+        if value < 1:
+            return f"{value * 1000:.0f} ms" if value >= 0.001 else "< 1 ms"
+        if value < 60:
+            return f"{value:.2f} s" if value < 10 else f"{value:.0f} s"
+        minutes, secs = divmod(int(value), 60)
+        if minutes < 60:
+            return f"{minutes} min {secs} s"
+        hours, minutes = divmod(minutes, 60)
+        return f"{hours} h {minutes} min" if hours < 48 else f"{hours // 24} days"
+
+    def percent(value):
+        return "—" if value is None else f"{value:.1%}"
+
+    def static_available(filename):
+        # htmx and app.js are optional: the page works (without live refresh) when absent.
+        return os.path.exists(os.path.join(current_app.static_folder, filename))
+
+    return {"tz_name": tz_name, "local_time": local_time, "seconds": seconds, "percent": percent,
+            "static_available": static_available, "thresholds": stats}
+
+
+# --- panel data ----------------------------------------------------------------
+
+def live_context() -> dict:
+    now = utcnow()
+    connection, redis_error = _redis()
+    ctx = {"now": now, "redis_error": redis_error,
+           "refresh": current_app.config.get("OPS_LIVE_REFRESH_SECONDS", LIVE_REFRESH_SECONDS)}
+    if connection is not None:
+        try:
+            ctx["queues"] = overview.queues(connection, now)
+            ctx["workers"] = overview.workers(connection, now)
+            ctx["running"] = overview.running_jobs(connection)
+            health = stats.job_health(connection, now.timestamp())
+            ctx["health"] = health
+            ctx["jobs_chart"] = charts.jobs_per_hour(health.hours, _user_tz())
+        except Exception as exc:  # noqa: BLE001 - Redis can go away mid-render
+            log.warning("ops dashboard: Redis read failed", exc_info=True)
+            ctx["redis_error"] = _describe(exc)
+    ctx["deliveries"], ctx["deliveries_error"] = _db_section(overview.deliveries_by_channel)
+    if ctx["deliveries"] is not None:
+        ctx["deliveries_chart"] = charts.delivery_success(ctx["deliveries"])
+    ctx["outbox"], ctx["outbox_error"] = _db_section(overview.outbox_backlog, now)
+    ctx["payouts"], ctx["payouts_error"] = _db_section(overview.recent_payouts)
+    ctx["payout_check"], ctx["payout_check_error"] = _db_section(overview.payout_dedup_check)
+    return ctx
+
+
+def recurring_context(message: str | None = None, message_error: bool = False) -> dict:
+    connection, redis_error = _redis()
+    tz = current_app.config["SCHEDULER_TIMEZONE"]
+    try:
+        jobs = overview.recurring_jobs(connection, tz)
+    except Exception as exc:  # noqa: BLE001
+        redis_error = _describe(exc)
+        jobs = overview.recurring_jobs(None, tz)
+    return {"recurring": jobs, "recurring_redis_error": redis_error, "scheduler_tz": tz,
+            "recurring_message": message, "recurring_message_error": message_error,
+            "recurring_refresh": current_app.config.get("OPS_RECURRING_REFRESH_SECONDS",
+                                                        RECURRING_REFRESH_SECONDS)}
+
+
+def failed_context(message: str | None = None, message_error: bool = False) -> dict:
+    connection, redis_error = _redis()
+    jobs, total = [], 0
+    if connection is not None:
+        try:
+            jobs, total = overview.failed_jobs(connection)
+        except Exception as exc:  # noqa: BLE001
+            redis_error = _describe(exc)
+    return {"failed": jobs, "failed_total": total, "failed_redis_error": redis_error,
+            "failed_message": message, "failed_message_error": message_error}
+
+
+# --- pages and partials --------------------------------------------------------
+
+@bp.get("")
+@admin_required
+def dashboard():
+    ctx = {**live_context(), **recurring_context(), **failed_context()}
+    return render_template("ops/dashboard.html", **ctx)
+
+
+@bp.get("/live")
+@admin_required
+def live():
+    return render_template("ops/_live.html", **live_context())
+
+
+@bp.get("/recurring")
+@admin_required
+def recurring():
+    return render_template("ops/_recurring.html", **recurring_context())
+
+
+@bp.get("/failed")
+@admin_required
+def failed():
+    return render_template("ops/_failed.html", **failed_context())
+
+
+# --- actions -------------------------------------------------------------------
+
+def _after_action(panel: str, message: str, is_error: bool, status: int = 200):
+    """HTMX: the refreshed panel with the message. Plain form: flash and go back."""
+    if request.headers.get("HX-Request"):
+        if panel == "failed":
+            body = render_template("ops/_failed.html", **failed_context(message, is_error))
+        else:
+            body = render_template("ops/_recurring.html", **recurring_context(message, is_error))
+        # A 4xx/5xx body is not swapped in by htmx by default, so answer 200 with the message.
+        return body
+    flash(message)
+    return redirect(url_for("ops.dashboard", _anchor=f"ops-{panel}"))
+
+
+def _act(panel: str, action, success_message):
+    connection, redis_error = _redis()
+    if connection is None:
+        return _after_action(panel, f"Nothing was done: Redis is unreachable ({redis_error}).", True)
+    try:
+        outcome = action(connection)
+    except ServiceError as exc:
+        return _after_action(panel, exc.message, True)
+    return _after_action(panel, success_message(outcome), False)
+
+
+@bp.post("/failed/<job_id>/requeue")
+@admin_required
+def requeue_failed(job_id):
+    return _act("failed", lambda c: actions.requeue_failed(c, job_id),
+                lambda job: f"Job {job.id} ({job.func_name}) is back on the {job.origin} queue.")
+
+
+@bp.post("/failed/<job_id>/delete")
+@admin_required
+def delete_failed(job_id):
+    return _act("failed", lambda c: actions.delete_failed(c, job_id), lambda _: f"Job {job_id} was deleted.")
+
+
+@bp.post("/failed/requeue-all")
+@admin_required
+def requeue_all_failed():
+    def message(outcome):
+        text = f"Requeued {outcome.requeued} failed job{'s' if outcome.requeued != 1 else ''}."
+        if outcome.missing:
+            text += f" {outcome.missing} no longer existed and were dropped from the list."
+        return text
+
+    return _act("failed", actions.requeue_all_failed, message)
+
+
+@bp.post("/jobs/<name>/run")
+@admin_required
+def run_job(name):
+    try:
+        spec = actions.job_spec(name)
+    except ServiceError as exc:
+        abort(404, exc.message)
+    if spec.cron is None:
+        # On-demand jobs need arguments (e.g. a tournament id): not a one-click button.
+        return _after_action("recurring", f"{spec.name} needs {', '.join(spec.args)}: start it from the API "
+                                          f"(POST /api/v1/jobs/{spec.name}/run) or the CLI.", True)
+    try:
+        job = actions.run_now(name)
+    except ServiceError as exc:
+        return _after_action("recurring", exc.message, True)
+    except Exception as exc:  # noqa: BLE001 - redis raises several connection error types
+        return _after_action("recurring", f"Could not enqueue {spec.name} (is Redis reachable?): "
+                                          f"{_describe(exc)}", True)
+    return _after_action("recurring", f"Started {spec.name}: job {job.id} is on the {job.origin} queue.", False)

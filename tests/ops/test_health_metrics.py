@@ -1,0 +1,122 @@
+"""GET /healthz and GET /metrics: no login, real numbers from RQ and the database."""
+from __future__ import annotations
+
+from prometheus_client.parser import text_string_to_metric_families
+from rq.registry import FailedJobRegistry
+
+from deltacrown.extensions import db
+from deltacrown.notifications.models import Delivery
+from deltacrown.outbox.models import OutboxEvent
+from deltacrown.queue import QUEUE_NAMES, get_queue, get_redis, make_worker
+from deltacrown.timeutil import utcnow
+
+from . import jobs
+
+
+def test_healthz_is_200_with_a_worker_registered(app, client):
+    with app.app_context():
+        worker = make_worker(app, name="health-check-worker")
+        worker.register_birth()
+    try:
+        response = client.get("/healthz")
+        assert response.status_code == 200
+        assert response.get_json() == {"db": "ok", "redis": "ok", "workers": 1}
+    finally:
+        with app.app_context():
+            worker.register_death()
+
+
+def test_healthz_is_503_without_workers(client):
+    response = client.get("/healthz")
+    assert response.status_code == 503
+    assert response.get_json() == {"db": "ok", "redis": "ok", "workers": 0, "down": ["workers"]}
+
+
+def test_healthz_names_redis_when_it_is_unreachable(app_without_redis):
+    response = app_without_redis.test_client().get("/healthz")
+    assert response.status_code == 503
+    body = response.get_json()
+    assert body["redis"] == "down" and body["db"] == "ok"
+    assert body["down"] == ["redis", "workers"]
+
+
+def _metrics(client) -> dict:
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.content_type.startswith("text/plain")
+    samples = {}
+    for family in text_string_to_metric_families(response.get_data(as_text=True)):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples
+
+
+def test_metrics_match_the_registries_and_the_database(app, client, run_jobs):
+    with app.app_context():
+        for i in range(3):
+            jobs.succeed.enqueue(i)
+        jobs.fail.enqueue("counted")
+        run_jobs()
+        waiting = [jobs.succeed.enqueue(10), jobs.succeed.enqueue(11)]  # left on the queue
+        db.session.add_all([
+            Delivery(dedup_key="d1", channel="email", target="a@example.com", status="sent", attempts=1),
+            Delivery(dedup_key="d2", channel="email", target="b@example.com", status="sent", attempts=3),
+            Delivery(dedup_key="d3", channel="email", target="c@example.com", status="failed", attempts=5),
+            Delivery(dedup_key="d4", channel="discord", target="team:1", status="pending", attempts=0),
+            OutboxEvent(type="invite_sent", payload={"invite_id": 1}),
+            OutboxEvent(type="invite_sent", payload={"invite_id": 2}),
+            OutboxEvent(type="invite_sent", payload={"invite_id": 3}, relayed_at=utcnow()),
+        ])
+        db.session.commit()
+        connection = get_redis()
+        rq_lengths = {q: get_queue(q).count for q in QUEUE_NAMES}
+        rq_failed = {q: FailedJobRegistry(q, connection=connection).count for q in QUEUE_NAMES}
+
+    m = _metrics(client)
+    for q in QUEUE_NAMES:
+        assert m[("deltacrown_queue_length", (("queue", q),))] == rq_lengths[q]
+        assert m[("deltacrown_queue_registry_jobs", (("queue", q), ("registry", "failed")))] == rq_failed[q]
+    assert rq_lengths["default"] == len(waiting) and rq_failed["default"] == 1
+    assert m[("deltacrown_queue_oldest_job_age_seconds", (("queue", "default"),))] >= 0
+    assert m[("deltacrown_failed_jobs", ())] == sum(rq_failed.values()) == 1
+
+    succeed, fail = "tests.ops.jobs.succeed", "tests.ops.jobs.fail"
+    assert m[("deltacrown_jobs_total", (("job", succeed), ("status", "finished")))] == 3
+    assert m[("deltacrown_jobs_total", (("job", succeed), ("status", "failed")))] == 0
+    assert m[("deltacrown_jobs_total", (("job", fail), ("status", "failed")))] == 1
+    assert m[("deltacrown_job_duration_seconds_count", (("job", succeed),))] == 3
+    assert m[("deltacrown_job_duration_seconds_bucket", (("job", succeed), ("le", "+Inf")))] == 3
+    assert m[("deltacrown_job_duration_seconds_sum", (("job", succeed),))] > 0
+
+    assert m[("deltacrown_deliveries", (("channel", "email"), ("status", "sent")))] == 2
+    assert m[("deltacrown_deliveries", (("channel", "email"), ("status", "failed")))] == 1
+    assert m[("deltacrown_deliveries", (("channel", "discord"), ("status", "pending")))] == 1
+    assert m[("deltacrown_deliveries", (("channel", "in_app"), ("status", "sent")))] == 0
+    assert m[("deltacrown_deliveries_retried", (("channel", "email"),))] == 2
+    assert m[("deltacrown_outbox_backlog", ())] == 2
+    assert m[("deltacrown_workers", (("state", "idle"),))] == 0  # the burst worker has left
+    assert m[("deltacrown_up", (("component", "redis"),))] == 1
+    assert m[("deltacrown_up", (("component", "db"),))] == 1
+
+
+def test_metrics_counters_survive_across_apps(app, database_url, redis_url, run_jobs):
+    """Numbers live in Redis, not in a process: another app (process) reports the same."""
+    from ..conftest import make_test_app
+
+    with app.app_context():
+        jobs.succeed.enqueue(1)
+        run_jobs()
+    other = make_test_app(database_url, redis_url)
+    first, second = _metrics(app.test_client()), _metrics(other.test_client())
+    key = ("deltacrown_jobs_total", (("job", "tests.ops.jobs.succeed"), ("status", "finished")))
+    assert first[key] == second[key] == 1
+    with other.app_context():
+        db.engine.dispose()
+
+
+def test_metrics_without_redis_still_answer(app_without_redis):
+    m = _metrics(app_without_redis.test_client())
+    assert m[("deltacrown_up", (("component", "redis"),))] == 0
+    assert m[("deltacrown_up", (("component", "db"),))] == 1
+    assert m[("deltacrown_outbox_backlog", ())] == 0
+    assert not any(name == "deltacrown_queue_length" for name, _ in m)
