@@ -121,12 +121,24 @@ def count_statements(engine):
         event.remove(engine, "before_cursor_execute", before)
 
 
-def measure(label: str, run, setup=None, repeats: int = 3, engine=None, trace_memory: bool = True) -> Measurement:
+def measure(label: str, run, setup=None, repeats: int = 3, engine=None, trace_memory: bool = True,
+            warmup: bool = True) -> Measurement:
     """Warm-up run (memory peak + statement count), then `repeats` timed runs.
 
     `setup()` runs untimed before every run (to put the data back in place).
+    `warmup=False` (for slow naive baselines): one run, timed and counted, no memory trace.
     """
     m = Measurement(label)
+    if not warmup:
+        if setup:
+            setup()
+        gc.collect()
+        with (count_statements(engine) if engine is not None else contextlib.nullcontext()) as counter:
+            start = time.perf_counter()
+            run()
+            m.seconds.append(time.perf_counter() - start)
+        m.statements = counter["n"] if counter is not None else None
+        return m
     for i in range(repeats + 1):
         if setup:
             setup()

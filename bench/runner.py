@@ -20,6 +20,7 @@ from .report import write_report
 # In the order: name -> module in bench.cases with run(env) -> CaseResult.
 CASES = {
     "fanout": "fanout",
+    "fanout_inapp": "fanout",
     "fanout_naive": "fanout",
     "rankings": "rankings",
     "digests": "digests",
