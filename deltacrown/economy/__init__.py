@@ -2,6 +2,8 @@
 
 
 def init_app(app):
-    from . import cli
+    from ..api import register_blueprint
+    from . import api, cli
 
-    cli.init_app(app)
+    register_blueprint(app, api.bp)  # GET /users/{id}/coins
+    cli.init_app(app)  # flask distribute-payouts

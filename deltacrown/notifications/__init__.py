@@ -2,12 +2,11 @@
 
 
 def init_app(app):
-    from . import cli as digest_cli  # scheduling part: digest and cleanup commands
+    from ..api import register_blueprint
+    from . import api, cli, settings_views, views
 
-    digest_cli.init_app(app)
-
+    register_blueprint(app, api.bp)  # notifications, preferences, announcements
+    cli.init_app(app)  # flask send-digests, cleanup-notifications
     # Player pages: the notification center (+ nav badge) and the preference editor.
-    from . import settings_views, views
-
     views.init_app(app)
     settings_views.init_app(app)

@@ -1,8 +1,17 @@
 """Notification jobs (thin: each calls a service). Paths fixed by ops/schedule.py."""
-from ..queue import QUEUE_SCHEDULED, background_job
+from __future__ import annotations
+
+from ..queue import QUEUE_DEFAULT, QUEUE_SCHEDULED, background_job
 
 
-# --- Scheduling part (issue 5): daily digests and cleanup -------------------
+@background_job(queue=QUEUE_DEFAULT)
+def batch_send_notifications(user_ids, type: str, title: str, body: str = "", url: str | None = None,
+                             announcement_id: str | None = None) -> dict:
+    """Fan one message out to `user_ids` (all users when None); progress in the job meta."""
+    from .announcements import batch_send_notifications as send
+
+    return send(user_ids, type, title, body, url, announcement_id=announcement_id)
+
 
 @background_job(queue=QUEUE_SCHEDULED)
 def send_digests() -> dict:

@@ -2,4 +2,6 @@
 
 
 def init_app(app):
-    pass
+    from . import relay
+
+    relay.install()

@@ -2,6 +2,8 @@
 
 
 def init_app(app):
-    from . import cli as lifecycle_cli  # scheduling part: lifecycle commands
+    from ..api import register_blueprint
+    from . import api, cli
 
-    lifecycle_cli.init_app(app)
+    register_blueprint(app, api.bp)
+    cli.init_app(app)  # invite, sponsor and promotion lifecycle commands

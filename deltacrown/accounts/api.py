@@ -1,0 +1,51 @@
+"""API: users (admins create them) and the caller's own account."""
+from __future__ import annotations
+
+from marshmallow import Schema, fields
+
+from ..api import Blueprint, api_user
+from ..apischemas import Out, Text, admin_only, require_token_for
+from .services import create_user
+
+bp = Blueprint("users_api", __name__, description="Users and API tokens")
+require_token_for(bp)
+
+
+class UserSchema(Schema):
+    id = fields.Integer()
+    username = fields.String()
+    email = fields.String()
+    is_admin = fields.Boolean()
+    timezone = fields.String()
+    created_at = Out()
+
+
+class UserCreatedSchema(UserSchema):
+    api_token = fields.String(metadata={"description": "shown only this once; only its hash is stored"})
+
+
+class UserCreateSchema(Schema):
+    username = Text(32, required=True)
+    email = Text(254, required=True)
+    password = Text(200, min_length=8, required=True)
+    is_admin = fields.Boolean(load_default=False)
+    timezone = Text(64, load_default="UTC", metadata={"description": "IANA time zone", "example": "Europe/Berlin"})
+
+
+@bp.route("/users", methods=["POST"])
+@admin_only
+@bp.arguments(UserCreateSchema)
+@bp.response(201, UserCreatedSchema)
+def create(data):
+    """Create a user (admin); the answer holds their API token, once."""
+    user, token, _ = create_user(data["username"], data["email"], password=data["password"],
+                                 is_admin=data["is_admin"], timezone=data["timezone"])
+    user.api_token = token  # shown in this answer only; never stored
+    return user
+
+
+@bp.route("/me", methods=["GET"])
+@bp.response(200, UserSchema)
+def me():
+    """The caller."""
+    return api_user()

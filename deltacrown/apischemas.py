@@ -1,0 +1,113 @@
+"""Marshmallow building blocks shared by the JSON API blueprints.
+
+Every value a client can send is bounded here, so that nothing a client sends can
+reach the database in a shape it refuses (NUL bytes and over-long strings on
+PostgreSQL, integers beyond 32 bits, dates that overflow when turned into UTC):
+those would be 500s instead of 422s.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from marshmallow import Schema, ValidationError, fields, validate
+
+from .api import ListArgsSchema
+
+MAX_ID = 2**31 - 1
+# Path converter for ids: an id outside this range cannot exist, so it is a 404.
+ID = f"int(min=1, max={MAX_ID})"
+
+
+def _no_nul(value):
+    if isinstance(value, str) and "\x00" in value:
+        raise ValidationError("must not contain NUL characters")
+
+
+def Text(max_length: int, min_length: int = 1, **kwargs) -> fields.String:
+    """A string field with a length range and no NUL characters."""
+    return fields.String(validate=[validate.Length(min=min_length, max=max_length), _no_nul], **kwargs)
+
+
+def _link(value):
+    # Shown as a link in the center, emails and Discord: a site path or an http(s) URL only
+    # (never javascript: or data:).
+    if value is None:
+        return
+    if not ((value.startswith("/") and not value.startswith("//")) or value.startswith(("https://", "http://"))):
+        raise ValidationError("must be a site path like /tournaments/3 or an http(s) URL")
+    if any(c.isspace() for c in value):
+        raise ValidationError("must not contain spaces")
+
+
+def Link(**kwargs) -> fields.String:
+    return fields.String(validate=[validate.Length(min=1, max=500), _no_nul, _link], **kwargs)
+
+
+def IdField(**kwargs) -> fields.Integer:
+    return fields.Integer(strict=True, validate=validate.Range(min=1, max=MAX_ID), **kwargs)
+
+
+def _sane_year(value: datetime):
+    if not 1970 <= value.astimezone(timezone.utc).year <= 9000:
+        raise ValidationError("must be between the years 1970 and 9000")
+
+
+class _AwareDateTime(fields.AwareDateTime):
+    def _deserialize(self, value, attr, data, **kwargs):
+        try:
+            result = super()._deserialize(value, attr, data, **kwargs)
+            result.astimezone(timezone.utc)  # years 1 and 9999 overflow when converted
+        except OverflowError:
+            raise self.make_error("invalid", input=value, obj_type=self.OBJ_TYPE) from None
+        return result
+
+
+def When(**kwargs) -> fields.AwareDateTime:
+    """An ISO 8601 time with an offset (naive times are refused, not guessed at)."""
+    return _AwareDateTime(format="iso", validate=_sane_year, **kwargs)
+
+
+def Out(**kwargs) -> fields.DateTime:
+    """A stored UTC time, written as ISO 8601 with its offset."""
+    return fields.DateTime(format="iso", **kwargs)
+
+
+class ListSchema(ListArgsSchema):
+    """?cursor=&limit= (the cursor is bounded like any other string)."""
+
+    cursor = fields.String(load_default=None, validate=[validate.Length(max=64), _no_nul],
+                           metadata={"description": "next_cursor of the previous page"})
+
+
+class PageSchema(Schema):
+    next_cursor = fields.String(allow_none=True)
+
+
+class EmptySchema(Schema):
+    pass
+
+
+# --- access --------------------------------------------------------------------
+
+def require_token_for(blueprint) -> None:
+    """Every endpoint of the blueprint needs a valid Bearer token; checked before the
+    body is validated, so a caller without a token gets 401, not 422."""
+    from .api import api_user
+
+    @blueprint.before_request
+    def _authenticate():
+        api_user()
+
+
+def admin_only(view):
+    """Put directly under `@bp.route`: the 403 comes before body validation."""
+    import functools
+
+    from .api import require_admin
+
+    @functools.wraps(view)
+    def wrapper(*args, **kwargs):
+        require_admin()
+        return view(*args, **kwargs)
+
+    return wrapper

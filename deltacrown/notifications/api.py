@@ -1,0 +1,152 @@
+"""API: the caller's notifications and preferences; announcements (admin)."""
+from __future__ import annotations
+
+import logging
+
+from marshmallow import Schema, fields, validate
+
+from ..api import Blueprint, api_user, error_response, keyset_page
+from ..apischemas import ID, IdField, Link, ListSchema, Out, PageSchema, Text, admin_only, require_token_for
+from ..errors import NotFound
+from ..extensions import db
+from . import service
+from .models import Notification, NotificationPreference
+from .preferences import SOURCE_API, PreferencesSchema, serialize_preferences, update_preferences
+from .types import CHANNELS, TYPE_NAMES
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("notifications_api", __name__, description="Notifications, preferences, announcements")
+require_token_for(bp)
+
+
+class NotificationSchema(Schema):
+    id = fields.Integer()
+    type = fields.String()
+    title = fields.String()
+    body = fields.String()
+    url = fields.String(allow_none=True)
+    is_read = fields.Boolean()
+    created_at = Out()
+    read_at = Out(allow_none=True)
+
+
+class NotificationPageSchema(PageSchema):
+    items = fields.List(fields.Nested(NotificationSchema))
+
+
+class NotificationListArgs(ListSchema):
+    unread = fields.Boolean(load_default=None, metadata={"description": "true: only unread; false: only read"})
+    type = fields.String(load_default=None, validate=validate.OneOf(TYPE_NAMES))
+
+
+class CountSchema(Schema):
+    count = fields.Integer()
+
+
+class UpdatedSchema(Schema):
+    updated = fields.Integer()
+
+
+class PreferencesOutSchema(Schema):
+    channels = fields.Dict(keys=fields.String(), values=fields.List(fields.String(validate=validate.OneOf(CHANNELS))))
+    opt_out_email = fields.Boolean()
+    opt_out_in_app = fields.Boolean()
+    opt_out_discord = fields.Boolean()
+    enable_daily_digest = fields.Boolean()
+    digest_time = fields.String()
+    timezone = fields.String()
+    discord_webhook_url = fields.String(allow_none=True)
+
+
+class AnnouncementSchema(Schema):
+    title = Text(300, required=True)
+    body = Text(5000, min_length=0, load_default="")
+    url = Link(allow_none=True, load_default=None)
+    user_ids = fields.List(IdField(), allow_none=True, load_default=None, validate=validate.Length(min=1, max=100_000),
+                           metadata={"description": "recipients; all users when absent"})
+
+
+class JobAcceptedSchema(Schema):
+    job_id = fields.String()
+    announcement_id = fields.String()
+
+
+@bp.route("/notifications", methods=["GET"])
+@bp.arguments(NotificationListArgs, location="query")
+@bp.response(200, NotificationPageSchema)
+def list_notifications(args):
+    """The caller's notifications, newest first."""
+    stmt = service.center_query(api_user().id, args["unread"], args["type"])
+    items, next_cursor = keyset_page(stmt, Notification.id, args["cursor"], args["limit"])
+    return {"items": items, "next_cursor": next_cursor}
+
+
+@bp.route("/notifications/unread-count", methods=["GET"])
+@bp.response(200, CountSchema)
+def unread_count():
+    """How many of the caller's notifications are unread."""
+    return {"count": service.unread_count(api_user().id)}
+
+
+@bp.route(f"/notifications/<{ID}:notification_id>/read", methods=["POST"])
+@bp.response(200, NotificationSchema)
+def read_one(notification_id):
+    """Mark one of the caller's notifications read."""
+    return service.mark_read(api_user().id, notification_id)
+
+
+@bp.route("/notifications/read-all", methods=["POST"])
+@bp.response(200, UpdatedSchema)
+def read_all():
+    """Mark all the caller's notifications read."""
+    return {"updated": service.mark_all_read(api_user().id)}
+
+
+@bp.route("/preferences", methods=["GET"])
+@bp.response(200, PreferencesOutSchema)
+def get_preferences():
+    """The caller's notification preferences."""
+    user = api_user()
+    pref = NotificationPreference.get_or_create_for_user(user)
+    data = serialize_preferences(pref)
+    db.session.rollback()  # reading never creates a row
+    return data
+
+
+@bp.route("/preferences", methods=["PUT"])
+@bp.arguments(PreferencesSchema(partial=True))
+@bp.response(200, PreferencesOutSchema)
+def put_preferences(data):
+    """Change any subset of the caller's preferences (recorded with source "api")."""
+    return serialize_preferences(update_preferences(api_user(), data, SOURCE_API))
+
+
+@bp.route("/announcements", methods=["POST"])
+@admin_only
+@bp.arguments(AnnouncementSchema)
+@bp.response(202, JobAcceptedSchema)
+def announce(data):
+    """Send an announcement to users (all when user_ids is absent), on the queue (admin)."""
+    from sqlalchemy import select
+
+    from ..accounts.models import User
+    from .announcements import new_announcement_id
+    from .jobs import batch_send_notifications
+
+    user_ids = data["user_ids"]
+    if user_ids is not None:
+        wanted = set(user_ids)
+        found = set(db.session.scalars(select(User.id).where(User.id.in_(wanted))))
+        missing = sorted(wanted - found)
+        if missing:
+            raise NotFound(f"Unknown users: {missing[:20]}", fields={"user_ids": f"unknown ids {missing[:20]}"})
+        user_ids = sorted(wanted)
+    announcement_id = new_announcement_id()
+    try:
+        job = batch_send_notifications.enqueue(user_ids, "announcement", data["title"], data["body"], data["url"],
+                                               announcement_id)
+    except Exception as exc:  # Redis down: say so, nothing was written
+        log.error("announcement %s not queued: %s", announcement_id, exc)
+        return error_response(503, "unavailable", "The job queue is unavailable; try again shortly.")
+    return {"job_id": job.id, "announcement_id": announcement_id}

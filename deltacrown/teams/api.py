@@ -1,0 +1,205 @@
+"""API: teams, rosters, invites, the team webhook, sponsors, promotions, achievements."""
+from __future__ import annotations
+
+from marshmallow import Schema, fields
+
+from ..api import Blueprint, api_user
+from ..apischemas import ID, IdField, Out, Text, When, admin_only, require_token_for
+from . import services
+from .models import Team, TeamInvite, TeamSponsor
+
+bp = Blueprint("teams_api", __name__, description="Teams, rosters, invites, sponsors, promotions, achievements")
+require_token_for(bp)
+
+
+class MemberSchema(Schema):
+    user_id = fields.Integer()
+    username = fields.Function(lambda m: m.user.username)
+    role = fields.String()
+    joined_at = Out()
+
+
+class TeamSchema(Schema):
+    id = fields.Integer()
+    name = fields.String()
+    tag = fields.String(allow_none=True)
+    captain_id = fields.Integer()
+    points = fields.Integer()
+    wins = fields.Integer()
+    losses = fields.Integer()
+    rank = fields.Integer(allow_none=True)
+    has_discord_webhook = fields.Function(lambda t: bool(t.discord_webhook_url))
+    created_at = Out()
+
+
+class TeamDetailSchema(TeamSchema):
+    members = fields.Function(lambda t: MemberSchema(many=True).dump(
+        sorted(t.memberships, key=lambda m: (m.role != "captain", m.id))))
+
+
+class TeamCreateSchema(Schema):
+    name = Text(100, required=True)
+    tag = Text(16, allow_none=True, load_default=None)
+    captain_id = IdField(required=True)
+
+
+class WebhookSchema(Schema):
+    url = fields.String(required=True, allow_none=True,
+                        metadata={"description": "<DISCORD_API_BASE>/webhooks/<id>/<token>, or null to remove"})
+
+
+class UserIdSchema(Schema):
+    user_id = IdField(required=True)
+
+
+class InviteSchema(Schema):
+    id = fields.Integer()
+    team_id = fields.Integer()
+    user_id = fields.Integer()
+    invited_by_id = fields.Integer(allow_none=True)
+    status = fields.String()
+    created_at = Out()
+    responded_at = Out(allow_none=True)
+
+
+class SponsorCreateSchema(Schema):
+    name = Text(100, required=True)
+    expires_at = When(required=True)
+
+
+class SponsorSchema(Schema):
+    id = fields.Integer()
+    team_id = fields.Integer()
+    name = fields.String()
+    status = fields.String()
+    created_at = Out()
+    approved_at = Out(allow_none=True)
+    expires_at = Out()
+
+
+class PromotionCreateSchema(Schema):
+    title = Text(200, required=True)
+    starts_at = When(required=True)
+    ends_at = When(required=True)
+
+
+class PromotionSchema(Schema):
+    id = fields.Integer()
+    team_id = fields.Integer()
+    title = fields.String()
+    status = fields.String()
+    starts_at = Out()
+    ends_at = Out()
+    created_at = Out()
+
+
+class AchievementCreateSchema(Schema):
+    kind = Text(64, required=True)
+    tournament_id = IdField(allow_none=True, load_default=None)
+
+
+class AchievementSchema(Schema):
+    id = fields.Integer()
+    team_id = fields.Integer()
+    kind = fields.String()
+    tournament_id = fields.Integer(allow_none=True)
+    earned_at = Out()
+
+
+def _team(team_id: int) -> Team:
+    return services.get(Team, team_id, "Team")
+
+
+@bp.route("/teams", methods=["POST"])
+@admin_only
+@bp.arguments(TeamCreateSchema)
+@bp.response(201, TeamDetailSchema)
+def create_team(data):
+    """Create a team (admin); the captain becomes its first member."""
+    return services.create_team(data["name"], data["captain_id"], data.get("tag"))
+
+
+@bp.route(f"/teams/<{ID}:team_id>", methods=["GET"])
+@bp.response(200, TeamDetailSchema)
+def get_team(team_id):
+    """A team with its members."""
+    return _team(team_id)
+
+
+@bp.route(f"/teams/<{ID}:team_id>/discord-webhook", methods=["PUT"])
+@bp.arguments(WebhookSchema)
+@bp.response(200, TeamDetailSchema)
+def set_webhook(data, team_id):
+    """Set or remove the team's Discord webhook (captain or admin)."""
+    return services.set_discord_webhook(api_user(), _team(team_id), data["url"])
+
+
+@bp.route(f"/teams/<{ID}:team_id>/invites", methods=["POST"])
+@bp.arguments(UserIdSchema)
+@bp.response(201, InviteSchema)
+def invite(data, team_id):
+    """Invite a player (captain or admin)."""
+    return services.invite_user(api_user(), _team(team_id), data["user_id"])
+
+
+@bp.route(f"/invites/<{ID}:invite_id>/accept", methods=["POST"])
+@bp.response(200, InviteSchema)
+def accept_invite(invite_id):
+    """Accept an invite (the invited player); they join the team."""
+    return services.accept_invite(api_user(), services.get(TeamInvite, invite_id, "Invite"))
+
+
+@bp.route(f"/invites/<{ID}:invite_id>/decline", methods=["POST"])
+@bp.response(200, InviteSchema)
+def decline_invite(invite_id):
+    """Decline an invite (the invited player)."""
+    return services.decline_invite(api_user(), services.get(TeamInvite, invite_id, "Invite"))
+
+
+@bp.route(f"/teams/<{ID}:team_id>/members", methods=["POST"])
+@bp.arguments(UserIdSchema)
+@bp.response(201, MemberSchema)
+def add_member(data, team_id):
+    """Add a player directly (captain or admin)."""
+    return services.add_member(api_user(), _team(team_id), data["user_id"])
+
+
+@bp.route(f"/teams/<{ID}:team_id>/members/<{ID}:user_id>", methods=["DELETE"])
+@bp.response(204)
+def remove_member(team_id, user_id):
+    """Remove a member (captain or admin), or leave (the member)."""
+    services.remove_member(api_user(), _team(team_id), user_id)
+
+
+@bp.route(f"/teams/<{ID}:team_id>/sponsors", methods=["POST"])
+@bp.arguments(SponsorCreateSchema)
+@bp.response(201, SponsorSchema)
+def create_sponsor(data, team_id):
+    """Propose a sponsor (captain or admin); an admin approves it."""
+    return services.create_sponsor(api_user(), _team(team_id), data["name"], data["expires_at"])
+
+
+@bp.route(f"/sponsors/<{ID}:sponsor_id>/approve", methods=["POST"])
+@admin_only
+@bp.response(200, SponsorSchema)
+def approve_sponsor(sponsor_id):
+    """Approve a pending sponsor (admin)."""
+    return services.approve_sponsor(services.get(TeamSponsor, sponsor_id, "Sponsor"))
+
+
+@bp.route(f"/teams/<{ID}:team_id>/promotions", methods=["POST"])
+@admin_only
+@bp.arguments(PromotionCreateSchema)
+@bp.response(201, PromotionSchema)
+def create_promotion(data, team_id):
+    """Schedule a promotion (admin); it starts by itself at starts_at."""
+    return services.create_promotion(_team(team_id), data["title"], data["starts_at"], data["ends_at"])
+
+
+@bp.route(f"/teams/<{ID}:team_id>/achievements", methods=["POST"])
+@admin_only
+@bp.arguments(AchievementCreateSchema)
+@bp.response(201, AchievementSchema)
+def award_achievement(data, team_id):
+    """Award an achievement (admin)."""
+    return services.award_achievement(_team(team_id), data["kind"], data.get("tournament_id"))

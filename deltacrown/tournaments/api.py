@@ -1,0 +1,146 @@
+"""API: tournaments, registrations, the bracket, matches, results, completion."""
+from __future__ import annotations
+
+from marshmallow import Schema, fields, validate
+
+from ..api import Blueprint, api_user
+from ..apischemas import ID, IdField, Out, Text, When, admin_only, require_token_for
+from ..teams.services import get
+from . import services
+from .models import Match, Tournament
+
+bp = Blueprint("tournaments_api", __name__, description="Tournaments, registrations, matches, placements")
+require_token_for(bp)
+
+MAX_SCORE = 1_000_000
+
+
+class TournamentSchema(Schema):
+    id = fields.Integer()
+    name = fields.String()
+    status = fields.String()
+    starts_at = Out()
+    created_at = Out()
+    completed_at = Out(allow_none=True)
+    wrapped_up_at = Out(allow_none=True)
+
+
+class RegistrationSchema(Schema):
+    id = fields.Integer()
+    tournament_id = fields.Integer()
+    team_id = fields.Integer()
+    team_name = fields.Function(lambda r: r.team.name)
+    created_at = Out()
+
+
+class MatchSchema(Schema):
+    id = fields.Integer()
+    tournament_id = fields.Integer()
+    team_a_id = fields.Integer()
+    team_b_id = fields.Integer()
+    scheduled_at = Out()
+    status = fields.String()
+    score_a = fields.Integer(allow_none=True)
+    score_b = fields.Integer(allow_none=True)
+    winner_id = fields.Integer(allow_none=True)
+    completed_at = Out(allow_none=True)
+
+
+class PlacementSchema(Schema):
+    place = fields.Integer()
+    team_id = fields.Integer()
+
+
+class TournamentDetailSchema(TournamentSchema):
+    registrations = fields.List(fields.Nested(RegistrationSchema))
+    matches = fields.List(fields.Nested(MatchSchema))
+    placements = fields.List(fields.Nested(PlacementSchema))
+
+
+class TournamentCreateSchema(Schema):
+    name = Text(200, required=True)
+    starts_at = When(required=True)
+
+
+class RegistrationCreateSchema(Schema):
+    team_id = IdField(required=True)
+
+
+class MatchCreateSchema(Schema):
+    team_a_id = IdField(required=True)
+    team_b_id = IdField(required=True)
+    scheduled_at = When(required=True)
+
+
+class ResultSchema(Schema):
+    score_a = fields.Integer(strict=True, required=True, validate=validate.Range(min=0, max=MAX_SCORE))
+    score_b = fields.Integer(strict=True, required=True, validate=validate.Range(min=0, max=MAX_SCORE))
+
+
+class CompleteSchema(Schema):
+    placements = fields.List(IdField(), required=True, validate=validate.Length(min=1, max=services.MAX_PLACES),
+                             metadata={"description": "team ids: 1st, 2nd, 3rd (1 to 3 distinct registered teams)"})
+
+
+def _tournament(tournament_id: int) -> Tournament:
+    return get(Tournament, tournament_id, "Tournament")
+
+
+@bp.route("/tournaments", methods=["POST"])
+@admin_only
+@bp.arguments(TournamentCreateSchema)
+@bp.response(201, TournamentSchema)
+def create(data):
+    """Create a tournament (admin), open for registration."""
+    return services.create_tournament(data["name"], data["starts_at"])
+
+
+@bp.route(f"/tournaments/<{ID}:tournament_id>", methods=["GET"])
+@bp.response(200, TournamentDetailSchema)
+def get_tournament(tournament_id):
+    """A tournament with its registrations, matches and placements."""
+    return _tournament(tournament_id)
+
+
+@bp.route(f"/tournaments/<{ID}:tournament_id>/registrations", methods=["POST"])
+@bp.arguments(RegistrationCreateSchema)
+@bp.response(201, RegistrationSchema)
+def register(data, tournament_id):
+    """Register a team (its captain, or an admin)."""
+    return services.register_team(api_user(), _tournament(tournament_id), data["team_id"])
+
+
+@bp.route(f"/tournaments/<{ID}:tournament_id>/bracket-ready", methods=["POST"])
+@admin_only
+@bp.response(200, TournamentDetailSchema)
+def bracket_ready(tournament_id):
+    """Close registration and start the tournament (admin)."""
+    return services.mark_bracket_ready(_tournament(tournament_id))
+
+
+@bp.route(f"/tournaments/<{ID}:tournament_id>/matches", methods=["POST"])
+@admin_only
+@bp.arguments(MatchCreateSchema)
+@bp.response(201, MatchSchema)
+def schedule_match(data, tournament_id):
+    """Schedule a match between two registered teams (admin)."""
+    return services.schedule_match(_tournament(tournament_id), data["team_a_id"], data["team_b_id"],
+                                   data["scheduled_at"])
+
+
+@bp.route(f"/matches/<{ID}:match_id>/result", methods=["POST"])
+@admin_only
+@bp.arguments(ResultSchema)
+@bp.response(200, MatchSchema)
+def post_result(data, match_id):
+    """Record a match's final score (admin); winner_id is null on a draw."""
+    return services.record_result(get(Match, match_id, "Match"), data["score_a"], data["score_b"])
+
+
+@bp.route(f"/tournaments/<{ID}:tournament_id>/complete", methods=["POST"])
+@admin_only
+@bp.arguments(CompleteSchema)
+@bp.response(200, TournamentDetailSchema)
+def complete(data, tournament_id):
+    """Complete the tournament with its podium (admin); rankings and payouts run on the queue."""
+    return services.complete_tournament(_tournament(tournament_id), data["placements"])

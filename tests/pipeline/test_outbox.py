@@ -1,0 +1,136 @@
+"""The outbox: events are relayed after commit, never for a rollback, never lost when
+Redis is down, and handling one twice writes nothing twice."""
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import update
+
+from deltacrown.devredis import start_redis_server
+from deltacrown.extensions import db
+from deltacrown.models import Delivery, Notification, OutboxEvent, Team
+from deltacrown.outbox.jobs import handle_event, sweep_outbox, sweep_outbox_now
+from deltacrown.outbox.services import emit
+from deltacrown.queue import get_queue
+
+
+def queued(app, name="notifications"):
+    with app.app_context():
+        return [j.func_name for j in get_queue(name).jobs]
+
+
+def test_commit_relays_one_job_per_event_and_marks_it(api, league, run_jobs, app):
+    run_jobs()
+    api.post(f"/teams/{league['red']}/invites", "cap", {"user_id": api.users.ids["eve"]}, expect=201)
+    assert queued(app) == ["deltacrown.outbox.jobs.handle_event"]
+    event = api.rows(OutboxEvent, OutboxEvent.type == "invite_sent")[0]
+    assert event.payload == {"invite_id": 1} and event.relayed_at is not None and event.handled_at is None
+    run_jobs()
+    assert api.rows(OutboxEvent, OutboxEvent.id == event.id)[0].handled_at is not None
+
+
+def test_rollback_produces_no_event_and_no_notification(app, api, league, run_jobs):
+    run_jobs()
+    with app.app_context():
+        before = db.session.query(OutboxEvent).count()
+        team = db.session.get(Team, league["red"])
+        team.name = "Renamed"
+        emit("roster_changed", team_id=team.id, user_id=api.users.ids["ann"], action="removed", actor_id=1)
+        db.session.flush()  # the event has an id now...
+        db.session.rollback()  # ...and is gone
+        # a savepoint rolled back inside a committed transaction relays nothing either
+        kept = emit("ranking_changed", team_id=league["red"], old_rank=None, new_rank=1)
+        db.session.flush()
+        savepoint = db.session.begin_nested()
+        emit("sponsor_approved", sponsor_id=999)
+        db.session.flush()
+        savepoint.rollback()
+        db.session.commit()
+        assert [e.type for e in db.session.query(OutboxEvent).filter(OutboxEvent.id > before)] == ["ranking_changed"]
+        assert db.session.get(OutboxEvent, kept.id).relayed_at is not None
+    assert queued(app) == ["deltacrown.outbox.jobs.handle_event"]
+    run_jobs()
+    assert api.notified("roster_changed") == {"cap": 2, "ann": 2, "bob": 1, "cyd": 1, "dee": 1}
+    assert api.notified("sponsor_approved") == {}
+
+
+def test_rejected_request_writes_nothing(api, league, run_jobs):
+    tid = api.tournament()
+    api.post(f"/tournaments/{tid}/registrations", "cap", {"team_id": league["red"]}, expect=201)
+    count = len(api.rows(OutboxEvent))
+    again = api.post(f"/tournaments/{tid}/registrations", "cap", {"team_id": league["red"]}, expect=409)
+    assert again.json["error"]["code"] == "conflict"
+    assert len(api.rows(OutboxEvent)) == count
+
+
+def test_handling_twice_creates_nothing_new(app, api, league, run_jobs):
+    tid = api.tournament()
+    for team in (league["red"], league["blue"]):
+        api.post(f"/tournaments/{tid}/registrations", "admin", {"team_id": team}, expect=201)
+    api.post(f"/tournaments/{tid}/bracket-ready", "admin", expect=200)
+    run_jobs()
+    notes, deliveries = len(api.rows(Notification)), len(api.rows(Delivery))
+    assert notes and deliveries
+    events = api.rows(OutboxEvent)
+    with app.app_context():
+        # A duplicated relay (e.g. the sweep and the after-commit relay both fired) ...
+        for e in events:
+            handle_event.enqueue(e.id)
+        # ... and a crash after the rows were committed but before handled_at was set.
+        db.session.execute(update(OutboxEvent).values(handled_at=None, relayed_at=None))
+        db.session.commit()
+        assert sweep_outbox_now(min_age_seconds=0) == {"relayed": len(events)}
+    run_jobs()
+    assert len(api.rows(Notification)) == notes
+    assert len(api.rows(Delivery)) == deliveries
+    assert all(e.handled_at is not None for e in api.rows(OutboxEvent))
+
+
+def test_sweep_ignores_fresh_and_relayed_events(app, api, league, run_jobs):
+    run_jobs()
+    with app.app_context():
+        emit("ranking_changed", team_id=league["red"], old_rank=2, new_rank=1)
+        db.session.commit()  # relayed right away
+        assert sweep_outbox_now(min_age_seconds=0) == {"relayed": 0}
+
+
+@pytest.fixture
+def own_redis(tmp_path):
+    """A redis-server of this test's own, so it can be stopped and restarted."""
+    url, proc = start_redis_server(tmp_path / "redis")
+    state = {"url": url, "proc": proc, "port": int(url.rsplit(":", 1)[1].split("/")[0])}
+    yield state
+    state["proc"].kill()
+    state["proc"].wait(10)
+
+
+@pytest.fixture
+def app_config(own_redis):
+    return {"REDIS_URL": own_redis["url"], "OUTBOX_SWEEP_AGE_SECONDS": 0}
+
+
+def test_redis_down_during_writes_loses_nothing(app, api, league, run_jobs, own_redis, tmp_path):
+    run_jobs()
+    handled_before = len(api.rows(OutboxEvent))
+    own_redis["proc"].kill()
+    own_redis["proc"].wait(10)
+
+    # Writes still succeed while Redis is down; their events wait in the outbox.
+    invite = api.post(f"/teams/{league['red']}/invites", "cap", {"user_id": api.users.ids["eve"]}, expect=201).json
+    api.post(f"/invites/{invite['id']}/accept", "eve", expect=200)
+    tid = api.tournament()
+    api.post(f"/tournaments/{tid}/registrations", "cyd", {"team_id": league["blue"]}, expect=201)
+    waiting = api.rows(OutboxEvent, OutboxEvent.relayed_at.is_(None))
+    assert [e.type for e in waiting] == ["invite_sent", "invite_accepted", "roster_changed", "tournament_registered"]
+
+    _, own_redis["proc"] = start_redis_server(tmp_path / "redis2", port=own_redis["port"])
+    with app.app_context():
+        sweep_outbox.enqueue()  # as the scheduler does every minute
+    run_jobs()
+
+    events = api.rows(OutboxEvent)
+    assert len(events) == handled_before + 4
+    assert all(e.relayed_at and e.handled_at for e in events)
+    assert api.notified("invite_sent") == {"eve": 1}
+    assert api.notified("invite_accepted") == {"cap": 1}
+    assert api.notified("tournament_registered") == {"cyd": 1, "dee": 1}
+    assert api.deliveries("invite_accepted") == [("email", "cap")]
