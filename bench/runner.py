@@ -42,6 +42,9 @@ def parse_args(argv):
                                                     "instance/BENCHMARKS.quick.md with --quick)")
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
     parser.add_argument("--repeats", type=int, help="timed runs per side (default 3)")
+    parser.add_argument("--size", action="append", default=[], metavar="NAME=VALUE",
+                        help="override one size, e.g. --size digest_users=2000 (names: see bench/harness.py Sizes)")
+    parser.add_argument("--from-json", type=Path, help="only re-render the report from a --json file")
     parser.add_argument("--note", action="append", default=[], help="a line for the report's machine section")
     return parser.parse_args(argv)
 
@@ -68,6 +71,14 @@ def main(argv=None) -> int:
     sizes = QUICK if args.quick else FULL
     if args.repeats:
         sizes = dataclasses.replace(sizes, repeats=args.repeats)
+    for item in args.size:
+        name, _, value = item.partition("=")
+        if name not in {f.name for f in dataclasses.fields(sizes)} or not value.isdigit():
+            raise SystemExit(f"python -m bench: --size {item!r}: expected NAME=NUMBER with NAME one of "
+                             f"{', '.join(f.name for f in dataclasses.fields(sizes))}")
+        sizes = dataclasses.replace(sizes, **{name: int(value)})
+    if args.from_json:
+        return rerender(args.from_json, args.output or PROJECT_ROOT / "BENCHMARKS.md")
     output = args.output or (PROJECT_ROOT / "instance" / "BENCHMARKS.quick.md" if args.quick
                              else PROJECT_ROOT / "BENCHMARKS.md")
     names = args.only or list(CASES)
@@ -119,3 +130,19 @@ def summary(r: CaseResult) -> str:
         return r.reason
     ratio = f"ratio {r.ratio:.2f}" if r.ratio is not None else ""
     return f"{ratio} target {r.target}: {'met' if r.met else 'MISSED'}"
+
+
+def rerender(path: Path, output: Path) -> int:
+    """Write the report again from saved results (e.g. after editing bench/FINDINGS.md)."""
+    from .harness import Measurement
+
+    data = json.loads(path.read_text())
+    results = []
+    for r in data["results"]:
+        for side in ("ours", "baseline"):
+            if r.get(side):
+                r[side] = Measurement(**r[side])
+        results.append(CaseResult(**r))
+    write_report(output, results, data["machine"], data["meta"])
+    print(f"bench: wrote {output}", file=sys.stderr)
+    return 0
