@@ -20,7 +20,11 @@ COUNT_KEY = "bench:smtp:received"
 def run(env: BenchEnv) -> CaseResult:
     from deltacrown import create_app
     from deltacrown.accounts.models import User
-    from deltacrown.channels.email import EmailItem, render_daily_digest
+    from deltacrown.channels.email import render_daily_digest
+    try:
+        from deltacrown.channels.content import ChannelMessage as EmailItem
+    except ImportError:  # the channels part before it split content from email
+        from deltacrown.channels.email import EmailItem
     from deltacrown.devredis import free_port
     from deltacrown.notifications.digests import send_daily_digest
     from deltacrown.notifications.models import Notification, NotificationDigest, notification_digest_items
