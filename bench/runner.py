@@ -7,7 +7,9 @@ import importlib
 import json
 import os
 import shutil
+import signal
 import sys
+import threading
 import time
 import traceback
 from datetime import datetime, timezone
@@ -66,7 +68,13 @@ def run_case(name: str, env: BenchEnv) -> CaseResult:
     return result
 
 
+def _stop_on_sigterm(signum, frame):
+    raise SystemExit(128 + signum)  # so the finally blocks drop the scratch databases and stop Redis
+
+
 def main(argv=None) -> int:
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _stop_on_sigterm)
     args = parse_args(sys.argv[1:] if argv is None else argv)
     sizes = QUICK if args.quick else FULL
     if args.repeats:
