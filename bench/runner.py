@@ -46,7 +46,9 @@ def parse_args(argv):
     parser.add_argument("--repeats", type=int, help="timed runs per side (default 3)")
     parser.add_argument("--size", action="append", default=[], metavar="NAME=VALUE",
                         help="override one size, e.g. --size digest_users=2000 (names: see bench/harness.py Sizes)")
-    parser.add_argument("--from-json", type=Path, help="only re-render the report from a --json file")
+    parser.add_argument("--from-json", type=Path, nargs="+",
+                        help="only re-render the report from --json files (a later file's result for the same "
+                             "case and database replaces an earlier one's)")
     parser.add_argument("--note", action="append", default=[], help="a line for the report's machine section")
     return parser.parse_args(argv)
 
@@ -140,17 +142,30 @@ def summary(r: CaseResult) -> str:
     return f"{ratio} target {r.target}: {'met' if r.met else 'MISSED'}"
 
 
-def rerender(path: Path, output: Path) -> int:
-    """Write the report again from saved results (e.g. after editing bench/FINDINGS.md)."""
+def rerender(paths: list[Path], output: Path) -> int:
+    """Write the report again from saved results (e.g. after editing bench/FINDINGS.md, or to
+    combine a re-run of some cases with the run they complete)."""
     from .harness import Measurement
 
-    data = json.loads(path.read_text())
-    results = []
-    for r in data["results"]:
-        for side in ("ours", "baseline"):
-            if r.get(side):
-                r[side] = Measurement(**r[side])
-        results.append(CaseResult(**r))
-    write_report(output, results, data["machine"], data["meta"])
+    merged: dict[tuple[str, str], CaseResult] = {}
+    meta = machine = None
+    for path in paths:
+        data = json.loads(path.read_text())
+        if meta is None:
+            meta, machine = data["meta"], data["machine"]
+        else:
+            meta["command"] += f"` + `{data['meta']['command']}"
+            meta["duration_s"] += data["meta"]["duration_s"]
+            machine["notes"] = machine.get("notes", []) + [
+                n for n in data["machine"].get("notes", []) if n not in machine.get("notes", [])]
+            machine["loadavg_end"] = data["machine"].get("loadavg_end", [])
+        for r in data["results"]:
+            for side in ("ours", "baseline"):
+                if r.get(side):
+                    r[side] = Measurement(**r[side])
+            merged[(r["case"], r["database"])] = CaseResult(**r)
+    order = {name: i for i, name in enumerate(CASES)}
+    results = sorted(merged.values(), key=lambda r: (r.database != "sqlite", order.get(r.case, 99)))
+    write_report(output, results, machine, meta)
     print(f"bench: wrote {output}", file=sys.stderr)
     return 0
