@@ -79,6 +79,27 @@ def notes(results: list[CaseResult]) -> list[str]:
     return lines
 
 
+def summary_table(results: list[CaseResult]) -> list[str]:
+    kinds = [k for k in ("sqlite", "postgresql") if any(r.database == k for r in results)]
+    cases = list(dict.fromkeys(r.case for r in results))
+    by = {(r.case, r.database): r for r in results}
+    lines = ["## Summary", "", "| case | target | " + " | ".join(DATABASE_TITLES[k].split(" (")[0] for k in kinds) + " |",
+             "|---|---|" + "---|" * len(kinds)]
+    for case in cases:
+        cells = []
+        for k in kinds:
+            r = by.get((case, k))
+            if r is None:
+                cells.append("–")
+            elif r.status != "ok":
+                cells.append(verdict(r))
+            else:
+                cells.append(f"{r.ratio:.2f} — {'met' if r.met else '**missed**'}")
+        target = next((by[(case, k)].target for k in kinds if (case, k) in by and by[(case, k)].target), "")
+        lines.append(f"| {case} | {target} | " + " | ".join(cells) + " |")
+    return lines + ["", "Ratios as defined per table below. Every miss is explained under Findings.", ""]
+
+
 def write_report(path: Path, results: list[CaseResult], machine: dict, meta: dict) -> None:
     out = ["# Benchmarks", "",
            f"Written by `{meta['command']}` (`make bench`) on {meta['started_at']} in {meta['duration_s']} s; "
@@ -103,6 +124,7 @@ def write_report(path: Path, results: list[CaseResult], machine: dict, meta: dic
         out.append(f"- {note}")
     out.append(f"- sizes: " + ", ".join(f"{k}={v:,}" for k, v in meta["sizes"].items()))
     out.append("")
+    out += summary_table(results)
     for kind in ("sqlite", "postgresql"):
         rows = [r for r in results if r.database == kind]
         if not rows:

@@ -124,7 +124,7 @@ def main(argv=None) -> int:
     meta = {"mode": "quick" if args.quick else "full", "sizes": dataclasses.asdict(sizes),
             "started_at": started_at.isoformat(timespec="seconds"),
             "duration_s": round((datetime.now(timezone.utc) - started_at).total_seconds()),
-            "command": "python -m bench " + " ".join(sys.argv[1:] if argv is None else argv)}
+            "command": command_line(sys.argv[1:] if argv is None else argv)}
     output.parent.mkdir(parents=True, exist_ok=True)
     write_report(output, results, machine, meta)
     print(f"bench: wrote {output}", file=sys.stderr)
@@ -133,6 +133,19 @@ def main(argv=None) -> int:
                                          "results": [dataclasses.asdict(r) for r in results]}, indent=2,
                                         default=str))
     return 1 if any(r.status == "error" for r in results) else 0
+
+
+def command_line(argv) -> str:
+    """The command for the report, without the --note texts (they are listed under Machine)."""
+    shown, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--note":
+            skip = True
+        else:
+            shown.append(arg)
+    return "python -m bench " + " ".join(shown)
 
 
 def summary(r: CaseResult) -> str:
@@ -153,8 +166,9 @@ def rerender(paths: list[Path], output: Path) -> int:
         data = json.loads(path.read_text())
         if meta is None:
             meta, machine = data["meta"], data["machine"]
+            meta["command"] = meta["command"].split(" --note ")[0]
         else:
-            meta["command"] += f"` + `{data['meta']['command']}"
+            meta["command"] += f"` + `{data['meta']['command'].split(' --note ')[0]}"
             meta["duration_s"] += data["meta"]["duration_s"]
             machine["notes"] = machine.get("notes", []) + [
                 n for n in data["machine"].get("notes", []) if n not in machine.get("notes", [])]
