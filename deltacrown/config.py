@@ -152,6 +152,10 @@ def load_config(env=None) -> dict:
         "RQ_RESULT_TTL": _int(env, "RQ_RESULT_TTL", 60 * 60, minimum=0),
         "RQ_FAILURE_TTL": _int(env, "RQ_FAILURE_TTL", 7 * 24 * 60 * 60, minimum=60),
         "OUTBOX_SWEEP_AGE_SECONDS": _int(env, "OUTBOX_SWEEP_AGE_SECONDS", 5, minimum=0),
+        # How often the scheduler process moves due recurring jobs to their queue.
+        "SCHEDULER_INTERVAL": _int(env, "SCHEDULER_INTERVAL", 60, minimum=1),
+        # An unsent digest claim older than this is taken back by the next run (a dead worker's).
+        "DIGEST_CLAIM_TIMEOUT": _int(env, "DIGEST_CLAIM_TIMEOUT", 30 * 60, minimum=60),
         # Money: coins paid per place (integers only).
         "PAYOUT_TABLE": {1: 1000, 2: 500, 3: 250},
         "INVITE_EXPIRY_DAYS": _int(env, "INVITE_EXPIRY_DAYS", 7, minimum=1),

@@ -62,7 +62,7 @@ def fetch_job(job_id: str, app=None) -> Job | None:
 
     try:
         return AppJob.fetch(job_id, connection=get_redis(app), serializer=JSONSerializer)
-    except NoSuchJobError:
+    except (NoSuchJobError, ValueError):  # ValueError: not even a well-formed job id
         return None
 
 

@@ -9,7 +9,7 @@ from ..api import Blueprint, api_user, error_response, keyset_page
 from ..apischemas import ID, IdField, Link, ListSchema, Out, PageSchema, Text, admin_only, require_token_for
 from ..errors import NotFound
 from ..extensions import db
-from . import service
+from . import center
 from .models import Notification, NotificationPreference
 from .preferences import SOURCE_API, PreferencesSchema, serialize_preferences, update_preferences
 from .types import CHANNELS, TYPE_NAMES
@@ -77,7 +77,7 @@ class JobAcceptedSchema(Schema):
 @bp.response(200, NotificationPageSchema)
 def list_notifications(args):
     """The caller's notifications, newest first."""
-    stmt = service.center_query(api_user().id, args["unread"], args["type"])
+    stmt = center.center_query(api_user().id, args["unread"], args["type"])
     items, next_cursor = keyset_page(stmt, Notification.id, args["cursor"], args["limit"])
     return {"items": items, "next_cursor": next_cursor}
 
@@ -86,21 +86,21 @@ def list_notifications(args):
 @bp.response(200, CountSchema)
 def unread_count():
     """How many of the caller's notifications are unread."""
-    return {"count": service.unread_count(api_user().id)}
+    return {"count": center.unread_count(api_user().id)}
 
 
 @bp.route(f"/notifications/<{ID}:notification_id>/read", methods=["POST"])
 @bp.response(200, NotificationSchema)
 def read_one(notification_id):
     """Mark one of the caller's notifications read."""
-    return service.mark_read(api_user().id, notification_id)
+    return center.mark_read(api_user().id, notification_id)
 
 
 @bp.route("/notifications/read-all", methods=["POST"])
 @bp.response(200, UpdatedSchema)
 def read_all():
     """Mark all the caller's notifications read."""
-    return {"updated": service.mark_all_read(api_user().id)}
+    return {"updated": center.mark_all_read(api_user().id)}
 
 
 @bp.route("/preferences", methods=["GET"])

@@ -16,14 +16,15 @@ from flask import Blueprint, abort, current_app, flash, make_response, redirect,
 from flask_htmx import HTMX
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError
-from sqlalchemy import delete, false, func, select, true, update
+from sqlalchemy import select
 
 from ..accounts.views import _safe_next
 from ..api import keyset_page
-from ..errors import InvalidInput
+from ..errors import InvalidInput, NotFound
 from ..extensions import db
 from ..timeutil import utcnow
-from .models import Delivery, Notification, NotificationPreference, notification_digest_items
+from .models import Notification, NotificationPreference
+from . import center as center_service
 from .types import NOTIFICATION_TYPES
 
 bp = Blueprint("notification_pages", __name__)
@@ -140,63 +141,14 @@ def _exacttime_filter(moment, zone):
     return exact_time(moment, zone)
 
 
-# --- queries on the player's own notifications -------------------------------
-
-def unread_count(user) -> int:
-    return db.session.scalar(select(func.count()).select_from(Notification)
-                             .where(Notification.user_id == user.id, Notification.is_read == false()))
-
-
-def _own_notifications(user, type_name: str | None = None, unread_only: bool = False):
-    stmt = select(Notification).where(Notification.user_id == user.id)
-    if type_name:
-        stmt = stmt.where(Notification.type == type_name)
-    if unread_only:
-        stmt = stmt.where(Notification.is_read == false())
-    return stmt
-
+# --- the player's own notifications: queries live in center.py (shared with the API) ---
 
 def own_notification_or_404(user, notification_id: int) -> Notification:
     """Someone else's id (or a missing one) is a 404: we do not say which."""
-    notification = db.session.scalar(select(Notification).where(
-        Notification.id == notification_id, Notification.user_id == user.id))
-    if notification is None:
+    try:
+        return center_service.own_notification(user.id, notification_id)
+    except NotFound:
         abort(404)
-    return notification
-
-
-def mark_read(notification: Notification) -> None:
-    if not notification.is_read:
-        notification.is_read = True
-        notification.read_at = utcnow()
-    db.session.commit()
-
-
-def mark_all_read(user, type_name: str | None = None) -> int:
-    stmt = (update(Notification)
-            .where(Notification.user_id == user.id, Notification.is_read == false())
-            .values(is_read=True, read_at=utcnow()))
-    if type_name:
-        stmt = stmt.where(Notification.type == type_name)
-    updated = db.session.execute(stmt.execution_options(synchronize_session=False)).rowcount
-    db.session.commit()
-    return updated
-
-
-def clear_read(user, type_name: str | None = None) -> int:
-    """Delete the player's read notifications (with what cascades from them on PostgreSQL;
-    done explicitly so SQLite, which does not enforce foreign keys here, ends up the same)."""
-    ids = select(Notification.id).where(Notification.user_id == user.id, Notification.is_read == true())
-    if type_name:
-        ids = ids.where(Notification.type == type_name)
-    db.session.execute(delete(notification_digest_items)
-                       .where(notification_digest_items.c.notification_id.in_(ids)))
-    db.session.execute(delete(Delivery).where(Delivery.notification_id.in_(ids))
-                       .execution_options(synchronize_session=False))
-    removed = db.session.execute(delete(Notification).where(Notification.id.in_(ids))
-                                 .execution_options(synchronize_session=False)).rowcount
-    db.session.commit()
-    return removed
 
 
 # --- filters -----------------------------------------------------------------
@@ -228,7 +180,7 @@ class CenterFilters:
 
 
 def _page(user, filters: CenterFilters):
-    stmt = _own_notifications(user, filters.type, filters.unread)
+    stmt = center_service.center_query(user.id, True if filters.unread else None, filters.type)
     try:
         return keyset_page(stmt, Notification.id, filters.cursor, PAGE_SIZE)
     except InvalidInput:
@@ -253,7 +205,7 @@ def _context(user, filters: CenterFilters, status_message: str | None = None) ->
 def _nav_helpers():
     # Functions, so the nav bar costs a query only when it is actually rendered.
     return {
-        "unread_badge_count": lambda: unread_count(current_user) if current_user.is_authenticated else 0,
+        "unread_badge_count": lambda: center_service.unread_count(current_user.id) if current_user.is_authenticated else 0,
         "badge_poll_seconds": lambda: current_app.config.get("BADGE_POLL_SECONDS", BADGE_POLL_SECONDS),
     }
 
@@ -277,7 +229,7 @@ def center():
 @bp.get("/notifications/badge")
 @page_login_required
 def badge():
-    count = unread_count(current_user)
+    count = center_service.unread_count(current_user.id)
     # The poller sends the count it shows. Unchanged: 204, htmx leaves the DOM alone (no
     # churn, no repeated screen-reader announcement every 10 s). More arrived: tell the
     # page, so an open center puts the new ones on top without a reload.
@@ -296,7 +248,7 @@ def badge():
 @page_login_required
 def read(notification_id: int):
     notification = own_notification_or_404(current_user, notification_id)
-    mark_read(notification)
+    center_service.mark_read(current_user.id, notification.id)
     if htmx:
         filters = CenterFilters(request.form)
         return (render_template("notifications/_item.html", n=notification, zone=player_zone(current_user),
@@ -309,7 +261,7 @@ def read(notification_id: int):
 def open_(notification_id: int):
     """Clicking a notification marks it read and follows its link."""
     notification = own_notification_or_404(current_user, notification_id)
-    mark_read(notification)
+    center_service.mark_read(current_user.id, notification.id)
     target = _link_target(notification.url) or url_for(".center")
     if htmx:
         response = make_response("", 200)
@@ -334,7 +286,7 @@ def read_all():
     filters = CenterFilters(request.form)
     if filters.errors:
         return _refuse_bulk_action(filters)
-    updated = mark_all_read(current_user, filters.type)
+    updated = center_service.mark_all_read(current_user.id, filters.type)
     return _after_bulk_action(filters, f"Marked {updated} notification{'s' if updated != 1 else ''} as read.")
 
 
@@ -344,7 +296,7 @@ def clear():
     filters = CenterFilters(request.form)
     if filters.errors:
         return _refuse_bulk_action(filters)
-    removed = clear_read(current_user, filters.type)
+    removed = center_service.clear_read(current_user.id, filters.type)
     return _after_bulk_action(filters, f"Cleared {removed} read notification{'s' if removed != 1 else ''}.")
 
 

@@ -1,28 +1,19 @@
 """What an admin can do from the ops dashboard: requeue or delete failed jobs,
-and run a recurring job now. All through RQ's own APIs.
+all through RQ's own APIs. ("Run now" is `ops.scheduler.start_job`.)
 
 Each raises a ServiceError (NotFound, Conflict, ...) with a message a person can
 act on, before changing anything.
 """
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.registry import FailedJobRegistry
 from rq.serializers import JSONSerializer
 
-from ..errors import Conflict, NotFound, ServiceError
+from ..errors import Conflict, NotFound
 from ..queue import QUEUE_NAMES, AppJob
-from . import schedule
-
-
-class JobUnavailable(ServiceError):
-    """The job's function is not part of this deployment (yet)."""
-
-    status = 503
-    code = "job_unavailable"
 
 
 def _failed_registry(connection, queue_name: str) -> FailedJobRegistry:
@@ -72,29 +63,3 @@ def requeue_all_failed(connection) -> RequeueAllResult:
                 registry.remove(job_id)
                 outcome.missing += 1
     return outcome
-
-
-def job_spec(name: str) -> schedule.JobSpec:
-    for spec in schedule.RUNNABLE_JOBS:
-        if spec.name == name:
-            return spec
-    raise NotFound(f"There is no job named {name!r}.")
-
-
-def job_function(spec: schedule.JobSpec):
-    """Import the @background_job function named by the spec."""
-    module_name, _, attr = spec.func.rpartition(".")
-    try:
-        fn = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
-        raise JobUnavailable(f"Job {spec.name!r} cannot run: its function {spec.func} is not available "
-                             f"in this deployment ({type(exc).__name__}: {exc}).") from None
-    if not hasattr(fn, "enqueue"):
-        raise JobUnavailable(f"Job {spec.name!r} cannot run: {spec.func} is not a background job.")
-    return fn
-
-
-def run_now(name: str, *args) -> AppJob:
-    """Enqueue a runnable job now (the dashboard's "run now"); returns the RQ job."""
-    fn = job_function(job_spec(name))
-    return fn.enqueue(*args)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 
 from ..api import Blueprint, get_or_404, require_admin
-from . import scheduler
+from . import schedule, scheduler
 
 bp = Blueprint("jobs", __name__, description="Background jobs: schedule, run now, status (admin)")
 
@@ -71,11 +71,11 @@ def list_jobs():
 def run_job(args, name):
     """Start a job now; 404 for an unknown name, 422 for arguments it does not take."""
     require_admin()
-    spec = scheduler.JOBS_BY_NAME.get(name)
+    spec = schedule.JOBS_BY_NAME.get(name)
     if spec is None:
         from ..errors import NotFound
 
-        raise NotFound(f"no job named {name!r}; known: {', '.join(sorted(scheduler.JOBS_BY_NAME))}")
+        raise NotFound(f"no job named {name!r}; known: {', '.join(sorted(schedule.JOBS_BY_NAME))}")
     args = scheduler.validate_job_args(spec, args)  # 422 before 404: wrong names are the first problem
     if args.get("tournament_id") is not None:
         from ..tournaments.models import Tournament

@@ -23,7 +23,8 @@ from ..errors import ServiceError
 from ..extensions import db, login_manager
 from ..queue import get_redis
 from ..timeutil import utcnow
-from . import actions, charts, overview, stats
+from . import actions, charts, overview, schedule, stats
+from .scheduler import start_job
 
 log = logging.getLogger(__name__)
 
@@ -255,16 +256,16 @@ def requeue_all_failed():
 @bp.post("/jobs/<name>/run")
 @admin_required
 def run_job(name):
-    try:
-        spec = actions.job_spec(name)
-    except ServiceError as exc:
-        abort(404, exc.message)
+    spec = schedule.JOBS_BY_NAME.get(name)
+    if spec is None:
+        abort(404, f"There is no job named {name!r}.")
     if spec.cron is None:
         # On-demand jobs need arguments (e.g. a tournament id): not a one-click button.
         return _after_action("recurring", f"{spec.name} needs {', '.join(spec.args)}: start it from the API "
                                           f"(POST /api/v1/jobs/{spec.name}/run) or the CLI.", True)
     try:
-        job = actions.run_now(name)
+        # The same path as the jobs API and the scheduler: recorded as the job's latest run.
+        job = start_job(name, trigger="dashboard")
     except ServiceError as exc:
         return _after_action("recurring", exc.message, True)
     except Exception as exc:  # noqa: BLE001 - redis raises several connection error types

@@ -2,6 +2,7 @@
 
 
 def init_app(app):
-    from . import relay
+    from . import cli, relay
 
     relay.install()
+    cli.init_app(app)  # flask relay-outbox

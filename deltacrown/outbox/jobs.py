@@ -2,9 +2,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 
-from flask import current_app
 from sqlalchemy import select, update
 
 from ..extensions import db
@@ -13,9 +11,6 @@ from ..timeutil import utcnow
 from .models import OutboxEvent
 
 log = logging.getLogger(__name__)
-
-SWEEP_BATCH = 1000
-
 
 @background_job(queue=QUEUE_NOTIFICATIONS)
 def handle_event(event_id: int) -> dict:
@@ -46,32 +41,9 @@ def handle_event(event_id: int) -> dict:
     return {"event_id": event_id, "status": "handled", "deliveries": len(pending)}
 
 
-def sweep_outbox_now(min_age_seconds: int | None = None) -> dict:
-    """Relay every event older than OUTBOX_SWEEP_AGE_SECONDS that is still unrelayed."""
-    from .relay import relay
-
-    age = current_app.config["OUTBOX_SWEEP_AGE_SECONDS"] if min_age_seconds is None else min_age_seconds
-    cutoff = utcnow() - timedelta(seconds=age)
-    relayed = 0
-    last_id = 0
-    while True:
-        ids = list(db.session.scalars(select(OutboxEvent.id).where(
-            OutboxEvent.relayed_at.is_(None), OutboxEvent.created_at <= cutoff, OutboxEvent.id > last_id)
-            .order_by(OutboxEvent.id).limit(SWEEP_BATCH)))
-        db.session.rollback()  # end the read transaction; relay uses its own
-        if not ids:
-            break
-        done = relay(ids)
-        relayed += len(done)
-        if len(done) < len(ids):
-            break  # Redis is failing; the next sweep tries again
-        last_id = ids[-1]
-    if relayed:
-        log.info("outbox sweep relayed %s events", relayed)
-    return {"relayed": relayed}
-
-
 @background_job(queue=QUEUE_NOTIFICATIONS, retry_intervals=())
 def sweep_outbox() -> dict:
     """Scheduled every minute (ops/schedule.py: relay-outbox)."""
+    from .relay import sweep_outbox_now
+
     return sweep_outbox_now()

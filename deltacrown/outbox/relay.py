@@ -9,8 +9,9 @@ still succeeds: the events stay unrelayed and the periodic sweep relays them.
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
-from flask import has_app_context
+from flask import current_app, has_app_context
 from sqlalchemy import event, select, update
 from sqlalchemy.orm import Session
 
@@ -81,3 +82,29 @@ def install() -> None:
                      ("after_soft_rollback", _after_soft_rollback)):
         if not event.contains(Session, name, fn):
             event.listen(Session, name, fn)
+
+
+SWEEP_BATCH = 1000
+
+
+def sweep_outbox_now(min_age_seconds: int | None = None) -> dict:
+    """Relay every event older than OUTBOX_SWEEP_AGE_SECONDS that is still unrelayed."""
+    age = current_app.config["OUTBOX_SWEEP_AGE_SECONDS"] if min_age_seconds is None else min_age_seconds
+    cutoff = utcnow() - timedelta(seconds=age)
+    relayed = 0
+    last_id = 0
+    while True:
+        ids = list(db.session.scalars(select(OutboxEvent.id).where(
+            OutboxEvent.relayed_at.is_(None), OutboxEvent.created_at <= cutoff, OutboxEvent.id > last_id)
+            .order_by(OutboxEvent.id).limit(SWEEP_BATCH)))
+        db.session.rollback()  # end the read transaction; relay uses its own
+        if not ids:
+            break
+        done = relay(ids)
+        relayed += len(done)
+        if len(done) < len(ids):
+            break  # Redis is failing; the next sweep tries again
+        last_id = ids[-1]
+    if relayed:
+        log.info("outbox sweep relayed %s events", relayed)
+    return {"relayed": relayed}

@@ -34,6 +34,7 @@ def test_schedule(monkeypatch):
     """Replace the schedule's tables with TEST_RECURRING for one test."""
     monkeypatch.setattr(schedule, "RUNNABLE_JOBS", (*TEST_RECURRING, TEST_ON_DEMAND))
     monkeypatch.setattr(schedule, "RECURRING_JOBS", TEST_RECURRING)
+    monkeypatch.setattr(schedule, "JOBS_BY_NAME", {j.name: j for j in (*TEST_RECURRING, TEST_ON_DEMAND)})
     return TEST_RECURRING
 
 

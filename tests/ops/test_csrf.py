@@ -4,9 +4,9 @@ from __future__ import annotations
 import re
 
 import pytest
+from rq.registry import FailedJobRegistry
 
 from deltacrown.queue import get_redis
-from rq.registry import FailedJobRegistry
 
 from . import jobs
 

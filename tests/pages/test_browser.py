@@ -10,8 +10,13 @@ import pytest
 from sqlalchemy import select
 
 from deltacrown.extensions import db
-from deltacrown.notifications.models import NotificationPreference
-from tests.support.browser import create_test_notification, screenshot
+from deltacrown.notifications.jobs import batch_send_notifications
+from deltacrown.notifications.models import (
+    Delivery,
+    Notification,
+    NotificationPreference,
+)
+from tests.support.browser import screenshot, wait_until
 
 pytestmark = pytest.mark.browser
 
@@ -36,8 +41,9 @@ def log_in(page, username, password):
 
 
 def enqueue_notification(app, user_id, title, type_name="announcement", url=None):
+    """The real fan-out job (NotificationService, preferences and all), run by the real worker."""
     with app.app_context():
-        create_test_notification.enqueue(user_id, type_name, title, "Body of " + title, url)
+        return batch_send_notifications.enqueue([user_id], type_name, title, "Body of " + title, url)
 
 
 def test_player_walkthrough(app, users, page, live_server, worker_process):
@@ -120,10 +126,23 @@ def test_player_walkthrough(app, users, page, live_server, worker_process):
 
     with app.app_context():
         pref = db.session.scalar(select(NotificationPreference).where(NotificationPreference.user_id == alice))
-        # the next announcement goes nowhere (in-app off, email opted out); others keep in-app
         assert pref.get_channels_for_type("announcement") == []
         assert pref.get_channels_for_type("match_result") == ["in_app"]
         assert pref.digest_time.strftime("%H:%M") == "07:45"
+
+    # The next notifications respect it: the announcement goes nowhere (in-app off, email
+    # opted out), the match result still arrives in-app and is counted.
+    with app.app_context():
+        deliveries_before = db.session.query(Delivery).filter(Delivery.user_id == alice).count()
+    skipped = enqueue_notification(app, alice, "Server maintenance tonight")
+    enqueue_notification(app, alice, "Match result: 0-2", type_name="match_result")
+    expect(badge).to_have_attribute("data-count", "1", timeout=25_000)
+    wait_until(lambda: skipped.get_status(refresh=True) == "finished", 25, what="the announcement job finished")
+    with app.app_context():
+        titles = set(db.session.scalars(select(Notification.title).where(Notification.user_id == alice)))
+        assert "Match result: 0-2" in titles and "Server maintenance tonight" not in titles
+        # no email either (opted out), and in-app only for the match result
+        assert db.session.query(Delivery).filter(Delivery.user_id == alice).count() == deliveries_before
 
     # Narrow screen: the editor and center stay usable on a phone.
     page.set_viewport_size({"width": 390, "height": 844})

@@ -3,15 +3,19 @@ htmx partials, the no-JavaScript flows, and other players' ids."""
 from __future__ import annotations
 
 import re
-from urllib.parse import parse_qs, urlsplit
 from datetime import datetime, timezone
+from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select
 
 from deltacrown.extensions import db
-from deltacrown.notifications.models import Delivery, Notification, NotificationPreference
+from deltacrown.notifications.models import (
+    Delivery,
+    Notification,
+    NotificationPreference,
+)
 from deltacrown.notifications.views import PAGE_SIZE, exact_time, relative_time
 
 from .conftest import HX

@@ -11,7 +11,10 @@ import pytest
 from sqlalchemy import func, select
 
 from deltacrown.extensions import db
-from deltacrown.notifications.models import NotificationPreference, NotificationPreferenceChange
+from deltacrown.notifications.models import (
+    NotificationPreference,
+    NotificationPreferenceChange,
+)
 from deltacrown.notifications.types import NOTIFICATION_TYPES
 
 from .conftest import HX

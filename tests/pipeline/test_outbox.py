@@ -8,7 +8,8 @@ from sqlalchemy import update
 from deltacrown.devredis import start_redis_server
 from deltacrown.extensions import db
 from deltacrown.models import Delivery, Notification, OutboxEvent, Team
-from deltacrown.outbox.jobs import handle_event, sweep_outbox, sweep_outbox_now
+from deltacrown.outbox.jobs import handle_event, sweep_outbox
+from deltacrown.outbox.relay import sweep_outbox_now
 from deltacrown.outbox.services import emit
 from deltacrown.queue import get_queue
 
@@ -134,3 +135,25 @@ def test_redis_down_during_writes_loses_nothing(app, api, league, run_jobs, own_
     assert api.notified("invite_accepted") == {"cap": 1}
     assert api.notified("tournament_registered") == {"cyd": 1, "dee": 1}
     assert api.deliveries("invite_accepted") == [("email", "cap")]
+
+
+def test_relay_outbox_command_relays_what_the_commit_did_not(app, runner):
+    from sqlalchemy import insert
+
+    from deltacrown.extensions import db
+    from deltacrown.outbox.models import OutboxEvent
+    from deltacrown.queue import get_queue
+    from deltacrown.timeutil import utcnow
+
+    with app.app_context():
+        # Core inserts are not seen by the after-commit relay: like events left by a Redis outage.
+        db.session.execute(insert(OutboxEvent), [{"type": "bracket_ready", "payload": {"tournament_id": 1},
+                                                  "created_at": utcnow()} for _ in range(3)])
+        db.session.commit()
+    result = runner.invoke(args=["relay-outbox", "--min-age", "0"])
+    assert result.exit_code == 0, result.output
+    assert "Relayed 3 event(s)." in result.output
+    with app.app_context():
+        assert get_queue("notifications").count == 3
+        assert db.session.query(OutboxEvent).filter(OutboxEvent.relayed_at.is_(None)).count() == 0
+    assert "Relayed 0 event(s)." in runner.invoke(args=["relay-outbox", "--min-age", "0"]).output

@@ -8,8 +8,6 @@
   error or uncaught page error (a CSP violation shows up as one), and a last
   screenshot is saved. `screenshot(page, name)` saves more.
 - `worker_process`: a real `python worker.py` subprocess on the test's database and Redis.
-- `create_test_notification`: a background job that inserts a Notification row, for
-  tests that need "a notification created by a real worker" without the pipeline.
 
 Screenshots and worker logs go to TEST_OUTPUT_DIR (default: ./test-output).
 """
@@ -26,8 +24,6 @@ from pathlib import Path
 
 import pytest
 
-from deltacrown.extensions import db
-from deltacrown.queue import QUEUE_NOTIFICATIONS, background_job
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -54,19 +50,6 @@ def wait_until(condition, timeout: float = 20.0, interval: float = 0.1, what: st
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(interval)
-
-
-# --- a job for tests: a notification made by a real worker ---------------------------
-
-@background_job(queue=QUEUE_NOTIFICATIONS, retry_intervals=())
-def create_test_notification(user_id: int, type_name: str, title: str, body: str = "", url: str | None = None) -> int:
-    """Insert one Notification (stand-in for the pipeline's service in page tests)."""
-    from deltacrown.notifications.models import Notification
-
-    notification = Notification(user_id=user_id, type=type_name, title=title, body=body, url=url)
-    db.session.add(notification)
-    db.session.commit()
-    return notification.id
 
 
 # --- live server -------------------------------------------------------------------
