@@ -7,13 +7,18 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: run test clean
+.PHONY: run test bench clean
 
 run: $(VENV)/.run-deps
 	$(BIN)/python -m deltacrown.devserver
 
 test: $(VENV)/.test-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Benchmarks (issue 9): not part of `make test`; writes BENCHMARKS.md. BENCH_ARGS=--quick for
+# small sizes; PostgreSQL too when BENCH_DATABASE_URL is set.
+bench: $(VENV)/.test-deps
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)

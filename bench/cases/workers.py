@@ -1,0 +1,329 @@
+"""Worker cases: throughput (jobs/s, one worker), end-to-end latency, and worker memory over many jobs.
+
+Throughput and end-to-end use a real `python worker.py` process (the Procfile's worker:
+a forking HerokuWorker with the app context), on the same Redis for ours and the baseline.
+Memory uses `bench.worker_proc`, the same worker set-up as a SimpleWorker (no fork per
+job), so every job runs in the one process whose RSS we watch.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+
+from rq import Queue, Worker
+from rq.serializers import JSONSerializer
+
+from .. import jobs as bench_jobs
+from .. import seed
+from ..harness import PROJECT_ROOT, BenchEnv, CaseResult, Measurement, percentile, python_subprocess, wait_for
+
+TARGETS = {
+    "throughput": "≥ 50% of RQ no-op jobs/s",
+    "e2e": "p50 and p99 ≤ 3× the RQ no-op round trip",
+    "memory": "RSS after all jobs within 10% of RSS after the first 1,000",
+}
+
+
+def _redis(env: BenchEnv):
+    from deltacrown.queue import get_redis
+
+    return get_redis(env.app)
+
+
+@contextlib.contextmanager
+def worker_process(env: BenchEnv, *queues: str, module: str | None = None):
+    """`python worker.py QUEUES` (or `python -m module QUEUES`) on this database and Redis."""
+    redis = _redis(env)
+    before = Worker.count(connection=redis)
+    if module:
+        proc = python_subprocess(module, *queues, env=env.subprocess_env())
+    else:
+        proc = subprocess.Popen([sys.executable, "worker.py", *queues], cwd=str(PROJECT_ROOT),
+                                env=env.subprocess_env())
+    try:
+        if not module:
+            wait_for(lambda: Worker.count(connection=redis) > before or proc.poll() is not None, 60,
+                     "worker.py to register")
+            if proc.poll() is not None:
+                raise RuntimeError(f"worker.py exited with {proc.returncode}")
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+
+
+def _queue(env: BenchEnv, name: str) -> Queue:
+    from deltacrown.queue import get_queue
+
+    with env.app.app_context():
+        return get_queue(name)
+
+
+def _drain_rate(env: BenchEnv, enqueue_jobs, queue_names, count: int, timeout: float) -> float:
+    """Enqueue `count` jobs, start worker.py, wait until all finished; jobs/s from the jobs' own
+    start/end stamps (first started → last ended), so process start-up is not counted."""
+    job_ids = enqueue_jobs()
+    assert len(job_ids) == count
+    redis = _redis(env)
+    from deltacrown.queue import AppJob
+
+    def all_done():
+        statuses = [j.get_status(refresh=False) if j else None
+                    for j in AppJob.fetch_many(job_ids, connection=redis, serializer=JSONSerializer)]
+        failed = [s for s in statuses if s is not None and s.value == "failed"]
+        if failed:
+            raise RuntimeError(f"{len(failed)} benchmark jobs failed (see the worker's log)")
+        return all(s is not None and s.value == "finished" for s in statuses)
+
+    with worker_process(env, *queue_names):
+        wait_for(all_done, timeout, f"{count} jobs to finish", interval=0.2)
+    jobs = AppJob.fetch_many(job_ids, connection=redis, serializer=JSONSerializer)
+    first = min(j.started_at for j in jobs)
+    last = max(j.ended_at for j in jobs)
+    return count / (last - first).total_seconds()
+
+
+def _noop_ids(env: BenchEnv, count: int) -> list[str]:
+    q = _queue(env, "default")
+    with env.app.app_context():
+        return [q.enqueue(bench_jobs.noop, result_ttl=3600).id for _ in range(count)]
+
+
+def _rate_measurement(label: str, rates: list[float]) -> Measurement:
+    rates = sorted(rates)
+    m = Measurement(label, value=rates[len(rates) // 2], unit="jobs/s")
+    m.label = f"{label}: runs " + ", ".join(f"{r:,.0f}" for r in rates) + " jobs/s"
+    return m
+
+
+def run_throughput(env: BenchEnv) -> CaseResult:
+    s = env.sizes
+    result = CaseResult("throughput", env.kind, size=f"{s.throughput_jobs:,} jobs per run, one worker.py",
+                        target=TARGETS["throughput"], ratio_label="ours / no-op (jobs/s)")
+    timeout = 60 + s.throughput_jobs / 5
+    rates = [_drain_rate(env, lambda: _noop_ids(env, s.throughput_jobs), ["default"], s.throughput_jobs, timeout)
+             for _ in range(s.repeats)]
+    result.baseline = _rate_measurement("RQ no-op jobs", rates)
+    ours = _notification_event_jobs(env)
+    if ours is None:
+        result.status, result.reason = "not run", _PIPELINE_MISSING
+        return result
+    prepare, enqueue, check = ours
+    rates = []
+    for _ in range(s.repeats):
+        prepare(s.throughput_jobs)
+        rates.append(_drain_rate(env, enqueue, ["notifications", "default"], s.throughput_jobs, timeout))
+        check()
+    result.ours = _rate_measurement("notification event jobs (handle_event)", rates)
+    result.ratio = result.ours.value / result.baseline.value
+    result.met = result.ratio >= 0.5
+    return result
+
+
+_PIPELINE_MISSING = "the event pipeline (deltacrown.outbox.jobs.handle_event) is not on main yet"
+
+
+def _notification_event_jobs(env: BenchEnv):
+    """(prepare(n), enqueue() -> job ids, check()) for outbox event jobs, or None before the pipeline lands.
+
+    The events are roster_changed (in-app only by default) for a team of 6 players: each job
+    reads the event, the team, its members and their preferences, and writes 6 notifications.
+    """
+    try:
+        from deltacrown.outbox.jobs import handle_event
+    except ImportError:
+        return None
+    from sqlalchemy import delete, func, insert, select
+
+    from deltacrown.notifications.models import Notification
+    from deltacrown.outbox.models import OutboxEvent
+    from deltacrown.teams.models import Team
+    from deltacrown.timeutil import utcnow
+
+    db, state = env.db, {}
+
+    def prepare(n):
+        with env.app.app_context():
+            if "team" not in state:
+                members = seed.users(6)
+                db.session.execute(insert(Team.__table__), [{"name": "Nova", "captain_id": members[0], "points": 0,
+                                                            "wins": 0, "losses": 0, "created_at": seed.EPOCH}])
+                state["team"] = db.session.scalar(select(Team.id))
+                seed.memberships(state["team"], members)
+                state["members"] = members
+            db.session.execute(delete(Notification))
+            db.session.execute(delete(OutboxEvent))
+            now = utcnow()
+            db.session.execute(insert(OutboxEvent.__table__), [
+                {"type": "roster_changed", "created_at": now,
+                 "payload": {"team_id": state["team"], "user_id": state["members"][-1], "action": "joined",
+                             "actor_id": None}} for _ in range(n)])
+            db.session.commit()
+            state["events"] = list(db.session.scalars(select(OutboxEvent.id).order_by(OutboxEvent.id)))
+            state["n"] = n
+
+    def enqueue():
+        with env.app.app_context():
+            return [handle_event.enqueue(event_id).id for event_id in state["events"]]
+
+    def check():
+        with env.app.app_context():
+            written = db.session.scalar(select(func.count()).select_from(Notification))
+            db.session.remove()
+        if written != state["n"] * len(state["members"]):
+            raise AssertionError(f"handle_event jobs wrote {written} notifications, expected "
+                                 f"{state['n'] * len(state['members'])}")
+
+    return prepare, enqueue, check
+
+
+def run_e2e(env: BenchEnv) -> CaseResult:
+    s = env.sizes
+    result = CaseResult("e2e", env.kind, size=f"{s.e2e_trips:,} sequential round trips, one worker.py",
+                        target=TARGETS["e2e"], ratio_label="ours / no-op, worse of p50 and p99")
+    q = _queue(env, "default")
+    latencies = []
+    import time
+
+    with worker_process(env, "notifications", "default"):
+        with env.app.app_context():
+            for _ in range(s.e2e_trips + 3):
+                start = time.perf_counter()
+                job = q.enqueue(bench_jobs.noop, result_ttl=3600)
+                if job.latest_result(timeout=30) is None:
+                    raise TimeoutError("no-op job did not finish within 30 s")
+                latencies.append(time.perf_counter() - start)
+    latencies = latencies[3:]  # the first trips warm the worker up
+    result.baseline = _latency_measurement("RQ no-op enqueue → finished (Result stream)", latencies)
+    try:
+        from deltacrown.outbox.relay import relay  # noqa: F401
+        from deltacrown.teams.api import invite  # noqa: F401
+    except ImportError:
+        result.status, result.reason = "not run", ("the teams/notifications API and the event pipeline are not on "
+                                                   "main yet")
+        return result
+    latencies = _api_round_trips(env, s.e2e_trips + 3)[3:]
+    result.ours = _latency_measurement("POST invite → invitee's GET /api/v1/notifications shows it", latencies)
+    p50 = percentile(result.ours.seconds, 50) / percentile(result.baseline.seconds, 50)
+    p99 = percentile(result.ours.seconds, 99) / percentile(result.baseline.seconds, 99)
+    result.ratio = max(p50, p99)
+    result.met = result.ratio <= 3.0
+    result.notes.append(f"ratios: p50 {p50:.2f}, p99 {p99:.2f}; Flask test client in the bench process (not "
+                        "gunicorn), a real worker.py process running handle_event; the invitee polls its "
+                        "notifications every ~1 ms (each poll is a full API request), so ours is quantised by "
+                        "one poll; invitees opted out of email so no SMTP send queues behind the next trip")
+    return result
+
+
+def _api_round_trips(env: BenchEnv, count: int) -> list[float]:
+    """Captain invites player k through the API; time until player k's API lists the invite."""
+    import time
+
+    from sqlalchemy import insert, select, update
+
+    from deltacrown.notifications.models import NotificationPreference
+    from deltacrown.teams.models import Team
+
+    db = env.db
+    with env.app.app_context():
+        ids = seed.users(count + 1, with_tokens=True)
+        db.session.execute(update(NotificationPreference).values(opt_out_email=True))
+        db.session.execute(insert(Team.__table__), [{"name": "Nova", "captain_id": ids[0], "points": 0, "wins": 0,
+                                                    "losses": 0, "created_at": seed.EPOCH}])
+        team_id = db.session.scalar(select(Team.id))
+        db.session.commit()
+        seed.memberships(team_id, ids[:1])
+        db.session.remove()
+    client = env.app.test_client()
+    captain = {"Authorization": f"Bearer {seed.user_token(1)}"}
+    latencies = []
+    with worker_process(env, "notifications", "default"):
+        for k, uid in enumerate(ids[1:], start=2):
+            player = {"Authorization": f"Bearer {seed.user_token(k)}"}
+            start = time.perf_counter()
+            response = client.post(f"/api/v1/teams/{team_id}/invites", json={"user_id": uid}, headers=captain)
+            if response.status_code != 201:
+                raise AssertionError(f"invite: {response.status_code} {response.get_data(as_text=True)[:300]}")
+
+            def arrived():
+                items = client.get("/api/v1/notifications?limit=1", headers=player).get_json()["items"]
+                return items and items[0]["type"] == "invite_sent"
+
+            wait_for(arrived, 30, "the invite notification", interval=0.001)
+            latencies.append(time.perf_counter() - start)
+    return latencies
+
+
+def _latency_measurement(label: str, latencies: list[float]) -> Measurement:
+    p50, p99 = percentile(latencies, 50), percentile(latencies, 99)
+    return Measurement(label, seconds=latencies, value=p99, unit="s",
+                       display=f"p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms")
+
+
+def run_memory(env: BenchEnv) -> CaseResult:
+    """Notification event jobs (handle_event) when the pipeline is there, else a DB-touching stand-in;
+    the parent samples the worker's RSS from /proc while the jobs drain."""
+    import time
+
+    s = env.sizes
+    result = CaseResult("memory", env.kind, size=f"{s.memory_jobs:,} jobs in one SimpleWorker process",
+                        target=TARGETS["memory"], ratio_label=f"RSS at end / RSS after first {s.memory_first:,}")
+    q = _queue(env, "notifications")
+    events = _notification_event_jobs(env)
+    if events is not None:
+        prepare, enqueue, check = events
+        prepare(s.memory_jobs)
+        enqueue()
+        job_kind = "handle_event(roster_changed) jobs, 6 notifications each"
+    else:
+        check = None
+        with env.app.app_context():
+            seed.users(100, preferences=False)
+            for start in range(1, s.memory_jobs + 1, 5_000):
+                q.enqueue_many([Queue.prepare_data(bench_jobs.memory_probe, args=(i, 10**9), result_ttl=0)
+                                for i in range(start, min(start + 5_000, s.memory_jobs + 1))])
+        job_kind = "stand-in jobs (a SELECT through the app's session + commit each)"
+    total = q.count
+    proc = python_subprocess("bench.worker_proc", "notifications", env=env.subprocess_env())
+    samples = []  # (jobs done, RSS bytes), sampled from outside the worker
+    page = os.sysconf("SC_PAGE_SIZE")
+    usage = None
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            break
+        try:
+            with open(f"/proc/{proc.pid}/statm") as f:
+                rss = int(f.read().split()[1]) * page
+        except (OSError, IndexError, ValueError):
+            rss = 0
+        if rss:
+            samples.append((total - q.count, rss))
+        time.sleep(0.05)  # sampling interval, not a wait for completion
+    if proc.returncode != 0 or q.count:
+        raise RuntimeError(f"worker exited with {proc.returncode}, {q.count} jobs left")
+    if check:
+        check()
+    after_first = [rss for done, rss in samples if done >= s.memory_first]
+    if len(after_first) < 2:
+        raise RuntimeError("too few RSS samples; raise memory_jobs")
+    first_rss, end_rss = after_first[0], samples[-1][1]
+    result.baseline = Measurement(f"RSS after {s.memory_first:,} jobs", value=first_rss / 2**20, unit="MiB")
+    result.ours = Measurement(f"RSS after {samples[-1][0]:,} jobs (last sample)", value=end_rss / 2**20, unit="MiB",
+                              peak_bytes=usage.ru_maxrss * 1024 if usage else None)
+    result.ratio = end_rss / first_rss
+    result.met = result.ratio <= 1.10
+    shown = samples[:: max(1, len(samples) // 10)] + [samples[-1]]
+    result.notes.append(f"{job_kind}; RSS (MiB) by jobs done, sampled every 50 ms from /proc: "
+                        + ", ".join(f"{d:,}: {r / 2**20:.1f}" for d, r in shown))
+    result.notes.append("peak column: the worker process's ru_maxrss")
+    return result
