@@ -169,8 +169,8 @@ def make_worker(app, queues=QUEUE_NAMES, worker_class=HerokuWorker, name: str | 
         job_class=job_class,
         serializer=JSONSerializer,
         name=name,
-        worker_ttl=kwargs.pop("worker_ttl", 35),
-        maintenance_interval=kwargs.pop("maintenance_interval", 30),
+        worker_ttl=kwargs.pop("worker_ttl", app.config.get("RQ_WORKER_TTL", 35)),
+        maintenance_interval=kwargs.pop("maintenance_interval", app.config.get("RQ_MAINTENANCE_INTERVAL", 30)),
         **kwargs,
     )
 
