@@ -162,6 +162,8 @@ def load_config(env=None) -> dict:
         # Recipients per committed chunk of an announcement.
         "ANNOUNCEMENT_CHUNK_SIZE": _int(env, "ANNOUNCEMENT_CHUNK_SIZE", 500, minimum=1),
         "OUTBOX_SWEEP_AGE_SECONDS": _int(env, "OUTBOX_SWEEP_AGE_SECONDS", 5, minimum=0),
+        # An event relayed this long ago and still unhandled lost its job: the sweep relays it again.
+        "OUTBOX_REDELIVER_AGE_SECONDS": _int(env, "OUTBOX_REDELIVER_AGE_SECONDS", 15 * 60, minimum=1),
         # Money: coins paid per place (integers only).
         "PAYOUT_TABLE": {1: 1000, 2: 500, 3: 250},
         "INVITE_EXPIRY_DAYS": _int(env, "INVITE_EXPIRY_DAYS", 7, minimum=1),
