@@ -88,10 +88,11 @@ def test_worker_killed_mid_payout_pays_each_tournament_exactly_once(rapp, worker
         if round_no < NATURAL_ROUNDS:
             # Nothing accelerated: a new worker's own maintenance and scheduler retry the job.
             killed_at = time.monotonic()
-            spawn([PYTHON, "worker.py"], env=env, name=f"recovery-{round_no}")
+            recovery = spawn([PYTHON, "worker.py"], env=env, name=f"recovery-{round_no}")
             wait_for(lambda: job_status(rapp, job_id) == "finished", timeout=240,
                      message="the dead worker's payout to be retried by a new worker")
             natural_seconds = round(time.monotonic() - killed_at, 1)
+            recovery.stop()  # the next round's job is for the next paused worker
             result = fetch_job(job_id, rapp).return_value()
         else:
             result = finish_retry(rapp, job_id)
