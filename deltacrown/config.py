@@ -155,6 +155,10 @@ def load_config(env=None) -> dict:
         # RQ_MAINTENANCE_INTERVAL seconds a worker requeues the jobs of dead workers (with their retries).
         "RQ_WORKER_TTL": _int(env, "RQ_WORKER_TTL", 35, minimum=16),
         "RQ_MAINTENANCE_INTERVAL": _int(env, "RQ_MAINTENANCE_INTERVAL", 30, minimum=1),
+        # A running job's registry entry lives this + 60 s past the last heartbeat (RQ adds the 60):
+        # with 10 s, a SIGKILLed worker's job is retried within 10+60 + 30 (maintenance) + 10 (first
+        # retry interval) = 110 s at worst; RQ's default 30 s made that 130 s.
+        "RQ_JOB_MONITORING_INTERVAL": _int(env, "RQ_JOB_MONITORING_INTERVAL", 10, minimum=1),
         # An unsent digest claim older than this is taken over by the next run (default: RQ_JOB_TIMEOUT,
         # as no live run holds a claim longer).
         "DIGEST_CLAIM_TIMEOUT": _int(env, "DIGEST_CLAIM_TIMEOUT", _int(env, "RQ_JOB_TIMEOUT", 30 * 60, minimum=1),
