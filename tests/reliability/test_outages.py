@@ -17,6 +17,7 @@ import time
 from collections import Counter
 
 import pytest
+from rq import Worker
 from sqlalchemy import func, select, text
 
 from deltacrown.accounts.services import create_user
@@ -27,7 +28,7 @@ from deltacrown.extensions import db
 from deltacrown.notifications.models import Notification
 from deltacrown.outbox.jobs import sweep_outbox_now
 from deltacrown.outbox.models import OutboxEvent
-from deltacrown.queue import fetch_job
+from deltacrown.queue import fetch_job, get_redis
 from tests.automation.money_factories import add_teams, add_tournament
 from tests.support.processes import PYTHON, wait_for
 
@@ -50,6 +51,12 @@ def test_redis_outage_during_api_writes_loses_and_doubles_no_event(rapp, redis_s
     client = rapp.test_client()
     bearer = lambda token: {"Authorization": f"Bearer {token}"}  # noqa: E731
     worker = spawn([PYTHON, "worker.py"], env=worker_env(), name="worker")
+
+    def worker_ready():  # the outage hits a running system (a worker starting meanwhile would just exit)
+        assert worker.is_running(), worker.output()[-3000:]
+        return Worker.count(connection=get_redis(rapp)) == 1
+
+    wait_for(worker_ready, timeout=90, message="the worker to register with Redis")
 
     statuses = Counter()
     team = client.post("/api/v1/teams", json={"name": "Red", "captain_id": cap_id}, headers=bearer(admin_token))
@@ -81,7 +88,7 @@ def test_redis_outage_during_api_writes_loses_and_doubles_no_event(rapp, redis_s
         swept = sweep_outbox_now(min_age_seconds=0)
 
     def all_handled():
-        assert worker.is_running(), worker.output()[-3000:]
+        assert worker.is_running(), f"worker exited with {worker.poll()}: {worker.output()[-3000:]}"
         with rapp.app_context():
             left = db.session.scalar(select(func.count()).select_from(OutboxEvent)
                                      .where(OutboxEvent.handled_at.is_(None)))
@@ -107,7 +114,8 @@ def test_redis_outage_during_api_writes_loses_and_doubles_no_event(rapp, redis_s
     record_figures("redis_outage", api_writes=sum(statuses.values()) + 1, writes_while_redis_down=writes_while_down,
                    non_2xx=sum(n for s, n in statuses.items() if s >= 300), events=len(events),
                    unrelayed_after_outage=unrelayed, relayed_by_sweep=swept["relayed"],
-                   relayed_again=swept.get("redelivered", 0), handled=len(events), doubled=doubled, missing=missing)
+                   relayed_again=swept.get("redelivered", 0), handled=len(events), doubled=doubled, missing=missing,
+                   worker_restarts_after_lost_redis=worker.output().count("quit after an error"))
 
 
 def test_terminated_database_connection_mid_payout_is_retried_and_pays_once(rapp, worker_env, spawn, tmp_path):
