@@ -47,7 +47,7 @@ def test_redis_outage_during_api_writes_loses_and_doubles_no_event(rapp, redis_s
         cap, cap_token, _ = create_user("cap", "cap@example.com", password="cap-password")
         players = [create_user(f"player{i}", f"player{i}@example.com", password=f"player{i}-password")[:2] for i in range(PLAYERS)]
         players = [(user.id, token) for user, token in players]
-        admin_id, cap_id = admin.id, cap.id
+        cap_id = cap.id
     client = rapp.test_client()
     bearer = lambda token: {"Authorization": f"Bearer {token}"}  # noqa: E731
     worker = spawn([PYTHON, "worker.py"], env=worker_env(), name="worker")
