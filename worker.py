@@ -3,13 +3,21 @@ runs the rq-scheduler process instead (see deltacrown.ops.scheduler).
 
 Runs a HerokuWorker (SIGTERM requeues the running job cleanly) with RQ's
 scheduler enabled, so retry intervals fire; every job runs in the Flask app
-context (see deltacrown.queue.AppJob).
+context (see deltacrown.queue.AppJob). If RQ's work loop quits after an error (e.g. Redis
+lost while a job runs), the process waits for Redis and works again rather than exit.
 """
+import logging
+import signal
 import sys
+import time
+
+from redis.exceptions import RedisError
 
 from deltacrown import ConfigError, create_app
 from deltacrown.config import load_dotenv_file
 from deltacrown.queue import QUEUE_NAMES, configure_logging, get_redis, make_worker
+
+log = logging.getLogger("deltacrown.worker")
 
 
 def database_problem(app) -> str | None:
@@ -54,9 +62,55 @@ def main(argv=None) -> int:
     problem = database_problem(app)
     if problem:
         sys.exit(f"deltacrown worker: DATABASE_URL: cannot use the database: {problem}")
-    worker = make_worker(app, queues)
-    worker.work(with_scheduler=True, logging_level=app.config["LOG_LEVEL"])
-    return 0
+    quit_watch = QuitAfterError()
+    logging.getLogger("rq.worker").addHandler(quit_watch)
+    while True:
+        quit_watch.seen = False
+        worker = make_worker(app, queues)
+        try:
+            worker.work(with_scheduler=True, logging_level=app.config["LOG_LEVEL"])
+        except RedisError:  # raised by RQ's teardown when Redis went away mid-work
+            quit_watch.seen = True
+        # RQ's work loop quits on any error, a lost Redis included (e.g. while watching a
+        # running job), and then returns just as after a stop request. After a stop request
+        # (SIGTERM, Ctrl-C) exit; after an error wait for Redis and work again, instead of the
+        # process ending quietly during an outage.
+        if not quit_watch.seen:
+            return 0
+        log.warning("the worker quit after an error (lost Redis at %s?); working again once Redis "
+                    "answers", app.config["REDIS_URL"])
+        wait_for_redis(app)
+
+
+class QuitAfterError(logging.Handler):
+    """Notices RQ's worker quitting after an error: it logs that (ERROR, "... quitting...")
+    and then returns from `work()` exactly as it does after a stop request."""
+
+    def __init__(self):
+        super().__init__(logging.ERROR)
+        self.seen = False
+
+    def emit(self, record):
+        if "quitting" in record.getMessage():
+            self.seen = True
+
+
+def redis_reachable(app) -> bool:
+    try:
+        return bool(get_redis(app).ping())
+    except RedisError:
+        return False
+
+
+def wait_for_redis(app) -> None:
+    """Block until Redis answers (SIGTERM / Ctrl-C meanwhile end the process at once)."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    delay = 0.5
+    time.sleep(1.0)  # never a tight restart loop
+    while not redis_reachable(app):
+        time.sleep(delay)
+        delay = min(delay * 2, 5.0)
 
 
 if __name__ == "__main__":

@@ -161,11 +161,25 @@ def load_config(env=None) -> dict:
         "RQ_JOB_TIMEOUT": _int(env, "RQ_JOB_TIMEOUT", 30 * 60, minimum=1),
         "RQ_RESULT_TTL": _int(env, "RQ_RESULT_TTL", 60 * 60, minimum=0),
         "RQ_FAILURE_TTL": _int(env, "RQ_FAILURE_TTL", 7 * 24 * 60 * 60, minimum=60),
+        # Worker tuning: a worker missing heartbeats for RQ_WORKER_TTL seconds counts as dead; every
+        # RQ_MAINTENANCE_INTERVAL seconds a worker requeues the jobs of dead workers (with their retries).
+        "RQ_WORKER_TTL": _int(env, "RQ_WORKER_TTL", 35, minimum=16),
+        "RQ_MAINTENANCE_INTERVAL": _int(env, "RQ_MAINTENANCE_INTERVAL", 30, minimum=1),
+        # A running job's registry entry lives this + 60 s past the last heartbeat (RQ adds the 60):
+        # with 10 s, a SIGKILLed worker's job is retried within 10+60 + 30 (maintenance) + 10 (first
+        # retry interval) = 110 s at worst; RQ's default 30 s made that 130 s.
+        "RQ_JOB_MONITORING_INTERVAL": _int(env, "RQ_JOB_MONITORING_INTERVAL", 10, minimum=1),
+        # An unsent digest claim older than this is taken over by the next run (default: RQ_JOB_TIMEOUT,
+        # as no live run holds a claim longer).
+        "DIGEST_CLAIM_TIMEOUT": _int(env, "DIGEST_CLAIM_TIMEOUT", _int(env, "RQ_JOB_TIMEOUT", 30 * 60, minimum=1),
+                                     minimum=1),
+        # Recipients per committed chunk of an announcement.
+        "ANNOUNCEMENT_CHUNK_SIZE": _int(env, "ANNOUNCEMENT_CHUNK_SIZE", 500, minimum=1),
         "OUTBOX_SWEEP_AGE_SECONDS": _int(env, "OUTBOX_SWEEP_AGE_SECONDS", 5, minimum=0),
         # How often the scheduler process moves due recurring jobs to their queue.
         "SCHEDULER_INTERVAL": _int(env, "SCHEDULER_INTERVAL", 60, minimum=1),
-        # An unsent digest claim older than this is taken back by the next run (a dead worker's).
-        "DIGEST_CLAIM_TIMEOUT": _int(env, "DIGEST_CLAIM_TIMEOUT", 30 * 60, minimum=60),
+        # An event relayed this long ago and still unhandled lost its job: the sweep relays it again.
+        "OUTBOX_REDELIVER_AGE_SECONDS": _int(env, "OUTBOX_REDELIVER_AGE_SECONDS", 15 * 60, minimum=1),
         # Money: coins paid per place (integers only).
         "PAYOUT_TABLE": {1: 1000, 2: 500, 3: 250},
         "INVITE_EXPIRY_DAYS": _int(env, "INVITE_EXPIRY_DAYS", 7, minimum=1),

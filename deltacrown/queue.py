@@ -158,8 +158,10 @@ def make_worker(app, queues=QUEUE_NAMES, worker_class=HerokuWorker, name: str | 
     """A worker whose jobs run in `app`'s context.
 
     HerokuWorker: on SIGTERM (a PaaS restart) it stops the job and requeues it
-    instead of waiting forever. Short worker TTL and maintenance interval so a job
-    whose worker was SIGKILLed is noticed and retried within two minutes.
+    instead of waiting forever. Short worker TTL, job-monitoring and maintenance
+    intervals (config RQ_WORKER_TTL, RQ_JOB_MONITORING_INTERVAL, RQ_MAINTENANCE_INTERVAL)
+    so a job whose worker was SIGKILLed is noticed and retried within two minutes
+    (measured: tests/reliability/test_crash.py, RELIABILITY.md).
     """
     job_class = type("BoundAppJob", (AppJob,), {"flask_app": app})
     connection = get_redis(app)
@@ -169,8 +171,9 @@ def make_worker(app, queues=QUEUE_NAMES, worker_class=HerokuWorker, name: str | 
         job_class=job_class,
         serializer=JSONSerializer,
         name=name,
-        worker_ttl=kwargs.pop("worker_ttl", 35),
-        maintenance_interval=kwargs.pop("maintenance_interval", 30),
+        worker_ttl=kwargs.pop("worker_ttl", app.config.get("RQ_WORKER_TTL", 35)),
+        maintenance_interval=kwargs.pop("maintenance_interval", app.config.get("RQ_MAINTENANCE_INTERVAL", 30)),
+        job_monitoring_interval=kwargs.pop("job_monitoring_interval", app.config.get("RQ_JOB_MONITORING_INTERVAL", 10)),
         **kwargs,
     )
 

@@ -47,10 +47,6 @@ Bad input is refused before anything is written: an unknown tournament
 """
 from __future__ import annotations
 
-import os
-import time
-from pathlib import Path
-
 from flask import current_app
 from rq import get_current_job
 from sqlalchemy import select
@@ -60,6 +56,7 @@ from ..errors import Conflict, NotFound
 from ..extensions import db
 from ..outbox.services import emit
 from ..teams.models import Team, TeamAchievement
+from ..testing_hooks import pause_point
 from ..timeutil import utcnow
 from ..tournaments.models import Placement, Tournament
 from .dedup import generate_dedup_key
@@ -127,7 +124,7 @@ def distribute_tournament_payouts(tournament_id: int) -> dict:
                 db.session.add(coins)
             payouts.append({"placement": placement, "team": team, "amount": amount, "coins": coins})
         db.session.flush()  # coin rows written (not committed): ids for the events
-        pause_point("payout:after_coins")
+        pause_point("payout:after_coins")  # test-only (testing_hooks.py): coins flushed, not committed
 
         # 4. The achievements. An admin may already have awarded one by hand
         #    (POST /teams/{id}/achievements); keep that row rather than fail.
@@ -184,31 +181,3 @@ def distribute_tournament_payouts(tournament_id: int) -> dict:
     return {"status": "distributed", "dedup_key": dedup_key, "tournament_id": tournament_id,
             "payouts": summary}
 
-
-# --- Test-only pause point ---------------------------------------------------
-# Crash tests must kill a worker at a known moment inside the payout
-# transaction. A process started with DELTACROWN_TEST_PAUSE_AT=<name> (and
-# optionally DELTACROWN_TEST_PAUSE_DIR=<dir>, default the temp dir) creates
-# <dir>/<name>.reached on reaching that point, then waits for
-# <dir>/<name>.release (at most 5 minutes, then it fails the job rather than
-# go on). ":" in names becomes "-" in file names. Without the variable — in
-# production — it does nothing. Points: "payout:after_coins" (coin rows
-# written, not committed).
-PAUSE_AT_ENV = "DELTACROWN_TEST_PAUSE_AT"
-PAUSE_DIR_ENV = "DELTACROWN_TEST_PAUSE_DIR"
-
-
-def pause_point(name: str, timeout: float = 300.0) -> None:
-    if os.environ.get(PAUSE_AT_ENV) != name:
-        return
-    import tempfile
-
-    folder = Path(os.environ.get(PAUSE_DIR_ENV) or tempfile.gettempdir())
-    stem = name.replace(":", "-")
-    (folder / f"{stem}.reached").write_text(str(os.getpid()))
-    release = folder / f"{stem}.release"
-    deadline = time.monotonic() + timeout
-    while not release.exists():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"test pause point {name!r} was never released")
-        time.sleep(0.05)

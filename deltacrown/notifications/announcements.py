@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import uuid
 
+from flask import current_app
 from sqlalchemy import func, select
 
 from ..accounts.models import User
 from ..errors import InvalidInput
 from ..extensions import db
 from ..queue import report_progress
+from ..testing_hooks import pause_point
 from .service import CHUNK_SIZE, NotificationService, NotifyResult, chunked, enqueue_sends, recipients_query
 from .types import NOTIFICATION_TYPES
 
@@ -26,10 +28,11 @@ def new_announcement_id() -> str:
 
 
 def batch_send_notifications(user_ids, type: str, title: str, body: str = "", url: str | None = None,
-                             announcement_id: str | None = None, chunk_size: int = CHUNK_SIZE) -> dict:
+                             announcement_id: str | None = None, chunk_size: int | None = None) -> dict:
     if type not in NOTIFICATION_TYPES:
         raise InvalidInput(f"type: unknown notification type {type!r}", fields={"type": "unknown type"})
     announcement_id = announcement_id or new_announcement_id()
+    chunk_size = chunk_size or current_app.config.get("ANNOUNCEMENT_CHUNK_SIZE") or CHUNK_SIZE
     dedup_key = f"announcement:{announcement_id}"
     service = NotificationService()
     message = {"type": type, "title": title[:300], "body": body or "", "url": url}
@@ -39,6 +42,7 @@ def batch_send_notifications(user_ids, type: str, title: str, body: str = "", ur
         db.session.commit()
         enqueue_sends(result.delivery_ids)
         result.delivery_ids.clear()
+        pause_point("announcement:after_chunk")  # test-only (testing_hooks.py): a chunk committed
 
     if user_ids is None:
         total = db.session.scalar(select(func.count(User.id)))

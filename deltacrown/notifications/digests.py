@@ -40,6 +40,7 @@ from ..accounts.models import User
 from ..errors import InvalidInput
 from ..extensions import db
 from ..queue import report_progress
+from ..testing_hooks import pause_point
 from ..timeutil import utcnow
 from .models import (DEFAULT_DIGEST_TIME, Delivery, Notification, NotificationDigest, NotificationPreference,
                      notification_digest_items)
@@ -219,6 +220,7 @@ def _send_chunk(now, due: dict[int, tuple[date, str]], stale_before, send_email)
     db.session.commit()  # the claims are visible to every other run from here on
     if not claimed:
         return counts
+    pause_point("digest:after_claim")  # test-only (testing_hooks.py): claimed, nothing sent yet
 
     # 6: the users we send to.
     people = {u.id: u for u in db.session.scalars(select(User).where(User.id.in_(list(claimed))))}

@@ -90,7 +90,21 @@ SWEEP_BATCH = 1000
 def sweep_outbox_now(min_age_seconds: int | None = None) -> dict:
     """Relay every event older than OUTBOX_SWEEP_AGE_SECONDS that is still unrelayed."""
     age = current_app.config["OUTBOX_SWEEP_AGE_SECONDS"] if min_age_seconds is None else min_age_seconds
-    cutoff = utcnow() - timedelta(seconds=age)
+    now = utcnow()
+    cutoff = now - timedelta(seconds=age)
+    # An event relayed but never handled lost its job (Redis restarted without the queued
+    # jobs, or the job was deleted): relay it again. handle_event is idempotent, so a slow
+    # queue that still holds the first job costs only a no-op second run. Looks back one day
+    # (an index range on relayed_at, not a scan of all history).
+    redeliver_before = now - timedelta(seconds=current_app.config["OUTBOX_REDELIVER_AGE_SECONDS"])
+    lost = db.session.execute(
+        update(OutboxEvent).where(OutboxEvent.relayed_at < redeliver_before,
+                                  OutboxEvent.relayed_at >= now - timedelta(days=1),
+                                  OutboxEvent.handled_at.is_(None))
+        .values(relayed_at=None).execution_options(synchronize_session=False)).rowcount
+    db.session.commit()
+    if lost:
+        log.warning("outbox sweep: %s events were relayed but never handled; relaying them again", lost)
     relayed = 0
     last_id = 0
     while True:
@@ -107,4 +121,4 @@ def sweep_outbox_now(min_age_seconds: int | None = None) -> dict:
         last_id = ids[-1]
     if relayed:
         log.info("outbox sweep relayed %s events", relayed)
-    return {"relayed": relayed}
+    return {"relayed": relayed, **({"redelivered": lost} if lost else {})}

@@ -1,0 +1,239 @@
+"""Crash: a worker SIGKILLed in the middle of a payout, a digest run and an announcement.
+
+Each round starts a real `python worker.py` (HerokuWorker + work horse) with a
+test-only pause point (deltacrown/testing_hooks.py) so the kill lands at an
+exact moment, kills the whole process group with SIGKILL, then recovers the
+job the way RQ does (its started-registry cleanup retries the abandoned job)
+and lets a worker run the retry. The first payout round recovers with nothing
+accelerated: a fresh `python worker.py` finds the dead worker's job by its own
+maintenance and retries it through its own scheduler (RELIABILITY_NATURAL_ROUNDS).
+
+Rounds: RELIABILITY_CRASH_ROUNDS (default 20) per scenario.
+"""
+from __future__ import annotations
+
+import time
+import uuid
+from collections import Counter
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, insert, select
+
+from deltacrown.accounts.models import User
+from deltacrown.economy.jobs import distribute_payouts
+from deltacrown.economy.models import CoinTransaction, DedupKey
+from deltacrown.economy.payouts import payout_dedup_key
+from deltacrown.extensions import db
+from deltacrown.notifications.announcements import new_announcement_id
+from deltacrown.notifications.jobs import batch_send_notifications, send_digests
+from deltacrown.notifications.models import Delivery, Notification, NotificationDigest, NotificationPreference
+from deltacrown.queue import fetch_job, run_burst
+from deltacrown.timeutil import utcnow
+from tests.automation.money_factories import add_teams, add_tournament
+from tests.conftest import make_test_app
+from tests.support.processes import PYTHON, wait_for
+
+from .conftest import PausedWorker, env_int, recover_abandoned_jobs, record_figures
+
+pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.timeout(900)]
+
+ROUNDS = env_int("RELIABILITY_CRASH_ROUNDS", 20)
+NATURAL_ROUNDS = env_int("RELIABILITY_NATURAL_ROUNDS", 1)
+
+
+def job_status(app, job_id):
+    job = fetch_job(job_id, app)
+    return job.get_status() if job else None
+
+
+def finish_retry(app, job_id):
+    """Recover the dead worker's job (RQ's cleanup) and run the retry with a real RQ worker."""
+    assert job_status(app, job_id) == "started"  # the dead worker still holds it
+    assert recover_abandoned_jobs(app) == 1
+    run_burst(app)
+    assert job_status(app, job_id) == "finished", fetch_job(job_id, app).latest_result()
+    return fetch_job(job_id, app).return_value()
+
+
+# --- (a) payouts ----------------------------------------------------------------
+
+def payout_rows(tournament_id):
+    coins = db.session.scalars(select(CoinTransaction).where(
+        CoinTransaction.dedup_key == payout_dedup_key(tournament_id))).all()
+    keys = db.session.scalar(select(func.count()).select_from(DedupKey).where(
+        DedupKey.key == payout_dedup_key(tournament_id)))
+    db.session.rollback()
+    return coins, keys
+
+
+def test_worker_killed_mid_payout_pays_each_tournament_exactly_once(rapp, worker_env, spawn, tmp_path):
+    env = worker_env()
+    partial = duplicates = natural_seconds = 0
+    for round_no in range(ROUNDS):
+        with rapp.app_context():
+            teams = add_teams(3)
+            cup = add_tournament(status="completed", placements=teams)
+            job_id = distribute_payouts.enqueue(cup).id
+        worker = PausedWorker(spawn, env, tmp_path / f"pause-{round_no}", "payout:after_coins", f"worker-{round_no}")
+        worker.wait_paused()
+        with rapp.app_context():  # at the moment of the kill: coins flushed in the job's transaction only
+            coins, keys = payout_rows(cup)
+            partial += bool(coins or keys)
+        worker.kill()
+        with rapp.app_context():
+            coins, keys = payout_rows(cup)
+            partial += bool(coins or keys)  # nothing of a killed transaction survives
+
+        if round_no < NATURAL_ROUNDS:
+            # Nothing accelerated: a new worker's own maintenance and scheduler retry the job.
+            killed_at = time.monotonic()
+            recovery = spawn([PYTHON, "worker.py"], env=env, name=f"recovery-{round_no}")
+            wait_for(lambda: job_status(rapp, job_id) == "finished", timeout=240,
+                     message="the dead worker's payout to be retried by a new worker")
+            natural_seconds = round(time.monotonic() - killed_at, 1)
+            recovery.stop()  # the next round's job is for the next paused worker
+            # DESIGN: a job whose worker was SIGKILLed is retried within two minutes.
+            assert natural_seconds < 120, natural_seconds
+            result = fetch_job(job_id, rapp).return_value()
+        else:
+            result = finish_retry(rapp, job_id)
+        assert result["status"] == "distributed"
+
+        with rapp.app_context():
+            coins, keys = payout_rows(cup)
+            amounts = sorted(c.amount for c in coins)
+            duplicates += max(0, len(coins) - 3) + max(0, keys - 1)
+            assert amounts == [250, 500, 1000] and keys == 1, (round_no, amounts, keys)
+
+    with rapp.app_context():  # every coin transaction exactly once, over all rounds
+        per_key = Counter(db.session.scalars(select(CoinTransaction.dedup_key)))
+        assert set(per_key.values()) == {3} and len(per_key) == ROUNDS
+    assert partial == 0 and duplicates == 0
+    record_figures("crash_payout", rounds=ROUNDS, killed=ROUNDS, partial=partial, duplicates=duplicates,
+                   paid_once=len(per_key), natural_recovery_rounds=min(NATURAL_ROUNDS, ROUNDS),
+                   natural_recovery_seconds=natural_seconds)
+
+
+# --- (b) daily digests ------------------------------------------------------------
+
+def add_digest_users(count, prefix):
+    """Users whose digest is due now (00:00 UTC) with two unread notifications from yesterday."""
+    now = utcnow()
+    names = [f"{prefix}-{i}" for i in range(count)]
+    db.session.execute(insert(User.__table__), [
+        {"username": n, "email": f"{n}@example.com", "password_hash": "!", "is_admin": False,
+         "timezone": "UTC", "created_at": now} for n in names])
+    ids = list(db.session.scalars(select(User.id).where(User.username.in_(names)).order_by(User.id)))
+    from datetime import time as clock
+
+    db.session.execute(insert(NotificationPreference.__table__), [
+        {"user_id": uid, "channels": {}, "opt_out_email": False, "opt_out_in_app": False, "opt_out_discord": False,
+         "enable_daily_digest": True, "digest_time": clock(0, 0), "timezone": "UTC", "updated_at": now}
+        for uid in ids])
+    yesterday = now - timedelta(days=1)
+    db.session.execute(insert(Notification.__table__), [
+        {"user_id": uid, "type": "announcement", "title": f"News {k}", "body": "", "is_read": False,
+         "created_at": yesterday.replace(hour=12), "dedup_key": f"seed:{uid}:{k}"} for uid in ids for k in (1, 2)])
+    db.session.commit()
+    return ids
+
+
+@pytest.fixture
+def digest_app(rapp, pg, redis_server, smtp_server):
+    # Flask-Mail reads its settings when the app is built: a second app, sending to the stand-in.
+    # DIGEST_CLAIM_TIMEOUT 1 s: the killed run's claims are stale a second later.
+    app = make_test_app(pg, redis_server.url, DIGEST_CLAIM_TIMEOUT=1, **smtp_server.config())
+    yield app
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+def test_worker_killed_mid_digest_run_sends_every_digest_exactly_once(digest_app, smtp_server, worker_env,
+                                                                       spawn, tmp_path):
+    app = digest_app
+    env = worker_env(**smtp_server.env())
+    per_round = 3
+    sent_before_kill = 0
+    everyone = []
+    if utcnow().hour == 23 and utcnow().minute >= 50:
+        pytest.skip("too close to midnight UTC: the digest date would change during the test")
+    for round_no in range(ROUNDS):
+        with app.app_context():
+            ids = add_digest_users(per_round, f"d{round_no}-{uuid.uuid4().hex[:4]}")
+            emails = {f"{u.email}" for u in db.session.scalars(select(User).where(User.id.in_(ids)))}
+            job_id = send_digests.enqueue().id
+        everyone += ids
+        worker = PausedWorker(spawn, env, tmp_path / f"pause-{round_no}", "digest:after_claim", f"worker-{round_no}")
+        worker.wait_paused()
+        sent_before_kill += sum(1 for m in smtp_server.messages if set(m.rcpt_tos) & emails)
+        worker.kill()
+        with app.app_context():
+            claims = db.session.scalars(select(NotificationDigest).where(NotificationDigest.user_id.in_(ids))).all()
+            assert len(claims) == per_round and not any(c.is_sent for c in claims)  # claimed, unsent
+            db.session.rollback()
+        time.sleep(1.1)  # DIGEST_CLAIM_TIMEOUT (1 s) must pass for the claims to count as stale
+        result = finish_retry(app, job_id)
+        assert result["retried"] == per_round and result["sent"] == per_round, result
+
+    received = Counter(r for m in smtp_server.messages for r in m.rcpt_tos)
+    with app.app_context():
+        emails = {u.id: u.email for u in db.session.scalars(select(User).where(User.id.in_(everyone)))}
+        rows = Counter((d.user_id, d.digest_date) for d in db.session.scalars(select(NotificationDigest)))
+        unsent = db.session.scalar(select(func.count()).select_from(NotificationDigest)
+                                   .where(NotificationDigest.is_sent.is_(False)))
+    twice = sum(1 for uid in everyone if received[emails[uid]] > 1)
+    lost = sum(1 for uid in everyone if received[emails[uid]] == 0)
+    assert sent_before_kill == 0 and twice == 0 and lost == 0 and unsent == 0
+    assert set(rows.values()) == {1} and len(rows) == len(everyone)
+    record_figures("crash_digest", rounds=ROUNDS, killed=ROUNDS, digests=len(everyone), duplicates=twice,
+                   lost=lost)
+
+
+# --- (c) announcements --------------------------------------------------------------
+
+def test_worker_killed_between_announcement_chunks_notifies_everyone_exactly_once(rapp, worker_env, spawn,
+                                                                                   tmp_path):
+    chunk, recipients = 5, 12
+    rapp.config["ANNOUNCEMENT_CHUNK_SIZE"] = chunk
+    env = worker_env(ANNOUNCEMENT_CHUNK_SIZE=chunk)
+    now = utcnow()
+    with rapp.app_context():
+        db.session.execute(insert(User.__table__), [
+            {"username": f"a-{i}", "email": f"a-{i}@example.com", "password_hash": "!", "is_admin": False,
+             "timezone": "UTC", "created_at": now} for i in range(recipients)])
+        db.session.commit()
+    partial_seen = duplicates = lost = 0
+    for round_no in range(ROUNDS):
+        announcement = new_announcement_id()
+        key = f"announcement:{announcement}"
+        with rapp.app_context():
+            job_id = batch_send_notifications.enqueue(None, "announcement", f"News {round_no}", "body", None,
+                                                      announcement).id
+        worker = PausedWorker(spawn, env, tmp_path / f"pause-{round_no}", "announcement:after_chunk",
+                              f"worker-{round_no}")
+        worker.wait_paused()
+        worker.kill()
+        with rapp.app_context():
+            written = db.session.scalar(select(func.count()).select_from(Notification)
+                                        .where(Notification.dedup_key == key))
+            db.session.rollback()
+        assert written == chunk  # the first chunk was committed, the others not yet written
+        partial_seen += 1
+        result = finish_retry(rapp, job_id)
+        assert result["announcement_id"] == announcement
+        with rapp.app_context():
+            per_user = Counter(db.session.scalars(select(Notification.user_id).where(Notification.dedup_key == key)))
+            deliveries = Counter(db.session.scalars(
+                select(Delivery.user_id).join(Notification, Notification.id == Delivery.notification_id)
+                .where(Notification.dedup_key == key, Delivery.channel == "email")))
+            db.session.rollback()
+        duplicates += sum(n - 1 for n in per_user.values() if n > 1) + sum(n - 1 for n in deliveries.values() if n > 1)
+        lost += recipients - len(per_user)
+        assert set(per_user.values()) == {1} and len(per_user) == recipients, per_user
+        assert set(deliveries.values()) == {1} and len(deliveries) == recipients, deliveries
+    assert duplicates == 0 and lost == 0
+    record_figures("crash_announcement", rounds=ROUNDS, killed=ROUNDS, recipients_per_round=recipients,
+                   chunk_size=chunk, killed_after_first_chunk=partial_seen, notifications=ROUNDS * recipients,
+                   duplicates=duplicates, lost=lost)
