@@ -10,18 +10,16 @@ from __future__ import annotations
 
 import contextlib
 import os
-import uuid
 
 import pytest
 from sqlalchemy import event, text
-from sqlalchemy.engine import make_url
 
 from deltacrown import create_app
 from deltacrown.accounts.services import create_user
-from deltacrown.config import normalize_database_url
 from deltacrown.devredis import start_redis_server
 from deltacrown.extensions import db
 from deltacrown.queue import get_redis, run_burst
+from tests.support.databases import scratch_postgres_database
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
 
@@ -51,26 +49,15 @@ def postgres_database():
     """A PostgreSQL database of this session's own (so parallel runs never collide)."""
     if not TEST_DATABASE_URL:
         pytest.skip("PostgreSQL tests need TEST_DATABASE_URL (e.g. postgresql://postgres@127.0.0.1/test)")
-    import psycopg
-
-    base = make_url(normalize_database_url(TEST_DATABASE_URL))
-    name = f"dc_test_{uuid.uuid4().hex[:10]}"
-    admin_dsn = base.set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(admin_dsn, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = base.set(database=name).render_as_string(hide_password=False)
-    created = {"schema": False}
-    yield url, created
-    with psycopg.connect(admin_dsn, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_postgres_database("dc_test") as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def database_url(request, tmp_path):
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'test.sqlite'}"
-    url, _ = request.getfixturevalue("postgres_database")
-    return url
+    return request.getfixturevalue("postgres_database")
 
 
 def make_test_app(database_url: str, redis_url: str, **overrides):

@@ -42,7 +42,7 @@ def _racer(database_url, redis_url, tournament_ids, barrier, results):
 
 @pytest.fixture
 def pg_app(postgres_database, redis_url):
-    url, _ = postgres_database
+    url = postgres_database
     app = make_test_app(url, redis_url)
     _reset_schema(app)
     yield app, url

@@ -1,17 +1,16 @@
 """Migrations: `flask db upgrade` / `flask db downgrade base` on empty SQLite and
 PostgreSQL databases, and no drift between the models and the migrations."""
-import uuid
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect
-from sqlalchemy.engine import make_url
 
 import deltacrown.models  # noqa: F401  (every table on the metadata)
 from deltacrown.config import normalize_database_url
 from deltacrown.extensions import db
 from tests.conftest import TEST_DATABASE_URL
+from tests.support.databases import scratch_postgres_database
 from tests.support.processes import PYTHON, process_env, run_process
 
 MODEL_TABLES = set(db.metadata.tables)
@@ -25,16 +24,8 @@ def empty_database(request, tmp_path):
         return
     if not TEST_DATABASE_URL:
         pytest.skip("PostgreSQL tests need TEST_DATABASE_URL (e.g. postgresql://postgres@127.0.0.1/test)")
-    import psycopg
-
-    base = make_url(normalize_database_url(TEST_DATABASE_URL))
-    name = f"dc_migrate_{uuid.uuid4().hex[:10]}"
-    admin_dsn = base.set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(admin_dsn, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield base.set(database=name).render_as_string(hide_password=False)
-    with psycopg.connect(admin_dsn, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_postgres_database("dc_migrate") as url:
+        yield url
 
 
 def flask_db(database_url, *args):

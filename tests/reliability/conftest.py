@@ -20,18 +20,17 @@ import os
 import shutil
 import signal
 import time
-import uuid
 from pathlib import Path
 
 import pytest
 from rq.registry import ScheduledJobRegistry, StartedJobRegistry
-from sqlalchemy.engine import make_url
 
-from deltacrown.config import PROJECT_ROOT, normalize_database_url
+from deltacrown.config import PROJECT_ROOT
 from deltacrown.devredis import free_port, start_redis_server
 from deltacrown.extensions import db
 from deltacrown.queue import QUEUE_NAMES, get_queue, get_redis
 from tests.conftest import TEST_DATABASE_URL, _reset_schema, make_test_app
+from tests.support.databases import scratch_postgres_database
 from tests.support.processes import PYTHON, process_env, wait_for
 
 FIGURES_PATH = PROJECT_ROOT / "test-output" / "reliability-figures.json"
@@ -48,17 +47,8 @@ def pg():
     """URL of a scratch PostgreSQL database (schema created), dropped after the module."""
     if not TEST_DATABASE_URL:
         pytest.skip("reliability tests need PostgreSQL: set TEST_DATABASE_URL")
-    import psycopg
-
-    base = make_url(normalize_database_url(TEST_DATABASE_URL))
-    name = f"dc_rel_{uuid.uuid4().hex[:10]}"
-    admin_dsn = base.set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(admin_dsn, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = base.set(database=name).render_as_string(hide_password=False)
-    yield url
-    with psycopg.connect(admin_dsn, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_postgres_database("dc_rel") as url:
+        yield url
 
 
 class RedisServer:
