@@ -24,8 +24,9 @@ from tests.support.databases import scratch_postgres_database
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
 
 # Fixture modules shared across test files (each part keeps its own there).
-pytest_plugins = ["tests.support.smtp", "tests.support.discord", "tests.support.browser",
-                  "tests.support.processes"]
+# processes first: the others import its helpers (so it is registered before it is imported).
+pytest_plugins = ["tests.support.processes", "tests.support.smtp", "tests.support.discord",
+                  "tests.support.browser"]
 
 
 # --- Redis -----------------------------------------------------------------

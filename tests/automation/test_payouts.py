@@ -16,6 +16,7 @@ from deltacrown.errors import Conflict, NotFound
 from deltacrown.extensions import db
 from deltacrown.models import Team, TeamAchievement
 from deltacrown.queue import QUEUE_DEFAULT, fetch_job
+from tests.support.processes import wait_for
 
 from .money_factories import add_teams, add_tournament, events, row_counts
 
@@ -188,13 +189,11 @@ def _pay_in_child(database_url, redis_url, tournament_id, pause_dir):
 
 
 def _wait_for(path, process, seconds=60.0):
-    import time
-
-    deadline = time.monotonic() + seconds
-    while not path.exists():
+    def reached():
         assert process.is_alive(), "the payout process died before the pause point"
-        assert time.monotonic() < deadline, f"{path.name} never appeared"
-        time.sleep(0.05)
+        return path.exists()
+
+    wait_for(reached, timeout=seconds, message=f"{path.name} to appear")
 
 
 def test_a_payout_killed_before_commit_leaves_nothing_and_the_retry_pays_once(app, database_url, redis_url,

@@ -11,6 +11,7 @@ import pytest
 from deltacrown.extensions import db
 from deltacrown.models import Delivery, Notification
 from deltacrown.timeutil import utcnow
+from tests.support.processes import wait_for
 
 
 @pytest.fixture
@@ -126,10 +127,4 @@ def worker_processes(app, tmp_path, smtp_server, discord_server):
 
 def wait_until(condition, timeout: float, what: str, interval: float = 0.1):
     """Poll `condition` until true, at most `timeout` seconds (no blind sleeping)."""
-    import time
-
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
+    return wait_for(condition, timeout=timeout, interval=interval, message=what)

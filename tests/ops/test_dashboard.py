@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import re
-import time
 
 from sqlalchemy import insert
 
@@ -11,6 +10,7 @@ from deltacrown.extensions import db
 from deltacrown.notifications.models import Delivery
 from deltacrown.outbox.models import OutboxEvent
 from deltacrown.timeutil import utcnow
+from tests.support.processes import wait_for
 
 from . import jobs
 
@@ -86,12 +86,13 @@ def test_progress_of_a_running_job_is_a_progress_bar(app, admin, worker_process)
     with app.app_context():
         job = jobs.with_progress.enqueue(3, 10)
         proc = worker_process()
-        deadline = time.monotonic() + 30
-        html = ""
-        while '<progress value="3" max="10">' not in html:
-            assert time.monotonic() < deadline and proc.poll() is None, "the job never showed its progress"
-            time.sleep(0.1)
+
+        def live_with_progress():
+            assert proc.poll() is None, "the worker died before the job showed its progress"
             html = admin.get("/ops/live").get_data(as_text=True)
+            return html if '<progress value="3" max="10">' in html else None
+
+        html = wait_for(live_with_progress, timeout=30, interval=0.1, message="the job's progress bar")
         assert "3 of 10 (30%)" in html
         assert "tests.ops.jobs.with_progress" in html
         # the worker that runs it is listed with its current job

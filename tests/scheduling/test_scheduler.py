@@ -19,6 +19,7 @@ from deltacrown.ops.schedule import JOBS_BY_NAME, RECURRING_JOBS, JobSpec, sched
 from deltacrown.ops.scheduler import (LAST_RUN_KEY, make_scheduler, reconcile, silence_utcnow_deprecation,
                                       use_scheduler_timezone)
 from deltacrown.queue import fetch_job, get_queue, get_redis
+from tests.support.processes import WaitTimeout, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 SET = Scheduler.scheduled_jobs_key
@@ -221,13 +222,15 @@ def test_worker_and_scheduler_processes_end_to_end(app, redis_url, database_url,
     scheduler = subprocess.Popen([sys.executable, "worker.py", "--scheduler"], env=env, cwd=ROOT,
                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 60
-        runs = {}
-        while time.monotonic() < deadline:
-            runs = {k.decode(): json.loads(v) for k, v in connection.hgetall(LAST_RUN_KEY).items()}
-            if all(runs.get(s.name, {}).get("status") == "finished" for s in OWN):
-                break
-            time.sleep(0.2)
+        def last_runs():
+            return {k.decode(): json.loads(v) for k, v in connection.hgetall(LAST_RUN_KEY).items()}
+
+        try:
+            wait_for(lambda: all(last_runs().get(s.name, {}).get("status") == "finished" for s in OWN),
+                     timeout=60, interval=0.2, message="every own job finished")
+        except WaitTimeout:
+            pass  # the assertion below names what did not finish
+        runs = last_runs()
         assert {n: r["status"] for n, r in runs.items()} == {s.name: "finished" for s in OWN}
     finally:
         for proc in (scheduler, worker):

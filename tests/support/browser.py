@@ -19,11 +19,11 @@ import shutil
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
 
+from tests.support.processes import wait_for
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -42,14 +42,7 @@ def _safe_name(text: str) -> str:
 
 def wait_until(condition, timeout: float = 20.0, interval: float = 0.1, what: str = "condition"):
     """Poll `condition` until it returns something truthy; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
+    return wait_for(condition, timeout=timeout, interval=interval, message=what)
 
 
 # --- live server -------------------------------------------------------------------
