@@ -19,10 +19,13 @@ Rules
 How (and why this way)
 ----------------------
 Set-based SQL, so the number of statements does not grow with the number of
-teams: one SELECT finds the teams whose rank moves (old and new rank side by
-side), one UPDATE ... FROM (a window-function subquery) writes the new values —
-only rows whose values differ, so a second run in a row updates nothing and
-emits nothing — and one executemany INSERT writes the events. All of it is one
+teams: the standings (an aggregate over every completed match with a window
+function for the rank) are computed ONCE into a temporary table — computing
+them twice, for the SELECT and the UPDATE, put the recompute at 2.6-3× a single
+aggregate statement (BENCHMARKS.md) — then one SELECT finds the teams whose rank
+moves (old and new rank side by side), one UPDATE ... FROM the temporary table
+writes the new values — only rows whose values differ, so a second run in a row
+updates nothing and emits nothing — and one executemany INSERT writes the events. All of it is one
 transaction that first locks the teams against other writers (on PostgreSQL
 LOCK TABLE in SHARE ROW EXCLUSIVE mode, which lets readers through but
 serialises concurrent recomputes and other writers to `teams`; on SQLite the
@@ -95,21 +98,31 @@ standings AS (
 SELECT id, points, wins, losses, new_rank FROM standings
 """
 
+# The standings, once per run. Temporary tables are private to the connection; PostgreSQL
+# drops it at commit (or rollback), SQLite by the explicit DROP before commit (DDL is
+# transactional there, so a rollback removes it too).
+# (Created empty, then filled by INSERT .. SELECT: PostgreSQL takes no bound parameters
+# in CREATE TABLE .. AS.)
+_STANDINGS_COLUMNS = "(id INTEGER PRIMARY KEY, points INTEGER, wins INTEGER, losses INTEGER, new_rank INTEGER)"
+_CREATE_STANDINGS_SQL = {
+    "postgresql": f"CREATE TEMPORARY TABLE ranking_standings {_STANDINGS_COLUMNS} ON COMMIT DROP",
+    "sqlite": f"CREATE TEMPORARY TABLE ranking_standings {_STANDINGS_COLUMNS}",
+}
+_FILL_STANDINGS_SQL = "INSERT INTO ranking_standings (id, points, wins, losses, new_rank) {standings}"
+_DROP_STANDINGS_SQL = {"sqlite": "DROP TABLE temp.ranking_standings"}
+
 _MOVED_SQL = """
 SELECT st.id, t.rank AS old_rank, st.new_rank
-FROM ({standings}) AS st JOIN teams t ON t.id = st.id
+FROM ranking_standings st JOIN teams t ON t.id = st.id
 WHERE t.rank IS NOT NULL AND t.rank <> st.new_rank
 ORDER BY st.new_rank
 """
 
 # Only rows whose values differ are written: a second run updates nothing.
-# The standings are a subquery, not a WITH prefix on the UPDATE: Python's sqlite3
-# only opens its implicit transaction (and reports rowcount) for statements that
-# start with UPDATE/INSERT/DELETE.
 _UPDATE_SQL = """
 UPDATE teams
 SET points = st.points, wins = st.wins, losses = st.losses, rank = st.new_rank
-FROM ({standings}) AS st
+FROM ranking_standings AS st
 WHERE teams.id = st.id
   AND (teams.points <> st.points OR teams.wins <> st.wins OR teams.losses <> st.losses
        OR teams.rank IS NULL OR teams.rank <> st.new_rank)
@@ -152,8 +165,12 @@ def recompute_team_rankings(tournament_id: int | None = None) -> dict:
                            f"this Python has {sqlite3.sqlite_version}")
     try:
         db.session.execute(text(_LOCK_SQL[dialect]))
-        moved = db.session.execute(text(_MOVED_SQL.format(standings=standings)), params).all()
-        updated_count = db.session.execute(text(_UPDATE_SQL.format(standings=standings)), params).rowcount
+        db.session.execute(text(_CREATE_STANDINGS_SQL[dialect]))
+        db.session.execute(text(_FILL_STANDINGS_SQL.format(standings=standings)), params)
+        moved = db.session.execute(text(_MOVED_SQL)).all()
+        updated_count = db.session.execute(text(_UPDATE_SQL)).rowcount
+        if dialect in _DROP_STANDINGS_SQL:
+            db.session.execute(text(_DROP_STANDINGS_SQL[dialect]))
         if moved:
             now = utcnow()
             db.session.execute(insert(OutboxEvent.__table__), [
