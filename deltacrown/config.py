@@ -156,6 +156,8 @@ def load_config(env=None) -> dict:
         "DISCORD_MAX_INLINE_WAIT_SECONDS": _int(env, "DISCORD_MAX_INLINE_WAIT_SECONDS", 30, minimum=0),
         # send_delivery retries (seconds between tries) for timeouts, 5xx, 429, temporary SMTP errors.
         "DELIVERY_RETRY_INTERVALS": _int_list(env, "DELIVERY_RETRY_INTERVALS", (10, 30, 60, 120, 300)),
+        # Deliveries per send_deliveries job (a delivery that fails temporarily continues as its own job).
+        "DELIVERY_BATCH_SIZE": _int(env, "DELIVERY_BATCH_SIZE", 100, minimum=1),
         # Jobs
         "SCHEDULER_TIMEZONE": check_timezone(env.get("SCHEDULER_TIMEZONE") or "UTC", "SCHEDULER_TIMEZONE"),
         "RQ_JOB_TIMEOUT": _int(env, "RQ_JOB_TIMEOUT", 30 * 60, minimum=1),
@@ -174,7 +176,7 @@ def load_config(env=None) -> dict:
         "DIGEST_CLAIM_TIMEOUT": _int(env, "DIGEST_CLAIM_TIMEOUT", _int(env, "RQ_JOB_TIMEOUT", 30 * 60, minimum=1),
                                      minimum=1),
         # Recipients per committed chunk of an announcement.
-        "ANNOUNCEMENT_CHUNK_SIZE": _int(env, "ANNOUNCEMENT_CHUNK_SIZE", 500, minimum=1),
+        "ANNOUNCEMENT_CHUNK_SIZE": _int(env, "ANNOUNCEMENT_CHUNK_SIZE", 2000, minimum=1),
         "OUTBOX_SWEEP_AGE_SECONDS": _int(env, "OUTBOX_SWEEP_AGE_SECONDS", 5, minimum=0),
         # How often the scheduler process moves due recurring jobs to their queue.
         "SCHEDULER_INTERVAL": _int(env, "SCHEDULER_INTERVAL", 60, minimum=1),

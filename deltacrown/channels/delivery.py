@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 import uuid
+from collections import Counter
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
@@ -262,3 +264,33 @@ def send_delivery(delivery_id: int, final_attempt: bool = True) -> dict:
         return {"delivery_id": delivery_id, "status": "sent", "external_id": external_id}
     finally:
         release()
+
+
+def send_batch(delivery_ids, retry_later=None, budget_seconds: float | None = None, continue_later=None) -> dict:
+    """First try of each delivery in a batch (the `send_deliveries` job). Returns counts by outcome.
+
+    A temporary failure is handed to `retry_later(delivery_id)` (its own job on the retry
+    schedule) so one slow or failing target never holds up the rest; without `retry_later`
+    this was the only try and the delivery is marked failed. Past `budget_seconds` the
+    unsent rest goes to `continue_later(ids)` (a new batch job).
+    """
+    started = time.monotonic()
+    counts: Counter = Counter()
+    for position, delivery_id in enumerate(delivery_ids):
+        # (Never before the first send, so every batch job makes progress.)
+        if position and budget_seconds is not None and continue_later and time.monotonic() - started > budget_seconds:
+            rest = list(delivery_ids[position:])
+            continue_later(rest)
+            counts["continued_in_new_batch"] += len(rest)
+            break
+        try:
+            outcome = send_delivery(delivery_id, final_attempt=retry_later is None)
+        except RetryableDeliveryError:
+            if retry_later is None:  # only DeliveryBusy gets here: the job holding it finishes it
+                counts["busy"] += 1
+                continue
+            retry_later(delivery_id)
+            counts["retrying"] += 1
+            continue
+        counts["already_" + outcome["status"] if outcome.get("already_done") else outcome["status"]] += 1
+    return dict(counts)

@@ -1,4 +1,6 @@
 """Channel jobs (thin: each calls a service)."""
+from datetime import timedelta
+
 from flask import current_app
 from rq import get_current_job
 from rq.job import Retry
@@ -6,6 +8,10 @@ from rq.job import Retry
 from ..queue import QUEUE_NOTIFICATIONS, background_job, get_queue
 
 SEND_DELIVERY_TIMEOUT = 180  # rate-limit waits plus a few 5 s posts; below the delivery lease
+# A batch stops taking new sends after this long and hands the rest to a new batch job, so it
+# stays well inside its own timeout even when every post waits on Discord's rate limit.
+SEND_BATCH_TIMEOUT = 30 * 60
+SEND_BATCH_BUDGET_SECONDS = 10 * 60
 
 
 @background_job(queue=QUEUE_NOTIFICATIONS, timeout=SEND_DELIVERY_TIMEOUT, retry_intervals=None)
@@ -19,6 +25,23 @@ def send_delivery(delivery_id: int) -> dict:
     return send(delivery_id, final_attempt=final_attempt)
 
 
+@background_job(queue=QUEUE_NOTIFICATIONS, timeout=SEND_BATCH_TIMEOUT)
+def send_deliveries(delivery_ids: list[int]) -> dict:
+    """Send a batch of deliveries, each once: the first try of every send the pipeline makes.
+
+    One job per batch instead of one per delivery: enqueueing was most of an announcement's
+    time. A send that fails temporarily continues as its own `send_delivery` job, retried on
+    DELIVERY_RETRY_INTERVALS. Any other error fails this job, and RQ's retry re-runs the
+    batch: sends already made are skipped (a sent delivery is never resent).
+    """
+    from .delivery import send_batch
+
+    # Without retry intervals this first try is the only one.
+    retries = bool(current_app.config["DELIVERY_RETRY_INTERVALS"])
+    return send_batch(delivery_ids, retry_later=retry_send_later if retries else None,
+                      budget_seconds=SEND_BATCH_BUDGET_SECONDS, continue_later=send_deliveries.enqueue)
+
+
 def _enqueue_send_delivery(delivery_id: int, job_id: str | None = None, meta: dict | None = None):
     """Like every job's `.enqueue`, with the retry intervals from DELIVERY_RETRY_INTERVALS."""
     cfg = current_app.config
@@ -28,6 +51,19 @@ def _enqueue_send_delivery(delivery_id: int, job_id: str | None = None, meta: di
         result_ttl=cfg["RQ_RESULT_TTL"], failure_ttl=cfg["RQ_FAILURE_TTL"],
         retry=Retry(max=len(intervals), interval=intervals) if intervals else None,
         job_id=job_id, meta=meta)
+
+
+def retry_send_later(delivery_id: int):
+    """A batch's send failed temporarily: its own send_delivery job, after the first retry
+    interval, with the remaining intervals as its retries (the same schedule as a lone send)."""
+    cfg = current_app.config
+    first, *rest = cfg["DELIVERY_RETRY_INTERVALS"]
+    options = dict(job_timeout=SEND_DELIVERY_TIMEOUT, result_ttl=cfg["RQ_RESULT_TTL"],
+                   failure_ttl=cfg["RQ_FAILURE_TTL"], retry=Retry(max=len(rest), interval=rest) if rest else None)
+    queue = get_queue(QUEUE_NOTIFICATIONS)
+    if first <= 0:  # like RQ's own retry: no wait means straight onto the queue
+        return queue.enqueue(send_delivery, delivery_id, **options)
+    return queue.enqueue_in(timedelta(seconds=first), send_delivery, delivery_id, **options)
 
 
 send_delivery.enqueue = _enqueue_send_delivery

@@ -76,15 +76,29 @@ class NotificationPreference(db.Model):
 
     def chosen_channels(self, type_name: str) -> list[str]:
         """The channels the player picked for a type, before global opt-outs."""
-        chosen = (self.channels or {}).get(type_name)
-        if chosen is None:
-            chosen = NOTIFICATION_TYPES[type_name].default_channels
-        return [c for c in CHANNELS if c in chosen]
+        return chosen_channels(self.channels, type_name)
 
     def get_channels_for_type(self, type_name: str) -> list[str]:
         """The channels a notification of this type goes to; global opt-outs win."""
-        opted_out = {IN_APP: self.opt_out_in_app, EMAIL: self.opt_out_email, DISCORD: self.opt_out_discord}
-        return [c for c in self.chosen_channels(type_name) if not opted_out[c]]
+        return channels_for_type(type_name, self.channels, self.opt_out_in_app, self.opt_out_email,
+                                 self.opt_out_discord)
+
+
+# The same rules on plain column values, for the fan-out, which reads preferences as rows
+# (building an ORM object per recipient was a third of an announcement's time).
+def chosen_channels(channels: dict | None, type_name: str) -> list[str]:
+    chosen = (channels or {}).get(type_name)
+    if chosen is None:
+        chosen = NOTIFICATION_TYPES[type_name].default_channels
+    return [c for c in CHANNELS if c in chosen]
+
+
+def channels_for_type(type_name: str, channels: dict | None, opt_out_in_app, opt_out_email,
+                      opt_out_discord) -> list[str]:
+    """Global opt-outs win over the per-type choice. A user without a preference row
+    (all None) has the registry defaults."""
+    opted_out = {IN_APP: bool(opt_out_in_app), EMAIL: bool(opt_out_email), DISCORD: bool(opt_out_discord)}
+    return [c for c in chosen_channels(channels, type_name) if not opted_out[c]]
 
 
 class NotificationPreferenceChange(db.Model):

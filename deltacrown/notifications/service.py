@@ -3,8 +3,9 @@
 Each `notify_<type>` method decides the recipients of one kind of domain change
 and words the message; `notify` does the rest for any list of users:
 
-1. reads every recipient's preferences in ONE query per chunk (users without a
-   preference row get the registry defaults; no rows are created for them);
+1. reads every recipient's preferences in ONE query per chunk, as plain column
+   values (users without a preference row get the registry defaults; no rows are
+   created for them);
 2. writes the in-app `Notification` rows in one bulk INSERT;
 3. writes the `Delivery` rows in one bulk INSERT: per recipient one for email
    (target = their address) and one for Discord (only with a personal webhook,
@@ -12,7 +13,9 @@ and words the message; `notify` does the rest for any list of users:
    (types flagged `team_event`, team has a webhook, target "team:<id>") and for
    the platform webhook (types flagged `public`, DISCORD_WEBHOOK_URL set,
    target "platform");
-4. after commit, enqueues `send_delivery(delivery_id)` for the new deliveries.
+4. after commit, enqueues the new deliveries' sends: one `send_deliveries(ids)` job
+   per DELIVERY_BATCH_SIZE deliveries (one RQ job per delivery cost 90% of an
+   announcement's time; see BENCHMARKS.md).
 
 Rules:
 - Opt-outs win: a channel is used only if the recipient chose it for the type
@@ -43,7 +46,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from ..accounts.models import User
 from ..extensions import db
 from ..timeutil import utcnow
-from .models import Delivery, Notification, NotificationPreference
+from .models import Delivery, Notification, NotificationPreference, channels_for_type
 from .types import DISCORD, EMAIL, IN_APP, get_type
 
 log = logging.getLogger(__name__)
@@ -54,7 +57,7 @@ def _when(moment) -> str:
     UTC explicitly; the center shows the notification's own time in the reader's zone."""
     return moment.astimezone(timezone.utc).strftime("%a %d %b %Y, %H:%M UTC")
 
-CHUNK_SIZE = 500  # recipients per round of bulk statements
+CHUNK_SIZE = 2000  # recipients per round of bulk statements (statements are constant per chunk)
 
 
 @dataclass
@@ -77,22 +80,22 @@ def insert_ignoring_duplicates(table, rows: list[dict], returning=()):
     return []
 
 
-def default_preferences(user_id: int) -> NotificationPreference:
-    """Registry defaults for a user without a preference row (transient, never saved)."""
-    return NotificationPreference(user_id=user_id, channels={}, opt_out_email=False, opt_out_in_app=False,
-                                  opt_out_discord=False, discord_webhook_url=None)
-
-
 def recipients_query():
-    return (select(User.id, User.email, NotificationPreference)
-            .outerjoin(NotificationPreference, NotificationPreference.user_id == User.id))
+    """(user id, email, channels, opt-out in-app, email, discord, personal webhook) per user;
+    the preference columns are NULL for a user without a preference row (= defaults)."""
+    pref = NotificationPreference
+    return (select(User.id, User.email, pref.channels, pref.opt_out_in_app, pref.opt_out_email,
+                   pref.opt_out_discord, pref.discord_webhook_url)
+            .outerjoin(pref, pref.user_id == User.id))
 
 
 def enqueue_sends(delivery_ids) -> None:
-    from ..channels.jobs import send_delivery
+    """One send job per batch of deliveries (channels.jobs.send_deliveries)."""
+    from ..channels.jobs import send_deliveries
 
-    for delivery_id in delivery_ids:
-        send_delivery.enqueue(delivery_id)
+    batch_size = current_app.config["DELIVERY_BATCH_SIZE"]
+    for batch in chunked(list(delivery_ids), batch_size):
+        send_deliveries.enqueue(batch)
 
 
 def chunked(items, size):
@@ -136,15 +139,21 @@ class NotificationService:
         """
         type_name = message["type"]
         now = utcnow()
-        notification_rows, channels_by_user = [], {}
-        for user_id, email, pref in rows:
-            pref = pref or default_preferences(user_id)
-            channels = pref.get_channels_for_type(type_name)
-            channels_by_user[user_id] = (email, pref, channels)
+        notification_rows, channels_by_user, choices = [], {}, {}
+        for user_id, email, chosen_map, no_in_app, no_email, no_discord, webhook in rows:
+            chosen = (chosen_map or {}).get(type_name)
+            # Most recipients share a handful of choices: decide each distinct one once.
+            key = (None if chosen is None else tuple(chosen), bool(no_in_app), bool(no_email), bool(no_discord))
+            channels = choices.get(key)
+            if channels is None:
+                channels = choices[key] = channels_for_type(type_name, chosen_map, no_in_app, no_email, no_discord)
+            channels_by_user[user_id] = (email, webhook, channels)
             if IN_APP in channels:
                 notification_rows.append({"user_id": user_id, "type": type_name, "title": message["title"],
                                           "body": message["body"], "url": message["url"], "is_read": False,
                                           "created_at": now, "read_at": None, "dedup_key": dedup_key})
+        # RETURNING: the ids link personal deliveries to their notification, and count only
+        # rows really inserted (a retry inserts none; executemany's rowcount is -1 on psycopg).
         inserted = insert_ignoring_duplicates(Notification.__table__, notification_rows,
                                               returning=(Notification.id, Notification.user_id))
         notification_by_user = {user_id: nid for nid, user_id in inserted}
@@ -152,11 +161,11 @@ class NotificationService:
         result.recipients += len(rows)
 
         delivery_rows = []
-        for user_id, (email, pref, channels) in channels_by_user.items():
+        for user_id, (email, webhook, channels) in channels_by_user.items():
             targets = []
             if EMAIL in channels and email:
                 targets.append((EMAIL, email))
-            if DISCORD in channels and pref.discord_webhook_url:
+            if DISCORD in channels and webhook:
                 targets.append((DISCORD, f"user:{user_id}"))
             for channel, target in targets:
                 delivery_rows.append(self._delivery_row(

@@ -5,9 +5,8 @@ import pytest
 from sqlalchemy import func, insert, select
 
 from deltacrown.extensions import db
-from deltacrown.models import Delivery, Notification, User
+from deltacrown.models import Delivery, Notification, NotificationPreference, User
 from deltacrown.notifications.announcements import batch_send_notifications
-from deltacrown.notifications.service import CHUNK_SIZE
 from deltacrown.queue import fetch_job
 
 PLATFORM = "https://discord.com/api/webhooks/1/platform-token"
@@ -58,6 +57,19 @@ def test_retry_of_the_same_announcement_writes_nothing_new(app, league, api):
         assert first["notifications"] == 7 and again["notifications"] == 0
 
 
+def test_retry_without_personal_deliveries_counts_nothing_new(app, league, api):
+    """In-app only (no deliveries to link): a retry still counts only what it inserted."""
+    with app.app_context():
+        for user in db.session.scalars(select(User)).all():
+            NotificationPreference.get_or_create_for_user(user).opt_out_email = True
+        db.session.commit()
+        first = batch_send_notifications(None, "announcement", "Quiet", "", None, announcement_id="q1", chunk_size=3)
+        again = batch_send_notifications(None, "announcement", "Quiet", "", None, announcement_id="q1", chunk_size=3)
+        assert first["notifications"] == 7 and again["notifications"] == 0
+        assert db.session.scalar(select(func.count(Notification.id)).where(Notification.title == "Quiet")) == 7
+        assert db.session.scalar(select(func.count(Delivery.id)).where(Delivery.user_id.is_not(None))) == 0
+
+
 def _bulk_users(app, n: int, prefix: str) -> None:
     with app.app_context():
         for start in range(0, n, 5000):
@@ -68,8 +80,9 @@ def _bulk_users(app, n: int, prefix: str) -> None:
 
 
 def test_statements_do_not_grow_with_the_audience(app, api, users, run_jobs, count_queries):
-    """1,000 then 10,000 users: the statements per chunk of CHUNK_SIZE users are constant."""
+    """1,000 then 10,000 users: the statements per chunk of users are constant."""
     users.create("admin", admin=True)
+    chunk_size = app.config["ANNOUNCEMENT_CHUNK_SIZE"] = 500  # below SQLAlchemy's 1,000 rows per INSERT
     counts = {}
     for total in (1_000, 10_000):
         with app.app_context():
@@ -82,7 +95,7 @@ def test_statements_do_not_grow_with_the_audience(app, api, users, run_jobs, cou
         with app.app_context():
             assert db.session.scalar(select(func.count(Notification.id))
                                      .where(Notification.title == f"To {total}")) == total
-    chunks = {n: -(-n // CHUNK_SIZE) for n in counts}
+    chunks = {n: -(-n // chunk_size) for n in counts}
     per_chunk, remainder = divmod(counts[10_000] - counts[1_000], chunks[10_000] - chunks[1_000])
     assert remainder == 0 and per_chunk <= 4, counts
     assert counts[1_000] - per_chunk * chunks[1_000] <= 6, counts  # the rest is constant overhead

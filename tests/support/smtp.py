@@ -73,6 +73,9 @@ class _Handler:
             return "451 4.3.0 Temporary local problem, try again later"
         if address.lower() in self.stand_in.refused:
             return "550 5.1.1 No such user here"
+        if self.stand_in.deferred.get(address.lower(), 0) > 0:
+            self.stand_in.deferred[address.lower()] -= 1
+            return "451 4.2.1 Mailbox busy, try again later"
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
@@ -91,6 +94,7 @@ class SmtpStandIn:
         self.port = free_port()
         self.messages: list[ReceivedMail] = []
         self.refused: set[str] = set()
+        self.deferred: dict[str, int] = {}
         self.fail_temporarily = False
         self.arrived = threading.Condition()
         self._controller = Controller(_Handler(self), hostname=host, port=self.port)
@@ -104,6 +108,10 @@ class SmtpStandIn:
 
     def refuse(self, address: str) -> None:
         self.refused.add(address.lower())
+
+    def defer(self, address: str, times: int = 1) -> None:
+        """The next `times` messages to this address get a temporary 451."""
+        self.deferred[address.lower()] = times
 
     def config(self) -> dict:
         return {"MAIL_SERVER": self.host, "MAIL_PORT": self.port, "MAIL_SUPPRESS_SEND": False,
