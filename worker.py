@@ -15,7 +15,7 @@ from redis.exceptions import RedisError
 
 from deltacrown import ConfigError, create_app
 from deltacrown.config import load_dotenv_file
-from deltacrown.queue import QUEUE_NAMES, configure_logging, get_redis, make_worker
+from deltacrown.queue import QUEUE_NAMES, configure_logging, get_redis, make_worker, prepare_for_forking
 
 log = logging.getLogger("deltacrown.worker")
 
@@ -62,6 +62,7 @@ def main(argv=None) -> int:
     problem = database_problem(app)
     if problem:
         sys.exit(f"deltacrown worker: DATABASE_URL: cannot use the database: {problem}")
+    prepare_for_forking(app)
     quit_watch = QuitAfterError()
     logging.getLogger("rq.worker").addHandler(quit_watch)
     while True:

@@ -43,3 +43,33 @@ def test_worker_process_runs_a_job_enqueued_by_the_app(tmp_path, redis_url, spaw
     assert "Traceback" not in worker.output()
     with app.app_context():
         db.engine.dispose()
+
+
+def test_a_forked_work_horse_never_shares_the_workers_database_connection(app):
+    """worker.py prepares once before forking a horse per job: nothing it set up is redone
+    per job, and no pooled connection crosses the fork (two processes on one socket)."""
+    from deltacrown.models import Notification
+    from deltacrown.queue import prepare_for_forking
+
+    prepare_for_forking(app)
+    assert Notification.__mapper__.configured  # mappers configured once, in the parent
+    with app.app_context():
+        assert db.engine.pool.checkedin() == 0  # the parent holds no connection to hand down
+        parent_conn = db.session.connection().connection.dbapi_connection  # the parent connects again
+        db.session.remove()  # ...and its connection goes back to the pool, as between jobs
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the horse
+        code = 1
+        try:
+            with app.app_context():
+                child_conn = db.session.connection().connection.dbapi_connection
+                os.write(write, b"fresh" if child_conn is not parent_conn else b"shared")
+                code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.WEXITSTATUS(status) == 0
+    assert os.read(read, 16) == b"fresh"
+    with app.app_context():  # and the parent's own connection still works
+        assert db.session.execute(db.text("SELECT 1")).scalar() == 1
