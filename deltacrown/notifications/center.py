@@ -23,9 +23,17 @@ def center_query(user_id: int, unread: bool | None = None, type_name: str | None
     return stmt
 
 
-def unread_count(user_id: int) -> int:
-    return db.session.scalar(select(func.count()).select_from(Notification)
-                             .where(Notification.user_id == user_id, Notification.is_read == false()))
+# The page badge shows "99+" beyond this, so it never counts further: an exact count
+# costs time in proportion to the unread rows (7 ms of a 21 ms center page at 66,000).
+BADGE_COUNT_CAP = 100
+
+
+def unread_count(user_id: int, cap: int | None = None) -> int:
+    """The user's unread notifications; with `cap`, at most `cap` (counting stops there)."""
+    unread = select(Notification.id).where(Notification.user_id == user_id, Notification.is_read == false())
+    if cap is not None:
+        unread = unread.limit(cap)
+    return db.session.scalar(select(func.count()).select_from(unread.subquery()))
 
 
 def own_notification(user_id: int, notification_id: int) -> Notification:

@@ -205,7 +205,8 @@ def _context(user, filters: CenterFilters, status_message: str | None = None) ->
 def _nav_helpers():
     # Functions, so the nav bar costs a query only when it is actually rendered.
     return {
-        "unread_badge_count": lambda: center_service.unread_count(current_user.id) if current_user.is_authenticated else 0,
+        "unread_badge_count": lambda: center_service.unread_count(current_user.id, cap=center_service.BADGE_COUNT_CAP)
+        if current_user.is_authenticated else 0,
         "badge_poll_seconds": lambda: current_app.config.get("BADGE_POLL_SECONDS", BADGE_POLL_SECONDS),
     }
 
@@ -229,7 +230,7 @@ def center():
 @bp.get("/notifications/badge")
 @page_login_required
 def badge():
-    count = center_service.unread_count(current_user.id)
+    count = center_service.unread_count(current_user.id, cap=center_service.BADGE_COUNT_CAP)
     # The poller sends the count it shows. Unchanged: 204, htmx leaves the DOM alone (no
     # churn, no repeated screen-reader announcement every 10 s). More arrived: tell the
     # page, so an open center puts the new ones on top without a reload.

@@ -247,6 +247,16 @@ def test_badge_partial(client, alice, notify):
     assert response.status_code == 204 and response.get_data() == b""
 
 
+def test_badge_stops_counting_at_99_plus_but_the_api_count_is_exact(app, client, alice, notify, users):
+    notify(alice, 150)
+    html = client.get("/notifications/badge", headers=HX).get_data(as_text=True)
+    assert ">99+<" in html and 'data-count="100"' in html  # counted up to the cap, no further
+    page = client.get("/notifications").get_data(as_text=True)
+    assert ">99+<" in page
+    answer = app.test_client().get("/api/v1/notifications/unread-count", headers=users.headers("alice"))
+    assert answer.json == {"count": 150}
+
+
 def test_times_are_relative_in_the_players_zone_with_exact_time(app, client, alice, notify):
     berlin = ZoneInfo("Europe/Berlin")
     now = datetime(2026, 11, 29, 12, 0, tzinfo=timezone.utc)
