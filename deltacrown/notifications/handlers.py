@@ -1,8 +1,8 @@
 """Outbox event -> NotificationService (the payload contract is in BRIEF.md / DESIGN.md).
 
-`handle(event, enqueue=False)` writes the event's notifications and deliveries
-and commits; the outbox job enqueues the sends afterwards and marks the event
-handled. Events that are not about notifications (tournament_completed) start
+`handle(event)` writes the event's notifications and deliveries in the session
+without committing; the outbox job (outbox/jobs.py) commits them with the event's
+"handled" mark and enqueues the sends. Events that are not about notifications (tournament_completed) start
 their follow-up job here.
 """
 from __future__ import annotations
@@ -42,19 +42,16 @@ _FOLLOW_UPS = {"tournament_completed": _tournament_completed}
 
 
 def handle(event) -> None:
-    """Notify for one event (idempotent: keyed on the event id). Commits."""
-    from ..extensions import db
-
+    """Notify for one event (idempotent: keyed on the event id). The caller commits."""
     if event.type in _NOTIFYING:
         method, keys = _NOTIFYING[event.type]
         payload = event.payload or {}
         args = {k: payload.get(k) for k in keys}
-        getattr(NotificationService(as_of=event.created_at), method)(**args, event_id=event.id, commit=True, enqueue=False)
+        getattr(NotificationService(as_of=event.created_at), method)(**args, event_id=event.id, commit=False)
     elif event.type in _FOLLOW_UPS:
         _FOLLOW_UPS[event.type](event)
     else:
         log.warning("outbox event %s has unknown type %r; nothing to do", event.id, event.type)
-    db.session.commit()
 
 
 HANDLED_TYPES = tuple(_NOTIFYING) + tuple(_FOLLOW_UPS)

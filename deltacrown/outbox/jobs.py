@@ -16,9 +16,10 @@ log = logging.getLogger(__name__)
 def handle_event(event_id: int) -> dict:
     """Turn one outbox event into notifications and deliveries, then enqueue the sends.
 
-    Idempotent: the rows are keyed on the event (INSERT .. ON CONFLICT DO NOTHING),
-    and `handled_at` is set only after the sends were enqueued, so a retry after a
-    failure re-enqueues the event's still-pending deliveries.
+    Idempotent: the rows are keyed on the event (INSERT .. ON CONFLICT DO NOTHING).
+    With sends to make, `handled_at` is set only after they were enqueued, so a retry
+    after a failure re-enqueues the event's still-pending deliveries. Without (in-app
+    only, the common case) the rows and the mark commit together: one commit, not two.
     """
     from ..notifications.handlers import handle
     from ..notifications.models import Delivery
@@ -33,8 +34,9 @@ def handle_event(event_id: int) -> dict:
     pending = list(db.session.scalars(select(Delivery.id).where(Delivery.event_id == event_id,
                                                                 Delivery.status == "pending")
                                       .order_by(Delivery.id)))
-    db.session.commit()
-    enqueue_sends(pending)
+    if pending:
+        db.session.commit()
+        enqueue_sends(pending)
     db.session.execute(update(OutboxEvent).where(OutboxEvent.id == event_id, OutboxEvent.handled_at.is_(None))
                        .values(handled_at=utcnow()))
     db.session.commit()
