@@ -108,26 +108,30 @@ def background_job(queue: str = QUEUE_DEFAULT, timeout: int | None = None, resul
     """Declare a function as an RQ job, binding queue, timeout, TTLs and retries once."""
 
     def decorate(fn):
-        @functools.wraps(fn)
-        def enqueue(*args, job_id: str | None = None, meta: dict | None = None, on_success=None, on_failure=None,
-                    **kwargs):
-            # on_success / on_failure: rq.Callback(s) run by the worker (ops records job runs with them).
+        def options() -> dict:
             cfg = current_app.config
-            return get_queue(queue).enqueue_call(
-                fn,
-                args=args,
-                kwargs=kwargs,
+            return dict(
                 timeout=timeout or cfg["RQ_JOB_TIMEOUT"],
                 result_ttl=cfg["RQ_RESULT_TTL"] if result_ttl is None else result_ttl,
                 failure_ttl=cfg["RQ_FAILURE_TTL"] if failure_ttl is None else failure_ttl,
                 retry=Retry(max=len(retry_intervals), interval=list(retry_intervals)) if retry_intervals else None,
-                job_id=job_id,
-                meta=meta,
-                on_success=on_success,
-                on_failure=on_failure,
             )
 
+        @functools.wraps(fn)
+        def enqueue(*args, job_id: str | None = None, meta: dict | None = None, on_success=None, on_failure=None,
+                    **kwargs):
+            # on_success / on_failure: rq.Callback(s) run by the worker (ops records job runs with them).
+            return get_queue(queue).enqueue_call(fn, args=args, kwargs=kwargs, job_id=job_id, meta=meta,
+                                                 on_success=on_success, on_failure=on_failure, **options())
+
+        def enqueue_many(args_list) -> list[Job]:
+            """One job per tuple of arguments, all in one Redis round trip (a pipeline)."""
+            bound = options()
+            return get_queue(queue).enqueue_many([Queue.prepare_data(fn, args=tuple(args), **bound)
+                                                  for args in args_list])
+
         fn.enqueue = enqueue
+        fn.enqueue_many = enqueue_many
         fn.queue_name = queue
         return fn
 

@@ -94,8 +94,9 @@ def enqueue_sends(delivery_ids) -> None:
     from ..channels.jobs import send_deliveries
 
     batch_size = current_app.config["DELIVERY_BATCH_SIZE"]
-    for batch in chunked(list(delivery_ids), batch_size):
-        send_deliveries.enqueue(batch)
+    batches = [(batch,) for batch in chunked(list(delivery_ids), batch_size)]
+    if batches:
+        send_deliveries.enqueue_many(batches)
 
 
 def chunked(items, size):
