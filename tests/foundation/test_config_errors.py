@@ -58,9 +58,15 @@ def test_gunicorn_stops_with_one_line_instead_of_rebooting_workers(tmp_path, red
     command = [PYTHON, "-m", "gunicorn", "app:app", "--bind", f"127.0.0.1:{free_port()}",
                "--workers", "2", "--no-control-socket"]
     result = run_process(command, env=base_env(tmp_path, redis_url, **{variable: value}), timeout=60)
-    assert result.returncode == 4  # gunicorn's "App failed to load."
     output = result.stdout + result.stderr
-    assert "Traceback" not in output
+    # gunicorn's "App failed to load." is exit 4. When both workers fail at once, the second
+    # failure can interrupt gunicorn's own halt: exit 1 with gunicorn's HaltServer traceback
+    # (its race, seen under load). Either way it stops, and no traceback comes from our code.
+    assert result.returncode in (4, 1), output
+    if "Traceback" in output:
+        assert "gunicorn.errors.HaltServer" in output and "/deltacrown/" not in output, output
+    else:
+        assert result.returncode == 4, output
     # Each worker that tried to boot printed the same line; nothing else names the problem.
     reported = {line for line in output.splitlines() if line.startswith("deltacrown:")}
     assert len(reported) == 1, output
