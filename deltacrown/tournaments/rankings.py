@@ -22,25 +22,25 @@ Set-based SQL, so the number of statements does not grow with the number of
 teams: the standings (an aggregate over every completed match with a window
 function for the rank) are computed ONCE into a temporary table — computing
 them twice, for the SELECT and the UPDATE, put the recompute at 2.6-3× a single
-aggregate statement (BENCHMARKS.md) — then one SELECT finds the teams whose rank
-moves (old and new rank side by side), one UPDATE ... FROM the temporary table
-writes the new values — only rows whose values differ, so a second run in a row
-updates nothing and emits nothing — and one executemany INSERT writes the events. All of it is one
+aggregate statement (BENCHMARKS.md) — then one INSERT .. SELECT writes a ranking_changed event for
+each team whose rank moves (old and new rank side by side), and one UPDATE ...
+FROM the temporary table writes the new values — only rows whose values differ,
+so a second run in a row updates nothing and emits nothing. All of it is one
 transaction that first locks the teams against other writers (on PostgreSQL
 LOCK TABLE in SHARE ROW EXCLUSIVE mode, which lets readers through but
 serialises concurrent recomputes and other writers to `teams`; on SQLite the
 database write lock), so the "before" ranks we compare against cannot change
 under us. Needs SQLite >= 3.33 (UPDATE ... FROM) or PostgreSQL.
 
-The events are inserted with one Core executemany rather than `emit()` per
-team (which would flush thousands of ORM objects in batches); they are plain
-outbox rows all the same, relayed by the outbox sweep.
+The events are written by that one INSERT .. SELECT rather than `emit()` per
+team (which would flush thousands of ORM objects); they are plain outbox rows
+all the same, relayed by the outbox sweep.
 """
 from __future__ import annotations
 
 import sqlite3
 
-from sqlalchemy import insert, text
+from sqlalchemy import bindparam, text
 
 from ..economy.dedup import generate_dedup_key
 from ..errors import NotFound
@@ -111,8 +111,12 @@ _CREATE_STANDINGS_SQL = {
 _FILL_STANDINGS_SQL = "INSERT INTO ranking_standings (id, points, wins, losses, new_rank) {standings}"
 _DROP_STANDINGS_SQL = {"sqlite": "DROP TABLE temp.ranking_standings"}
 
-_MOVED_SQL = """
-SELECT st.id, t.rank AS old_rank, st.new_rank
+# The ranking_changed events, straight from the standings: teams whose rank moved from one
+# position to another (read before the UPDATE below overwrites the old rank).
+_JSON_OBJECT = {"postgresql": "json_build_object", "sqlite": "json_object"}
+_MOVED_EVENTS_SQL = """
+INSERT INTO outbox_events (type, payload, created_at)
+SELECT 'ranking_changed', {json_object}('team_id', st.id, 'old_rank', t.rank, 'new_rank', st.new_rank), :now
 FROM ranking_standings st JOIN teams t ON t.id = st.id
 WHERE t.rank IS NOT NULL AND t.rank <> st.new_rank
 ORDER BY st.new_rank
@@ -167,20 +171,15 @@ def recompute_team_rankings(tournament_id: int | None = None) -> dict:
         db.session.execute(text(_LOCK_SQL[dialect]))
         db.session.execute(text(_CREATE_STANDINGS_SQL[dialect]))
         db.session.execute(text(_FILL_STANDINGS_SQL.format(standings=standings)), params)
-        moved = db.session.execute(text(_MOVED_SQL)).all()
+        moved_count = db.session.execute(
+            text(_MOVED_EVENTS_SQL.format(json_object=_JSON_OBJECT[dialect]))
+            .bindparams(bindparam("now", utcnow(), type_=OutboxEvent.created_at.type))).rowcount
         updated_count = db.session.execute(text(_UPDATE_SQL)).rowcount
         if dialect in _DROP_STANDINGS_SQL:
             db.session.execute(text(_DROP_STANDINGS_SQL[dialect]))
-        if moved:
-            now = utcnow()
-            db.session.execute(insert(OutboxEvent.__table__), [
-                {"type": "ranking_changed", "created_at": now,
-                 "payload": {"team_id": team_id, "old_rank": old_rank, "new_rank": new_rank}}
-                for team_id, old_rank, new_rank in moved
-            ])
         db.session.commit()
     except Exception:
         db.session.rollback()
         raise
-    return {"status": "ok", "updated_count": updated_count, "moved_count": len(moved),
+    return {"status": "ok", "updated_count": updated_count, "moved_count": moved_count,
             "tournament_id": tournament_id, "dedup_key": dedup_key}
