@@ -155,11 +155,12 @@ class PausedWorker:
     def wait_paused(self, timeout: float = 90.0) -> int:
         def paused():
             assert self.proc.is_running(), f"worker died before {self.point}:\n{self.proc.output()[-3000:]}"
-            return self.reached.exists()
+            # The hook creates the file, then writes its pid: an empty file is "not yet".
+            text = self.reached.read_text().strip() if self.reached.exists() else ""
+            return int(text) if text else None
 
-        wait_for(paused, timeout=timeout, message=f"a worker to reach {self.point}")
-        self.horse_pid = int(self.reached.read_text())  # the work horse running the job
-        return self.horse_pid
+        self.horse_pid = wait_for(paused, timeout=timeout, message=f"a worker to reach {self.point}")
+        return self.horse_pid  # the work horse running the job
 
     def kill(self) -> None:
         """SIGKILL the worker and its work horse at once (a machine or container dying).
