@@ -8,6 +8,8 @@
 - `worker_env(**extra)`: the environment for `python worker.py` / gunicorn on
   the same database and Redis; database connections are named `dc-worker`
   (application_name) so a test can find and terminate them.
+- `start_web(env, workers=...)`: a real gunicorn serving `app:app` on a free
+  loopback port, started and answering → `WebServer` (`.proc`, `.url`, `.api`).
 - `record_figures(scenario, **figures)`: merges a scenario's measured figures
   into test-output/reliability-figures.json (RELIABILITY.md quotes them).
 
@@ -31,7 +33,7 @@ from deltacrown.extensions import db
 from deltacrown.queue import QUEUE_NAMES, get_queue, get_redis
 from tests.conftest import TEST_DATABASE_URL, _reset_schema, make_test_app
 from tests.support.databases import scratch_postgres_database
-from tests.support.processes import PYTHON, process_env, wait_for
+from tests.support.processes import PYTHON, process_env, wait_for, wait_for_http
 
 FIGURES_PATH = PROJECT_ROOT / "test-output" / "reliability-figures.json"
 WORKER_APP_NAME = "dc-worker"
@@ -106,6 +108,30 @@ def worker_env(pg, redis_server):
     return build
 
 
+class WebServer:
+    """A gunicorn process serving the app: `url` is its root, `api` the /api/v1 prefix."""
+
+    def __init__(self, proc, port: int):
+        self.proc = proc
+        self.url = f"http://127.0.0.1:{port}"
+        self.api = f"{self.url}/api/v1"
+
+
+@pytest.fixture
+def start_web(spawn):
+    """`start_web(env, workers=4)`: gunicorn (sync workers) on a free port, waited for until it answers."""
+
+    def start(env: dict, workers: int = 4) -> WebServer:
+        port = free_port()
+        proc = spawn([PYTHON, "-m", "gunicorn", "app:app", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
+                      "--timeout", "120", "--log-level", "warning"], env=env, name="gunicorn")
+        web = WebServer(proc, port)
+        wait_for_http(f"{web.url}/healthz", status=None, timeout=90, process=proc)
+        return web
+
+    return start
+
+
 def record_figures(scenario: str, **figures) -> None:
     FIGURES_PATH.parent.mkdir(exist_ok=True)
     data = json.loads(FIGURES_PATH.read_text()) if FIGURES_PATH.exists() else {}
@@ -129,11 +155,12 @@ class PausedWorker:
     def wait_paused(self, timeout: float = 90.0) -> int:
         def paused():
             assert self.proc.is_running(), f"worker died before {self.point}:\n{self.proc.output()[-3000:]}"
-            return self.reached.exists()
+            # The hook creates the file, then writes its pid: an empty file is "not yet".
+            text = self.reached.read_text().strip() if self.reached.exists() else ""
+            return int(text) if text else None
 
-        wait_for(paused, timeout=timeout, message=f"a worker to reach {self.point}")
-        self.horse_pid = int(self.reached.read_text())  # the work horse running the job
-        return self.horse_pid
+        self.horse_pid = wait_for(paused, timeout=timeout, message=f"a worker to reach {self.point}")
+        return self.horse_pid  # the work horse running the job
 
     def kill(self) -> None:
         """SIGKILL the worker and its work horse at once (a machine or container dying).

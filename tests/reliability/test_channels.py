@@ -5,7 +5,9 @@ webhook is the same Discord webhook, so it gets one message per user and
 announcement), plus the platform's public webhook (one message per
 announcement). Two real `python worker.py` processes (with RQ's scheduler, so
 retries fire) send them with short DELIVERY_RETRY_INTERVALS. The SMTP stand-in
-answers every RCPT with 451 (temporary) at first; the Discord stand-in answers
+is stopped before the first email (nothing listens on its port: connections are
+refused) and started again on the same port once emails have been refused and
+retried (and refused again); the Discord stand-in answers
 bursts of 429 and 500 from the start and again half-way. Afterwards each stand-in
 has each message exactly once, and no webhook saw more than 5 requests in any
 one second.
@@ -13,6 +15,7 @@ one second.
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 from datetime import time as clock
 
@@ -51,7 +54,8 @@ def test_smtp_outage_and_discord_bursts_deliver_every_message_once_within_the_ra
              "discord_webhook_url": discord_server.webhook_url(PERSONAL), "updated_at": now} for uid in ids])
         db.session.commit()
 
-    smtp_server.fail_temporarily = True  # SMTP "down": every recipient refused with 451
+    smtp_server.stop()  # SMTP down: nothing listens on its port until it is started again
+    assert smtp_server.refuses_connections()
     discord_server.rate_limit_next(PERSONAL, retry_after=1.0, times=3)
     discord_server.fail_next(PERSONAL, 500, times=3)
     discord_server.fail_next(PLATFORM, 500, times=2)
@@ -82,10 +86,21 @@ def test_smtp_outage_and_discord_bursts_deliver_every_message_once_within_the_ra
             assert w.is_running(), w.output()[-3000:]
         return True
 
-    # SMTP stays down until emails have been refused (and scheduled for retry).
-    wait_for(lambda: alive() and _with_error(rapp) >= 3, timeout=90, message="emails to be tried while SMTP is down")
-    assert deliveries(channel="email", status="failed") == 0  # 451 is temporary: retried, not given up
-    smtp_server.fail_temporarily = False
+    # SMTP stays down until an announcement's worth of emails has been refused and RQ's retry
+    # of at least one of them was refused too (more tries than emails tried).
+    down_since = time.monotonic()
+
+    def refused_and_retried():
+        alive()
+        refused = _refused(rapp)
+        return refused >= USERS and _email_attempts(rapp) > refused
+
+    wait_for(refused_and_retried, timeout=90, message="emails to be tried, and retried, while SMTP is down")
+    assert deliveries(channel="email", status="failed") == 0  # a refused connection is temporary: retried
+    refused_while_down, tries_while_down = _refused(rapp), _email_attempts(rapp)
+    assert smtp_server.refuses_connections() and not smtp_server.messages
+    smtp_server.start()  # up again, on the same port the workers were configured with
+    smtp_down_seconds = time.monotonic() - down_since
     # A second Discord burst half-way.
     wait_for(lambda: alive() and len(discord_server.messages(PERSONAL)) >= USERS * ANNOUNCEMENTS // 2,
              timeout=180, message="half the personal Discord messages")
@@ -117,14 +132,24 @@ def test_smtp_outage_and_discord_bursts_deliver_every_message_once_within_the_ra
                    discord_duplicates=discord_dupes, discord_requests=sum(len(discord_server.arrivals(h))
                                                                            for h in (PLATFORM, PERSONAL)),
                    discord_429_answered=sum(discord_server.count_429(h) for h in (PLATFORM, PERSONAL)),
-                   delivery_attempts=attempts, lost=0,
+                   delivery_attempts=attempts, lost=0, smtp_down_seconds=round(smtp_down_seconds, 1),
+                   emails_refused_while_smtp_down=refused_while_down, email_tries_while_smtp_down=tries_while_down,
                    max_requests_in_any_second=peak)
 
 
-def _with_error(app) -> int:
+def _refused(app) -> int:
+    """Email deliveries whose last try found nothing listening (connection refused)."""
     with app.app_context():
         count = db.session.scalar(select(func.count()).select_from(Delivery).where(
-            Delivery.channel == "email", Delivery.last_error.is_not(None)))
+            Delivery.channel == "email", Delivery.last_error.contains("ConnectionRefusedError")))
+        db.session.rollback()
+    return count
+
+
+def _email_attempts(app) -> int:
+    with app.app_context():
+        count = db.session.scalar(select(func.coalesce(func.sum(Delivery.attempts), 0))
+                                  .where(Delivery.channel == "email"))
         db.session.rollback()
     return count
 

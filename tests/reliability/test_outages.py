@@ -1,6 +1,9 @@
 """Outages: Redis stopped during a stream of API writes; a job's PostgreSQL connection terminated.
 
-Redis: the API keeps answering 2xx while Redis is down (the outbox rows commit
+Redis: the API writes go over HTTP to a real gunicorn (2 workers) on the same
+database and Redis as the worker; the test's redis-server is killed after a third
+of the players and started again after two thirds. The API keeps answering 2xx
+while Redis is down (the outbox rows commit
 with the change; the after-commit relay fails quietly); Redis comes back EMPTY
 on the same port (no persistence: the jobs queued before the outage are gone
 too); the outbox sweep relays what was never relayed and relays again what was
@@ -17,6 +20,7 @@ import time
 from collections import Counter
 
 import pytest
+import requests
 from rq import Worker
 from sqlalchemy import func, select, text
 
@@ -40,17 +44,19 @@ PLAYERS = env_int("RELIABILITY_OUTAGE_PLAYERS", 30)
 DB_ROUNDS = env_int("RELIABILITY_DB_ROUNDS", 3)
 
 
-def test_redis_outage_during_api_writes_loses_and_doubles_no_event(rapp, redis_server, worker_env, spawn):
-    rapp.config["OUTBOX_REDELIVER_AGE_SECONDS"] = 1
+def test_redis_outage_during_api_writes_loses_and_doubles_no_event(rapp, redis_server, worker_env, spawn, start_web):
+    rapp.config["OUTBOX_REDELIVER_AGE_SECONDS"] = 1  # the sweep below runs in this process
     with rapp.app_context():
         admin, admin_token, _ = create_user("admin", "admin@example.com", password="admin-password", is_admin=True)
         cap, cap_token, _ = create_user("cap", "cap@example.com", password="cap-password")
         players = [create_user(f"player{i}", f"player{i}@example.com", password=f"player{i}-password")[:2] for i in range(PLAYERS)]
         players = [(user.id, token) for user, token in players]
         cap_id = cap.id
-    client = rapp.test_client()
+    env = worker_env()
+    web = start_web(env, workers=2)  # the API writes go over HTTP to real gunicorn workers
+    http = requests.Session()
     bearer = lambda token: {"Authorization": f"Bearer {token}"}  # noqa: E731
-    worker = spawn([PYTHON, "worker.py"], env=worker_env(), name="worker")
+    worker = spawn([PYTHON, "worker.py"], env=env, name="worker")
 
     def worker_ready():  # the outage hits a running system (a worker starting meanwhile would just exit)
         assert worker.is_running(), worker.output()[-3000:]
@@ -58,30 +64,45 @@ def test_redis_outage_during_api_writes_loses_and_doubles_no_event(rapp, redis_s
 
     wait_for(worker_ready, timeout=90, message="the worker to register with Redis")
 
+    def events_so_far() -> int:
+        with rapp.app_context():
+            count = db.session.scalar(select(func.count()).select_from(OutboxEvent))
+            db.session.rollback()
+        return count
+
     statuses = Counter()
-    team = client.post("/api/v1/teams", json={"name": "Red", "captain_id": cap_id}, headers=bearer(admin_token))
-    assert team.status_code == 201
-    team_id = team.get_json()["id"]
+    team = http.post(f"{web.api}/teams", json={"name": "Red", "captain_id": cap_id}, headers=bearer(admin_token),
+                     timeout=60)
+    assert team.status_code == 201, team.text
+    team_id = team.json()["id"]
     outage = (PLAYERS // 3, 2 * PLAYERS // 3)
     writes_while_down = 0
+    events_at = {}
     for i, (player_id, token) in enumerate(players):
         if i == outage[0]:
             redis_server.stop()
+            events_at["stop"] = events_so_far()
         if i == outage[1]:
+            events_at["start"] = events_so_far()
             redis_server.start()
-        invite = client.post(f"/api/v1/teams/{team_id}/invites", json={"user_id": player_id}, headers=bearer(cap_token))
+        invite = http.post(f"{web.api}/teams/{team_id}/invites", json={"user_id": player_id},
+                           headers=bearer(cap_token), timeout=60)
         statuses[invite.status_code] += 1
-        accepted = client.post(f"/api/v1/invites/{invite.get_json()['id']}/accept", headers=bearer(token))
+        assert invite.status_code == 201, (i, invite.status_code, invite.text[:500])
+        accepted = http.post(f"{web.api}/invites/{invite.json()['id']}/accept", headers=bearer(token), timeout=60)
         statuses[accepted.status_code] += 1
         writes_while_down += 2 if outage[0] <= i < outage[1] else 0
     assert set(statuses) <= {200, 201}, statuses
+    assert web.proc.is_running(), web.proc.output()[-3000:]
     assert worker.is_running(), worker.output()[-3000:]
 
     with rapp.app_context():
         unrelayed = db.session.scalar(select(func.count()).select_from(OutboxEvent)
                                       .where(OutboxEvent.relayed_at.is_(None)))
         db.session.rollback()
-    assert unrelayed > 0  # the writes during the outage could not enqueue their events
+    events_while_down = events_at["start"] - events_at["stop"]
+    assert events_while_down > 0
+    assert unrelayed >= events_while_down  # the writes during the outage could not enqueue their events
 
     time.sleep(1.1)  # OUTBOX_REDELIVER_AGE_SECONDS (1 s): what Redis lost counts as lost
     with rapp.app_context():
@@ -112,6 +133,7 @@ def test_redis_outage_during_api_writes_loses_and_doubles_no_event(rapp, redis_s
     assert len(invites) == PLAYERS
     assert doubled == 0 and missing == 0
     record_figures("redis_outage", api_writes=sum(statuses.values()) + 1, writes_while_redis_down=writes_while_down,
+                   events_while_redis_down=events_while_down, web_workers=2,
                    non_2xx=sum(n for s, n in statuses.items() if s >= 300), events=len(events),
                    unrelayed_after_outage=unrelayed, relayed_by_sweep=swept["relayed"],
                    relayed_again=swept.get("redelivered", 0), handled=len(events), doubled=doubled, missing=missing,

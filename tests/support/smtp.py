@@ -8,6 +8,7 @@ Fixture `smtp_server` (function scope) starts one on a free port and yields an
     smtp_server.wait_for(2)       # block (bounded) until 2 messages arrived
     smtp_server.refuse("x@y")     # RCPT for that address -> 550 (permanent)
     smtp_server.fail_temporarily = True   # every RCPT -> 451 (temporary)
+    smtp_server.stop(); smtp_server.start()   # down (connections refused), then up on the same port
 
 Point the app at it from a test module:
 
@@ -97,14 +98,33 @@ class SmtpStandIn:
         self.deferred: dict[str, int] = {}
         self.fail_temporarily = False
         self.arrived = threading.Condition()
-        self._controller = Controller(_Handler(self), hostname=host, port=self.port)
+        self._controller = None
 
     def start(self):
-        self._controller.start()
+        """Listen on this stand-in's port (again, after `stop()`); messages received so far are kept."""
+        if self._controller is None:
+            controller = Controller(_Handler(self), hostname=self.host, port=self.port)
+            controller.start()
+            self._controller = controller
         return self
 
     def stop(self):
-        self._controller.stop()
+        """Stop listening: until `start()`, connections to the port are refused (a real outage)."""
+        if self._controller is not None:
+            self._controller.stop()
+            self._controller = None
+
+    @property
+    def running(self) -> bool:
+        return self._controller is not None
+
+    def refuses_connections(self) -> bool:
+        """True if nothing listens on the port: a connection attempt is refused."""
+        try:
+            socket.create_connection((self.host, self.port), timeout=2).close()
+        except ConnectionRefusedError:
+            return True
+        return False
 
     def refuse(self, address: str) -> None:
         self.refused.add(address.lower())
