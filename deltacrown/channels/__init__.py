@@ -1,4 +1,4 @@
-"""Delivery channels: email and Discord (send_delivery), unsubscribe links, email preview."""
+"""Delivery channels: email and Discord (send_deliveries / send_delivery), unsubscribe links, email preview."""
 
 
 def init_app(app):
