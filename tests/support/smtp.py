@@ -8,6 +8,8 @@ Fixture `smtp_server` (function scope) starts one on a free port and yields an
     smtp_server.wait_for(2)       # block (bounded) until 2 messages arrived
     smtp_server.refuse("x@y")     # RCPT for that address -> 550 (permanent)
     smtp_server.fail_temporarily = True   # every RCPT -> 451 (temporary)
+    smtp_server.drop_connections = 1      # the next RCPT: the server hangs up instead of answering
+    mail.connection                       # 1, 2, ...: which SMTP connection carried a message
 
 Point the app at it from a test module:
 
@@ -43,6 +45,7 @@ class ReceivedMail:
     rcpt_tos: list
     message: EmailMessage
     raw: bytes
+    connection: int = 0
 
     @property
     def subject(self) -> str:
@@ -69,6 +72,10 @@ class _Handler:
         self.stand_in = stand_in
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if self.stand_in.drop_connections:
+            self.stand_in.drop_connections -= 1
+            server.transport.close()  # a server that goes away mid-session
+            return "421 4.3.0 closing"  # never reaches the client
         if self.stand_in.fail_temporarily:
             return "451 4.3.0 Temporary local problem, try again later"
         if address.lower() in self.stand_in.refused:
@@ -80,7 +87,9 @@ class _Handler:
         raw = envelope.original_content or envelope.content
         message = email.message_from_bytes(raw, policy=email.policy.default)
         with self.stand_in.arrived:
-            self.stand_in.messages.append(ReceivedMail(envelope.mail_from, list(envelope.rcpt_tos), message, raw))
+            connection = self.stand_in.connections.setdefault(session, len(self.stand_in.connections) + 1)
+            self.stand_in.messages.append(ReceivedMail(envelope.mail_from, list(envelope.rcpt_tos), message, raw,
+                                                       connection))
             self.stand_in.arrived.notify_all()
         return "250 Message accepted for delivery"
 
@@ -92,6 +101,8 @@ class SmtpStandIn:
         self.messages: list[ReceivedMail] = []
         self.refused: set[str] = set()
         self.fail_temporarily = False
+        self.drop_connections = 0
+        self.connections: dict = {}  # aiosmtpd session -> its number, in order of first message
         self.arrived = threading.Condition()
         self._controller = Controller(_Handler(self), hostname=host, port=self.port)
 
