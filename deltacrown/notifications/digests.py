@@ -195,7 +195,7 @@ def _send_chunk(now, due: dict[int, tuple[date, str]], recipients: dict[int, Dig
     ):
         if due[d.user_id][0] == d.digest_date:
             existing[d.user_id] = d
-    # 3: the unread notifications of these users' previous local days, as plain data (id order).
+    # 3: the unread notifications of these users' previous local days, as plain data.
     windows = {uid: previous_local_day(d, zone) for uid, (d, zone) in due.items()}
     lo = min(start for start, _ in windows.values())
     hi = max(end for _, end in windows.values())
@@ -205,7 +205,6 @@ def _send_chunk(now, due: dict[int, tuple[date, str]], recipients: dict[int, Dig
                Notification.url, Notification.created_at)
         .where(Notification.user_id.in_(user_ids), Notification.is_read.is_(False),
                Notification.created_at >= lo, Notification.created_at < hi)
-        .order_by(Notification.id)
     ):
         start, end = windows[uid]
         if start <= created_at < end:
@@ -263,7 +262,8 @@ def _send_chunk(now, due: dict[int, tuple[date, str]], recipients: dict[int, Dig
         for uid, digest_id in claimed.items():
             notifications = unread.get(uid, [])
             if notifications:
-                ordered = [m for group in group_by_type([m for _, m in notifications]).values() for m in group]
+                by_age = [m for _, m in sorted(notifications, key=lambda p: (p[1].created_at, p[0]))]
+                ordered = [m for group in group_by_type(by_age).values() for m in group]
                 try:
                     send_email(recipients[uid], due[uid][0], ordered)
                 except Exception:  # one user's bad address must not stop everyone's digest
