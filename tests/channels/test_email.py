@@ -5,12 +5,17 @@ import email
 import email.policy
 import re
 import time
-from datetime import date
+from datetime import date, datetime, timezone
+from html.parser import HTMLParser
+from types import SimpleNamespace
 from urllib.parse import urlsplit
 
 import flask_mail
 import pytest
+from flask import render_template
 
+from deltacrown.channels import email as email_module
+from deltacrown.channels.content import ChannelMessage
 from deltacrown.channels.email import (EmailSendError, RenderedEmail, SmtpSession, mime_message,
                                          send_digest_email)
 from deltacrown.extensions import db
@@ -313,3 +318,66 @@ def test_a_line_break_in_an_address_is_refused_before_anything_is_sent(app, smtp
             session.send("x@example.com\r\nBcc: everyone@example.com", RenderedEmail("s", "<p>h</p>", "t\n"))
     assert not err.value.temporary and "line break" in str(err.value)
     assert smtp_server.messages == []
+
+
+class _Reading(HTMLParser):
+    """A document as a reader gets it: elements, decoded attributes and text (entities and line ends resolved)."""
+
+    def __init__(self, html: str):
+        super().__init__(convert_charrefs=True)
+        self.events: list = []
+        self.feed(html)
+        self.close()
+
+    def handle_starttag(self, tag, attrs):
+        self.events.append(("start", tag, tuple(attrs)))
+
+    def handle_endtag(self, tag):
+        self.events.append(("end", tag))
+
+    def handle_data(self, data):
+        data = data.replace("\r\n", "\n")
+        if self.events and self.events[-1][0] == "text":
+            self.events[-1] = ("text", self.events[-1][1] + data)
+        else:
+            self.events.append(("text", data))
+
+
+TRICKY = "Nova's \"best\" <b>&amp;</b>\u00a0— 2 < 3 > 1\r\nsecond line"
+
+
+@pytest.mark.parametrize("name", ["daily_digest", "single_notification"])
+def test_css_inlined_once_per_template_reads_the_same_as_inlining_each_email(app, name):
+    user = SimpleNamespace(id=7, username="o'neil", email="o@example.com", timezone="Europe/Berlin")
+    items = [ChannelMessage(type=t, title=f"{TRICKY} {i}", body=TRICKY if i % 2 else "", url=f"/x?a={i}&b=\"q\"",
+                            created_at=datetime(2026, 3, 4, 12, i, tzinfo=timezone.utc))
+             for i, t in enumerate(["match_result", "announcement", "payout_received", "match_result"])]
+    with app.app_context():
+        email_module._preinlined.clear()
+        context, _ = email_module._common_context(user, email_module.ALL_EMAIL)
+        if name == "daily_digest":
+            context.update(groups=email_module.group_by_type(items), count=len(items), date_label="Wednesday")
+        else:
+            context.update(item=items[1], action_label="View", when="4 Mar 2026, 13:01 Europe/Berlin")
+        context["subject"] = f"Subject {TRICKY}"
+        template = f"{email_module.TEMPLATE_DIR}/{name}.html"
+        fast = email_module._render_html(template, dict(context))
+        assert email_module._preinlined[app.jinja_env][template][0] is not None  # the once-per-template path ran
+        slow = email_module._inliner.inline(render_template(template, **context))
+    assert 'style="' in fast and "<style>" in fast  # inlined; media queries kept
+    assert _Reading(fast).events == _Reading(slow).events
+
+
+def test_a_template_the_parser_would_rearrange_is_inlined_per_email(app):
+    from jinja2 import DictLoader, Environment
+
+    env = Environment(loader=DictLoader({
+        "moved.html": "<style>td{color:red}</style><table>{% for r in rows %}<tr><td>{{ r }}</td></tr>{% endfor %}"
+                      "</table>",
+        "fine.html": "<style>p{color:red}</style><div>{% for r in rows %}<p>{{ r }}</p>{% endfor %}</div>",
+        "child.html": '{% extends "fine.html" %}{% block nope %}x{% endblock %}',
+    }), autoescape=True)
+    assert email_module._preinline(env, "moved.html")[0] is None  # the loop text is foster-parented out of the table
+    assert email_module._preinline(env, "child.html")[0] is None  # a block the parent does not have
+    fine = email_module._preinline(env, "fine.html")[0]
+    assert fine.render(rows=["a", "b"]).count('<p style="color: red;">') == 2
