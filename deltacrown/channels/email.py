@@ -1,9 +1,12 @@
-"""Email: render the notification templates (HTML + text) and send them with Flask-Mail.
+"""Email: render the notification templates (HTML + text) and send them over SMTP.
 
 Rendering is separate from sending so the admin preview can show the exact
 output with sample data. HTML is written with a <style> block and inlined at
 render time by css-inline (email clients drop <style>); media queries stay in a
-<style> tag for clients that honour them. Jinja autoescape keeps user text inert.
+<style> tag for clients that honour them (once per template, see below). Jinja
+autoescape keeps user text inert. Flask-Mail holds the SMTP settings (MAIL_*);
+the messages are built and sent here (SmtpSession), several over one connection
+when a caller has many (the daily digest).
 
 Every email carries RFC 8058 one-click unsubscribe headers with a signed token
 (deltacrown.notifications.unsubscribe).
@@ -88,18 +91,19 @@ def _local_time(user, when: datetime | None) -> str:
 
 # --- CSS inlined once per template ------------------------------------------------
 #
-# Inlining a rendered email costs more than rendering it (~0.3-0.5 ms, a tenth of
-# a digest's share of a digest run), and every email from one template gets the
-# same style attributes: they depend on the elements and classes, which the
+# Inlining a rendered email costs more than rendering it (~0.3-0.5 ms, a tenth
+# of a digest's share of a digest run), yet every email from one template gets
+# the same style attributes: they depend on the elements and classes, which the
 # template fixes, not on the values filled in. So the HTML template (its
 # `{% extends %}` resolved) is inlined once, with each Jinja tag swapped for a
 # plain-text slot, and the result is compiled as the template to render. The
 # email reads exactly as inline(render(...)) would (same elements, attributes
-# and text); only spellings the reader cannot see can differ: Jinja writes &#34;
-# where the inliner's serialiser writes " or &quot;, and a CR LF in a value is
-# left to the MIME line ends instead of being turned into LF by the parser. Templates this cannot handle safely (blocks
-# nested or outside the layout, a slot the HTML parser moved, e.g. a loop
-# between table rows) are inlined per email as before.
+# and text; byte for byte unless a value holds a quote or a CR): Jinja writes
+# &#34; where the inliner's serialiser writes " or &quot;, and a CR LF in a
+# value is left to the MIME line ends instead of being made LF by the parser.
+# Templates this cannot handle safely (nested blocks, blocks the layout lacks,
+# a slot the HTML parser would move, e.g. a loop between table rows) are
+# inlined per email as before.
 
 _JINJA_TAG = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.S)
 _EXTENDS = re.compile(r'\s*\{%-?\s*extends\s+"([^"]+)"\s*-?%\}')
@@ -158,7 +162,7 @@ def _render_html(name: str, context: dict) -> str:
     env = current_app.jinja_env
     per_env = _preinlined.setdefault(env, {})
     cached = per_env.get(name)
-    if cached is None or (env.auto_reload and not all(check() for check in cached[1])):
+    if cached is None or (env.auto_reload and not all(c is None or c() for c in cached[1])):
         cached = per_env[name] = _preinline(env, name)
     template = cached[0]
     if template is None:

@@ -30,10 +30,10 @@ Daily digest (`send_daily_digest`, run hourly by the scheduler):
 - Cost: users are read in id-ordered chunks of DIGEST_CHUNK_SIZE; 1 statement
   per run (the count) and per chunk at most 7, whatever the chunk holds: users,
   their digest rows, their unread notifications, the claim INSERT, the stale
-  re-claim UPDATE, the mark UPDATE and the items INSERT (one executemany, which
-  psycopg pages at 1000 rows). The notifications are copied into plain
-  ChannelMessages as they are read, so commits expire nothing that is needed
-  later. A chunk's emails go over one SMTP connection (channels.email.SmtpSession).
+  re-claim UPDATE, the mark UPDATE and the items INSERT (one executemany),
+  plus the empty read that ends the run. The notifications are copied into
+  plain ChannelMessages as they are read, so no commit expires anything needed
+  later, and a chunk's emails go over one SMTP connection (SmtpSession).
 """
 from __future__ import annotations
 
