@@ -15,21 +15,32 @@ Daily digest (`send_daily_digest`, run hourly by the scheduler):
   (that answer cannot change later in the day: only reading lowers it).
 - Exactly once: a NotificationDigest row, unique per (user, digest_date), is
   inserted and committed as a claim *before* the email goes out; whichever
-  run inserts it sends, any other run sees the row and skips. After the send
-  the row is marked is_sent/sent_at (with its items) and committed at once.
-  A worker that dies between claim and mark leaves an unsent row; for an
-  unsent row `created_at` is the time of the current claim, and a later run
-  re-claims a row older than DIGEST_CLAIM_TIMEOUT (the RQ job timeout: no live
-  run holds a claim longer) with a compare-and-set UPDATE, then sends. The
-  only window for a duplicate is a crash after the SMTP send and before the
-  mark commit, which no SMTP protocol can close.
-- Cost: users are read in id-ordered chunks of DIGEST_CHUNK_SIZE; per chunk
-  6 statements, plus 2 per digest sent (mark + items), whatever the chunk holds.
+  run inserts it sends, any other run sees the row and skips. After the
+  chunk's emails are sent, the sent rows are marked is_sent/sent_at (with their
+  items) in one transaction. A worker that dies between claim and mark leaves
+  unsent rows; for an unsent row `created_at` is the time of the current claim,
+  and a later run re-claims a row older than DIGEST_CLAIM_TIMEOUT (the RQ job
+  timeout: no live run holds a claim longer) with a compare-and-set UPDATE,
+  then sends. The only window for a duplicate is a crash after the SMTP server
+  accepted an email and before the chunk's mark commit, which no SMTP protocol
+  can close; it covers the emails of at most one chunk (DIGEST_CHUNK_SIZE users),
+  the price of not paying a commit (an fsync) per email.
+- Failures: a send error (bad address, 4xx, dropped connection) fails that
+  user only; their claim stays unsent and is retried after DIGEST_CLAIM_TIMEOUT.
+- Cost: users are read in id-ordered chunks of DIGEST_CHUNK_SIZE; 1 statement
+  per run (the count) and per chunk at most 7, whatever the chunk holds: users,
+  their digest rows, their unread notifications, the claim INSERT, the stale
+  re-claim UPDATE, the mark UPDATE and the items INSERT (one executemany),
+  plus the empty read that ends the run. The notifications are copied into
+  plain ChannelMessages as they are read, so no commit expires anything needed
+  later, and a chunk's emails go over one SMTP connection (SmtpSession).
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -37,6 +48,7 @@ from flask import current_app
 from sqlalchemy import and_, delete, func, insert, or_, select, update
 
 from ..accounts.models import User
+from ..channels.content import ChannelMessage
 from ..errors import InvalidInput
 from ..extensions import db
 from ..queue import report_progress
@@ -77,17 +89,20 @@ def previous_local_day(digest_date: date, zone_name: str | None) -> tuple[dateti
 
 
 def group_by_type(notifications) -> dict[str, list]:
-    """{type: [notification, ...]} in registry order, each group oldest first."""
+    """{type: [notification, ...]} in registry order, each group oldest first (anything with type and created_at)."""
     groups: dict[str, list] = defaultdict(list)
-    for n in sorted(notifications, key=lambda n: (n.created_at, n.id)):
+    for n in sorted(notifications, key=lambda n: n.created_at):  # stable: keeps id order among equal times
         groups[n.type].append(n)
     return {t: groups[t] for t in NOTIFICATION_TYPES if t in groups}
 
 
-def _default_sender(user, digest_date, notifications):
-    from ..channels.email import send_digest_email
-
-    return send_digest_email(user, digest_date, notifications)
+@dataclass(frozen=True)
+class DigestRecipient:
+    """What a digest email needs of its user (plain data: survives any commit)."""
+    id: int
+    username: str
+    email: str
+    timezone: str | None
 
 
 def _claim_timeout() -> timedelta:
@@ -118,9 +133,13 @@ def send_daily_digest(now: datetime | None = None, send_email=None, chunk_size: 
     by another run right now); `not_due`: before their local digest time;
     `retried`: stale claims re-claimed; `failed`: send errors (their claim stays
     unsent and is retried after DIGEST_CLAIM_TIMEOUT).
+
+    `send_email(recipient, digest_date, items)` replaces the email send (tests):
+    a DigestRecipient, the local date and the ChannelMessages, oldest first by
+    type; raising fails that user. By default each chunk's digests are rendered
+    and sent over one SMTP connection.
     """
     now = now or utcnow()
-    send_email = send_email or _default_sender
     stale_before = now - _claim_timeout()
     counts = {"sent": 0, "skipped": 0, "already_sent": 0, "not_due": 0, "retried": 0, "failed": 0}
 
@@ -132,7 +151,7 @@ def send_daily_digest(now: datetime | None = None, send_email=None, chunk_size: 
     while True:
         # 1: the next chunk of users with the digest enabled, with their settings.
         chunk = db.session.execute(
-            select(User.id, User.timezone, Pref.timezone, Pref.digest_time)
+            select(User.id, User.username, User.email, User.timezone, Pref.timezone, Pref.digest_time)
             .outerjoin(Pref, Pref.user_id == User.id)
             .where(enabled, User.id > last_id)
             .order_by(User.id).limit(chunk_size)
@@ -141,15 +160,17 @@ def send_daily_digest(now: datetime | None = None, send_email=None, chunk_size: 
             break
         last_id = chunk[-1][0]
         due: dict[int, tuple[date, str]] = {}
-        for user_id, user_tz, pref_tz, digest_time in chunk:
+        recipients: dict[int, DigestRecipient] = {}
+        for user_id, username, address, user_tz, pref_tz, digest_time in chunk:
             zone_name = pref_tz or user_tz
             digest_date = digest_due(now, zone_name, digest_time)
             if digest_date is None:
                 counts["not_due"] += 1
             else:
                 due[user_id] = (digest_date, zone_name)
+                recipients[user_id] = DigestRecipient(user_id, username, address, user_tz)
         if due:
-            counts_chunk = _send_chunk(now, due, stale_before, send_email)
+            counts_chunk = _send_chunk(now, due, recipients, stale_before, send_email)
             for key, value in counts_chunk.items():
                 counts[key] += value
         db.session.commit()  # end the read transaction of this chunk
@@ -160,7 +181,8 @@ def send_daily_digest(now: datetime | None = None, send_email=None, chunk_size: 
     return counts
 
 
-def _send_chunk(now, due: dict[int, tuple[date, str]], stale_before, send_email) -> dict:
+def _send_chunk(now, due: dict[int, tuple[date, str]], recipients: dict[int, DigestRecipient], stale_before,
+                send_email) -> dict:
     counts = {"sent": 0, "skipped": 0, "already_sent": 0, "retried": 0, "failed": 0}
     user_ids = list(due)
     # 2: digests that exist for these users' due dates.
@@ -173,18 +195,21 @@ def _send_chunk(now, due: dict[int, tuple[date, str]], stale_before, send_email)
     ):
         if due[d.user_id][0] == d.digest_date:
             existing[d.user_id] = d
-    # 3: the unread notifications of these users' previous local days.
+    # 3: the unread notifications of these users' previous local days, as plain data.
     windows = {uid: previous_local_day(d, zone) for uid, (d, zone) in due.items()}
     lo = min(start for start, _ in windows.values())
     hi = max(end for _, end in windows.values())
-    unread: dict[int, list[Notification]] = defaultdict(list)
-    for n in db.session.scalars(
-        select(Notification).where(Notification.user_id.in_(user_ids), Notification.is_read.is_(False),
-                                   Notification.created_at >= lo, Notification.created_at < hi)
+    unread: dict[int, list[tuple[int, ChannelMessage]]] = defaultdict(list)
+    for nid, uid, type_, title, body, url, created_at in db.session.execute(
+        select(Notification.id, Notification.user_id, Notification.type, Notification.title, Notification.body,
+               Notification.url, Notification.created_at)
+        .where(Notification.user_id.in_(user_ids), Notification.is_read.is_(False),
+               Notification.created_at >= lo, Notification.created_at < hi)
     ):
-        start, end = windows[n.user_id]
-        if start <= n.created_at < end:
-            unread[n.user_id].append(n)
+        start, end = windows[uid]
+        if start <= created_at < end:
+            unread[uid].append((nid, ChannelMessage(type=type_, title=title, body=body or "", url=url,
+                                                    created_at=created_at)))
 
     fresh, stale = [], []
     for uid in user_ids:
@@ -222,26 +247,40 @@ def _send_chunk(now, due: dict[int, tuple[date, str]], stale_before, send_email)
         return counts
     pause_point("digest:after_claim")  # test-only (testing_hooks.py): claimed, nothing sent yet
 
-    # 6: the users we send to.
-    people = {u.id: u for u in db.session.scalars(select(User).where(User.id.in_(list(claimed))))}
-    for uid, digest_id in claimed.items():
-        notifications = unread.get(uid, [])
-        try:
+    # Send (no statement until the mark), then mark what went out in one transaction.
+    done_ids: list[int] = []
+    items: list[dict] = []
+    with contextlib.ExitStack() as stack:
+        if send_email is None:
+            from ..channels.email import SmtpSession, send_digest_email
+
+            session = stack.enter_context(SmtpSession())
+
+            def send_email(recipient, digest_date, messages):
+                send_digest_email(recipient, digest_date, messages, session=session)
+
+        for uid, digest_id in claimed.items():
+            notifications = unread.get(uid, [])
             if notifications:
-                send_email(people[uid], due[uid][0], [n for group in group_by_type(notifications).values() for n in group])
-        except Exception:  # one user's bad address must not stop everyone's digest
-            log.exception("daily digest for user %s failed; its claim is retried later", uid)
-            db.session.rollback()
-            counts["failed"] += 1
-            continue
-        db.session.execute(update(NotificationDigest).where(NotificationDigest.id == digest_id)
+                by_age = [m for _, m in sorted(notifications, key=lambda p: (p[1].created_at, p[0]))]
+                ordered = [m for group in group_by_type(by_age).values() for m in group]
+                try:
+                    send_email(recipients[uid], due[uid][0], ordered)
+                except Exception:  # one user's bad address must not stop everyone's digest
+                    log.exception("daily digest for user %s failed; its claim is retried later", uid)
+                    counts["failed"] += 1
+                    continue
+                items.extend({"digest_id": digest_id, "notification_id": nid} for nid, _ in notifications)
+                counts["sent"] += 1
+            else:
+                counts["skipped"] += 1
+            done_ids.append(digest_id)
+    # 6, 7: mark the chunk's sent digests and record their items.
+    if done_ids:
+        db.session.execute(update(NotificationDigest).where(NotificationDigest.id.in_(done_ids))
                            .values(is_sent=True, sent_at=utcnow()).execution_options(synchronize_session=False))
-        if notifications:
-            db.session.execute(insert(notification_digest_items),
-                               [{"digest_id": digest_id, "notification_id": n.id} for n in notifications])
-            counts["sent"] += 1
-        else:
-            counts["skipped"] += 1
+        if items:
+            db.session.execute(insert(notification_digest_items), items)
         db.session.commit()
     return counts
 

@@ -1,14 +1,23 @@
 """Email through a real SMTP server on loopback: content, headers, unsubscribe, failures."""
 from __future__ import annotations
 
+import email
+import email.policy
 import re
 import time
-from datetime import date
+from datetime import date, datetime, timezone
+from html.parser import HTMLParser
+from types import SimpleNamespace
 from urllib.parse import urlsplit
 
+import flask_mail
 import pytest
+from flask import render_template
 
-from deltacrown.channels.email import EmailSendError, send_digest_email
+from deltacrown.channels import email as email_module
+from deltacrown.channels.content import ChannelMessage
+from deltacrown.channels.email import (EmailSendError, RenderedEmail, SmtpSession, mime_message,
+                                         send_digest_email)
 from deltacrown.extensions import db
 from deltacrown.models import Notification, NotificationPreference, NotificationPreferenceChange, User
 from deltacrown.notifications.types import TYPE_NAMES
@@ -254,3 +263,121 @@ def test_admin_email_preview(app, users, auth, client):
     assert "Manage notification preferences: http://localhost:5000/settings/notifications" in page  # text part
     assert "&lt;Nova&gt;" in page and "<Nova>" not in page  # sample markup stays text
     assert "unsafe-inline" in response.headers["Content-Security-Policy"]
+
+
+def test_a_session_sends_many_emails_over_one_connection_and_fails_only_the_bad_ones(app, smtp_server):
+    rendered = RenderedEmail(subject="Hello", html="<p>hi</p>", text="hi\n")
+    smtp_server.refuse("bad@example.com")
+    errors = []
+    with app.app_context(), SmtpSession() as session:
+        session.send("a@example.com", rendered)
+        for to, setup in (("bad@example.com", None), ("b@example.com", None), ("c@example.com", "451"),
+                          ("d@example.com", None), ("e@example.com", "drop"), ("f@example.com", None)):
+            smtp_server.fail_temporarily = setup == "451"
+            smtp_server.drop_connections = 1 if setup == "drop" else 0
+            try:
+                session.send(to, rendered)
+            except EmailSendError as exc:
+                errors.append((to, exc.temporary))
+    mails = smtp_server.wait_for(4)
+    assert errors == [("bad@example.com", False), ("c@example.com", True), ("e@example.com", True)]
+    # Refusals leave the connection in use; the server hanging up costs that one email and a reconnect.
+    assert [(m.rcpt_tos, m.connection) for m in mails] == [
+        (["a@example.com"], 1), (["b@example.com"], 1), (["d@example.com"], 1), (["f@example.com"], 2)]
+
+
+def test_the_message_reads_like_flask_mails_and_list_unsubscribe_stays_plain(app):
+    token = "eyJ1Ijo1LCJ0IjoiYWxsIn0.awvSaw.sCuG1wRuE3NBdr4iaAGjmSZOjKQ"
+    rendered = RenderedEmail(
+        subject="🏁 Nova 2 – 1 Eclipse, a long subject that needs more than one line when encoded " + "x" * 40,
+        html="<p>Grüße</p>\n<p>" + "y" * 500 + "</p>", text="Grüße\r\nline two\n\nthree\n",
+        headers={"List-Unsubscribe": f"<http://localhost:5000/unsubscribe/{token}>, "
+                                     f"<mailto:unsubscribe@deltacrown.local?subject=unsubscribe%20{token}>",
+                 "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"})
+    sender = "Delta Crówn <noreply@deltacrown.local>"
+    with app.app_context():
+        raw = mime_message(flask_mail.sanitize_address(sender), "dora@example.com", rendered)
+        theirs = flask_mail.Message(subject=rendered.subject, recipients=["dora@example.com"], body=rendered.text,
+                                    html=rendered.html, extra_headers=dict(rendered.headers), sender=sender).as_bytes()
+    ours, theirs = (email.message_from_bytes(b, policy=email.policy.default) for b in (raw, theirs))
+    for name in ("Subject", "From", "To", "List-Unsubscribe", "List-Unsubscribe-Post", "MIME-Version"):
+        assert str(ours[name]) == str(theirs[name]), name
+    assert ours["Date"] and ours["Message-ID"]
+    for kind in ("plain", "html"):
+        assert ours.get_body((kind,)).get_content() == theirs.get_body((kind,)).get_content()
+    header_block = raw.split(b"\r\n\r\n", 1)[0]
+    assert b"\n" not in raw.replace(b"\r\n", b"")  # CRLF line ends only
+    assert b"List-Unsubscribe: <http://localhost:5000/unsubscribe/" in header_block  # no RFC 2047 words
+    assert b"=?utf-8?" in header_block.split(b"\r\nFrom:")[0]  # the emoji subject is encoded
+    assert max(len(line) for line in header_block.split(b"\r\n")) <= 998
+
+
+def test_a_line_break_in_an_address_is_refused_before_anything_is_sent(app, smtp_server):
+    with app.app_context(), SmtpSession() as session:
+        with pytest.raises(EmailSendError) as err:
+            session.send("x@example.com\r\nBcc: everyone@example.com", RenderedEmail("s", "<p>h</p>", "t\n"))
+    assert not err.value.temporary and "line break" in str(err.value)
+    assert smtp_server.messages == []
+
+
+class _Reading(HTMLParser):
+    """A document as a reader gets it: elements, decoded attributes and text (entities and line ends resolved)."""
+
+    def __init__(self, html: str):
+        super().__init__(convert_charrefs=True)
+        self.events: list = []
+        self.feed(html)
+        self.close()
+
+    def handle_starttag(self, tag, attrs):
+        self.events.append(("start", tag, tuple(attrs)))
+
+    def handle_endtag(self, tag):
+        self.events.append(("end", tag))
+
+    def handle_data(self, data):
+        data = data.replace("\r\n", "\n")
+        if self.events and self.events[-1][0] == "text":
+            self.events[-1] = ("text", self.events[-1][1] + data)
+        else:
+            self.events.append(("text", data))
+
+
+TRICKY = "Nova's \"best\" <b>&amp;</b>\u00a0— 2 < 3 > 1\r\nsecond line"
+
+
+@pytest.mark.parametrize("name", ["daily_digest", "single_notification"])
+def test_css_inlined_once_per_template_reads_the_same_as_inlining_each_email(app, name):
+    user = SimpleNamespace(id=7, username="o'neil", email="o@example.com", timezone="Europe/Berlin")
+    items = [ChannelMessage(type=t, title=f"{TRICKY} {i}", body=TRICKY if i % 2 else "", url=f"/x?a={i}&b=\"q\"",
+                            created_at=datetime(2026, 3, 4, 12, i, tzinfo=timezone.utc))
+             for i, t in enumerate(["match_result", "announcement", "payout_received", "match_result"])]
+    with app.app_context():
+        email_module._preinlined.clear()
+        context, _ = email_module._common_context(user, email_module.ALL_EMAIL)
+        if name == "daily_digest":
+            context.update(groups=email_module.group_by_type(items), count=len(items), date_label="Wednesday")
+        else:
+            context.update(item=items[1], action_label="View", when="4 Mar 2026, 13:01 Europe/Berlin")
+        context["subject"] = f"Subject {TRICKY}"
+        template = f"{email_module.TEMPLATE_DIR}/{name}.html"
+        fast = email_module._render_html(template, dict(context))
+        assert email_module._preinlined[app.jinja_env][template][0] is not None  # the once-per-template path ran
+        slow = email_module._inliner.inline(render_template(template, **context))
+    assert 'style="' in fast and "<style>" in fast  # inlined; media queries kept
+    assert _Reading(fast).events == _Reading(slow).events
+
+
+def test_a_template_the_parser_would_rearrange_is_inlined_per_email(app):
+    from jinja2 import DictLoader, Environment
+
+    env = Environment(loader=DictLoader({
+        "moved.html": "<style>td{color:red}</style><table>{% for r in rows %}<tr><td>{{ r }}</td></tr>{% endfor %}"
+                      "</table>",
+        "fine.html": "<style>p{color:red}</style><div>{% for r in rows %}<p>{{ r }}</p>{% endfor %}</div>",
+        "child.html": '{% extends "fine.html" %}{% block nope %}x{% endblock %}',
+    }), autoescape=True)
+    assert email_module._preinline(env, "moved.html")[0] is None  # the loop text is foster-parented out of the table
+    assert email_module._preinline(env, "child.html")[0] is None  # a block the parent does not have
+    fine = email_module._preinline(env, "fine.html")[0]
+    assert fine.render(rows=["a", "b"]).count('<p style="color: red;">') == 2

@@ -17,6 +17,14 @@ class Inbox:
         self.messages: list[email.message.EmailMessage] = []
         self._lock = threading.Lock()
         self.refuse_with: str | None = None  # e.g. "451 try again later" to refuse every message
+        self.refused: set[str] = set()  # RCPT for these addresses -> 550
+        self.sessions: list = []  # the SMTP session (connection) of each accepted message
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address in self.refused:
+            return "550 5.1.1 No such user here"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
         if self.refuse_with:
@@ -24,7 +32,12 @@ class Inbox:
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)
         with self._lock:
             self.messages.append(message)
+            self.sessions.append(session)
         return "250 OK"
+
+    @property
+    def connections(self) -> int:
+        return len({id(s) for s in self.sessions})
 
     def to(self, address: str) -> list:
         return [m for m in self.messages if m["To"] == address]
@@ -35,6 +48,7 @@ class Inbox:
     def clear(self):
         with self._lock:
             self.messages.clear()
+            self.sessions.clear()
 
 
 def _free_port() -> int:

@@ -10,12 +10,14 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import time_machine
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 
 from deltacrown.extensions import db
 from deltacrown.notifications import jobs
+from deltacrown.notifications.types import NOTIFICATION_TYPES
 from deltacrown.notifications.digests import cleanup_old_notifications, send_daily_digest
-from deltacrown.notifications.models import Notification, NotificationDigest, NotificationPreference
+from deltacrown.notifications.models import (Notification, NotificationDigest, NotificationPreference,
+                                             notification_digest_items)
 
 UTC = timezone.utc
 DAY0 = datetime(2026, 3, 5, 0, 0, tzinfo=UTC)  # no DST change near it in any zone used here
@@ -199,6 +201,74 @@ def test_statements_per_chunk_do_not_grow_with_users(app, users, smtp_inbox, cou
         counts.append((chunk_size, q.count))
     # users with nothing unread: 1 count + per chunk (users, digests, notifications) + the empty last read
     assert counts == [(10, 1 + 3 * 3 + 1), (30, 1 + 3 * 1 + 1)]
+
+
+def test_statements_and_connections_per_chunk_do_not_grow_with_digests_sent(app, users, smtp_inbox, count_queries):
+    people = {f"busy{i}": ("UTC", time(8, 0), True) for i in range(20)}
+    ids = set_prefs(app, users, people)
+    with app.app_context():
+        for uid in ids.values():
+            for k in range(3):
+                db.session.add(Notification(user_id=uid, type="announcement", title=f"news {k}", body="",
+                                            created_at=datetime(2026, 3, 4, 10 + k, tzinfo=UTC)))
+        db.session.commit()
+    now = datetime(2026, 3, 5, 8, 0, tzinfo=UTC)
+    counts = []
+    for chunk_size in (5, 20):
+        with app.app_context():
+            db.session.execute(delete(notification_digest_items))
+            db.session.execute(delete(NotificationDigest))
+            db.session.commit()
+        smtp_inbox.clear()
+        with app.app_context(), count_queries() as q:
+            assert send_daily_digest(now=now, chunk_size=chunk_size)["sent"] == 20
+        counts.append((chunk_size, q.count, smtp_inbox.connections))
+        with app.app_context():
+            assert db.session.scalar(select(func.count()).select_from(NotificationDigest)
+                                     .where(NotificationDigest.is_sent.is_(True))) == 20
+            assert db.session.scalar(select(func.count()).select_from(notification_digest_items)) == 60
+        assert sorted(m["To"] for m in smtp_inbox.messages) == sorted(f"{n}@example.com" for n in people)
+    # 1 count + per chunk 6 (users, digests, notifications, claim INSERT, mark UPDATE, items INSERT)
+    # + the empty last read; one SMTP connection per chunk.
+    assert counts == [(5, 1 + 4 * 6 + 1, 4), (20, 1 + 6 + 1, 1)]
+
+
+def test_one_refused_address_fails_only_that_digest_of_the_chunk(app, users, smtp_inbox):
+    people = {f"pal{i}": ("UTC", time(8, 0), True) for i in range(5)}
+    ids = set_prefs(app, users, people)
+    for uid in ids.values():
+        add_notification(app, uid, datetime(2026, 3, 4, 12, 0, tzinfo=UTC), "yesterday")
+    smtp_inbox.refused.add("pal2@example.com")
+    now = datetime(2026, 3, 5, 8, 0, tzinfo=UTC)
+    with app.app_context():
+        result = send_daily_digest(now=now)
+        rows = dict(db.session.execute(select(NotificationDigest.user_id, NotificationDigest.is_sent)).all())
+        items = db.session.scalar(select(func.count()).select_from(notification_digest_items))
+    assert (result["sent"], result["failed"]) == (4, 1)
+    assert sorted(m["To"] for m in smtp_inbox.messages) == [f"pal{i}@example.com" for i in (0, 1, 3, 4)]
+    assert smtp_inbox.connections == 1  # the refusal did not cost the connection
+    assert rows == {uid: name != "pal2" for name, uid in ids.items()} and items == 4
+    smtp_inbox.refused.clear()
+    with app.app_context():  # p2's claim is retried once it is stale
+        assert send_daily_digest(now=now + timedelta(hours=1))["sent"] == 1
+    assert smtp_inbox.to("pal2@example.com")
+
+
+def test_an_injected_sender_gets_plain_data_oldest_first_by_type(app, users, smtp_inbox):
+    ids = set_prefs(app, users, {"alice": ("UTC", time(8, 0), True)})
+    add_notification(app, ids["alice"], datetime(2026, 3, 4, 14, 0, tzinfo=UTC), "later news")
+    add_notification(app, ids["alice"], datetime(2026, 3, 4, 9, 0, tzinfo=UTC), "a match", type_="match_result")
+    add_notification(app, ids["alice"], datetime(2026, 3, 4, 8, 0, tzinfo=UTC), "early news")
+    calls = []
+    with app.app_context():
+        result = send_daily_digest(now=datetime(2026, 3, 5, 8, 0, tzinfo=UTC),
+                                   send_email=lambda *args: calls.append(args))
+    assert result["sent"] == 1 and not smtp_inbox.messages
+    [(recipient, digest_date, items)] = calls
+    assert (recipient.username, recipient.email, digest_date.isoformat()) == ("alice", "alice@example.com", "2026-03-05")
+    order = [t for t in NOTIFICATION_TYPES if t in ("announcement", "match_result")]
+    expected = {"announcement": ["early news", "later news"], "match_result": ["a match"]}
+    assert [i.title for i in items] == [title for t in order for title in expected[t]]
 
 
 def test_job_on_a_real_worker_and_the_cli(app, users, smtp_inbox, run_jobs, runner):

@@ -7,8 +7,11 @@ Fixture `smtp_server` (function scope) starts one on a free port and yields an
     smtp_server.messages          # [ReceivedMail] (parsed with the `email` package)
     smtp_server.wait_for(2)       # block (bounded) until 2 messages arrived
     smtp_server.refuse("x@y")     # RCPT for that address -> 550 (permanent)
+    smtp_server.defer("x@y", 2)   # the next 2 RCPTs for that address -> 451 (temporary)
     smtp_server.fail_temporarily = True   # every RCPT -> 451 (temporary)
     smtp_server.stop(); smtp_server.start()   # down (connections refused), then up on the same port
+    smtp_server.drop_connections = 1      # the next RCPT: the server hangs up instead of answering
+    mail.connection                       # 1, 2, ...: which SMTP connection carried a message
 
 Point the app at it from a test module:
 
@@ -44,6 +47,7 @@ class ReceivedMail:
     rcpt_tos: list
     message: EmailMessage
     raw: bytes
+    connection: int = 0
 
     @property
     def subject(self) -> str:
@@ -70,6 +74,10 @@ class _Handler:
         self.stand_in = stand_in
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if self.stand_in.drop_connections:
+            self.stand_in.drop_connections -= 1
+            server.transport.close()  # a server that goes away mid-session
+            return "421 4.3.0 closing"  # never reaches the client
         if self.stand_in.fail_temporarily:
             return "451 4.3.0 Temporary local problem, try again later"
         if address.lower() in self.stand_in.refused:
@@ -84,7 +92,9 @@ class _Handler:
         raw = envelope.original_content or envelope.content
         message = email.message_from_bytes(raw, policy=email.policy.default)
         with self.stand_in.arrived:
-            self.stand_in.messages.append(ReceivedMail(envelope.mail_from, list(envelope.rcpt_tos), message, raw))
+            connection = self.stand_in.connections.setdefault(session, len(self.stand_in.connections) + 1)
+            self.stand_in.messages.append(ReceivedMail(envelope.mail_from, list(envelope.rcpt_tos), message, raw,
+                                                       connection))
             self.stand_in.arrived.notify_all()
         return "250 Message accepted for delivery"
 
@@ -97,6 +107,8 @@ class SmtpStandIn:
         self.refused: set[str] = set()
         self.deferred: dict[str, int] = {}
         self.fail_temporarily = False
+        self.drop_connections = 0
+        self.connections: dict = {}  # aiosmtpd session -> its number, in order of first message
         self.arrived = threading.Condition()
         self._controller = None
 
