@@ -32,6 +32,7 @@ the serializer our workers read with.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
 import json
@@ -140,6 +141,30 @@ def _remove(scheduler, job_id: str) -> None:
         pass
 
 
+@contextlib.contextmanager
+def scheduler_lock(scheduler):
+    """Hold rq-scheduler's own lock, which its loop takes around each round of enqueues.
+
+    Reconciling while another scheduler process is mid-round (a deploy overlapping the
+    old and the new process) could see a job between its dequeue and its reschedule,
+    take it for missing and replace it, dropping that period's run. The lock expires
+    on its own (interval + 10 s) if its holder died, so the wait is bounded.
+    """
+    deadline = time.monotonic() + scheduler._interval + 15
+    waited = False
+    while not scheduler.acquire_lock():
+        if not waited:
+            log.warning("Lock already taken by another scheduler process; reconciling once it is free")
+            waited = True
+        if time.monotonic() > deadline:
+            raise RuntimeError("could not take the rq-scheduler lock (rq:scheduler_lock) to reconcile")
+        time.sleep(0.2)
+    try:
+        yield
+    finally:
+        scheduler.remove_lock()
+
+
 def run_scheduler(app, burst: bool = False) -> int:
     """The scheduler process: time zone, reconcile, then rq-scheduler's loop (until SIGTERM)."""
     use_scheduler_timezone(app.config["SCHEDULER_TIMEZONE"])
@@ -151,7 +176,8 @@ def run_scheduler(app, burst: bool = False) -> int:
     except Exception as exc:  # redis raises several connection error types
         raise SystemExit(f"deltacrown scheduler: REDIS_URL: cannot reach Redis: {exc}") from None
     scheduler = make_scheduler(app)
-    reconcile(scheduler)
+    with scheduler_lock(scheduler):
+        reconcile(scheduler)
     log.info("scheduler %s running (time zone %s)", scheduler.name, app.config["SCHEDULER_TIMEZONE"])
     scheduler.run(burst=burst)
     return 0
