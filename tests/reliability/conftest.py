@@ -165,8 +165,10 @@ class PausedWorker:
     def kill(self) -> None:
         """SIGKILL the worker and its work horse at once (a machine or container dying).
 
-        RQ puts the horse in a process group of its own (os.setpgrp), so both groups."""
-        for group in (self.horse_pid, self.proc.pid):
+        RQ puts the horse in a process group of its own (os.setpgrp), so both groups. The
+        worker first: killed second, it could see its horse die and schedule the retry
+        itself before its own kill arrived (seen on a loaded machine), which no crash does."""
+        for group in (self.proc.pid, self.horse_pid):
             try:
                 os.killpg(group, signal.SIGKILL)
             except ProcessLookupError:
