@@ -42,24 +42,25 @@ def send_deliveries(delivery_ids: list[int]) -> dict:
                       budget_seconds=SEND_BATCH_BUDGET_SECONDS, continue_later=send_deliveries.enqueue)
 
 
+def _send_delivery_options(intervals) -> dict:
+    """A send_delivery job's timeout, TTLs and retries (one per remaining interval)."""
+    cfg = current_app.config
+    return dict(job_timeout=SEND_DELIVERY_TIMEOUT, result_ttl=cfg["RQ_RESULT_TTL"], failure_ttl=cfg["RQ_FAILURE_TTL"],
+                retry=Retry(max=len(intervals), interval=list(intervals)) if intervals else None)
+
+
 def _enqueue_send_delivery(delivery_id: int, job_id: str | None = None, meta: dict | None = None):
     """Like every job's `.enqueue`, with the retry intervals from DELIVERY_RETRY_INTERVALS."""
-    cfg = current_app.config
-    intervals = list(cfg["DELIVERY_RETRY_INTERVALS"])
-    return get_queue(QUEUE_NOTIFICATIONS).enqueue_call(
-        send_delivery, args=(delivery_id,), timeout=SEND_DELIVERY_TIMEOUT,
-        result_ttl=cfg["RQ_RESULT_TTL"], failure_ttl=cfg["RQ_FAILURE_TTL"],
-        retry=Retry(max=len(intervals), interval=intervals) if intervals else None,
-        job_id=job_id, meta=meta)
+    return get_queue(QUEUE_NOTIFICATIONS).enqueue(
+        send_delivery, delivery_id, job_id=job_id, meta=meta,
+        **_send_delivery_options(current_app.config["DELIVERY_RETRY_INTERVALS"]))
 
 
 def retry_send_later(delivery_id: int):
     """A batch's send failed temporarily: its own send_delivery job, after the first retry
     interval, with the remaining intervals as its retries (the same schedule as a lone send)."""
-    cfg = current_app.config
-    first, *rest = cfg["DELIVERY_RETRY_INTERVALS"]
-    options = dict(job_timeout=SEND_DELIVERY_TIMEOUT, result_ttl=cfg["RQ_RESULT_TTL"],
-                   failure_ttl=cfg["RQ_FAILURE_TTL"], retry=Retry(max=len(rest), interval=rest) if rest else None)
+    first, *rest = current_app.config["DELIVERY_RETRY_INTERVALS"]
+    options = _send_delivery_options(rest)
     queue = get_queue(QUEUE_NOTIFICATIONS)
     if first <= 0:  # like RQ's own retry: no wait means straight onto the queue
         return queue.enqueue(send_delivery, delivery_id, **options)
