@@ -3,14 +3,15 @@ from __future__ import annotations
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from rq import Worker
 from rq.registry import FailedJobRegistry
 from sqlalchemy import insert
 
 from deltacrown.extensions import db
 from deltacrown.notifications.models import Delivery
-from deltacrown.ops.scheduler import make_scheduler, run_round
+from deltacrown.ops.scheduler import make_scheduler, run_round, silence_utcnow_deprecation
 from deltacrown.outbox.models import OutboxEvent
-from deltacrown.queue import QUEUE_NAMES, get_queue, get_redis, make_worker
+from deltacrown.queue import QUEUE_NAMES, get_queue, get_redis, make_worker, restore_registration
 from deltacrown.timeutil import utcnow
 from tests.support.processes import wait_for
 
@@ -31,6 +32,8 @@ def registered_worker(app):
 @pytest.fixture
 def scheduler_round(app):
     """Runs one round of the scheduler process's loop (heartbeat, lock, jobs) in this process."""
+
+    silence_utcnow_deprecation()
 
     def run():
         with app.app_context():
@@ -71,6 +74,29 @@ def test_healthz_names_the_scheduler_when_its_heartbeat_is_stale(app, client, re
                                    "down": ["scheduler"]}
     scheduler_round()  # it beats again
     assert client.get("/healthz").status_code == 200
+
+
+def test_a_worker_forgotten_by_redis_registers_again_and_a_dead_one_does_not(app, client, scheduler_round):
+    with app.app_context():
+        worker = make_worker(app, name="forgotten-worker")
+        worker.register_birth()
+        worker.set_state("idle")
+        get_redis().flushall()  # Redis restarted empty; the worker process goes on
+        worker.heartbeat()  # RQ's own heartbeat alone does not make it visible again
+    scheduler_round()
+    assert client.get("/healthz").get_json()["workers"] == 0
+    with app.app_context():
+        assert restore_registration(worker)
+        assert not restore_registration(worker)  # listed again: nothing to do
+    body = client.get("/healthz").get_json()
+    assert (body["workers"], body["scheduler"]) == (1, "ok")
+    listed = Worker.all(connection=get_redis(app))  # what the ops page lists
+    assert [(w.name, w.get_state(), w.queue_names()) for w in listed] == [
+        ("forgotten-worker", "idle", list(QUEUE_NAMES))]
+    with app.app_context():
+        worker.register_death()
+        assert not restore_registration(worker)  # a stopped worker stays gone
+    assert client.get("/healthz").get_json()["workers"] == 0
 
 
 def test_healthz_names_redis_when_it_is_unreachable(app_without_redis):
