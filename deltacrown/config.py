@@ -113,6 +113,16 @@ def check_rate_limit(value: str, name: str) -> str:
     return value
 
 
+def _scheduler_stale_seconds(env) -> int:
+    interval = _int(env, "SCHEDULER_INTERVAL", 60, minimum=1)
+    stale = _int(env, "SCHEDULER_HEARTBEAT_STALE_SECONDS", 3 * interval, minimum=1)
+    if stale <= interval:
+        # A heartbeat comes once per interval: a threshold not above it would call a live scheduler dead.
+        raise ConfigError(f"SCHEDULER_HEARTBEAT_STALE_SECONDS: must be more than SCHEDULER_INTERVAL ({interval}), "
+                          f"got {stale}")
+    return stale
+
+
 def load_dotenv_file() -> None:
     """Local use: read PROJECT_ROOT/.env into the environment, never overriding a
     variable that is already set. Called by the entry points (app.py, worker.py,
@@ -180,6 +190,10 @@ def load_config(env=None) -> dict:
         "OUTBOX_SWEEP_AGE_SECONDS": _int(env, "OUTBOX_SWEEP_AGE_SECONDS", 5, minimum=0),
         # How often the scheduler process moves due recurring jobs to their queue.
         "SCHEDULER_INTERVAL": _int(env, "SCHEDULER_INTERVAL", 60, minimum=1),
+        # The scheduler writes a heartbeat every SCHEDULER_INTERVAL; one older than this (default:
+        # three intervals) means it is dead or stuck (/healthz 503), and a recurring job whose next
+        # run is this far in the past is flagged overdue on the ops dashboard.
+        "SCHEDULER_HEARTBEAT_STALE_SECONDS": _scheduler_stale_seconds(env),
         # An event relayed this long ago and still unhandled lost its job: the sweep relays it again.
         "OUTBOX_REDELIVER_AGE_SECONDS": _int(env, "OUTBOX_REDELIVER_AGE_SECONDS", 15 * 60, minimum=1),
         # Money: coins paid per place (integers only).
