@@ -168,3 +168,24 @@ def test_a_delivery_created_before_unsubscribing_from_its_type_is_skipped(app, c
     assert skipped.status == "skipped" and "Match result" in skipped.last_error
     assert sent.status == "sent" and delivery(app, first[cleo]).status == "sent"
     assert [m.subject for m in smtp_server.wait_for(2)][1].endswith("Spring Cup bracket")
+
+
+def test_a_batch_reads_the_consent_of_all_its_recipients_in_one_query(app, users, make, smtp_server, count_queries):
+    from deltacrown.channels.delivery import send_batch
+    from deltacrown.models import User
+    from deltacrown.notifications.preferences import update_preferences
+
+    ids = {}
+    for name in ("eve", "fay", "gus", "hal", "ivy"):
+        uid = users.create(name)
+        ids[name] = make.delivery("email", f"{name}@example.com", notification_id=make.notification(uid),
+                                  user_id=uid)
+    with app.app_context():
+        update_preferences(db.session.get(User, users.ids["gus"]), {"opt_out_email": True}, "api")
+    with app.app_context(), count_queries() as q:
+        counts = send_batch(list(ids.values()))
+    assert counts == {"sent": 4, "skipped": 1}
+    assert len([s for s in q.statements if "notification_preferences" in s]) == 1
+    assert sorted(m.rcpt_tos[0] for m in smtp_server.wait_for(4)) == [
+        "eve@example.com", "fay@example.com", "hal@example.com", "ivy@example.com"]
+    assert delivery(app, ids["gus"]).status == "skipped"
