@@ -7,6 +7,7 @@ value is unusable, so processes can stop with that line instead of a traceback.
 from __future__ import annotations
 
 import os
+import ssl
 from pathlib import Path
 from urllib.parse import urlparse
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -103,6 +104,19 @@ def check_timezone(name_value: str, name: str) -> str:
     return name_value
 
 
+def check_ca_file(path: str | None, name: str) -> str | None:
+    """None, or a readable file of PEM certificates (checked by loading it as TLS trust)."""
+    if path is None:
+        return None
+    if not Path(path).is_file():
+        raise ConfigError(f"{name}: no such file: {path!r}")
+    try:
+        ssl.create_default_context(cafile=path)
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        raise ConfigError(f"{name}: not a readable PEM certificate file: {path!r} ({exc})") from None
+    return path
+
+
 def check_rate_limit(value: str, name: str) -> str:
     from limits import parse_many
 
@@ -157,6 +171,11 @@ def load_config(env=None) -> dict:
         "UNSUBSCRIBE_MAILTO": env.get("UNSUBSCRIBE_MAILTO") or "unsubscribe@deltacrown.local",
         "UNSUBSCRIBE_TOKEN_MAX_AGE_DAYS": _int(env, "UNSUBSCRIBE_TOKEN_MAX_AGE_DAYS", 180, minimum=1),
         "MAIL_TIMEOUT_SECONDS": _int(env, "MAIL_TIMEOUT_SECONDS", 10, minimum=1),
+        # TLS always verifies the server's certificate and name: against the system's CAs, or
+        # (for a relay with a private CA) against this PEM file instead.
+        "MAIL_TLS_CA_FILE": check_ca_file(env.get("MAIL_TLS_CA_FILE") or None, "MAIL_TLS_CA_FILE"),
+        # Logging in to an SMTP server without TLS sends the password in clear text: only on request.
+        "MAIL_ALLOW_PLAINTEXT_AUTH": _bool(env, "MAIL_ALLOW_PLAINTEXT_AUTH", False),
         # Discord
         "DISCORD_API_BASE": check_http_url(env.get("DISCORD_API_BASE") or "https://discord.com/api", "DISCORD_API_BASE"),
         "DISCORD_WEBHOOK_URL": env.get("DISCORD_WEBHOOK_URL") or None,
@@ -210,6 +229,11 @@ def load_config(env=None) -> dict:
         "LOGIN_RATE_LIMIT_PER_USERNAME": check_rate_limit(env.get("LOGIN_RATE_LIMIT_PER_USERNAME") or "5 per minute",
                                                           "LOGIN_RATE_LIMIT_PER_USERNAME"),
     }
+    if config["MAIL_USERNAME"] and not (config["MAIL_USE_TLS"] or config["MAIL_USE_SSL"]
+                                        or config["MAIL_ALLOW_PLAINTEXT_AUTH"]):
+        raise ConfigError("MAIL_USERNAME: logging in to the SMTP server without TLS would send the password "
+                          "in clear text; set MAIL_USE_TLS=true (STARTTLS) or MAIL_USE_SSL=true, or "
+                          "MAIL_ALLOW_PLAINTEXT_AUTH=true for a server on a trusted network")
     if config["DISCORD_WEBHOOK_URL"]:
         config["DISCORD_WEBHOOK_URL"] = check_http_url(config["DISCORD_WEBHOOK_URL"], "DISCORD_WEBHOOK_URL")
     return config

@@ -13,7 +13,7 @@ from ..teams.models import _in
 from ..timeutil import UTCDateTime, utcnow
 from .types import CHANNELS, DISCORD, EMAIL, IN_APP, NOTIFICATION_TYPES, TYPE_NAMES
 
-DELIVERY_STATUSES = ("pending", "sent", "failed")
+DELIVERY_STATUSES = ("pending", "sent", "failed", "skipped")
 DEFAULT_DIGEST_TIME = time(8, 0)
 
 
