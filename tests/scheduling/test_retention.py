@@ -143,7 +143,7 @@ def test_the_daily_runs_delete_exactly_what_is_old_and_finished(app, users, run_
     run_jobs()  # the triggers start the real jobs, which the same burst runs
     with app.app_context():
         runs = {k.decode(): v for k, v in connection.hgetall(LAST_RUN_KEY).items()}
-        assert sorted(runs) == sorted(RETENTION)
+        assert set(RETENTION) <= set(runs)  # (another job is due only if a cron minute just began)
         results = {}
         for name in RETENTION:
             run = json.loads(runs[name])
