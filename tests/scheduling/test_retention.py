@@ -8,6 +8,7 @@ import re
 import time
 from datetime import date, datetime, timedelta, timezone
 
+import pytest
 from sqlalchemy import bindparam, event, func, insert, select, text
 
 from deltacrown.extensions import db
@@ -291,3 +292,13 @@ def test_one_batch_larger_than_the_bind_parameter_limit(app, users):
         result = prune_records(90, batch_size=100_000)
         assert (result["deliveries"], result["outbox_events"], result["digests"]) == (rows, rows, rows)
         assert db.session.scalar(select(func.count()).select_from(Delivery)) == 1
+
+
+def test_retention_days_is_validated():
+    from deltacrown.config import ConfigError, load_config
+
+    assert load_config({})["RETENTION_DAYS"] == 90
+    assert load_config({"RETENTION_DAYS": "30"})["RETENTION_DAYS"] == 30
+    for bad in ("0", "ninety", "36501"):
+        with pytest.raises(ConfigError, match=r"^RETENTION_DAYS: "):
+            load_config({"RETENTION_DAYS": bad})
