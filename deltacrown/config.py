@@ -34,7 +34,7 @@ def _bool(env, name, default):
     raise ConfigError(f"{name}: expected true or false, got {raw!r}")
 
 
-def _int(env, name, default, minimum=None):
+def _int(env, name, default, minimum=None, maximum=None):
     raw = env.get(name)
     if raw is None or raw == "":
         return default
@@ -44,6 +44,8 @@ def _int(env, name, default, minimum=None):
         raise ConfigError(f"{name}: expected a whole number, got {raw!r}") from None
     if minimum is not None and value < minimum:
         raise ConfigError(f"{name}: must be at least {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{name}: must be at most {maximum}, got {value}")
     return value
 
 
@@ -215,6 +217,9 @@ def load_config(env=None) -> dict:
         "SCHEDULER_HEARTBEAT_STALE_SECONDS": _scheduler_stale_seconds(env),
         # An event relayed this long ago and still unhandled lost its job: the sweep relays it again.
         "OUTBOX_REDELIVER_AGE_SECONDS": _int(env, "OUTBOX_REDELIVER_AGE_SECONDS", 15 * 60, minimum=1),
+        # Daily retention (prune-records): handled outbox events, finished deliveries and digests
+        # older than this many days are deleted (at most 100 years: the cutoff date must exist).
+        "RETENTION_DAYS": _int(env, "RETENTION_DAYS", 90, minimum=1, maximum=36_500),
         # Money: coins paid per place (integers only).
         "PAYOUT_TABLE": {1: 1000, 2: 500, 3: 250},
         "INVITE_EXPIRY_DAYS": _int(env, "INVITE_EXPIRY_DAYS", 7, minimum=1),

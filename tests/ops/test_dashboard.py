@@ -50,11 +50,12 @@ def test_dashboard_shows_queues_failed_jobs_deliveries_and_payouts(app, admin, r
             CoinTransaction(user_id=player, amount=1000, transaction_type="payout",
                             dedup_key="payout:t1", meta={"place": 1}),
         ])
-        # An event whose relay after commit did not happen (a Core insert is not seen by the
-        # relay hook): it waits for the sweep, and the dashboard must show it.
-        db.session.execute(insert(OutboxEvent).values(type="invite_sent", payload={"invite_id": 1},
-                                                      created_at=utcnow()))
         db.session.commit()
+        # An event whose relay after commit did not happen (written outside the session, which
+        # the relay hook does not watch): it waits for the sweep, and the dashboard must show it.
+        with db.engine.begin() as conn:
+            conn.execute(insert(OutboxEvent).values(type="invite_sent", payload={"invite_id": 1},
+                                                    created_at=utcnow()))
     html = admin.get("/ops").get_data(as_text=True)
     assert "Operations" in html
     queue_row = re.search(r"<th scope=\"row\">default</th>(.*?)</tr>", html, re.S).group(1)

@@ -131,14 +131,15 @@ def test_metrics_match_the_registries_and_the_database(app, client, run_jobs):
             Delivery(dedup_key="d3", channel="email", target="c@example.com", status="failed", attempts=5),
             Delivery(dedup_key="d4", channel="discord", target="team:1", status="pending", attempts=0),
         ])
-        # Two events whose relay after commit did not happen (Core inserts are not seen by the
-        # relay hook) and one already relayed.
-        db.session.execute(insert(OutboxEvent), [
-            {"type": "invite_sent", "payload": {"invite_id": 1}, "created_at": utcnow(), "relayed_at": None},
-            {"type": "invite_sent", "payload": {"invite_id": 2}, "created_at": utcnow(), "relayed_at": None},
-            {"type": "invite_sent", "payload": {"invite_id": 3}, "created_at": utcnow(), "relayed_at": utcnow()},
-        ])
         db.session.commit()
+        # Two events whose relay after commit did not happen (written outside the session, which
+        # the relay hook does not watch) and one already relayed.
+        with db.engine.begin() as conn:
+            conn.execute(insert(OutboxEvent), [
+                {"type": "invite_sent", "payload": {"invite_id": 1}, "created_at": utcnow(), "relayed_at": None},
+                {"type": "invite_sent", "payload": {"invite_id": 2}, "created_at": utcnow(), "relayed_at": None},
+                {"type": "invite_sent", "payload": {"invite_id": 3}, "created_at": utcnow(), "relayed_at": utcnow()},
+            ])
         connection = get_redis()
         rq_lengths = {q: get_queue(q).count for q in QUEUE_NAMES}
         rq_failed = {q: FailedJobRegistry(q, connection=connection).count for q in QUEUE_NAMES}
