@@ -4,8 +4,8 @@ Handling an event reads its deliveries, and deleting an old outbox event makes
 PostgreSQL look up the deliveries that reference it (ON DELETE SET NULL): without
 an index each is a scan of the whole deliveries table.
 
-Revision ID: 0002
-Revises: 0001
+Revision ID: 0003
+Revises: 0002_delivery_skipped
 Create Date: 2026-12-01 12:00:00
 
 """
@@ -13,8 +13,8 @@ from alembic import op
 
 
 # revision identifiers, used by Alembic.
-revision = '0002'
-down_revision = '0001'
+revision = '0003'
+down_revision = '0002_delivery_skipped'
 branch_labels = None
 depends_on = None
 
