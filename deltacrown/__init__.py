@@ -6,7 +6,7 @@ import os
 
 from flask import Flask
 
-from .config import PROJECT_ROOT, ConfigError, load_config  # noqa: F401  (ConfigError re-exported)
+from .config import PROJECT_ROOT, ConfigError, check_secret_key, load_config  # noqa: F401  (ConfigError re-exported)
 from .extensions import csrf, db, limiter, login_manager, mail, migrate
 
 # The parts of the service, each a package with `init_app(app)`.
@@ -24,6 +24,7 @@ def create_app(config: dict | None = None) -> Flask:
     app.config.update(load_config())
     if config:
         app.config.update(config)
+    check_secret_key(app.config)
     os.makedirs(app.instance_path, exist_ok=True)
     if app.config.get("TRUSTED_PROXY_COUNT"):
         # Behind a PaaS router the client address is in X-Forwarded-For; without this every
