@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import importlib
+import io
 import os
 
-from flask import Flask
+from flask import Flask, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from .config import PROJECT_ROOT, ConfigError, check_secret_key, load_config  # noqa: F401  (ConfigError re-exported)
 from .extensions import csrf, db, limiter, login_manager, mail, migrate
@@ -33,6 +35,26 @@ def create_app(config: dict | None = None) -> Flask:
 
         hops = app.config["TRUSTED_PROXY_COUNT"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
+
+    @app.before_request
+    def refuse_oversized_body():
+        # First of all hooks, so every route answers 413 alike: a declared length over the
+        # limit without waiting for the body; a streamed (chunked) one is read here, one byte
+        # past the limit at most. Werkzeug alone would stop reading a streamed body at the
+        # limit and parse what it got as if it were all of it (a truncated form is accepted).
+        limit = request.max_content_length
+        if limit is None:
+            return
+        if request.content_length is not None:
+            if request.content_length > limit:
+                raise RequestEntityTooLarge()
+            return
+        if request.environ.get("wsgi.input_terminated") and request.headers.get("Transfer-Encoding"):
+            body = _read_at_most(request.environ["wsgi.input"], limit + 1)
+            if len(body) > limit:
+                raise RequestEntityTooLarge()
+            request.environ["wsgi.input"] = io.BytesIO(body)
+            request.environ["CONTENT_LENGTH"] = str(len(body))
 
     from . import models  # noqa: F401  (register every table with the metadata)
 
@@ -88,3 +110,15 @@ def create_app(config: dict | None = None) -> Flask:
         if key not in chosen:
             app.config[key] = value
     return app
+
+
+def _read_at_most(stream, size: int) -> bytes:
+    """Up to `size` bytes of a stream (a raw stream's read may return less than asked)."""
+    parts, total = [], 0
+    while total < size:
+        chunk = stream.read(size - total)
+        if not chunk:
+            break
+        parts.append(chunk)
+        total += len(chunk)
+    return b"".join(parts)

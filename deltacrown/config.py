@@ -248,6 +248,8 @@ def load_config(env=None) -> dict:
         # Money: coins paid per place (integers only).
         "PAYOUT_TABLE": {1: 1000, 2: 500, 3: 250},
         "INVITE_EXPIRY_DAYS": _int(env, "INVITE_EXPIRY_DAYS", 7, minimum=1),
+        # Largest request body in bytes (Flask's own key): a larger one is refused with 413.
+        "MAX_CONTENT_LENGTH": _int(env, "MAX_CONTENT_LENGTH", 1024 * 1024, minimum=1),
         "LOG_LEVEL": (env.get("LOG_LEVEL") or "INFO").upper(),
         # Where `make run`'s web process listens: loopback only, unless told otherwise (0.0.0.0).
         "DEV_HOST": check_bind_host(env.get("DEV_HOST") or "127.0.0.1", "DEV_HOST"),
