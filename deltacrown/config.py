@@ -101,6 +101,13 @@ def check_http_url(url: str, name: str) -> str:
     return url.rstrip("/")
 
 
+def check_token(value: str | None, name: str) -> str | None:
+    """A secret sent in an `Authorization: Bearer` header: visible ASCII, no spaces."""
+    if value is not None and not re.fullmatch(r"[\x21-\x7e]+", value):
+        raise ConfigError(f"{name}: expected visible ASCII characters without spaces")
+    return value
+
+
 def check_bind_host(value: str, name: str) -> str:
     """An IP address or host name to listen on (no port: that is PORT)."""
     try:
@@ -250,6 +257,10 @@ def load_config(env=None) -> dict:
         "INVITE_EXPIRY_DAYS": _int(env, "INVITE_EXPIRY_DAYS", 7, minimum=1),
         # Largest request body in bytes (Flask's own key): a larger one is refused with 413.
         "MAX_CONTENT_LENGTH": _int(env, "MAX_CONTENT_LENGTH", 1024 * 1024, minimum=1),
+        # GET /metrics: seconds a computed scrape is reused (0: never); the Bearer token it
+        # requires (unset: open, e.g. behind a private network).
+        "METRICS_CACHE_SECONDS": _int(env, "METRICS_CACHE_SECONDS", 10, minimum=0),
+        "METRICS_TOKEN": check_token(env.get("METRICS_TOKEN") or None, "METRICS_TOKEN"),
         "LOG_LEVEL": (env.get("LOG_LEVEL") or "INFO").upper(),
         # Where `make run`'s web process listens: loopback only, unless told otherwise (0.0.0.0).
         "DEV_HOST": check_bind_host(env.get("DEV_HOST") or "127.0.0.1", "DEV_HOST"),
