@@ -98,6 +98,11 @@ def create_app(config: dict | None = None) -> Flask:
         )
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "same-origin")
+        if app.config["PUBLIC_BASE_URL"].startswith("https://"):
+            # Browsers then use https only for a year, even when a link or a typed address says
+            # http (no first request in the clear to strip cookies from). Not includeSubDomains:
+            # other hosts under the domain are not ours to decide for.
+            response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
         return response
 
     # Flask's own defaults already hold these keys (SAMESITE None), so setdefault would be a
