@@ -12,18 +12,18 @@ import unicodedata
 from urllib.parse import unquote, urlsplit
 
 
-def _plain(text: str) -> bool:
-    # No control, format or separator characters (space, tab, newline, NUL, U+2028,
-    # bidi overrides, ...) and no backslash.
-    return "\\" not in text and not any(unicodedata.category(c)[0] in "CZ" for c in text)
+def _plain(text: str, refused_categories: str) -> bool:
+    return "\\" not in text and not any(unicodedata.category(c)[0] in refused_categories for c in text)
 
 
 def same_site_path(target: str | None) -> str | None:
     """`target` when it is a path on this site ("/teams/3?tab=x#y"), else None."""
     if not target or not isinstance(target, str):
         return None
-    for form in (target, unquote(target)):
-        if not form.startswith("/") or form.startswith("//") or not _plain(form):
+    # As written: no control or format characters (tab, newline, NUL, bidi overrides, ...)
+    # and no separators (space, U+2028); once decoded, an encoded space ("?q=a%20b") is fine.
+    for form, refused_categories in ((target, "CZ"), (unquote(target), "C")):
+        if not form.startswith("/") or form.startswith("//") or not _plain(form, refused_categories):
             return None
     parts = urlsplit(target)
     if parts.scheme or parts.netloc:
