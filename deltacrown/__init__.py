@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import importlib
+import io
 import os
 
-from flask import Flask
+from flask import Flask, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
-from .config import PROJECT_ROOT, ConfigError, load_config  # noqa: F401  (ConfigError re-exported)
+from .config import PROJECT_ROOT, ConfigError, check_secret_key, load_config  # noqa: F401  (ConfigError re-exported)
 from .extensions import csrf, db, limiter, login_manager, mail, migrate
 
 # The parts of the service, each a package with `init_app(app)`.
@@ -24,6 +26,7 @@ def create_app(config: dict | None = None) -> Flask:
     app.config.update(load_config())
     if config:
         app.config.update(config)
+    check_secret_key(app.config)
     os.makedirs(app.instance_path, exist_ok=True)
     if app.config.get("TRUSTED_PROXY_COUNT"):
         # Behind a PaaS router the client address is in X-Forwarded-For; without this every
@@ -32,6 +35,26 @@ def create_app(config: dict | None = None) -> Flask:
 
         hops = app.config["TRUSTED_PROXY_COUNT"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
+
+    @app.before_request
+    def refuse_oversized_body():
+        # First of all hooks, so every route answers 413 alike: a declared length over the
+        # limit without waiting for the body; a streamed (chunked) one is read here, one byte
+        # past the limit at most. Werkzeug alone would stop reading a streamed body at the
+        # limit and parse what it got as if it were all of it (a truncated form is accepted).
+        limit = request.max_content_length
+        if limit is None:
+            return
+        if request.content_length is not None:
+            if request.content_length > limit:
+                raise RequestEntityTooLarge()
+            return
+        if request.environ.get("wsgi.input_terminated") and request.headers.get("Transfer-Encoding"):
+            body = _read_at_most(request.environ["wsgi.input"], limit + 1)
+            if len(body) > limit:
+                raise RequestEntityTooLarge()
+            request.environ["wsgi.input"] = io.BytesIO(body)
+            request.environ["CONTENT_LENGTH"] = str(len(body))
 
     from . import models  # noqa: F401  (register every table with the metadata)
 
@@ -75,6 +98,11 @@ def create_app(config: dict | None = None) -> Flask:
         )
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "same-origin")
+        if app.config["PUBLIC_BASE_URL"].startswith("https://"):
+            # Browsers then use https only for a year, even when a link or a typed address says
+            # http (no first request in the clear to strip cookies from). Not includeSubDomains:
+            # other hosts under the domain are not ours to decide for.
+            response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
         return response
 
     # Flask's own defaults already hold these keys (SAMESITE None), so setdefault would be a
@@ -87,3 +115,15 @@ def create_app(config: dict | None = None) -> Flask:
         if key not in chosen:
             app.config[key] = value
     return app
+
+
+def _read_at_most(stream, size: int) -> bytes:
+    """Up to `size` bytes of a stream (a raw stream's read may return less than asked)."""
+    parts, total = [], 0
+    while total < size:
+        chunk = stream.read(size - total)
+        if not chunk:
+            break
+        parts.append(chunk)
+        total += len(chunk)
+    return b"".join(parts)

@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 from marshmallow import Schema, ValidationError, fields, validate
 
 from .api import ListArgsSchema
+from .links import same_site_path
 
 MAX_ID = 2**31 - 1
 # Path converter for ids: an id outside this range cannot exist, so it is a 404.
@@ -29,14 +30,11 @@ def Text(max_length: int, min_length: int = 1, **kwargs) -> fields.String:
 
 
 def _link(value):
-    # Shown as a link in the center, emails and Discord: a site path or an http(s) URL only
-    # (never javascript: or data:).
-    if value is None:
-        return
-    if not ((value.startswith("/") and not value.startswith("//")) or value.startswith(("https://", "http://"))):
-        raise ValidationError("must be a site path like /tournaments/3 or an http(s) URL")
-    if any(c.isspace() for c in value):
-        raise ValidationError("must not contain spaces")
+    # Shown as a link in the center, emails and Discord: a path on this site only (never
+    # another host, javascript: or data:, nor a path a browser would read as another host).
+    if value is not None and same_site_path(value) is None:
+        raise ValidationError("must be a path on this site like /tournaments/3 (no spaces, control characters "
+                              "or backslashes)")
 
 
 def Link(**kwargs) -> fields.String:

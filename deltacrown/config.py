@@ -6,7 +6,9 @@ value is unusable, so processes can stop with that line instead of a traceback.
 """
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 import ssl
 from pathlib import Path
 from urllib.parse import urlparse
@@ -17,6 +19,9 @@ from sqlalchemy.exc import ArgumentError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 INSTANCE_DIR = PROJECT_ROOT / "instance"
+# What SECRET_KEY is when unset: known to everyone, so only acceptable on localhost.
+DEV_SECRET_KEY = "dev-only-insecure-secret-key"
+LOCAL_HOSTNAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
 class ConfigError(Exception):
@@ -98,6 +103,24 @@ def check_http_url(url: str, name: str) -> str:
     return url.rstrip("/")
 
 
+def check_token(value: str | None, name: str) -> str | None:
+    """A secret sent in an `Authorization: Bearer` header: visible ASCII, no spaces."""
+    if value is not None and not re.fullmatch(r"[\x21-\x7e]+", value):
+        raise ConfigError(f"{name}: expected visible ASCII characters without spaces")
+    return value
+
+
+def check_bind_host(value: str, name: str) -> str:
+    """An IP address or host name to listen on (no port: that is PORT)."""
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        pass
+    if not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?", value):
+        raise ConfigError(f"{name}: expected an IP address or host name like 127.0.0.1 or 0.0.0.0, got {value!r}")
+    return value
+
+
 def check_timezone(name_value: str, name: str) -> str:
     try:
         ZoneInfo(name_value)
@@ -139,6 +162,20 @@ def _scheduler_stale_seconds(env) -> int:
     return stale
 
 
+def is_local_url(url: str) -> bool:
+    return urlparse(url).hostname in LOCAL_HOSTNAMES
+
+
+def check_secret_key(config) -> None:
+    """Off localhost, a missing or development SECRET_KEY would let anyone forge sessions."""
+    if config.get("SECRET_KEY") not in (None, "", DEV_SECRET_KEY):
+        return
+    base = config.get("PUBLIC_BASE_URL") or ""
+    if not is_local_url(base):
+        raise ConfigError(f"SECRET_KEY: unset or the development default while PUBLIC_BASE_URL ({base}) "
+                          "is not localhost; set it to a long random value")
+
+
 def load_dotenv_file() -> None:
     """Local use: read PROJECT_ROOT/.env into the environment, never overriding a
     variable that is already set. Called by the entry points (app.py, worker.py,
@@ -156,7 +193,7 @@ def load_config(env=None) -> dict:
     database_url = env.get("DATABASE_URL") or f"sqlite:///{INSTANCE_DIR / 'deltacrown.sqlite'}"
     redis_url = env.get("REDIS_URL") or ""
     config = {
-        "SECRET_KEY": env.get("SECRET_KEY") or "dev-only-insecure-secret-key",
+        "SECRET_KEY": env.get("SECRET_KEY") or DEV_SECRET_KEY,
         "SQLALCHEMY_DATABASE_URI": check_database_url(database_url),
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
         "REDIS_URL": check_redis_url(redis_url) if redis_url else "",
@@ -223,7 +260,15 @@ def load_config(env=None) -> dict:
         # Money: coins paid per place (integers only).
         "PAYOUT_TABLE": {1: 1000, 2: 500, 3: 250},
         "INVITE_EXPIRY_DAYS": _int(env, "INVITE_EXPIRY_DAYS", 7, minimum=1),
+        # Largest request body in bytes (Flask's own key): a larger one is refused with 413.
+        "MAX_CONTENT_LENGTH": _int(env, "MAX_CONTENT_LENGTH", 1024 * 1024, minimum=1),
+        # GET /metrics: seconds a computed scrape is reused (0: never); the Bearer token it
+        # requires (unset: open, e.g. behind a private network).
+        "METRICS_CACHE_SECONDS": _int(env, "METRICS_CACHE_SECONDS", 10, minimum=0),
+        "METRICS_TOKEN": check_token(env.get("METRICS_TOKEN") or None, "METRICS_TOKEN"),
         "LOG_LEVEL": (env.get("LOG_LEVEL") or "INFO").upper(),
+        # Where `make run`'s web process listens: loopback only, unless told otherwise (0.0.0.0).
+        "DEV_HOST": check_bind_host(env.get("DEV_HOST") or "127.0.0.1", "DEV_HOST"),
         # How many reverse proxies (a PaaS router) stand in front of the web process; their
         # X-Forwarded-* headers are trusted for that many hops. 0: none (direct connections).
         "TRUSTED_PROXY_COUNT": _int(env, "TRUSTED_PROXY_COUNT", 0, minimum=0),

@@ -6,9 +6,13 @@
    free loopback port (data under instance/redis, nothing persisted).
 2. `flask db upgrade` on DATABASE_URL (default: SQLite under instance/).
 3. `flask seed-demo` when the database has no users yet.
-4. Starts the Procfile processes as children — web (gunicorn on 0.0.0.0:$PORT,
-   default 5000), worker, scheduler — all with the same DATABASE_URL and
-   REDIS_URL, their output prefixed with their name.
+4. Starts the Procfile processes as children — web (gunicorn on $DEV_HOST:$PORT,
+   default 127.0.0.1:5000, so nothing outside this machine reaches it unless
+   DEV_HOST=0.0.0.0), worker, scheduler — all with the same DATABASE_URL,
+   REDIS_URL and SECRET_KEY, their output prefixed with their name.
+
+With no SECRET_KEY, a random one is generated once and kept in instance/secret_key
+(so sessions survive restarts, and no checkout signs with the well-known default).
 
 A child that exits is reported by name; the others keep running, except the
 web process, without which there is nothing to serve, so then all stop.
@@ -19,6 +23,7 @@ terminal's Ctrl-C reaches only this runner, which stops them in order.
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -96,6 +101,37 @@ def _has_users(env: dict) -> bool:
         engine.dispose()
 
 
+def local_secret_key(directory=INSTANCE_DIR) -> str:
+    """This checkout's own random SECRET_KEY, made on first use and readable by its owner only."""
+    path = directory / "secret_key"
+    key = path.read_text().strip() if path.is_file() else ""
+    if not key:
+        directory.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(48)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(key + "\n")
+    return key
+
+
+def web_command(config: dict, port: int, env: dict) -> list[str]:
+    host = config["DEV_HOST"]
+    bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return [sys.executable, "-m", "gunicorn", "app:app", "--bind", bind,
+            "--workers", env.get("WEB_CONCURRENCY") or "2", "--access-logfile", "-",
+            "--graceful-timeout", "10",
+            # several gunicorns on one machine (tests, a second checkout) must not
+            # fight over the default control socket path
+            "--no-control-socket"]
+
+
+def _local_address(host: str) -> str:
+    """An address of this machine the web process answers on (for the start-up probe)."""
+    if host in ("0.0.0.0", "::"):
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host
+
+
 def _answers(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=1) as response:
@@ -107,7 +143,7 @@ def _answers(url: str) -> bool:
 def main() -> int:
     load_dotenv_file()
     try:
-        load_config()
+        config = load_config()
         port = int(os.environ.get("PORT") or 5000)
     except ConfigError as exc:
         sys.exit(f"deltacrown: configuration error: {exc}")
@@ -127,6 +163,8 @@ def main() -> int:
     env = dict(os.environ)
     env["FLASK_APP"] = "app.py"
     env["PYTHONUNBUFFERED"] = "1"
+    if not env.get("SECRET_KEY"):
+        env["SECRET_KEY"] = local_secret_key()
     if not env.get("DATABASE_URL"):
         env["DATABASE_URL"] = f"sqlite:///{INSTANCE_DIR / 'deltacrown.sqlite'}"
     redis_proc = None
@@ -150,18 +188,12 @@ def main() -> int:
         if stopping.is_set():
             return 0
         python = sys.executable
-        web_args = [python, "-m", "gunicorn", "app:app", "--bind", f"0.0.0.0:{port}",
-                    "--workers", env.get("WEB_CONCURRENCY") or "2", "--access-logfile", "-",
-                    "--graceful-timeout", "10",
-                    # several gunicorns on one machine (tests, a second checkout) must not
-                    # fight over the default control socket path
-                    "--no-control-socket"]
-        for name, args in (("web", web_args), ("worker", [python, "worker.py"]),
+        for name, args in (("web", web_command(config, port, env)), ("worker", [python, "worker.py"]),
                            ("scheduler", [python, "worker.py", "--scheduler"])):
             children.append(Child(name, args, env))
             say(f"started {name} (pid {children[-1].popen.pid})")
 
-        login_url = f"http://127.0.0.1:{port}/login"
+        login_url = f"http://{_local_address(config['DEV_HOST'])}:{port}/login"
         announced = False
         while not stopping.wait(0.2):
             for child in children:

@@ -1,8 +1,6 @@
 """Browser login and logout (Flask-Login sessions)."""
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask_limiter.util import get_remote_address
 from flask_login import current_user, login_required, login_user, logout_user
@@ -11,6 +9,7 @@ from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired
 
 from ..extensions import db, limiter, login_manager
+from ..links import same_site_path
 from .models import User
 from .services import authenticate_password
 
@@ -28,13 +27,8 @@ def load_user(user_id: str):
 
 
 def _safe_next(target: str | None) -> str | None:
-    # Only same-site relative paths: never an open redirect to another host.
-    if not target:
-        return None
-    parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
-        return None
-    return target
+    # Only same-site paths: never an open redirect to another host.
+    return same_site_path(target)
 
 
 def _attempted_username() -> str:

@@ -11,6 +11,7 @@ from datetime import datetime
 
 from flask import current_app
 
+from ..links import site_path
 from ..notifications.types import NOTIFICATION_TYPES, NotificationType, get_type
 from ..timeutil import utcnow
 
@@ -18,15 +19,11 @@ NOTIFICATION_CENTER_PATH = "/notifications"
 
 
 def absolute_url(url: str | None) -> str:
-    """A link back to the site: relative paths hang off PUBLIC_BASE_URL; only http(s) survives."""
+    """A link back to the site: its path under PUBLIC_BASE_URL; anything that is not a
+    same-site path (another host, javascript:, a path a browser reads as another host)
+    becomes the notification center."""
     base = current_app.config["PUBLIC_BASE_URL"].rstrip("/")
-    if not url:
-        return base + NOTIFICATION_CENTER_PATH
-    if url.startswith(("https://", "http://")):
-        return url
-    if url.startswith("/") and not url.startswith("//"):
-        return base + url
-    return base + NOTIFICATION_CENTER_PATH
+    return base + (site_path(url, base) or NOTIFICATION_CENTER_PATH)
 
 
 @dataclass(frozen=True)

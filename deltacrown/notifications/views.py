@@ -22,6 +22,7 @@ from ..accounts.views import _safe_next
 from ..api import keyset_page
 from ..errors import InvalidInput, NotFound
 from ..extensions import db
+from ..links import site_path
 from ..timeutil import utcnow
 from .models import Notification, NotificationPreference
 from . import center as center_service
@@ -272,13 +273,8 @@ def open_(notification_id: int):
 
 
 def _link_target(url: str | None) -> str | None:
-    """Only links into this site: a relative path, or an absolute URL on PUBLIC_BASE_URL."""
-    if not url:
-        return None
-    base = current_app.config.get("PUBLIC_BASE_URL", "").rstrip("/")
-    if base and url.startswith(base + "/"):
-        return url
-    return _safe_next(url)
+    """Only links into this site: a path, or an absolute URL on PUBLIC_BASE_URL (as its path)."""
+    return site_path(url, current_app.config.get("PUBLIC_BASE_URL", ""))
 
 
 @bp.post("/notifications/read-all")

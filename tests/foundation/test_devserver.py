@@ -4,6 +4,7 @@ import os
 import re
 import signal
 
+import pytest
 import requests
 from redis import Redis
 from rq import Worker
@@ -48,6 +49,9 @@ def test_dev_runner_serves_logins_and_stops_every_child_on_ctrl_c(tmp_path, spaw
 
     banner = wait_for(lambda: "DeltaCrown is running" in runner.output() and runner.output(), timeout=30,
                       message="the runner's banner")
+    # gunicorn's own report of its socket: loopback only, not every interface
+    assert f"Listening at: http://127.0.0.1:{port}" in banner
+    assert "0.0.0.0" not in banner
     assert f"{username:<8} {password}" in banner
     redis_url = re.search(r"embedded redis-server \(pid \d+\) at (redis://\S+)", banner).group(1)
     redis = Redis.from_url(redis_url)
@@ -73,3 +77,26 @@ def test_dev_runner_serves_logins_and_stops_every_child_on_ctrl_c(tmp_path, spaw
     assert "web stopped" in log and "worker stopped" in log and "embedded redis-server stopped" in log
     still_running = {name: pid for name, pid in pids.items() if pid_alive(pid)}
     assert still_running == {}, log[-3000:]
+
+
+def test_dev_runner_keeps_a_random_secret_key_under_instance(tmp_path):
+    from deltacrown.config import DEV_SECRET_KEY
+    from deltacrown.devserver import local_secret_key
+
+    key = local_secret_key(tmp_path / "instance")
+    assert len(key) >= 32 and key != DEV_SECRET_KEY
+    assert local_secret_key(tmp_path / "instance") == key  # kept: sessions survive a restart
+    assert (tmp_path / "instance" / "secret_key").stat().st_mode & 0o077 == 0  # readable by its owner only
+    assert local_secret_key(tmp_path / "other") != key
+
+
+def test_dev_web_binds_loopback_unless_dev_host_says_otherwise():
+    from deltacrown.config import ConfigError, load_config
+    from deltacrown.devserver import web_command
+
+    assert load_config({})["DEV_HOST"] == "127.0.0.1"
+    assert "127.0.0.1:5000" in web_command(load_config({}), 5000, {})
+    assert "0.0.0.0:8000" in web_command(load_config({"DEV_HOST": "0.0.0.0"}), 8000, {})
+    assert "[::1]:5000" in web_command(load_config({"DEV_HOST": "::1"}), 5000, {})
+    with pytest.raises(ConfigError, match="^DEV_HOST: "):
+        load_config({"DEV_HOST": "0.0.0.0:5000"})
