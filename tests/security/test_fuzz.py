@@ -80,7 +80,8 @@ ZONES = ("UTC", "Europe/Berlin", "America/New_York", "Asia/Kolkata", "Australia/
 def webhook_values(base: str):
     return st.none() | st.sampled_from([f"{base}/webhooks/123/tok-en_1", f"{base}/webhooks/9/x/",
                                         "http://127.0.0.1:6379/", "https://discord.com@evil.example/api/webhooks/1/x",
-                                        f"{base}/webhooks/1/x?y=1", ""]) | st.text(max_size=30)
+                                        f"{base}/webhooks/1/x?y=1", "", "https://discord.com／api/webhooks/1/x",
+                                        "https://[::1"]) | st.text(max_size=30)
 
 
 HH_MM = st.builds(lambda h, m: f"{h:02d}:{m:02d}", st.integers(0, 23), st.integers(0, 59))
