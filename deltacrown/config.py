@@ -195,6 +195,9 @@ def load_config(env=None) -> dict:
                                                     "LOGIN_RATE_LIMIT_PER_IP"),
         "LOGIN_RATE_LIMIT_PER_USERNAME": check_rate_limit(env.get("LOGIN_RATE_LIMIT_PER_USERNAME") or "5 per minute",
                                                           "LOGIN_RATE_LIMIT_PER_USERNAME"),
+        # "Send a test message" on the settings page: clicks allowed per person (shared through Redis).
+        "WEBHOOK_TEST_RATE_LIMIT": check_rate_limit(env.get("WEBHOOK_TEST_RATE_LIMIT") or "5 per minute;20 per hour",
+                                                    "WEBHOOK_TEST_RATE_LIMIT"),
     }
     if config["DISCORD_WEBHOOK_URL"]:
         config["DISCORD_WEBHOOK_URL"] = check_http_url(config["DISCORD_WEBHOOK_URL"], "DISCORD_WEBHOOK_URL")
