@@ -14,6 +14,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from .masking import mask_secrets
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 INSTANCE_DIR = PROJECT_ROOT / "instance"
 
@@ -60,7 +62,7 @@ def check_database_url(url: str, name: str = "DATABASE_URL") -> str:
     try:
         parsed = make_url(url)
     except ArgumentError:
-        raise ConfigError(f"{name}: not a database URL: {url!r}") from None
+        raise ConfigError(f"{name}: not a database URL: {mask_secrets(url)!r}") from None
     if parsed.get_backend_name() not in ("sqlite", "postgresql"):
         raise ConfigError(
             f"{name}: unsupported database {parsed.get_backend_name()!r} (use postgresql:// or sqlite://)"
@@ -71,7 +73,7 @@ def check_database_url(url: str, name: str = "DATABASE_URL") -> str:
 def check_redis_url(url: str, name: str = "REDIS_URL") -> str:
     parsed = urlparse(url)
     if parsed.scheme not in ("redis", "rediss", "unix"):
-        raise ConfigError(f"{name}: not a Redis URL (redis://host:port/db): {url!r}")
+        raise ConfigError(f"{name}: not a Redis URL (redis://host:port/db): {mask_secrets(url)!r}")
     return url
 
 

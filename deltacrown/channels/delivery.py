@@ -30,6 +30,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ..accounts.models import User
 from ..extensions import db
+from ..masking import mask_secrets
 from ..notifications.models import Delivery, Notification, NotificationPreference
 from ..notifications.preferences import SOURCE_SYSTEM, update_preferences
 from ..notifications.types import DISCORD, EMAIL
@@ -203,6 +204,8 @@ def _lease(delivery_id: int):
 
 
 def _finish(delivery_id: int, **values) -> None:
+    if values.get("last_error"):
+        values["last_error"] = mask_secrets(values["last_error"])  # shown on pages; never a token
     db.session.execute(update(Delivery).where(Delivery.id == delivery_id, Delivery.status == "pending")
                        .values(**values))
     db.session.commit()
@@ -247,7 +250,7 @@ def send_delivery(delivery_id: int, final_attempt: bool = True) -> dict:
         except Exception as exc:
             db.session.rollback()
             temporary = isinstance(exc, RetryableDeliveryError)
-            error = str(exc) if temporary else f"unexpected error: {type(exc).__name__}: {exc}"
+            error = mask_secrets(str(exc) if temporary else f"unexpected error: {type(exc).__name__}: {exc}")
             if not temporary:
                 log.exception("delivery %s: unexpected error", delivery_id)
             log.warning("delivery %s (%s) attempt failed%s: %s", delivery_id, delivery.channel,

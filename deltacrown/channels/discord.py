@@ -25,6 +25,7 @@ import requests
 from redis.exceptions import RedisError
 from flask import current_app
 
+from ..masking import mask_secrets
 from ..queue import get_redis
 from .content import ChannelMessage
 from .ratelimit import RateLimitWaitTooLong, WebhookRateLimiter, parse_seconds, webhook_key
@@ -51,7 +52,7 @@ class DiscordError(Exception):
 
     def __init__(self, message: str, temporary: bool, status: int | None = None, webhook_gone: bool = False,
                  rate_limited: bool = False):
-        super().__init__(message)
+        super().__init__(mask_secrets(message))  # stored in last_error, job results and logs
         self.temporary = temporary
         self.status = status
         self.webhook_gone = webhook_gone
@@ -187,11 +188,13 @@ def post_to_webhook(url: str, payload: dict, max_wait: float | None = None,
         try:
             response = requests.post(url, params={"wait": "true"}, json=payload, timeout=timeout,
                                      allow_redirects=False, headers={"User-Agent": "DeltaCrown (notifications)"})
+        # `from None`: requests' own exception names the full URL, token included; the masked
+        # message says what happened and tracebacks (logs, failed jobs) must not carry it.
         except requests.Timeout as exc:
             raise DiscordError(f"Discord did not answer within {timeout} s ({type(exc).__name__})",
-                               temporary=True) from exc
+                               temporary=True) from None
         except requests.RequestException as exc:
-            raise DiscordError(f"could not reach Discord: {type(exc).__name__}: {exc}", temporary=True) from exc
+            raise DiscordError(f"could not reach Discord: {type(exc).__name__}: {exc}", temporary=True) from None
         limiter.record_response(key, seq, response.headers)
         status = response.status_code
         body = _json_or_none(response)
