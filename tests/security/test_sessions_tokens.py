@@ -88,6 +88,10 @@ def test_rotating_the_api_token(app, client, users):
     assert client.get("/api/v1/me", headers={"Authorization": f"Bearer {new_token}"}).json["username"] == "ann"
     assert _logged_out(browser)  # a token change ends the browser sessions too
     assert client.post("/api/v1/me/token").status_code == 401
+    # described in the OpenAPI document the server validates requests against
+    document = client.get("/api/v1/openapi.json").json
+    ref = document["paths"]["/api/v1/me/token"]["post"]["responses"]["200"]["content"]["application/json"]["schema"]
+    assert "api_token" in document["components"]["schemas"][ref["$ref"].rsplit("/", 1)[1]]["properties"]
 
 
 def test_rotate_token_cli(app, runner, client, users):
