@@ -84,8 +84,9 @@ def _dummy_password_hash() -> str:
 def authenticate_password(username: str, password: str) -> User | None:
     """The user, if the password is theirs. An unknown username costs the same hash check as
     a wrong password (against a dummy hash), so timing does not tell which usernames exist."""
+    dummy = _dummy_password_hash()  # made on the first login of the process, whoever logs in
     user = db.session.scalar(select(User).where(func.lower(User.username) == (username or "").lower()))
-    matches = check_password_hash(user.password_hash if user else _dummy_password_hash(), password or "")
+    matches = check_password_hash(user.password_hash if user else dummy, password or "")
     return user if user and matches else None
 
 

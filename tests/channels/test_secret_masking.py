@@ -103,7 +103,10 @@ def test_logged_redis_and_database_urls_show_no_password(caplog):
         raise ConnectionError("postgresql://app:pg-pass-42@db.internal/app refused")
     except ConnectionError:
         log.exception("database check failed")
+    # Werkzeug's dev server request line, as it logs it
+    logging.getLogger("werkzeug").info('127.0.0.1 - - [01/Dec/2026 12:00:00] "GET /unsubscribe/eyJ1.abc HTTP/1.1" 200 -')
     assert "hunter2pass" not in caplog.text and "pg-pass-42" not in caplog.text
+    assert '"GET /unsubscribe/*** HTTP/1.1" 200' in caplog.text and "eyJ1.abc" not in caplog.text
     assert "redis://default:***@cache.internal:6379/0" in caplog.text
     assert "postgresql://app:***@db.internal/app" in caplog.text
     assert mask_secrets("see /unsubscribe/abc.DEF-1?x=1 and /webhooks/1/tok") == \

@@ -3,6 +3,8 @@ hammer Discord (which bans an IP after 10,000 invalid requests in 10 minutes) or
 make the server follow a redirect somewhere else. Against the loopback Discord stand-in."""
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from deltacrown.queue import get_redis
@@ -76,3 +78,30 @@ def test_a_redirect_from_discord_is_not_followed(app, users, discord_server, sta
     answer = _click(client, discord_server.webhook_url(5))
     assert "redirect" in answer.get_data(as_text=True).lower()
     assert [path for _, path in discord_server.requests] == ["/api/webhooks/5/token-abc"]
+
+
+@pytest.mark.browser
+def test_in_a_browser_the_429_message_is_shown_and_log_out_everywhere_works(app, users, discord_server, page,
+                                                                            live_server):
+    expect = pytest.importorskip("playwright.sync_api").expect
+    app.config["WTF_CSRF_ENABLED"] = True
+    users.create("ann")
+    page.goto("/settings/notifications")
+    page.get_by_label("Username").fill("ann")
+    page.get_by_label("Password").fill(users.passwords["ann"])
+    page.get_by_role("button", name="Log in").click()
+    page.get_by_label("Your personal Discord webhook URL (optional)").fill(discord_server.webhook_url(31))
+    result = page.locator("#webhook-test-result")
+    for n in range(PER_USER):
+        page.get_by_role("button", name="Send a test message").click()
+        discord_server.wait_for_messages(31, n + 1)
+        expect(result).to_contain_text("Test message sent")
+        page.evaluate("document.getElementById('webhook-test-result').textContent = ''")
+    page.get_by_role("button", name="Send a test message").click()
+    expect(result).to_contain_text("try again")
+    page.console_problems[:] = [p for p in page.console_problems if "status of 429" not in p]
+    assert len(discord_server.messages(31)) == PER_USER
+    page.get_by_role("button", name="Log out everywhere").click()
+    expect(page).to_have_url(re.compile(r"/login"))
+    page.goto("/settings/notifications")
+    expect(page).to_have_url(re.compile(r"/login"))
