@@ -225,6 +225,11 @@ def post_to_webhook(url: str, payload: dict, max_wait: float | None = None,
         if status == 404:
             raise DiscordError(f"Discord says the webhook no longer exists (404: {detail})",
                                temporary=False, status=404, webhook_gone=True)
+        if status == 401:
+            # The token was reset: this URL can never work again, and Discord bans an address
+            # after 10,000 invalid requests in 10 minutes, so it is switched off like a 404.
+            raise DiscordError(f"Discord says the webhook token is not valid (401: {detail})",
+                               temporary=False, status=401, webhook_gone=True)
         if status >= 500:
             raise DiscordError(f"Discord server error {status}: {detail}", temporary=True, status=status)
         raise DiscordError(f"Discord refused the post ({status}: {detail})", temporary=False, status=status)
