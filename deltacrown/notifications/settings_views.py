@@ -9,6 +9,8 @@ shown next to its field, nothing is saved: 422 for htmx, the page again without.
 from __future__ import annotations
 
 import functools
+import math
+import time
 from zoneinfo import available_timezones
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
@@ -192,14 +194,17 @@ def _webhook_test_result(result: str, ok: bool, status: int, url: str):
 
 @bp.errorhandler(429)
 def too_many_webhook_tests(error):
-    """Only the test button is rate limited here; say how many and when to try again."""
+    """Only the test button is rate limited here: say how many are allowed and when to try again."""
     limit = getattr(error, "limit", None)
-    item = limit.limit if limit is not None else None
-    rate = f"{item.amount} test messages per {item.multiples if item.multiples > 1 else ''} {item.GRANULARITY.name}" \
-        if item is not None else "only a few test messages at a time"
-    rate = " ".join(rate.split())
-    message = (f"Not sent: you can send {rate}. Please try again in a little while; your saved settings "
-               "are unaffected.")
+    if limit is None:
+        rate = "only a few test messages at a time"
+    else:
+        item = limit.limit
+        per = item.GRANULARITY.name if item.multiples == 1 else f"{item.multiples} {item.GRANULARITY.name}s"
+        rate = f"{item.amount} test message{'s' if item.amount != 1 else ''} per {per}"
+    current = limiter.current_limit
+    wait = f"in {max(1, math.ceil(current.reset_at - time.time()))} s" if current else "in a little while"
+    message = f"Not sent: you can send {rate}. Please try again {wait}; your saved settings are unaffected."
     url = (request.form.get("discord_webhook_url") or "").strip()
     return _webhook_test_result(message, False, 429, url)
 
