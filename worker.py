@@ -4,7 +4,9 @@ runs the rq-scheduler process instead (see deltacrown.ops.scheduler).
 Runs a HerokuWorker (SIGTERM requeues the running job cleanly) with RQ's
 scheduler enabled, so retry intervals fire; every job runs in the Flask app
 context (see deltacrown.queue.AppJob). If RQ's work loop quits after an error (e.g. Redis
-lost while a job runs), the process waits for Redis and works again rather than exit.
+lost while a job runs), the process waits for Redis and works again rather than exit; if
+Redis restarts empty while the loop goes on, the worker registers itself again
+(deltacrown.queue.RegistrationKeeper).
 """
 import logging
 import signal
@@ -16,7 +18,8 @@ from redis.exceptions import RedisError
 from deltacrown import ConfigError, create_app
 from deltacrown.config import load_dotenv_file
 from deltacrown.masking import mask_secrets
-from deltacrown.queue import QUEUE_NAMES, configure_logging, get_redis, make_worker, prepare_for_forking
+from deltacrown.queue import (QUEUE_NAMES, RegistrationKeeper, configure_logging, get_redis, make_worker,
+                              prepare_for_forking)
 
 log = logging.getLogger("deltacrown.worker")
 
@@ -69,10 +72,15 @@ def main(argv=None) -> int:
     while True:
         quit_watch.seen = False
         worker = make_worker(app, queues)
+        # Re-registers the worker if Redis restarts empty while it works (else it stays invisible).
+        keeper = RegistrationKeeper(worker)
+        keeper.start()
         try:
             worker.work(with_scheduler=True, logging_level=app.config["LOG_LEVEL"])
         except RedisError:  # raised by RQ's teardown when Redis went away mid-work
             quit_watch.seen = True
+        finally:
+            keeper.stop()
         # RQ's work loop quits on any error, a lost Redis included (e.g. while watching a
         # running job), and then returns just as after a stop request. After a stop request
         # (SIGTERM, Ctrl-C) exit; after an error wait for Redis and work again, instead of the

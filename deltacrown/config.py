@@ -7,6 +7,7 @@ value is unusable, so processes can stop with that line instead of a traceback.
 from __future__ import annotations
 
 import os
+import ssl
 from pathlib import Path
 from urllib.parse import urlparse
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -35,7 +36,7 @@ def _bool(env, name, default):
     raise ConfigError(f"{name}: expected true or false, got {raw!r}")
 
 
-def _int(env, name, default, minimum=None):
+def _int(env, name, default, minimum=None, maximum=None):
     raw = env.get(name)
     if raw is None or raw == "":
         return default
@@ -45,6 +46,8 @@ def _int(env, name, default, minimum=None):
         raise ConfigError(f"{name}: expected a whole number, got {raw!r}") from None
     if minimum is not None and value < minimum:
         raise ConfigError(f"{name}: must be at least {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{name}: must be at most {maximum}, got {value}")
     return value
 
 
@@ -105,6 +108,19 @@ def check_timezone(name_value: str, name: str) -> str:
     return name_value
 
 
+def check_ca_file(path: str | None, name: str) -> str | None:
+    """None, or a readable file of PEM certificates (checked by loading it as TLS trust)."""
+    if path is None:
+        return None
+    if not Path(path).is_file():
+        raise ConfigError(f"{name}: no such file: {path!r}")
+    try:
+        ssl.create_default_context(cafile=path)
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        raise ConfigError(f"{name}: not a readable PEM certificate file: {path!r} ({exc})") from None
+    return path
+
+
 def check_rate_limit(value: str, name: str) -> str:
     from limits import parse_many
 
@@ -113,6 +129,16 @@ def check_rate_limit(value: str, name: str) -> str:
     except ValueError:
         raise ConfigError(f"{name}: expected a rate like '5 per minute' or '10/minute', got {value!r}") from None
     return value
+
+
+def _scheduler_stale_seconds(env) -> int:
+    interval = _int(env, "SCHEDULER_INTERVAL", 60, minimum=1)
+    stale = _int(env, "SCHEDULER_HEARTBEAT_STALE_SECONDS", 3 * interval, minimum=1)
+    if stale <= interval:
+        # A heartbeat comes once per interval: a threshold not above it would call a live scheduler dead.
+        raise ConfigError(f"SCHEDULER_HEARTBEAT_STALE_SECONDS: must be more than SCHEDULER_INTERVAL ({interval}), "
+                          f"got {stale}")
+    return stale
 
 
 def load_dotenv_file() -> None:
@@ -149,6 +175,11 @@ def load_config(env=None) -> dict:
         "UNSUBSCRIBE_MAILTO": env.get("UNSUBSCRIBE_MAILTO") or "unsubscribe@deltacrown.local",
         "UNSUBSCRIBE_TOKEN_MAX_AGE_DAYS": _int(env, "UNSUBSCRIBE_TOKEN_MAX_AGE_DAYS", 180, minimum=1),
         "MAIL_TIMEOUT_SECONDS": _int(env, "MAIL_TIMEOUT_SECONDS", 10, minimum=1),
+        # TLS always verifies the server's certificate and name: against the system's CAs, or
+        # (for a relay with a private CA) against this PEM file instead.
+        "MAIL_TLS_CA_FILE": check_ca_file(env.get("MAIL_TLS_CA_FILE") or None, "MAIL_TLS_CA_FILE"),
+        # Logging in to an SMTP server without TLS sends the password in clear text: only on request.
+        "MAIL_ALLOW_PLAINTEXT_AUTH": _bool(env, "MAIL_ALLOW_PLAINTEXT_AUTH", False),
         # Discord
         "DISCORD_API_BASE": check_http_url(env.get("DISCORD_API_BASE") or "https://discord.com/api", "DISCORD_API_BASE"),
         "DISCORD_WEBHOOK_URL": env.get("DISCORD_WEBHOOK_URL") or None,
@@ -182,8 +213,15 @@ def load_config(env=None) -> dict:
         "OUTBOX_SWEEP_AGE_SECONDS": _int(env, "OUTBOX_SWEEP_AGE_SECONDS", 5, minimum=0),
         # How often the scheduler process moves due recurring jobs to their queue.
         "SCHEDULER_INTERVAL": _int(env, "SCHEDULER_INTERVAL", 60, minimum=1),
+        # The scheduler writes a heartbeat every SCHEDULER_INTERVAL; one older than this (default:
+        # three intervals) means it is dead or stuck (/healthz 503), and a recurring job whose next
+        # run is this far in the past is flagged overdue on the ops dashboard.
+        "SCHEDULER_HEARTBEAT_STALE_SECONDS": _scheduler_stale_seconds(env),
         # An event relayed this long ago and still unhandled lost its job: the sweep relays it again.
         "OUTBOX_REDELIVER_AGE_SECONDS": _int(env, "OUTBOX_REDELIVER_AGE_SECONDS", 15 * 60, minimum=1),
+        # Daily retention (prune-records): handled outbox events, finished deliveries and digests
+        # older than this many days are deleted (at most 100 years: the cutoff date must exist).
+        "RETENTION_DAYS": _int(env, "RETENTION_DAYS", 90, minimum=1, maximum=36_500),
         # Money: coins paid per place (integers only).
         "PAYOUT_TABLE": {1: 1000, 2: 500, 3: 250},
         "INVITE_EXPIRY_DAYS": _int(env, "INVITE_EXPIRY_DAYS", 7, minimum=1),
@@ -201,6 +239,11 @@ def load_config(env=None) -> dict:
         "WEBHOOK_TEST_RATE_LIMIT": check_rate_limit(env.get("WEBHOOK_TEST_RATE_LIMIT") or "5 per minute;20 per hour",
                                                     "WEBHOOK_TEST_RATE_LIMIT"),
     }
+    if config["MAIL_USERNAME"] and not (config["MAIL_USE_TLS"] or config["MAIL_USE_SSL"]
+                                        or config["MAIL_ALLOW_PLAINTEXT_AUTH"]):
+        raise ConfigError("MAIL_USERNAME: logging in to the SMTP server without TLS would send the password "
+                          "in clear text; set MAIL_USE_TLS=true (STARTTLS) or MAIL_USE_SSL=true, or "
+                          "MAIL_ALLOW_PLAINTEXT_AUTH=true for a server on a trusted network")
     if config["DISCORD_WEBHOOK_URL"]:
         config["DISCORD_WEBHOOK_URL"] = check_http_url(config["DISCORD_WEBHOOK_URL"], "DISCORD_WEBHOOK_URL")
     return config

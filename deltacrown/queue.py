@@ -13,14 +13,17 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import threading
 import time
 import uuid
 
 from flask import current_app, has_app_context
 from redis import Redis
-from rq import Queue
+from redis.exceptions import RedisError, WatchError
+from rq import Queue, worker_registration
 from rq.job import Job, Retry
 from rq.serializers import JSONSerializer
+from rq.utils import now as rq_now, utcformat
 from rq.worker import HerokuWorker, SimpleWorker
 
 log = logging.getLogger(__name__)
@@ -180,6 +183,76 @@ def make_worker(app, queues=QUEUE_NAMES, worker_class=HerokuWorker, name: str | 
         job_monitoring_interval=kwargs.pop("job_monitoring_interval", app.config.get("RQ_JOB_MONITORING_INTERVAL", 10)),
         **kwargs,
     )
+
+
+# How often a running worker checks that Redis still knows it (one SISMEMBER).
+REGISTRATION_CHECK_SECONDS = 5.0
+
+
+def restore_registration(worker) -> bool:
+    """Register `worker` in Redis again if Redis no longer lists it; True if it did.
+
+    RQ registers a worker once, when it starts working: its hash (birth, queues,
+    pid, host, state) and its entry in the sets `Worker.all()` reads. If Redis then
+    loses its data (restarted without persistence, FLUSHALL, a failover), the worker
+    goes on taking jobs, but its heartbeat only refreshes `last_heartbeat` and the
+    TTL, so nobody sees it again: /healthz reports 0 workers and the ops page none.
+    This writes the same registration from the worker's own fields (RQ's
+    `serialize()` and `worker_registration.register`, as `register_birth` does),
+    keeping its birth date. A worker that has registered its death is left alone
+    (WATCH: if the death lands meanwhile, nothing is written).
+    """
+    connection = worker.connection
+    if worker.birth_date is None or worker.last_heartbeat is None:
+        return False  # not working yet: RQ's own register_birth comes first
+    if connection.sismember(worker.redis_workers_keys, worker.key):
+        return False
+    with connection.pipeline() as pipe:
+        try:
+            pipe.watch(worker.key)
+            if pipe.hexists(worker.key, "death"):
+                return False
+            pipe.multi()
+            fields = {**worker.serialize(), "last_heartbeat": utcformat(rq_now())}
+            if worker.get_state():
+                fields["state"] = str(worker.get_state())
+            pipe.hset(worker.key, mapping=fields)
+            worker_registration.register(worker, pipe)
+            pipe.expire(worker.key, worker.worker_ttl + 60)
+            pipe.execute()
+        except WatchError:
+            return False
+    log.warning("worker %s was missing from Redis (restarted empty?): registered it again", worker.name)
+    return True
+
+
+class RegistrationKeeper(threading.Thread):
+    """Calls `restore_registration(worker)` every few seconds while the worker works.
+
+    A thread of our own beside RQ's work loop (which blocks in BLPOP or watches a
+    job and offers no periodic hook short of overriding its internals). Forked work
+    horses do not inherit it. Redis errors are left to RQ's loop, which waits for
+    Redis itself; the next check tries again.
+    """
+
+    def __init__(self, worker, every: float = REGISTRATION_CHECK_SECONDS):
+        super().__init__(name=f"registration-{worker.name}", daemon=True)
+        self.worker = worker
+        self.every = every
+        self._stopped = threading.Event()
+
+    def run(self):
+        while not self._stopped.wait(self.every):
+            try:
+                restore_registration(self.worker)
+            except RedisError:
+                pass
+            except Exception:  # noqa: BLE001 - never let the check end the thread
+                log.exception("checking worker %s's registration failed", self.worker.name)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stopped.set()
+        self.join(timeout)
 
 
 def prepare_for_forking(app) -> None:

@@ -162,8 +162,9 @@ def _notification_event_jobs(env: BenchEnv):
             db.session.execute(delete(Notification))
             db.session.execute(delete(OutboxEvent))
             now = utcnow()
+            # Written as relayed: `enqueue` below enqueues their jobs (the commit's relay must not too).
             db.session.execute(insert(OutboxEvent.__table__), [
-                {"type": "roster_changed", "created_at": now,
+                {"type": "roster_changed", "created_at": now, "relayed_at": now,
                  "payload": {"team_id": state["team"], "user_id": state["members"][-1], "action": "joined",
                              "actor_id": None}} for _ in range(n)])
             db.session.commit()

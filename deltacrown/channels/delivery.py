@@ -11,6 +11,12 @@ Exactly once, as far as a network allows:
 - The only unavoidable duplicate: a worker killed after the provider accepted
   the message but before the row was marked sent.
 
+Consent is checked at send time, not only when the delivery was written: an
+email whose recipient has since unsubscribed (from all email, or from email of
+its type) and a personal Discord post the player has since turned off end
+`skipped`, with the reason, and nothing is sent. A batch reads the email
+consent of all its deliveries in one query (EmailConsent).
+
 Errors: temporary ones (timeouts, connection errors, 5xx, 429, SMTP 4xx) are
 recorded on the row and raised as RetryableDeliveryError so RQ retries with
 backoff; on the last try the row is marked failed. Permanent ones (other 4xx,
@@ -25,15 +31,15 @@ import time
 import uuid
 from collections import Counter
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..accounts.models import User
 from ..extensions import db
 from ..masking import mask_secrets
-from ..notifications.models import Delivery, Notification, NotificationPreference
+from ..notifications.models import Delivery, Notification, NotificationPreference, chosen_channels
 from ..notifications.preferences import SOURCE_SYSTEM, update_preferences
-from ..notifications.types import DISCORD, EMAIL
+from ..notifications.types import DISCORD, EMAIL, NOTIFICATION_TYPES
 from ..queue import get_redis
 from ..teams.models import Team
 from ..timeutil import utcnow
@@ -60,6 +66,10 @@ class DeliveryBusy(RetryableDeliveryError):
 
 class PermanentDeliveryError(Exception):
     """Retrying cannot help (bad target, refused recipient, 4xx)."""
+
+
+class DeliverySkipped(Exception):
+    """The recipient no longer wants this message (unsubscribed, channel turned off): not sent, not an error."""
 
 
 class _WebhookGone(PermanentDeliveryError):
@@ -116,14 +126,61 @@ def _webhook_url(kind: str, owner, target: str) -> str:
     return url
 
 
+# --- consent at send time -------------------------------------------------------
+
+CONSENT_MAX_AGE_SECONDS = 5.0  # a long batch re-reads consent for its remaining deliveries after this
+
+
+def email_refusals(delivery_ids) -> dict[int, str | None]:
+    """{delivery id: why its recipient no longer wants it, or None} for the email deliveries
+    among `delivery_ids`, in one query (a user without a preference row has the defaults)."""
+    pref = NotificationPreference
+    recipient = func.coalesce(Delivery.user_id, Notification.user_id)
+    rows = db.session.execute(
+        select(Delivery.id, Notification.type, Delivery.payload, pref.opt_out_email, pref.channels)
+        .select_from(Delivery)
+        .outerjoin(Notification, Notification.id == Delivery.notification_id)
+        .outerjoin(pref, pref.user_id == recipient)
+        .where(Delivery.id.in_(list(delivery_ids)), Delivery.channel == EMAIL))
+    refusals: dict[int, str | None] = {}
+    for delivery_id, notification_type, payload, opt_out_email, channels in rows:
+        type_name = notification_type or (payload or {}).get("type")
+        if opt_out_email:
+            refusals[delivery_id] = "not sent: the recipient unsubscribed from all email"
+        elif type_name in NOTIFICATION_TYPES and EMAIL not in chosen_channels(channels, type_name):
+            label = NOTIFICATION_TYPES[type_name].label
+            refusals[delivery_id] = f"not sent: the recipient turned off email for “{label}”"
+        else:
+            refusals[delivery_id] = None  # an unknown type fails later, when the message is built
+    return refusals
+
+
+class EmailConsent:
+    """Consent of a batch's email recipients, read for the whole batch in one query just before
+    its sends; read again for the rest of the batch once older than CONSENT_MAX_AGE_SECONDS, so
+    an unsubscribe during a long batch still stops the sends after it."""
+
+    def __init__(self, delivery_ids):
+        self._ids = list(delivery_ids)
+        self._position = {delivery_id: n for n, delivery_id in enumerate(self._ids)}
+        self._refusals: dict[int, str | None] = {}
+        self._read_at = None
+
+    def refusal(self, delivery_id: int) -> str | None:
+        stale = self._read_at is None or time.monotonic() - self._read_at > CONSENT_MAX_AGE_SECONDS
+        if stale or delivery_id not in self._refusals:
+            start = self._position.get(delivery_id)
+            rest = self._ids[start:] if start is not None else [delivery_id]
+            self._refusals = email_refusals(rest)
+            self._read_at = time.monotonic()
+        return self._refusals.get(delivery_id)
+
+
 def _send_email(delivery: Delivery) -> tuple[str | None, str | None]:
     message = _message_for(delivery)
     user = _recipient_user(delivery)
     if user is None:
         raise PermanentDeliveryError("email delivery without a recipient user")
-    # The player may have turned this email off since the delivery was created.
-    if EMAIL not in NotificationPreference.get_or_create_for_user(user).get_channels_for_type(message.type):
-        raise PermanentDeliveryError("not sent: the recipient has turned this email off")
     try:
         email_channel.send_notification_email(user, delivery.target, message)
     except email_channel.EmailSendError as exc:
@@ -137,7 +194,7 @@ def _send_discord(delivery: Delivery) -> tuple[str | None, str | None]:
     message = _message_for(delivery)
     kind, owner = _target_owner(delivery.target)
     if kind == "user" and DISCORD not in NotificationPreference.get_or_create_for_user(owner).get_channels_for_type(message.type):
-        raise PermanentDeliveryError("not sent: the recipient has turned Discord off for this type")
+        raise DeliverySkipped("not sent: the recipient has turned Discord off for this type")
     url = _webhook_url(kind, owner, delivery.target)
     try:
         result = discord_channel.post_to_webhook(url, discord_channel.build_payload(message))
@@ -211,10 +268,11 @@ def _finish(delivery_id: int, **values) -> None:
     db.session.commit()
 
 
-def send_delivery(delivery_id: int, final_attempt: bool = True) -> dict:
+def send_delivery(delivery_id: int, final_attempt: bool = True, consent: EmailConsent | None = None) -> dict:
     """Send one delivery (see module doc). Returns {"status", ...} for the job result.
 
     `final_attempt`: no retry will follow, so a temporary failure is recorded as failed.
+    `consent`: the batch's EmailConsent (without it, an email's consent is read for it alone).
     """
     status = db.session.scalar(select(Delivery.status).where(Delivery.id == delivery_id))
     if status is None:
@@ -237,7 +295,16 @@ def send_delivery(delivery_id: int, final_attempt: bool = True) -> dict:
         try:
             if sender is None:
                 raise PermanentDeliveryError(f"channel {delivery.channel!r} is not delivered by this service")
+            if delivery.channel == EMAIL:
+                # The player may have unsubscribed since the delivery was created (a retry, a late batch).
+                refusal = (consent or EmailConsent([delivery_id])).refusal(delivery_id)
+                if refusal:
+                    raise DeliverySkipped(refusal)
             external_id, warning = sender(delivery)
+        except DeliverySkipped as exc:
+            log.info("delivery %s (%s to %s) skipped: %s", delivery_id, delivery.channel, delivery.target, exc)
+            _finish(delivery_id, status="skipped", last_error=str(exc))
+            return {"delivery_id": delivery_id, "status": "skipped", "reason": str(exc)}
         except _WebhookGone as exc:
             log.warning("delivery %s to %s: webhook gone, switching it off: %s", delivery_id, delivery.target, exc)
             _finish(delivery_id, status="failed", last_error=str(exc))
@@ -279,6 +346,7 @@ def send_batch(delivery_ids, retry_later=None, budget_seconds: float | None = No
     """
     started = time.monotonic()
     counts: Counter = Counter()
+    consent = EmailConsent(delivery_ids)
     for position, delivery_id in enumerate(delivery_ids):
         # (Never before the first send, so every batch job makes progress.)
         if position and budget_seconds is not None and continue_later and time.monotonic() - started > budget_seconds:
@@ -287,7 +355,7 @@ def send_batch(delivery_ids, retry_later=None, budget_seconds: float | None = No
             counts["continued_in_new_batch"] += len(rest)
             break
         try:
-            outcome = send_delivery(delivery_id, final_attempt=retry_later is None)
+            outcome = send_delivery(delivery_id, final_attempt=retry_later is None, consent=consent)
         except RetryableDeliveryError:
             if retry_later is None:  # only DeliveryBusy gets here: the job holding it finishes it
                 counts["busy"] += 1

@@ -10,6 +10,10 @@ when a caller has many (the daily digest).
 
 Every email carries RFC 8058 one-click unsubscribe headers with a signed token
 (deltacrown.notifications.unsubscribe).
+
+TLS (MAIL_USE_TLS: STARTTLS, MAIL_USE_SSL: TLS from the start) verifies the
+server's certificate and host name, against the system's CAs or MAIL_TLS_CA_FILE;
+the SMTP login is refused without TLS unless MAIL_ALLOW_PLAINTEXT_AUTH is set.
 """
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ import functools
 import re
 import smtplib
 import socket
+import ssl
 import uuid
 import weakref
 from dataclasses import dataclass, field
@@ -290,15 +295,35 @@ def _fqdn() -> str:
     return socket.getfqdn()  # what make_msgid() looks up on every call
 
 
+def _tls_context() -> ssl.SSLContext:
+    """Verifies the server's certificate and host name: against the system's CAs, or only
+    against MAIL_TLS_CA_FILE when set. (smtplib's own default context verifies nothing.)"""
+    return ssl.create_default_context(cafile=current_app.config.get("MAIL_TLS_CA_FILE") or None)
+
+
 def _open_smtp(mail) -> smtplib.SMTP:
-    """A connection to MAIL_SERVER with a socket timeout: a silent SMTP server must not hang a worker."""
-    timeout = current_app.config["MAIL_TIMEOUT_SECONDS"]
-    cls = smtplib.SMTP_SSL if mail.use_ssl else smtplib.SMTP
-    host = cls(mail.server, mail.port, timeout=timeout)
+    """A connection to MAIL_SERVER with a socket timeout: a silent SMTP server must not hang a worker.
+
+    The opening is ours, not Flask-Mail's: its Connection gives smtplib no TLS context,
+    so the certificate would go unchecked.
+    """
+    config = current_app.config
+    encrypted = mail.use_ssl or mail.use_tls
+    login = bool(mail.username and mail.password)
+    if login and not encrypted and not config.get("MAIL_ALLOW_PLAINTEXT_AUTH"):
+        # The environment check stops a process with this setup at start; this covers config set in code.
+        raise EmailSendError("refusing to log in to the SMTP server without TLS (the password would travel in "
+                             "clear text): set MAIL_USE_TLS or MAIL_USE_SSL, or MAIL_ALLOW_PLAINTEXT_AUTH=true",
+                             temporary=False)
+    timeout = config["MAIL_TIMEOUT_SECONDS"]
+    if mail.use_ssl:
+        host = smtplib.SMTP_SSL(mail.server, mail.port, timeout=timeout, context=_tls_context())
+    else:
+        host = smtplib.SMTP(mail.server, mail.port, timeout=timeout)
     try:
-        if mail.use_tls:
-            host.starttls()
-        if mail.username and mail.password:
+        if mail.use_tls and not mail.use_ssl:
+            host.starttls(context=_tls_context())
+        if login:
             host.login(mail.username, mail.password)
     except BaseException:
         host.close()
@@ -322,6 +347,10 @@ def classify_smtp_error(exc: BaseException) -> EmailSendError:
     if isinstance(exc, smtplib.SMTPResponseException):
         msg = exc.smtp_error.decode(errors="replace") if isinstance(exc.smtp_error, bytes) else str(exc.smtp_error)
         return EmailSendError(f"SMTP error {exc.smtp_code}: {msg}", temporary=_smtp_code_temporary(exc.smtp_code))
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        # Temporary: a renewed certificate or a fixed MAIL_TLS_CA_FILE lets a later try through.
+        return EmailSendError(f"SMTP server certificate not trusted ({exc.verify_message or exc}); if it is signed "
+                              f"by a private CA, set MAIL_TLS_CA_FILE", temporary=True)
     if isinstance(exc, (smtplib.SMTPServerDisconnected, socket.timeout, TimeoutError, ConnectionError, OSError)):
         return EmailSendError(f"SMTP connection problem: {type(exc).__name__}: {exc}", temporary=True)
     if isinstance(exc, flask_mail.BadHeaderError):

@@ -1,4 +1,4 @@
-"""`flask send-digests`, `flask cleanup-notifications`: the same services as the jobs."""
+"""`flask send-digests`, `flask cleanup-notifications`, `flask prune-records`: the same services as the jobs."""
 from __future__ import annotations
 
 import click
@@ -77,6 +77,29 @@ def cleanup_notifications_command(days, enqueue):
     click.echo(f"Deleted {result['deleted']} read notification(s) older than {days} days.")
 
 
+@click.command("prune-records")
+@click.option("--days", type=click.IntRange(min=1, max=36_500), default=None,
+              help="Keep records younger than this many days (default RETENTION_DAYS).")
+@enqueue_option
+@with_appcontext
+def prune_records_command(days, enqueue):
+    """Delete finished deliveries, handled outbox events and digests older than --days days."""
+    if enqueue:
+        return enqueue_and_report(jobs.prune_records, days)
+    from .retention import prune_records
+
+    progress = ProgressBar("Deleted")
+    try:
+        result = prune_records(days, on_progress=progress)
+    except ServiceError as exc:
+        raise click.ClickException(exc.message) from None
+    finally:
+        progress.close()
+    click.echo(f"Deleted {result['deliveries']} finished deliveries, {result['outbox_events']} handled outbox "
+               f"event(s) and {result['digests']} digest(s) older than {result['days']} days.")
+
+
 def init_app(app):
     app.cli.add_command(send_digests_command)
     app.cli.add_command(cleanup_notifications_command)
+    app.cli.add_command(prune_records_command)

@@ -2,10 +2,13 @@
 
 Daily digest (`send_daily_digest`, run hourly by the scheduler):
 
-- Who: every user whose digest is enabled. A user without a preference row has
-  the defaults of `NotificationPreference.get_or_create_for_user`: enabled,
-  08:00, in their account's time zone (User.timezone). An unknown zone name
-  falls back to UTC.
+- Who: every user whose digest is enabled and who has not unsubscribed from all
+  email (opt_out_email). A user without a preference row has the defaults of
+  `NotificationPreference.get_or_create_for_user`: enabled, 08:00, in their
+  account's time zone (User.timezone). An unknown zone name falls back to UTC.
+  Consent is read at send time: each chunk's user query (which applies both
+  conditions) runs in the same run, just before that chunk's emails go out; a
+  claim left unsent by an earlier run is sent only if the user is still in.
 - When: once their local clock has reached `digest_time` on local date D, and
   no digest row for (user, D) exists yet. With the defaults (08:00, UTC) the
   hourly run sends at 08:00 UTC and finds nothing to do in the other 23 runs,
@@ -144,7 +147,8 @@ def send_daily_digest(now: datetime | None = None, send_email=None, chunk_size: 
     counts = {"sent": 0, "skipped": 0, "already_sent": 0, "not_due": 0, "retried": 0, "failed": 0}
 
     Pref = NotificationPreference
-    enabled = or_(Pref.id.is_(None), Pref.enable_daily_digest.is_(True))
+    # Consent: the digest is email, so "unsubscribe from all email" (opt_out_email) stops it too.
+    enabled = or_(Pref.id.is_(None), and_(Pref.enable_daily_digest.is_(True), Pref.opt_out_email.is_(False)))
     total = db.session.scalar(select(func.count(User.id)).outerjoin(Pref, Pref.user_id == User.id).where(enabled))
     done = 0
     last_id = 0

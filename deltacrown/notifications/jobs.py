@@ -27,3 +27,11 @@ def cleanup_notifications(days: int = 90) -> dict:
     from .digests import cleanup_old_notifications
 
     return cleanup_old_notifications(days)
+
+
+@background_job(queue=QUEUE_SCHEDULED)
+def prune_records(days: int | None = None) -> dict:
+    """Delete finished deliveries, handled outbox events and digests older than `days` (RETENTION_DAYS)."""
+    from .retention import prune_records as prune
+
+    return prune(days)

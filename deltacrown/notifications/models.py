@@ -13,7 +13,7 @@ from ..teams.models import _in
 from ..timeutil import UTCDateTime, utcnow
 from .types import CHANNELS, DISCORD, EMAIL, IN_APP, NOTIFICATION_TYPES, TYPE_NAMES
 
-DELIVERY_STATUSES = ("pending", "sent", "failed")
+DELIVERY_STATUSES = ("pending", "sent", "failed", "skipped")
 DEFAULT_DIGEST_TIME = time(8, 0)
 
 
@@ -155,7 +155,9 @@ class Delivery(db.Model):
     # creating the same delivery twice is impossible.
     dedup_key: Mapped[str] = mapped_column(String(300), unique=True)
     notification_id: Mapped[int | None] = mapped_column(ForeignKey("notifications.id", ondelete="CASCADE"), index=True)
-    event_id: Mapped[int | None] = mapped_column(ForeignKey("outbox_events.id", ondelete="SET NULL"))
+    # Indexed: the event's deliveries are looked up when it is handled, and deleting an
+    # old event (retention) makes PostgreSQL find the rows that reference it.
+    event_id: Mapped[int | None] = mapped_column(ForeignKey("outbox_events.id", ondelete="SET NULL"), index=True)
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     channel: Mapped[str] = mapped_column(String(16))
     target: Mapped[str] = mapped_column(String(500))  # address, or webhook owner like "team:3"

@@ -1,6 +1,6 @@
-"""What the ops dashboard and /metrics read: RQ state (through RQ's own APIs:
-queues, registries, Worker.all, job fetch), the recurring-job table, and the
-delivery, outbox and payout tables.
+"""What the ops dashboard, /healthz and /metrics read: RQ state (through RQ's own
+APIs: queues, registries, Worker.all, job fetch), the scheduler's heartbeat, the
+recurring-job table, and the delivery, outbox and payout tables.
 
 Each reader takes an explicit Redis connection or works on the current app's
 database session, and returns plain dataclasses the views render.
@@ -22,6 +22,7 @@ from ..extensions import db
 from ..queue import QUEUE_NAMES, AppJob
 from ..timeutil import utcnow
 from . import schedule, stats
+from .scheduler import read_heartbeat
 
 # A worker that has not beaten within this long is presumed dead (our workers
 # beat at least every 35 s, see make_worker's worker_ttl).
@@ -190,7 +191,36 @@ def failed_jobs(connection, limit: int = 50) -> tuple[list[FailedJob], int]:
     return found[:limit], total
 
 
-# --- recurring jobs ----------------------------------------------------------
+# --- the scheduler and the recurring jobs -------------------------------------
+
+@dataclass
+class SchedulerState:
+    """The scheduler process as its latest heartbeat shows it (none: never ran, or Redis lost it)."""
+    last_heartbeat: datetime | None
+    age: float | None  # seconds since that heartbeat
+    stale_after: float  # SCHEDULER_HEARTBEAT_STALE_SECONDS
+    name: str | None = None
+    pid: int | None = None
+    host: str | None = None
+
+    @property
+    def alive(self) -> bool:
+        return self.age is not None and self.age <= self.stale_after
+
+    @property
+    def status(self) -> str:
+        return "ok" if self.alive else "down"
+
+
+def scheduler_state(connection, stale_after: float, now: datetime | None = None) -> SchedulerState:
+    now = now or utcnow()
+    beat = read_heartbeat(connection)
+    if beat is None:
+        return SchedulerState(last_heartbeat=None, age=None, stale_after=stale_after)
+    at = datetime.fromtimestamp(float(beat["at"]), tz=timezone.utc)
+    return SchedulerState(last_heartbeat=at, age=_age(at, now), stale_after=stale_after, name=beat.get("name"),
+                          pid=beat.get("pid"), host=beat.get("host"))
+
 
 @dataclass
 class RecurringJob:
@@ -198,6 +228,13 @@ class RecurringJob:
     next_run: datetime | None
     next_run_source: str  # "scheduler" (registered) or "cron" (computed from the table)
     last_run: dict | None  # from stats.last_runs
+    # Seconds by which a registered job's next run is further in the past than a live
+    # scheduler would leave it (see recurring_jobs); None when it is not overdue.
+    overdue_by: float | None = None
+
+    @property
+    def overdue(self) -> bool:
+        return self.overdue_by is not None
 
     @property
     def last_started(self) -> datetime | None:
@@ -213,10 +250,15 @@ def next_cron_time(cron: str, tz_name: str, now: datetime | None = None) -> date
     return crontab.CronTab(cron).next(now=now, return_datetime=True).astimezone(timezone.utc)
 
 
-def recurring_jobs(connection, scheduler_tz: str, now: datetime | None = None) -> list[RecurringJob]:
+def recurring_jobs(connection, scheduler_tz: str, now: datetime | None = None,
+                   overdue_after: float | None = None) -> list[RecurringJob]:
     """Every RECURRING_JOBS entry: next run (as registered with rq-scheduler, else from
-    its cron line in the scheduler time zone) and its last recorded run."""
+    its cron line in the scheduler time zone) and its last recorded run. A registered job
+    whose next run is more than `overdue_after` seconds in the past is overdue: the
+    scheduler moves a due job within one SCHEDULER_INTERVAL, so it is not doing its rounds."""
     from rq_scheduler import Scheduler
+
+    now = now or utcnow()
 
     specs = list(schedule.RECURRING_JOBS)
     last = stats.last_runs(connection, [s.func for s in specs]) if connection is not None else {}
@@ -229,12 +271,16 @@ def recurring_jobs(connection, scheduler_tz: str, now: datetime | None = None) -
     result = []
     for i, spec in enumerate(specs):
         score = scores[i] if scores else None
+        overdue_by = None
         if score is not None:
             next_run, source = datetime.fromtimestamp(float(score), tz=timezone.utc), "scheduler"
+            late = (now - next_run).total_seconds()
+            if overdue_after is not None and late > overdue_after:
+                overdue_by = late
         else:
             next_run, source = next_cron_time(spec.cron, scheduler_tz, now), "cron"
         result.append(RecurringJob(spec=spec, next_run=next_run, next_run_source=source,
-                                   last_run=last.get(spec.func)))
+                                   last_run=last.get(spec.func), overdue_by=overdue_by))
     return result
 
 

@@ -39,7 +39,10 @@ RUNNABLE_JOBS: tuple[JobSpec, ...] = (
     JobSpec("distribute-payouts", "deltacrown.economy.jobs.distribute_payouts",
             "Pay a completed tournament's placed teams (exactly once)", args=("tournament_id",)),
     JobSpec("cleanup-notifications", "deltacrown.notifications.jobs.cleanup_notifications",
-            "Delete read notifications older than N days", args=("days",)),
+            "Delete read notifications older than N days (90 by default)", cron="30 4 * * *", args=("days",)),
+    JobSpec("prune-records", "deltacrown.notifications.jobs.prune_records",
+            "Delete finished deliveries, handled outbox events and digests older than RETENTION_DAYS",
+            cron="45 4 * * *", args=("days",)),
 )
 
 # Upper bounds of the arguments: an id beyond a 32-bit integer cannot exist (and PostgreSQL

@@ -12,10 +12,17 @@
    run time), a changed one is replaced, a missing one added, and any
    `recurring-*` id no longer in the table is removed. Restarting, or starting
    two schedulers, never adds a copy.
-3. Loop. `Scheduler.run()` moves due jobs to their queue every SCHEDULER_INTERVAL
-   seconds under rq-scheduler's Redis lock (SET NX), so two scheduler processes
-   enqueue each job once per period: the one holding the lock moves the job and
-   sets its next cron time; the other then finds it not yet due.
+3. Loop (`run_loop`, rq-scheduler's `Scheduler.run()` with two additions). Every
+   SCHEDULER_INTERVAL seconds it writes a heartbeat (`HEARTBEAT_KEY`: who, when),
+   takes rq-scheduler's Redis lock (SET NX), checks that every recurring id is
+   still in rq-scheduler's set (one pipelined ZSCORE per job), reconciles again if
+   any is missing (Redis restarted empty, FLUSHALL, a failover), and moves due
+   jobs to their queue (`enqueue_jobs()`). Two scheduler processes enqueue each job
+   once per period: the one holding the lock moves the job and sets its next cron
+   time; the other then finds it not yet due, and finds nothing missing. A Redis
+   error ends the round, not the process: the next round tries again.
+   `/healthz` and the ops dashboard read the heartbeat: none, or one older than
+   SCHEDULER_HEARTBEAT_STALE_SECONDS, means no scheduler is running its loop.
 
 What the scheduler stores is a small trigger job, `run_recurring(name)`, on the
 `scheduled` queue, not the job itself. rq-scheduler re-enqueues the *same* job
@@ -38,11 +45,14 @@ import inspect
 import json
 import logging
 import os
+import signal
+import socket
 import time
 import warnings
 from datetime import datetime, timezone
 
 from flask import current_app
+from redis.exceptions import RedisError
 from rq import Callback
 from rq.exceptions import NoSuchJobError
 
@@ -57,6 +67,10 @@ RECURRING_PREFIX = "recurring-"
 TRIGGER_FUNC = "deltacrown.ops.scheduler.run_recurring"
 LAST_RUN_KEY = "deltacrown:jobs:last_run"  # hash: job name -> JSON of its latest run
 TRIGGER_TIMEOUT = 60
+# JSON {name, pid, host, at (epoch seconds), interval} of the latest scheduler round. Kept a week,
+# far past staleness, so the dashboard can say since when the scheduler has been silent.
+HEARTBEAT_KEY = "deltacrown:scheduler:heartbeat"
+HEARTBEAT_KEEP_SECONDS = 7 * 24 * 60 * 60
 
 
 class JobUnavailable(ServiceError):
@@ -166,7 +180,7 @@ def scheduler_lock(scheduler):
 
 
 def run_scheduler(app, burst: bool = False) -> int:
-    """The scheduler process: time zone, reconcile, then rq-scheduler's loop (until SIGTERM)."""
+    """The scheduler process: time zone, reconcile, then the scheduler loop (until SIGTERM)."""
     use_scheduler_timezone(app.config["SCHEDULER_TIMEZONE"])
     silence_utcnow_deprecation()
     if not app.config["REDIS_URL"]:
@@ -179,8 +193,90 @@ def run_scheduler(app, burst: bool = False) -> int:
     with scheduler_lock(scheduler):
         reconcile(scheduler)
     log.info("scheduler %s running (time zone %s)", scheduler.name, app.config["SCHEDULER_TIMEZONE"])
-    scheduler.run(burst=burst)
+    return run_loop(scheduler, app.config["SCHEDULER_INTERVAL"], burst=burst)
+
+
+def run_loop(scheduler, interval: int, burst: bool = False) -> int:
+    """rq-scheduler's `Scheduler.run()` loop, driven here so each round also beats and
+    re-registers lost recurring jobs (`run_round`). Burst: stop after one round that
+    held the lock (as `run(burst=True)` does)."""
+    scheduler.register_birth()
+
+    def stop(signum, frame):
+        log.info("scheduler %s stopping (signal %s)", scheduler.name, signum)
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        while True:
+            started = time.monotonic()
+            try:
+                held_lock = run_round(scheduler, interval)
+            except RedisError as exc:
+                held_lock = False
+                log.warning("scheduler round failed (is Redis reachable?): %s; trying again in %s s", exc, interval)
+            if burst and held_lock:
+                break
+            time.sleep(max(0.0, interval - (time.monotonic() - started)))
+    finally:
+        with contextlib.suppress(RedisError):
+            scheduler.remove_lock()
+            scheduler.register_death()
     return 0
+
+
+def run_round(scheduler, interval: int) -> bool:
+    """One scheduler round: heartbeat; then, under rq-scheduler's lock, register the recurring
+    jobs again if Redis lost any, and move due jobs to their queues. False: another scheduler
+    process held the lock (it does the round)."""
+    write_heartbeat(scheduler, interval)
+    scheduler.heartbeat()
+    if not scheduler.acquire_lock():
+        log.info("Lock already taken by another scheduler process; skipping this round")
+        return False
+    try:
+        specs = schedule.RECURRING_JOBS  # read at call time (tests swap the table)
+        missing = missing_recurring_jobs(scheduler.connection, specs)
+        if missing:
+            log.warning("%d of %d recurring jobs are missing from the scheduler (Redis lost its data?): "
+                        "registering them again: %s", len(missing), len(specs), ", ".join(missing))
+            reconcile(scheduler, specs)
+        scheduler.enqueue_jobs()
+    finally:
+        scheduler.remove_lock()
+    return True
+
+
+def missing_recurring_jobs(connection, specs) -> list[str]:
+    """The ids of `specs` not in rq-scheduler's set: one round trip, one ZSCORE per job."""
+    from rq_scheduler import Scheduler
+
+    ids = [scheduler_job_id(s) for s in specs]
+    with connection.pipeline(transaction=False) as pipe:
+        for job_id in ids:
+            pipe.zscore(Scheduler.scheduled_jobs_key, job_id)
+        scores = pipe.execute()
+    return [job_id for job_id, score in zip(ids, scores) if score is None]
+
+
+def write_heartbeat(scheduler, interval: int) -> None:
+    beat = {"name": scheduler.name, "pid": os.getpid(), "host": socket.gethostname(), "at": time.time(),
+            "interval": interval}
+    scheduler.connection.set(HEARTBEAT_KEY, json.dumps(beat), ex=HEARTBEAT_KEEP_SECONDS)
+
+
+def read_heartbeat(connection) -> dict | None:
+    """The latest scheduler heartbeat ({name, pid, host, at, interval}), or None if there is none."""
+    raw = connection.get(HEARTBEAT_KEY)
+    if raw is None:
+        return None
+    try:
+        beat = json.loads(raw)
+        float(beat["at"])
+    except (ValueError, TypeError, KeyError):
+        return None  # not written by this code: as good as none
+    return beat
 
 
 # --- starting jobs and recording their runs ----------------------------------

@@ -1,5 +1,5 @@
 """The ops dashboard (/ops, admins only): queues, workers, failed and recurring
-jobs, job health, deliveries, outbox and payouts, with HTMX partial refreshes.
+jobs, the scheduler, job health, deliveries, outbox and payouts, with HTMX partial refreshes.
 
 Each panel is its own partial template; the full page includes them all, and
 HTMX requests get just the panel (after an action, with the outcome message).
@@ -152,12 +152,16 @@ def live_context() -> dict:
 def recurring_context(message: str | None = None, message_error: bool = False) -> dict:
     connection, redis_error = _redis()
     tz = current_app.config["SCHEDULER_TIMEZONE"]
+    stale_after = current_app.config["SCHEDULER_HEARTBEAT_STALE_SECONDS"]
+    scheduler = None
     try:
-        jobs = overview.recurring_jobs(connection, tz)
+        jobs = overview.recurring_jobs(connection, tz, overdue_after=stale_after)
+        if connection is not None:
+            scheduler = overview.scheduler_state(connection, stale_after)
     except Exception as exc:  # noqa: BLE001
         redis_error = _describe(exc)
         jobs = overview.recurring_jobs(None, tz)
-    return {"recurring": jobs, "recurring_redis_error": redis_error, "scheduler_tz": tz,
+    return {"recurring": jobs, "recurring_redis_error": redis_error, "scheduler_tz": tz, "scheduler": scheduler,
             "recurring_message": message, "recurring_message_error": message_error,
             "recurring_refresh": current_app.config.get("OPS_RECURRING_REFRESH_SECONDS",
                                                         RECURRING_REFRESH_SECONDS)}

@@ -1,19 +1,41 @@
 """After-commit relay: one RQ job per new outbox event.
 
-SQLAlchemy session events collect the ids of OutboxEvent rows as they are
-flushed; after the outermost commit those still in the table (a rolled-back
-savepoint's are not) are enqueued as `handle_event(event_id)` and marked
-`relayed_at` in a new short transaction. If Redis is unreachable the request
-still succeeds: the events stay unrelayed and the periodic sweep relays them.
+Every event committed by a session's transaction is enqueued right after that
+commit as `handle_event(event_id)` and marked `relayed_at`, in a new short
+transaction, however it was written:
+
+- ORM objects (`emit()`): their ids are collected as they are flushed.
+- SQL executed through the session (`session.execute` of a Core `insert()`,
+  `insert().from_select()` or `text("INSERT INTO outbox_events ...")`, e.g. the
+  ranking recompute's INSERT .. SELECT): such a statement cannot tell which ids
+  it wrote, so the session notes the highest event id just before the first
+  such statement of the transaction, and the highest one it sees just before
+  committing; its events are the ones in between. Two reads of the primary
+  key's end, and only in transactions that write events by SQL.
+
+The relay claims the unrelayed committed events of that id range with one
+UPDATE .. RETURNING (see `relay`), a constant statement however many events
+were written. Under concurrency the range may also hold events that another
+transaction committed meanwhile; whichever relay claims an event first enqueues
+it, once. Events of a transaction still open are invisible, so never relayed early.
+
+A savepoint's release is not a commit: nothing is relayed until the outermost
+transaction commits. Events of a rolled-back savepoint are filtered out at relay
+time (they are not in the table); a rolled-back transaction forgets everything.
+If Redis is unreachable the request still succeeds: the events stay unrelayed
+and the periodic sweep relays them. Writes on a connection outside the session
+(`engine.begin()`) are not watched: the sweep relays those.
 """
 from __future__ import annotations
 
 import logging
+import re
 from datetime import timedelta
 
 from flask import current_app, has_app_context
-from sqlalchemy import event, select, update
+from sqlalchemy import and_, event, func, or_, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import Insert, TextClause
 
 from ..extensions import db
 from ..timeutil import utcnow
@@ -21,7 +43,35 @@ from .models import OutboxEvent
 
 log = logging.getLogger(__name__)
 
-_PENDING = "deltacrown_outbox_pending"
+_PENDING = "deltacrown_outbox_pending"  # ids of ORM-flushed events
+_SQL_AFTER = "deltacrown_outbox_sql_after_id"  # newest event id before the first SQL write
+_SQL_UPTO = "deltacrown_outbox_sql_upto_id"  # newest event id seen before commit
+_INSERT_SQL = re.compile(r"\binsert\s+(?:or\s+\w+\s+)?into\s+[\"`]?%s\b" % OutboxEvent.__tablename__, re.I)
+
+
+def _writes_events(statement) -> bool:
+    if isinstance(statement, Insert):
+        return statement.table.name == OutboxEvent.__tablename__
+    if isinstance(statement, TextClause):
+        return bool(_INSERT_SQL.search(statement.text))
+    return False
+
+
+def _newest_event_id(session) -> int:
+    # On the session's own connection: inside its transaction, without re-entering these hooks.
+    return session.connection().scalar(select(func.max(OutboxEvent.id))) or 0
+
+
+def _do_orm_execute(state):
+    if _writes_events(state.statement):
+        info = state.session.info
+        if _SQL_AFTER not in info:
+            info[_SQL_AFTER] = _newest_event_id(state.session)
+
+
+def _before_commit(session):
+    if _SQL_AFTER in session.info:
+        session.info[_SQL_UPTO] = _newest_event_id(session)
 
 
 def _after_flush(session, flush_context):
@@ -30,55 +80,84 @@ def _after_flush(session, flush_context):
         session.info.setdefault(_PENDING, set()).update(new_ids)
 
 
-def _after_commit(session):
+def _forget(session):
     ids = session.info.pop(_PENDING, None)
-    if ids and has_app_context():
+    after, upto = session.info.pop(_SQL_AFTER, None), session.info.pop(_SQL_UPTO, None)
+    return ids, (after, upto) if after is not None and upto is not None and upto > after else None
+
+
+def _after_commit(session):
+    if session.in_nested_transaction():
+        return  # a savepoint released: the outer transaction may still roll back
+    ids, id_range = _forget(session)
+    if ids:  # as a range too: a constant statement however many events were flushed
+        low, high = min(ids) - 1, max(ids)
+        id_range = (min(low, id_range[0]), max(high, id_range[1])) if id_range else (low, high)
+    if id_range and has_app_context():
         try:
-            relay(sorted(ids))
+            relay(id_range=id_range)
         except Exception:  # the change is committed: never fail it now; the sweep relays later
-            log.exception("outbox relay failed for events %s; left for the sweep", sorted(ids))
+            log.exception("outbox relay failed for events in %s; left for the sweep", id_range)
 
 
 def _after_soft_rollback(session, previous_transaction):
     # Only the outermost rollback forgets everything; a rolled-back savepoint's events
     # are filtered out at relay time (they are not in the table).
     if previous_transaction.parent is None:
-        session.info.pop(_PENDING, None)
+        _forget(session)
 
 
-def relay(event_ids) -> list[int]:
-    """Enqueue handle_event for these events (those committed and unrelayed); mark them relayed.
+RELAY_CHUNK = 1000  # jobs per Redis pipeline; ids per statement when un-claiming
 
-    Never raises on a Redis failure: what was not enqueued is left for the sweep.
+
+def relay(event_ids=(), id_range: tuple[int, int] | None = None) -> list[int]:
+    """Enqueue handle_event for these events and those with an id in (low, high] of `id_range`,
+    the ones committed and not yet relayed. Returns the ids enqueued.
+
+    Claim first: one UPDATE .. RETURNING sets `relayed_at` on exactly the rows no other
+    relay has taken (concurrent relays of overlapping ranges each get different rows; a
+    transaction still open is invisible to it), then the jobs are enqueued, a pipeline
+    per chunk. What could not be enqueued (Redis down) is un-claimed for the sweep; a
+    process that dies between claim and enqueue leaves its events to the sweep's
+    redelivery of events relayed but never handled (OUTBOX_REDELIVER_AGE_SECONDS).
+    Never raises on a Redis failure.
     """
     from .jobs import handle_event
 
-    event_ids = list(event_ids)
-    if not event_ids:
+    wanted = []
+    if event_ids:
+        wanted.append(OutboxEvent.id.in_(list(event_ids)))
+    if id_range:
+        wanted.append(and_(OutboxEvent.id > id_range[0], OutboxEvent.id <= id_range[1]))
+    if not wanted:
         return []
-    with db.engine.connect() as conn:
+    claimed_at = utcnow()
+    with db.engine.begin() as conn:
         # Only committed rows are visible here; a rolled-back event is not relayed.
-        ids = list(conn.scalars(select(OutboxEvent.id).where(OutboxEvent.id.in_(event_ids),
-                                                             OutboxEvent.relayed_at.is_(None))
-                                .order_by(OutboxEvent.id)))
-    relayed = []
+        ids = sorted(conn.scalars(update(OutboxEvent).where(or_(*wanted), OutboxEvent.relayed_at.is_(None))
+                                  .values(relayed_at=claimed_at).returning(OutboxEvent.id)))
+    relayed: list[int] = []
     try:
-        for event_id in ids:
-            handle_event.enqueue(event_id)
-            relayed.append(event_id)
+        for start in range(0, len(ids), RELAY_CHUNK):
+            chunk = ids[start:start + RELAY_CHUNK]
+            handle_event.enqueue_many([(event_id,) for event_id in chunk])
+            relayed.extend(chunk)
     except Exception as exc:  # Redis down or unreachable: the sweep will try again
-        log.warning("outbox relay: could not enqueue events %s (%s); left for the sweep",
-                    [i for i in ids if i not in relayed], exc)
-    if relayed:
+        missed = ids[len(relayed):]
+        log.warning("outbox relay: could not enqueue %s events from id %s (%s); left for the sweep",
+                    len(missed), missed[0], exc)
         with db.engine.begin() as conn:
-            conn.execute(update(OutboxEvent).where(OutboxEvent.id.in_(relayed), OutboxEvent.relayed_at.is_(None))
-                         .values(relayed_at=utcnow()))
+            for start in range(0, len(missed), RELAY_CHUNK):
+                conn.execute(update(OutboxEvent).where(OutboxEvent.id.in_(missed[start:start + RELAY_CHUNK]),
+                                                       OutboxEvent.relayed_at == claimed_at)
+                             .values(relayed_at=None))
     return relayed
 
 
 def install() -> None:
     """Listen on every ORM session (idempotent: create_app runs many times in tests)."""
-    for name, fn in (("after_flush", _after_flush), ("after_commit", _after_commit),
+    for name, fn in (("do_orm_execute", _do_orm_execute), ("before_commit", _before_commit),
+                     ("after_flush", _after_flush), ("after_commit", _after_commit),
                      ("after_soft_rollback", _after_soft_rollback)):
         if not event.contains(Session, name, fn):
             event.listen(Session, name, fn)

@@ -34,7 +34,7 @@ under us. Needs SQLite >= 3.33 (UPDATE ... FROM) or PostgreSQL.
 
 The events are written by that one INSERT .. SELECT rather than `emit()` per
 team (which would flush thousands of ORM objects); they are plain outbox rows
-all the same, relayed by the outbox sweep.
+all the same, relayed right after the commit like any other (outbox/relay.py).
 """
 from __future__ import annotations
 

@@ -6,8 +6,8 @@ from sqlalchemy import select
 
 from deltacrown.errors import NotFound
 from deltacrown.extensions import db
-from deltacrown.models import Team
-from deltacrown.queue import QUEUE_SCHEDULED, fetch_job
+from deltacrown.models import OutboxEvent, Team
+from deltacrown.queue import QUEUE_NOTIFICATIONS, QUEUE_SCHEDULED, fetch_job, get_queue
 from deltacrown.tournaments import jobs
 from deltacrown.tournaments.rankings import recompute_team_rankings
 
@@ -74,6 +74,8 @@ def test_teams_are_locked_before_the_current_ranks_are_read(app, count_queries):
         with count_queries() as counted:
             recompute_team_rankings()
     first, later = counted.statements[0], counted.statements[1:]
+    # (without the outbox relay's reads of the newest event id, around the events' INSERT)
+    later = [s for s in later if not s.startswith("SELECT max(outbox_events.id)")]
     if dialect == "postgresql":
         assert first == "LOCK TABLE teams IN SHARE ROW EXCLUSIVE MODE"
     else:  # opens sqlite3's write transaction (and so takes the write lock)
@@ -103,6 +105,24 @@ def test_ranking_changed_only_for_teams_whose_rank_moved(app):
             {"team_id": a, "old_rank": 1, "new_rank": 2},
             {"team_id": b, "old_rank": 2, "new_rank": 3},
         ], key=lambda p: p["team_id"])
+
+
+def test_ranking_events_are_relayed_right_after_the_commit(app):
+    """Written by INSERT .. SELECT, not emit(): still enqueued at commit, not a minute later by the sweep."""
+    with app.app_context():
+        a, b, c = add_teams(3)
+        cup = add_tournament(team_ids=[a, b, c])
+        add_matches(cup, [(a, b, a), (b, c, b)])
+        recompute_team_rankings()  # a 1st, b 2nd, c 3rd
+        add_matches(cup, [(c, a, c), (c, b, c)])
+        queue = get_queue(QUEUE_NOTIFICATIONS)
+        queue.empty()
+        assert recompute_team_rankings()["moved_count"] == 3
+        moved = db.session.execute(select(OutboxEvent.id, OutboxEvent.relayed_at)
+                                   .where(OutboxEvent.type == "ranking_changed")).all()
+        assert len(moved) == 3 and all(relayed_at is not None for _, relayed_at in moved)
+        assert sorted((j.func_name, list(j.args)) for j in queue.jobs) == sorted(
+            ("deltacrown.outbox.jobs.handle_event", [event_id]) for event_id, _ in moved)
 
 
 def test_one_tournament_recomputes_its_teams_from_all_their_matches(app):
@@ -159,7 +179,9 @@ def test_statement_count_is_the_same_for_10_and_5000_teams(app, count_queries, t
             assert result["moved_count"] > 0  # the event insert is among what is counted
             counts[total] = counted.count
     assert counts[10] == counts[5000], counts
-    assert counts[10] <= 8, counts  # tournament check, lock, standings (create, fill), events, update, drop
+    # tournament check, lock, standings (create, fill), events, update, drop; and the relay of the
+    # events: the newest event id before their INSERT and before the commit, one claiming UPDATE.
+    assert counts[10] <= 11, counts
 
 
 def test_recompute_rankings_job_runs_on_a_real_worker(app, run_jobs):

@@ -244,7 +244,7 @@ def test_email_turned_off_after_the_delivery_was_created_is_not_sent(app, users,
     enqueue(did)
     run_jobs()
     d = make.get(did)
-    assert d.status == "failed" and "turned this email off" in d.last_error and smtp_server.messages == []
+    assert d.status == "skipped" and "unsubscribed from all email" in d.last_error and smtp_server.messages == []
 
 
 def test_admin_email_preview(app, users, auth, client):

@@ -38,7 +38,11 @@ def test_bad_value_ends_cli_and_worker_with_one_line(tmp_path, redis_url, comman
     check_one_line_exit(command, base_env(tmp_path, redis_url, **{variable: value}), variable)
 
 
-@pytest.mark.parametrize("variable,value", [BAD_VALUES[0], BAD_VALUES[3]])
+@pytest.mark.parametrize("variable,value", [
+    BAD_VALUES[0], BAD_VALUES[3],
+    # not above SCHEDULER_INTERVAL (60 s): a live scheduler would look dead between its heartbeats
+    ("SCHEDULER_HEARTBEAT_STALE_SECONDS", "60"),
+])
 def test_bad_value_ends_scheduler_with_one_line(tmp_path, redis_url, variable, value):
     check_one_line_exit([PYTHON, "worker.py", "--scheduler"], base_env(tmp_path, redis_url, **{variable: value}),
                         variable)

@@ -1,6 +1,7 @@
 """The /ops dashboard: access, rendering from real RQ state, and Redis being down."""
 from __future__ import annotations
 
+import os
 import re
 
 from sqlalchemy import insert
@@ -49,11 +50,12 @@ def test_dashboard_shows_queues_failed_jobs_deliveries_and_payouts(app, admin, r
             CoinTransaction(user_id=player, amount=1000, transaction_type="payout",
                             dedup_key="payout:t1", meta={"place": 1}),
         ])
-        # An event whose relay after commit did not happen (a Core insert is not seen by the
-        # relay hook): it waits for the sweep, and the dashboard must show it.
-        db.session.execute(insert(OutboxEvent).values(type="invite_sent", payload={"invite_id": 1},
-                                                      created_at=utcnow()))
         db.session.commit()
+        # An event whose relay after commit did not happen (written outside the session, which
+        # the relay hook does not watch): it waits for the sweep, and the dashboard must show it.
+        with db.engine.begin() as conn:
+            conn.execute(insert(OutboxEvent).values(type="invite_sent", payload={"invite_id": 1},
+                                                    created_at=utcnow()))
     html = admin.get("/ops").get_data(as_text=True)
     assert "Operations" in html
     queue_row = re.search(r"<th scope=\"row\">default</th>(.*?)</tr>", html, re.S).group(1)
@@ -140,3 +142,39 @@ def test_dashboard_sql_statements_do_not_grow_with_the_data(app, admin, users, c
                                                  for _ in range(10)])
         db.session.commit()
     assert statements() == few
+
+
+def _recurring_row(html: str, name: str) -> str:
+    return re.search(rf"{name}</span>.*?</tr>", html, re.S).group(0)
+
+
+def test_dashboard_shows_the_scheduler_and_flags_an_overdue_job(app, admin, test_schedule):
+    import time
+
+    from rq_scheduler import Scheduler
+
+    from deltacrown.ops.scheduler import make_scheduler, run_round
+    from deltacrown.queue import get_redis
+
+    html = admin.get("/ops/recurring").get_data(as_text=True)
+    assert "no heartbeat: no scheduler process is running" in html
+
+    with app.app_context():
+        assert run_round(make_scheduler(app), app.config["SCHEDULER_INTERVAL"])  # a real round: beat, register
+        connection = get_redis()
+    html = admin.get("/ops").get_data(as_text=True)
+    state = re.search(r'<p id="scheduler-state">(.*?)</p>', html, re.S).group(1)
+    assert "running, last heartbeat" in state and f"pid {os.getpid()}" in state
+    assert "overdue" not in html
+
+    # The scheduler stops moving jobs: test-tick's next run stays in the past.
+    connection.zadd(Scheduler.scheduled_jobs_key, {"recurring-test-tick": time.time() - 3600})
+    html = admin.get("/ops/recurring").get_data(as_text=True)
+    assert "overdue by 1 h 0 min" in _recurring_row(html, "test-tick")
+    assert "overdue" not in _recurring_row(html, "test-missing")
+
+    # ... and its heartbeat ages past the threshold.
+    app.config["SCHEDULER_HEARTBEAT_STALE_SECONDS"] = 1
+    html = wait_for(lambda: "stale: last heartbeat" in (h := admin.get("/ops/recurring").get_data(as_text=True))
+                    and h, timeout=10, message="the dashboard to call the scheduler stale")
+    assert "dead or stuck" in html

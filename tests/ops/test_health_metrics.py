@@ -1,44 +1,110 @@
 """GET /healthz and GET /metrics: no login, real numbers from RQ and the database."""
 from __future__ import annotations
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from rq import Worker
 from rq.registry import FailedJobRegistry
 from sqlalchemy import insert
 
 from deltacrown.extensions import db
 from deltacrown.notifications.models import Delivery
+from deltacrown.ops.scheduler import make_scheduler, run_round, silence_utcnow_deprecation
 from deltacrown.outbox.models import OutboxEvent
-from deltacrown.queue import QUEUE_NAMES, get_queue, get_redis, make_worker
+from deltacrown.queue import QUEUE_NAMES, get_queue, get_redis, make_worker, restore_registration
 from deltacrown.timeutil import utcnow
+from tests.support.processes import wait_for
 
 from . import jobs
 
 
-def test_healthz_is_200_with_a_worker_registered(app, client):
+@pytest.fixture
+def registered_worker(app):
+    """A worker registered with Redis as `python worker.py` registers itself (no jobs run)."""
     with app.app_context():
         worker = make_worker(app, name="health-check-worker")
         worker.register_birth()
-    try:
-        response = client.get("/healthz")
-        assert response.status_code == 200
-        assert response.get_json() == {"db": "ok", "redis": "ok", "workers": 1}
-    finally:
+    yield worker
+    with app.app_context():
+        worker.register_death()
+
+
+@pytest.fixture
+def scheduler_round(app):
+    """Runs one round of the scheduler process's loop (heartbeat, lock, jobs) in this process."""
+
+    silence_utcnow_deprecation()
+
+    def run():
         with app.app_context():
-            worker.register_death()
+            assert run_round(make_scheduler(app), app.config["SCHEDULER_INTERVAL"])
+
+    return run
 
 
-def test_healthz_is_503_without_workers(client):
+def test_healthz_is_200_with_a_worker_and_a_live_scheduler(client, registered_worker, scheduler_round):
+    scheduler_round()
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.get_json() == {"db": "ok", "redis": "ok", "workers": 1, "scheduler": "ok"}
+
+
+def test_healthz_is_503_without_workers(client, scheduler_round):
+    scheduler_round()
     response = client.get("/healthz")
     assert response.status_code == 503
-    assert response.get_json() == {"db": "ok", "redis": "ok", "workers": 0, "down": ["workers"]}
+    assert response.get_json() == {"db": "ok", "redis": "ok", "workers": 0, "scheduler": "ok", "down": ["workers"]}
+
+
+def test_healthz_names_the_scheduler_when_none_ever_beat(client, registered_worker):
+    response = client.get("/healthz")
+    assert response.status_code == 503
+    assert response.get_json() == {"db": "ok", "redis": "ok", "workers": 1, "scheduler": "down",
+                                   "down": ["scheduler"]}
+
+
+def test_healthz_names_the_scheduler_when_its_heartbeat_is_stale(app, client, registered_worker, scheduler_round):
+    app.config["SCHEDULER_HEARTBEAT_STALE_SECONDS"] = 1
+    scheduler_round()
+    assert client.get("/healthz").get_json()["scheduler"] == "ok"
+    # No further round: the scheduler died or hangs. Its last heartbeat ages past the threshold.
+    response = wait_for(lambda: (r := client.get("/healthz")).status_code == 503 and r, timeout=10,
+                        message="/healthz to notice the stale scheduler heartbeat")
+    assert response.get_json() == {"db": "ok", "redis": "ok", "workers": 1, "scheduler": "down",
+                                   "down": ["scheduler"]}
+    scheduler_round()  # it beats again
+    assert client.get("/healthz").status_code == 200
+
+
+def test_a_worker_forgotten_by_redis_registers_again_and_a_dead_one_does_not(app, client, scheduler_round):
+    with app.app_context():
+        worker = make_worker(app, name="forgotten-worker")
+        worker.register_birth()
+        worker.set_state("idle")
+        get_redis().flushall()  # Redis restarted empty; the worker process goes on
+        worker.heartbeat()  # RQ's own heartbeat alone does not make it visible again
+    scheduler_round()
+    assert client.get("/healthz").get_json()["workers"] == 0
+    with app.app_context():
+        assert restore_registration(worker)
+        assert not restore_registration(worker)  # listed again: nothing to do
+    body = client.get("/healthz").get_json()
+    assert (body["workers"], body["scheduler"]) == (1, "ok")
+    listed = Worker.all(connection=get_redis(app))  # what the ops page lists
+    assert [(w.name, w.get_state(), w.queue_names()) for w in listed] == [
+        ("forgotten-worker", "idle", list(QUEUE_NAMES))]
+    with app.app_context():
+        worker.register_death()
+        assert not restore_registration(worker)  # a stopped worker stays gone
+    assert client.get("/healthz").get_json()["workers"] == 0
 
 
 def test_healthz_names_redis_when_it_is_unreachable(app_without_redis):
     response = app_without_redis.test_client().get("/healthz")
     assert response.status_code == 503
     body = response.get_json()
-    assert body["redis"] == "down" and body["db"] == "ok"
-    assert body["down"] == ["redis", "workers"]
+    assert body["redis"] == "down" and body["db"] == "ok" and body["scheduler"] == "down"
+    assert body["down"] == ["redis", "workers", "scheduler"]
 
 
 def _metrics(client) -> dict:
@@ -65,14 +131,15 @@ def test_metrics_match_the_registries_and_the_database(app, client, run_jobs):
             Delivery(dedup_key="d3", channel="email", target="c@example.com", status="failed", attempts=5),
             Delivery(dedup_key="d4", channel="discord", target="team:1", status="pending", attempts=0),
         ])
-        # Two events whose relay after commit did not happen (Core inserts are not seen by the
-        # relay hook) and one already relayed.
-        db.session.execute(insert(OutboxEvent), [
-            {"type": "invite_sent", "payload": {"invite_id": 1}, "created_at": utcnow(), "relayed_at": None},
-            {"type": "invite_sent", "payload": {"invite_id": 2}, "created_at": utcnow(), "relayed_at": None},
-            {"type": "invite_sent", "payload": {"invite_id": 3}, "created_at": utcnow(), "relayed_at": utcnow()},
-        ])
         db.session.commit()
+        # Two events whose relay after commit did not happen (written outside the session, which
+        # the relay hook does not watch) and one already relayed.
+        with db.engine.begin() as conn:
+            conn.execute(insert(OutboxEvent), [
+                {"type": "invite_sent", "payload": {"invite_id": 1}, "created_at": utcnow(), "relayed_at": None},
+                {"type": "invite_sent", "payload": {"invite_id": 2}, "created_at": utcnow(), "relayed_at": None},
+                {"type": "invite_sent", "payload": {"invite_id": 3}, "created_at": utcnow(), "relayed_at": utcnow()},
+            ])
         connection = get_redis()
         rq_lengths = {q: get_queue(q).count for q in QUEUE_NAMES}
         rq_failed = {q: FailedJobRegistry(q, connection=connection).count for q in QUEUE_NAMES}

@@ -3,7 +3,7 @@ Redis is down, and handling one twice writes nothing twice."""
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import bindparam, insert, literal, select, text, update
 
 from deltacrown.devredis import start_redis_server
 from deltacrown.extensions import db
@@ -146,10 +146,11 @@ def test_relay_outbox_command_relays_what_the_commit_did_not(app, runner):
     from deltacrown.timeutil import utcnow
 
     with app.app_context():
-        # Core inserts are not seen by the after-commit relay: like events left by a Redis outage.
-        db.session.execute(insert(OutboxEvent), [{"type": "bracket_ready", "payload": {"tournament_id": 1},
-                                                  "created_at": utcnow()} for _ in range(3)])
-        db.session.commit()
+        # Written on a connection outside the session, which the after-commit relay does not
+        # watch: left unrelayed like the events of a Redis outage.
+        with db.engine.begin() as conn:
+            conn.execute(insert(OutboxEvent), [{"type": "bracket_ready", "payload": {"tournament_id": 1},
+                                                "created_at": utcnow()} for _ in range(3)])
     result = runner.invoke(args=["relay-outbox", "--min-age", "0"])
     assert result.exit_code == 0, result.output
     assert "Relayed 3 event(s)." in result.output
@@ -157,3 +158,60 @@ def test_relay_outbox_command_relays_what_the_commit_did_not(app, runner):
         assert get_queue("notifications").count == 3
         assert db.session.query(OutboxEvent).filter(OutboxEvent.relayed_at.is_(None)).count() == 0
     assert "Relayed 0 event(s)." in runner.invoke(args=["relay-outbox", "--min-age", "0"]).output
+
+
+def _relayed(app) -> tuple[dict, list]:
+    """{how it was written: relayed?} of this test's events, and the event ids on the notifications queue."""
+    with app.app_context():
+        rows = db.session.execute(select(OutboxEvent.id, OutboxEvent.payload, OutboxEvent.relayed_at))
+        jobs = sorted(j.args[0] for j in get_queue("notifications").jobs)
+        return {payload["via"]: (id_, relayed_at is not None) for id_, payload, relayed_at in rows
+                if "via" in payload}, jobs
+
+
+def test_events_written_by_sql_in_the_session_are_relayed_at_commit(app, league):
+    from deltacrown.timeutil import utcnow
+
+    now = bindparam("now", utcnow(), type_=OutboxEvent.created_at.type)
+    with app.app_context():
+        # Left unrelayed earlier (say Redis was down): the sweep's, not this commit's.
+        with db.engine.begin() as conn:
+            conn.execute(insert(OutboxEvent).values(type="bracket_ready", payload={"via": "earlier"},
+                                                    created_at=utcnow()))
+        get_queue("notifications").empty()
+
+        team = db.session.get(Team, league["red"])
+        team.name = "Renamed"
+        db.session.execute(insert(OutboxEvent).from_select(
+            ["type", "payload", "created_at"],
+            select(literal("roster_changed"), literal({"via": "from_select"}, OutboxEvent.payload.type),
+                   now).where(Team.id == team.id)))
+        db.session.execute(text("INSERT INTO outbox_events (type, payload, created_at) "
+                                "VALUES ('sponsor_approved', :payload, :now)")
+                           .bindparams(now, bindparam("payload", type_=OutboxEvent.payload.type)),
+                           {"payload": {"via": "text"}})
+        emit("ranking_changed", via="emit")
+        with db.session.begin_nested():  # a savepoint released inside the transaction
+            emit("ranking_changed", via="emit in savepoint")
+            db.session.execute(insert(OutboxEvent).values(type="ranking_changed", payload={"via": "sql in savepoint"},
+                                                          created_at=utcnow()))
+        savepoint = db.session.begin_nested()
+        db.session.execute(insert(OutboxEvent).values(type="ranking_changed", payload={"via": "rolled back"},
+                                                      created_at=utcnow()))
+        savepoint.rollback()
+        assert _relayed(app)[1] == []  # nothing before the commit
+        db.session.commit()
+    relayed, jobs = _relayed(app)
+    assert {via: done for via, (_, done) in relayed.items()} == {
+        "earlier": False, "from_select": True, "text": True, "emit": True, "emit in savepoint": True,
+        "sql in savepoint": True}
+    assert jobs == sorted(id_ for id_, done in relayed.values() if done)  # one job each, nothing else
+
+    # A rolled-back transaction relays nothing, and leaves nothing for the next commit to relay.
+    with app.app_context():
+        db.session.execute(insert(OutboxEvent).values(type="ranking_changed", payload={"via": "rollback"},
+                                                      created_at=utcnow()))
+        db.session.rollback()
+        db.session.get(Team, league["red"]).name = "Renamed again"
+        db.session.commit()
+    assert _relayed(app) == (relayed, jobs)

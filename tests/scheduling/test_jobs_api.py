@@ -35,7 +35,8 @@ def test_list_shows_schedule_next_run_and_last_status(app, client, users, run_jo
     from datetime import datetime
 
     assert datetime.fromisoformat(digests["next_run_at"]).timestamp() == score
-    assert jobs["cleanup-notifications"]["schedule"] is None and jobs["cleanup-notifications"]["args"] == ["days"]
+    assert jobs["cleanup-notifications"]["schedule"] == "30 4 * * *" and jobs["cleanup-notifications"]["args"] == ["days"]
+    assert jobs["distribute-payouts"]["schedule"] is None and jobs["distribute-payouts"]["recurring"] is False
 
     run = client.post("/api/v1/jobs/expire-sponsors/run", headers=users.headers("admin"))
     assert run.status_code == 202

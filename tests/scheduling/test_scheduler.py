@@ -16,8 +16,8 @@ import pytest
 from rq_scheduler import Scheduler
 
 from deltacrown.ops.schedule import JOBS_BY_NAME, RECURRING_JOBS, JobSpec, scheduler_job_id
-from deltacrown.ops.scheduler import (LAST_RUN_KEY, make_scheduler, reconcile, silence_utcnow_deprecation,
-                                      use_scheduler_timezone)
+from deltacrown.ops.scheduler import (HEARTBEAT_KEY, LAST_RUN_KEY, make_scheduler, read_heartbeat, reconcile,
+                                      run_round, silence_utcnow_deprecation, use_scheduler_timezone)
 from deltacrown.queue import fetch_job, get_queue, get_redis
 from tests.support.processes import WaitTimeout, wait_for
 
@@ -78,6 +78,29 @@ def test_reconcile_registers_fixed_ids_without_duplicates(app, local_tz):
         assert job.meta["cron_string"] == "30 * * * *"
         next_run = datetime.fromtimestamp(connection.zscore(SET, "recurring-send-digests"), timezone.utc)
         assert next_run.minute == 30
+
+
+def test_each_round_registers_the_recurring_jobs_again_after_redis_lost_them(app, local_tz):
+    use_scheduler_timezone("UTC")
+    with app.app_context():
+        connection = get_redis()
+        a, b = make_scheduler(app, name="scheduler-a"), make_scheduler(app, name="scheduler-b")
+        reconcile(a)
+        registered = scheduled_ids(connection)
+        assert run_round(a, 60)  # nothing missing
+        assert scheduled_ids(connection) == registered == sorted(scheduler_job_id(s) for s in RECURRING_JOBS)
+
+        connection.flushall()  # Redis restarted empty
+        # B is mid-round (holds the lock): A's round beats but leaves the jobs to B.
+        assert b.acquire_lock()
+        assert not run_round(a, 60)
+        assert scheduled_ids(connection) == [] and read_heartbeat(connection)["name"] == "scheduler-a"
+        b.remove_lock()
+        assert run_round(a, 60)
+        assert scheduled_ids(connection) == sorted(scheduler_job_id(s) for s in RECURRING_JOBS)
+        assert run_round(b, 60)  # the other scheduler finds nothing missing, adds no copy
+        assert scheduled_ids(connection) == sorted(scheduler_job_id(s) for s in RECURRING_JOBS)
+        assert 0 < connection.ttl(HEARTBEAT_KEY) and read_heartbeat(connection)["name"] == "scheduler-b"
 
 
 @pytest.mark.parametrize("zone", ["America/New_York", "Asia/Tokyo"])

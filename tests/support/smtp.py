@@ -12,6 +12,10 @@ Fixture `smtp_server` (function scope) starts one on a free port and yields an
     smtp_server.stop(); smtp_server.start()   # down (connections refused), then up on the same port
     smtp_server.drop_connections = 1      # the next RCPT: the server hangs up instead of answering
     mail.connection                       # 1, 2, ...: which SMTP connection carried a message
+    mail.tls                              # whether that connection was encrypted (STARTTLS or implicit)
+
+`SmtpStandIn(**smtp_options)` passes aiosmtpd's options on (e.g. `tls_context=` for
+STARTTLS, `ssl_context=` for implicit TLS, `authenticator=`).
 
 Point the app at it from a test module:
 
@@ -48,6 +52,7 @@ class ReceivedMail:
     message: EmailMessage
     raw: bytes
     connection: int = 0
+    tls: bool = False
 
     @property
     def subject(self) -> str:
@@ -93,15 +98,17 @@ class _Handler:
         message = email.message_from_bytes(raw, policy=email.policy.default)
         with self.stand_in.arrived:
             connection = self.stand_in.connections.setdefault(session, len(self.stand_in.connections) + 1)
+            tls = server.transport.get_extra_info("ssl_object") is not None
             self.stand_in.messages.append(ReceivedMail(envelope.mail_from, list(envelope.rcpt_tos), message, raw,
-                                                       connection))
+                                                       connection, tls))
             self.stand_in.arrived.notify_all()
         return "250 Message accepted for delivery"
 
 
 class SmtpStandIn:
-    def __init__(self, host: str = "127.0.0.1"):
+    def __init__(self, host: str = "127.0.0.1", **smtp_options):
         self.host = host
+        self.smtp_options = smtp_options
         self.port = free_port()
         self.messages: list[ReceivedMail] = []
         self.refused: set[str] = set()
@@ -115,7 +122,7 @@ class SmtpStandIn:
     def start(self):
         """Listen on this stand-in's port (again, after `stop()`); messages received so far are kept."""
         if self._controller is None:
-            controller = Controller(_Handler(self), hostname=self.host, port=self.port)
+            controller = Controller(_Handler(self), hostname=self.host, port=self.port, **self.smtp_options)
             controller.start()
             self._controller = controller
         return self

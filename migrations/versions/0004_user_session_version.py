@@ -1,7 +1,7 @@
 """user session version
 
-Revision ID: 0002
-Revises: 0001
+Revision ID: 0004
+Revises: 0003
 Create Date: 2026-12-01 11:48:17.865785
 
 """
@@ -11,8 +11,8 @@ import deltacrown.timeutil
 
 
 # revision identifiers, used by Alembic.
-revision = '0002'
-down_revision = '0001'
+revision = '0004'
+down_revision = '0003'
 branch_labels = None
 depends_on = None
 

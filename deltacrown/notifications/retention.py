@@ -1,0 +1,120 @@
+"""Retention: deleting the history that only grows (run daily as `prune-records`).
+
+What goes, once older than RETENTION_DAYS (by `created_at`):
+
+- deliveries that are finished (sent or failed); pending ones stay, whatever
+  their age (a held or retried send still needs its row);
+- outbox events that were handled and that no delivery references any more
+  (the finished deliveries go first, so usually all of them);
+- digests: sent ones, and claims whose send never succeeded, which nothing
+  retries after their own day.
+
+Read notifications have their own rule and job (`cleanup-notifications`).
+
+How: per table, in id order, batches of `batch_size` rows, each its own short
+transaction of a constant number of statements: one SELECT of the batch's
+highest id, then DELETE .. WHERE id in (previous batch end, this one] with the
+same conditions (digests: their item rows first). A range, never a list of ids,
+so no statement carries more than a few bound parameters however large the
+batch (PostgreSQL takes at most 65,535), and a row kept for a reason (a pending
+delivery) is not read again by the next batch.
+
+Foreign keys: deliveries.event_id (SET NULL) and notification_digest_items
+(CASCADE) reference these tables. SQLite does not enforce them here, so the
+rows they would touch are handled explicitly — an event still referenced is
+kept, a digest's items are deleted with it — and the result is the same on
+both databases, with no orphans.
+
+The newest row of each table is never deleted: SQLite (without AUTOINCREMENT)
+hands out max(id) + 1, so deleting the newest row would give its id to the
+next one, and an outbox event id is part of notification and delivery dedup
+keys ("event:42").
+"""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from flask import current_app
+from sqlalchemy import delete, exists, func, select
+
+from ..errors import InvalidInput
+from ..extensions import db
+from ..outbox.models import OutboxEvent
+from ..queue import report_progress
+from ..timeutil import utcnow
+from .models import DELIVERY_STATUSES, Delivery, NotificationDigest, notification_digest_items
+
+PRUNE_BATCH_SIZE = 1000
+MAX_RETENTION_DAYS = 36_500  # beyond this the cutoff date overflows
+FINISHED_DELIVERY_STATUSES = tuple(s for s in DELIVERY_STATUSES if s != "pending")
+
+
+def _batches(model, condition, batch_size: int):
+    """Yield (low, high] id ranges of at most `batch_size` rows matching `condition`, in id order.
+
+    Stops below the table's current newest id (see the module docstring). The caller
+    deletes each range before asking for the next.
+    """
+    newest = db.session.scalar(select(func.max(model.id)))
+    if newest is None:
+        return
+    low = 0
+    while True:
+        batch = (select(model.id).where(model.id > low, model.id < newest, condition)
+                 .order_by(model.id).limit(batch_size).subquery())
+        high = db.session.scalar(select(func.max(batch.c.id)))
+        if high is None:
+            return
+        yield low, high
+        low = high
+
+
+def prune_records(days: int | None = None, now: datetime | None = None, batch_size: int = PRUNE_BATCH_SIZE,
+                  on_progress=None) -> dict:
+    """Delete finished deliveries, handled outbox events and digests older than `days` days.
+
+    `days` defaults to RETENTION_DAYS. Returns the number deleted of each and the cutoff.
+    """
+    if days is None:
+        days = current_app.config["RETENTION_DAYS"]
+    if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= MAX_RETENTION_DAYS:
+        raise InvalidInput(f"days must be a whole number from 1 to {MAX_RETENTION_DAYS}",
+                           fields={"days": f"must be a whole number from 1 to {MAX_RETENTION_DAYS}"})
+    cutoff = (now or utcnow()) - timedelta(days=days)
+    counts = {"deliveries": 0, "outbox_events": 0, "digests": 0}
+
+    def progress():
+        done = sum(counts.values())
+        report_progress(done, None)
+        if on_progress:
+            on_progress(done, None)
+
+    # Deliveries first: an event is deleted only once no delivery references it.
+    finished = Delivery.status.in_(FINISHED_DELIVERY_STATUSES) & (Delivery.created_at < cutoff)
+    for low, high in _batches(Delivery, finished, batch_size):
+        counts["deliveries"] += db.session.execute(
+            delete(Delivery).where(Delivery.id > low, Delivery.id <= high, finished)
+            .execution_options(synchronize_session=False)).rowcount
+        db.session.commit()
+        progress()
+
+    handled = (OutboxEvent.handled_at.is_not(None) & (OutboxEvent.created_at < cutoff)
+               & ~exists().where(Delivery.event_id == OutboxEvent.id))
+    for low, high in _batches(OutboxEvent, handled, batch_size):
+        counts["outbox_events"] += db.session.execute(
+            delete(OutboxEvent).where(OutboxEvent.id > low, OutboxEvent.id <= high, handled)
+            .execution_options(synchronize_session=False)).rowcount
+        db.session.commit()
+        progress()
+
+    old_digest = NotificationDigest.created_at < cutoff
+    for low, high in _batches(NotificationDigest, old_digest, batch_size):
+        in_range = (NotificationDigest.id > low) & (NotificationDigest.id <= high) & old_digest
+        db.session.execute(delete(notification_digest_items).where(
+            notification_digest_items.c.digest_id.in_(select(NotificationDigest.id).where(in_range))))
+        counts["digests"] += db.session.execute(
+            delete(NotificationDigest).where(in_range).execution_options(synchronize_session=False)).rowcount
+        db.session.commit()
+        progress()
+
+    return {**counts, "days": days, "cutoff": cutoff.isoformat()}
