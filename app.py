@@ -3,6 +3,7 @@ import sys
 
 from deltacrown import ConfigError, create_app
 from deltacrown.config import load_dotenv_file
+from deltacrown.masking import mask_secrets
 
 # Gunicorn's "app failed to load" exit code: its master then stops with that
 # reason instead of rebooting workers forever; for the flask CLI it is just non-zero.
@@ -16,7 +17,7 @@ def _database_unreachable_hook(exc_type, exc, tb, _default=sys.excepthook):
 
     if isinstance(exc, OperationalError):
         reason = str(getattr(exc, "orig", exc) or exc).strip().splitlines()[0]
-        print(f"deltacrown: DATABASE_URL: cannot use the database: {reason}", file=sys.stderr)
+        print(f"deltacrown: DATABASE_URL: cannot use the database: {mask_secrets(reason)}", file=sys.stderr)
         return
     _default(exc_type, exc, tb)
 

@@ -1,11 +1,18 @@
 """Gunicorn settings, read automatically from the working directory (Procfile `web`).
 
 Command-line flags (the Procfile's --bind, --workers) still apply; this file only
-adds a start-up check and turns off gunicorn's control socket (unused here, and
-every gunicorn on a machine would otherwise claim the same ~/.gunicorn/gunicorn.ctl).
+adds a start-up check, masks secrets in every log line (deltacrown.masking), and
+turns off gunicorn's control socket (unused here, and every gunicorn on a machine
+would otherwise claim the same ~/.gunicorn/gunicorn.ctl).
 """
 
+from deltacrown.masking import install_log_masking, mask_secrets
+
 control_socket_disable = True
+
+# In the master, before workers fork: every log line, the access log included, has its
+# secrets masked (an unsubscribe link's token is in the request line and the Referer).
+install_log_masking()
 
 
 def when_ready(server):
@@ -32,4 +39,4 @@ def when_ready(server):
         Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2).ping()
     except Exception as exc:  # redis raises several connection error types
         server.log.warning("REDIS_URL: cannot reach Redis at %s (%s); serving anyway: domain changes "
-                           "wait in the outbox and are relayed when Redis is back", url, exc)
+                           "wait in the outbox and are relayed when Redis is back", mask_secrets(url), exc)

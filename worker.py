@@ -17,6 +17,7 @@ from redis.exceptions import RedisError
 
 from deltacrown import ConfigError, create_app
 from deltacrown.config import load_dotenv_file
+from deltacrown.masking import mask_secrets
 from deltacrown.queue import (QUEUE_NAMES, RegistrationKeeper, configure_logging, get_redis, make_worker,
                               prepare_for_forking)
 
@@ -61,7 +62,7 @@ def main(argv=None) -> int:
     try:
         get_redis(app).ping()
     except Exception as exc:  # redis raises several connection error types
-        sys.exit(f"deltacrown worker: REDIS_URL: cannot reach Redis at {app.config['REDIS_URL']}: {exc}")
+        sys.exit(mask_secrets(f"deltacrown worker: REDIS_URL: cannot reach Redis at {app.config['REDIS_URL']}: {exc}"))
     problem = database_problem(app)
     if problem:
         sys.exit(f"deltacrown worker: DATABASE_URL: cannot use the database: {problem}")

@@ -10,6 +10,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from .config import PROJECT_ROOT, ConfigError, check_secret_key, load_config  # noqa: F401  (ConfigError re-exported)
 from .extensions import csrf, db, limiter, login_manager, mail, migrate
+from .masking import install_log_masking
 
 # The parts of the service, each a package with `init_app(app)`.
 PARTS = ("accounts", "teams", "tournaments", "economy", "notifications", "outbox", "channels", "ops")
@@ -17,6 +18,7 @@ PARTS = ("accounts", "teams", "tournaments", "economy", "notifications", "outbox
 
 def create_app(config: dict | None = None) -> Flask:
     """Build the app: environment config, then `config` overrides (tests pass theirs)."""
+    install_log_masking()  # every process builds the app: no secret reaches its logs
     app = Flask(
         __name__,
         instance_path=str(PROJECT_ROOT / "instance"),

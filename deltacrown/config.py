@@ -17,6 +17,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from .masking import mask_secrets
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 INSTANCE_DIR = PROJECT_ROOT / "instance"
 # What SECRET_KEY is when unset: known to everyone, so only acceptable on localhost.
@@ -68,7 +70,7 @@ def check_database_url(url: str, name: str = "DATABASE_URL") -> str:
     try:
         parsed = make_url(url)
     except ArgumentError:
-        raise ConfigError(f"{name}: not a database URL: {url!r}") from None
+        raise ConfigError(f"{name}: not a database URL: {mask_secrets(url)!r}") from None
     if parsed.get_backend_name() not in ("sqlite", "postgresql"):
         raise ConfigError(
             f"{name}: unsupported database {parsed.get_backend_name()!r} (use postgresql:// or sqlite://)"
@@ -79,7 +81,7 @@ def check_database_url(url: str, name: str = "DATABASE_URL") -> str:
 def check_redis_url(url: str, name: str = "REDIS_URL") -> str:
     parsed = urlparse(url)
     if parsed.scheme not in ("redis", "rediss", "unix"):
-        raise ConfigError(f"{name}: not a Redis URL (redis://host:port/db): {url!r}")
+        raise ConfigError(f"{name}: not a Redis URL (redis://host:port/db): {mask_secrets(url)!r}")
     return url
 
 
@@ -278,6 +280,9 @@ def load_config(env=None) -> dict:
                                                     "LOGIN_RATE_LIMIT_PER_IP"),
         "LOGIN_RATE_LIMIT_PER_USERNAME": check_rate_limit(env.get("LOGIN_RATE_LIMIT_PER_USERNAME") or "5 per minute",
                                                           "LOGIN_RATE_LIMIT_PER_USERNAME"),
+        # "Send a test message" on the settings page: clicks allowed per person (shared through Redis).
+        "WEBHOOK_TEST_RATE_LIMIT": check_rate_limit(env.get("WEBHOOK_TEST_RATE_LIMIT") or "5 per minute;20 per hour",
+                                                    "WEBHOOK_TEST_RATE_LIMIT"),
     }
     if config["MAIL_USERNAME"] and not (config["MAIL_USE_TLS"] or config["MAIL_USE_SSL"]
                                         or config["MAIL_ALLOW_PLAINTEXT_AUTH"]):

@@ -33,6 +33,7 @@ import urllib.error
 import urllib.request
 
 from .config import INSTANCE_DIR, PROJECT_ROOT, ConfigError, load_config, load_dotenv_file
+from .masking import mask_secrets
 
 STOP_GRACE_SECONDS = 20
 _print_lock = threading.Lock()
@@ -173,7 +174,7 @@ def main() -> int:
 
         url, redis_proc = start_redis_server(INSTANCE_DIR / "redis")
         env["REDIS_URL"] = url
-        say(f"started the embedded redis-server (pid {redis_proc.pid}) at {url}")
+        say(f"started the embedded redis-server (pid {redis_proc.pid}) at {mask_secrets(url)}")
     children: list[Child] = []
     try:
         if _flask(["db", "upgrade"], env) != 0:

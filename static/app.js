@@ -15,4 +15,13 @@
       event.detail.headers["X-CSRFToken"] = token;
     }
   });
+
+  // A 429 carries a message for the person (e.g. too many test messages, try again later):
+  // show it like a 422 instead of dropping it as an error.
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    if (event.detail.xhr.status === 429) {
+      event.detail.shouldSwap = true;
+      event.detail.isError = false;
+    }
+  });
 })();

@@ -5,7 +5,7 @@ from marshmallow import Schema, fields
 
 from ..api import Blueprint, api_user
 from ..apischemas import Out, Text, admin_only, require_token_for
-from .services import create_user
+from .services import create_user, rotate_api_token
 
 bp = Blueprint("users_api", __name__, description="Users and API tokens")
 require_token_for(bp)
@@ -22,6 +22,11 @@ class UserSchema(Schema):
 
 class UserCreatedSchema(UserSchema):
     api_token = fields.String(metadata={"description": "shown only this once; only its hash is stored"})
+
+
+class ApiTokenSchema(Schema):
+    api_token = fields.String(required=True,
+                              metadata={"description": "the new token, shown only this once; only its hash is stored"})
 
 
 class UserCreateSchema(Schema):
@@ -49,3 +54,11 @@ def create(data):
 def me():
     """The caller."""
     return api_user()
+
+
+@bp.route("/me/token", methods=["POST"])
+@bp.response(200, ApiTokenSchema)
+def rotate_token():
+    """Replace the caller's API token: the answer holds the new one, once; the token used for
+    this request stops working at once, and the caller's browser sessions end."""
+    return {"api_token": rotate_api_token(api_user())}

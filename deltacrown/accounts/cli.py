@@ -1,11 +1,11 @@
-"""`flask create-user`."""
+"""`flask create-user`, `flask rotate-token`, `flask set-password`."""
 from __future__ import annotations
 
 import click
 from flask.cli import with_appcontext
 
 from ..errors import ServiceError
-from .services import create_user
+from .services import create_user, find_user, rotate_api_token, set_password
 
 
 @click.command("create-user")
@@ -28,5 +28,39 @@ def create_user_command(username, email, admin, password, timezone):
     click.echo(f"API token (shown once, store it now): {token}")
 
 
+def _user_named(username):
+    user = find_user(username)
+    if user is None:
+        raise click.ClickException(f"no user named {username!r}")
+    return user
+
+
+@click.command("rotate-token")
+@click.argument("username")
+@with_appcontext
+def rotate_token_command(username):
+    """Give a user a new API token and print it (shown only this once); the old one stops working."""
+    user = _user_named(username)
+    token = rotate_api_token(user)
+    click.echo(f"The old API token of {user.username} no longer works; their browser sessions were ended.")
+    click.echo(f"New API token (shown once, store it now): {token}")
+
+
+@click.command("set-password")
+@click.argument("username")
+@click.password_option("--password", help="The new password (asked for when omitted).")
+@with_appcontext
+def set_password_command(username, password):
+    """Set a user's login password; their browser sessions end."""
+    user = _user_named(username)
+    try:
+        set_password(user, password)
+    except ServiceError as exc:
+        raise click.ClickException(exc.message) from None
+    click.echo(f"Password of {user.username} changed; their browser sessions were ended.")
+
+
 def init_app(app):
     app.cli.add_command(create_user_command)
+    app.cli.add_command(rotate_token_command)
+    app.cli.add_command(set_password_command)

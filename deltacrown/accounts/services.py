@@ -1,12 +1,13 @@
 """Creating users and checking who they are (password or API token)."""
 from __future__ import annotations
 
+import functools
 import secrets
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from marshmallow import ValidationError as _MmValidationError
 from marshmallow import validate
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -74,11 +75,19 @@ def create_user(username: str, email: str, password: str | None = None, is_admin
     return user, token, password
 
 
+@functools.lru_cache(maxsize=1)
+def _dummy_password_hash() -> str:
+    # Made like every stored hash (same method and cost), for a random password nobody knows.
+    return generate_password_hash(secrets.token_urlsafe(16))
+
+
 def authenticate_password(username: str, password: str) -> User | None:
+    """The user, if the password is theirs. An unknown username costs the same hash check as
+    a wrong password (against a dummy hash), so timing does not tell which usernames exist."""
+    dummy = _dummy_password_hash()  # made on the first login of the process, whoever logs in
     user = db.session.scalar(select(User).where(func.lower(User.username) == (username or "").lower()))
-    if user and check_password_hash(user.password_hash, password or ""):
-        return user
-    return None
+    matches = check_password_hash(user.password_hash if user else dummy, password or "")
+    return user if user and matches else None
 
 
 def authenticate_token(token: str) -> User | None:
@@ -87,8 +96,39 @@ def authenticate_token(token: str) -> User | None:
     return db.session.scalar(select(User).where(User.api_token_hash == hash_token(token)))
 
 
+def find_user(username: str) -> User | None:
+    return db.session.scalar(select(User).where(func.lower(User.username) == (username or "").lower()))
+
+
+def _end_sessions(user: User) -> None:
+    # In SQL, so two changes at once both count; every session with the old version ends.
+    db.session.execute(update(User).where(User.id == user.id)
+                       .values(session_version=User.session_version + 1))
+
+
+def end_all_sessions(user: User) -> None:
+    """Log the user out of every browser session ("log out everywhere")."""
+    _end_sessions(user)
+    db.session.commit()
+    db.session.refresh(user)
+
+
 def rotate_api_token(user: User) -> str:
+    """A new API token (returned once; only its hash is kept). The old one stops working at
+    once, and the user's browser sessions end (a token change is a credential change)."""
     token = secrets.token_urlsafe(32)
     user.api_token_hash = hash_token(token)
+    _end_sessions(user)
     db.session.commit()
+    db.session.refresh(user)
     return token
+
+
+def set_password(user: User, password: str) -> None:
+    """Change the password; every browser session of the user ends."""
+    if password is None or len(password) < 8:
+        raise InvalidInput("password: at least 8 characters", fields={"password": "at least 8 characters"})
+    user.password_hash = generate_password_hash(password)
+    _end_sessions(user)
+    db.session.commit()
+    db.session.refresh(user)

@@ -11,7 +11,7 @@ from wtforms.validators import DataRequired
 from ..extensions import db, limiter, login_manager
 from ..links import same_site_path
 from .models import User
-from .services import authenticate_password
+from .services import authenticate_password, end_all_sessions
 
 bp = Blueprint("auth", __name__)
 
@@ -23,7 +23,17 @@ class LoginForm(FlaskForm):
 
 @login_manager.user_loader
 def load_user(user_id: str):
-    return db.session.get(User, int(user_id)) if user_id.isdigit() else None
+    """The session's user, unless the session was revoked (its version is not the user's now).
+
+    Checked on every request. A session from before versions existed holds only the id:
+    valid while the user never revoked any session."""
+    ident, _, version = user_id.partition(":")
+    if not ident.isdigit() or (version and not version.isdigit()):
+        return None
+    user = db.session.get(User, int(ident))
+    if user is None or user.session_version != int(version or 1):
+        return None
+    return user
 
 
 def _safe_next(target: str | None) -> str | None:
@@ -73,6 +83,16 @@ def too_many_attempts(error):
 def logout():
     logout_user()
     flash("You are logged out.")
+    return redirect(url_for("auth.login"))
+
+
+@bp.post("/logout-everywhere")
+@login_required
+def logout_everywhere():
+    """End every session of this user, on every device, this one included."""
+    end_all_sessions(current_user._get_current_object())
+    logout_user()
+    flash("You are logged out everywhere. Log in again on the devices you use.")
     return redirect(url_for("auth.login"))
 
 

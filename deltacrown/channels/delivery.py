@@ -36,6 +36,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ..accounts.models import User
 from ..extensions import db
+from ..masking import mask_secrets
 from ..notifications.models import Delivery, Notification, NotificationPreference, chosen_channels
 from ..notifications.preferences import SOURCE_SYSTEM, update_preferences
 from ..notifications.types import DISCORD, EMAIL, NOTIFICATION_TYPES
@@ -260,6 +261,8 @@ def _lease(delivery_id: int):
 
 
 def _finish(delivery_id: int, **values) -> None:
+    if values.get("last_error"):
+        values["last_error"] = mask_secrets(values["last_error"])  # shown on pages; never a token
     db.session.execute(update(Delivery).where(Delivery.id == delivery_id, Delivery.status == "pending")
                        .values(**values))
     db.session.commit()
@@ -314,7 +317,7 @@ def send_delivery(delivery_id: int, final_attempt: bool = True, consent: EmailCo
         except Exception as exc:
             db.session.rollback()
             temporary = isinstance(exc, RetryableDeliveryError)
-            error = str(exc) if temporary else f"unexpected error: {type(exc).__name__}: {exc}"
+            error = mask_secrets(str(exc) if temporary else f"unexpected error: {type(exc).__name__}: {exc}")
             if not temporary:
                 log.exception("delivery %s: unexpected error", delivery_id)
             log.warning("delivery %s (%s) attempt failed%s: %s", delivery_id, delivery.channel,

@@ -8,16 +8,24 @@
   is never rejected for length.
 - Posts go only to URLs that pass `webhook_url_problem` (under DISCORD_API_BASE),
   with `?wait=true` so Discord confirms the message and returns its id,
-  through the shared Redis rate limiter (deltacrown.channels.ratelimit).
+  through the shared Redis rate limiter (deltacrown.channels.ratelimit), and
+  never follow a redirect (the answer is reported, not obeyed).
+- The settings page's test message (`send_test_message`) takes the same path and
+  remembers, for a while, a webhook Discord called invalid (401/404), so repeated
+  clicks do not add to Discord's count of invalid requests (it bans an IP after
+  10,000 in 10 minutes).
 """
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 
 import requests
+from redis.exceptions import RedisError
 from flask import current_app
 
+from ..masking import mask_secrets
 from ..queue import get_redis
 from .content import ChannelMessage
 from .ratelimit import RateLimitWaitTooLong, WebhookRateLimiter, parse_seconds, webhook_key
@@ -29,6 +37,11 @@ ELLIPSIS = "…"
 BOT_NAME = "DeltaCrown"
 # A 429 whose wait fits in the job's inline wait is retried right here, at most this often.
 INLINE_429_RETRIES = 2
+# The test message is sent while a person waits for the page: a short rate-limit wait only.
+TEST_MESSAGE_MAX_WAIT_SECONDS = 3
+# A webhook Discord called invalid (401/404) is not tried again by the test button for this long.
+INVALID_WEBHOOK_MEMORY_SECONDS = 10 * 60
+TEST_MESSAGE = "Test message from DeltaCrown: your notifications will arrive in this channel."
 
 _MARKDOWN = re.compile(r"([\\*_~`|>\[\]()<#])")
 _LINE_START = re.compile(r"^(\s*)([-+]|\d+\.)(\s)", re.MULTILINE)
@@ -37,11 +50,13 @@ _LINE_START = re.compile(r"^(\s*)([-+]|\d+\.)(\s)", re.MULTILINE)
 class DiscordError(Exception):
     """A post failed. `temporary`: retrying may work. `webhook_gone`: Discord says it was deleted."""
 
-    def __init__(self, message: str, temporary: bool, status: int | None = None, webhook_gone: bool = False):
-        super().__init__(message)
+    def __init__(self, message: str, temporary: bool, status: int | None = None, webhook_gone: bool = False,
+                 rate_limited: bool = False):
+        super().__init__(mask_secrets(message))  # stored in last_error, job results and logs
         self.temporary = temporary
         self.status = status
         self.webhook_gone = webhook_gone
+        self.rate_limited = rate_limited  # our limiter or Discord's 429 said wait
 
 
 # --- making user text inert and short enough -----------------------------------
@@ -149,9 +164,11 @@ class PostResult:
     warning: str | None = None  # set when Discord accepted the post but its answer was unreadable
 
 
-def post_to_webhook(url: str, payload: dict) -> PostResult:
+def post_to_webhook(url: str, payload: dict, max_wait: float | None = None,
+                    inline_429_retries: int = INLINE_429_RETRIES) -> PostResult:
     """POST `payload` to the webhook; returns Discord's message id (with a warning if unreadable).
 
+    `max_wait`: the longest rate-limit wait in seconds (default DISCORD_MAX_INLINE_WAIT_SECONDS).
     Raises DiscordError; `temporary` ones (timeout, connection error, 5xx, 429,
     rate-limit wait too long) are worth retrying later.
     """
@@ -159,22 +176,25 @@ def post_to_webhook(url: str, payload: dict) -> PostResult:
     if problem:
         raise DiscordError(f"refusing to post: webhook URL {problem}", temporary=False)
     cfg = current_app.config
+    max_wait = cfg["DISCORD_MAX_INLINE_WAIT_SECONDS"] if max_wait is None else max_wait
     key = webhook_key(url)
     limiter = WebhookRateLimiter(get_redis(), cfg["DISCORD_MAX_REQUESTS_PER_SECOND"])
     timeout = cfg["DISCORD_TIMEOUT_SECONDS"]
-    for attempt in range(INLINE_429_RETRIES + 1):
+    for attempt in range(inline_429_retries + 1):
         try:
-            seq = limiter.acquire(key, max_wait=cfg["DISCORD_MAX_INLINE_WAIT_SECONDS"])
+            seq = limiter.acquire(key, max_wait=max_wait)
         except RateLimitWaitTooLong as exc:
-            raise DiscordError(str(exc), temporary=True) from exc
+            raise DiscordError(str(exc), temporary=True, rate_limited=True) from exc
         try:
             response = requests.post(url, params={"wait": "true"}, json=payload, timeout=timeout,
                                      allow_redirects=False, headers={"User-Agent": "DeltaCrown (notifications)"})
+        # `from None`: requests' own exception names the full URL, token included; the masked
+        # message says what happened and tracebacks (logs, failed jobs) must not carry it.
         except requests.Timeout as exc:
             raise DiscordError(f"Discord did not answer within {timeout} s ({type(exc).__name__})",
-                               temporary=True) from exc
+                               temporary=True) from None
         except requests.RequestException as exc:
-            raise DiscordError(f"could not reach Discord: {type(exc).__name__}: {exc}", temporary=True) from exc
+            raise DiscordError(f"could not reach Discord: {type(exc).__name__}: {exc}", temporary=True) from None
         limiter.record_response(key, seq, response.headers)
         status = response.status_code
         body = _json_or_none(response)
@@ -183,10 +203,10 @@ def post_to_webhook(url: str, payload: dict) -> PostResult:
             is_global = (response.headers.get("X-RateLimit-Global", "").lower() == "true"
                          or (isinstance(body, dict) and body.get("global") is True))
             limiter.block(key, wait, is_global=is_global)
-            if attempt < INLINE_429_RETRIES and wait <= cfg["DISCORD_MAX_INLINE_WAIT_SECONDS"]:
+            if attempt < inline_429_retries and wait <= max_wait:
                 continue  # the limiter makes the next try wait out the block
             raise DiscordError(f"Discord rate limited the webhook (429, retry after {wait:.2f} s)",
-                               temporary=True, status=429)
+                               temporary=True, status=429, rate_limited=True)
         if 200 <= status < 300:
             if isinstance(body, dict) and body.get("id") is not None:
                 return PostResult(message_id=str(body["id"])[:100])
@@ -198,10 +218,57 @@ def post_to_webhook(url: str, payload: dict) -> PostResult:
                   else _body_snippet(response))
         if body is None and status >= 400:
             detail = f"body is not JSON: {detail}"
+        if 300 <= status < 400:
+            # Never followed: Discord does not redirect webhook posts, so this is not Discord.
+            raise DiscordError(f"Discord answered with a redirect ({status}), not followed", temporary=False,
+                               status=status)
         if status == 404:
             raise DiscordError(f"Discord says the webhook no longer exists (404: {detail})",
                                temporary=False, status=404, webhook_gone=True)
+        if status == 401:
+            # The token was reset: this URL can never work again, and Discord bans an address
+            # after 10,000 invalid requests in 10 minutes, so it is switched off like a 404.
+            raise DiscordError(f"Discord says the webhook token is not valid (401: {detail})",
+                               temporary=False, status=401, webhook_gone=True)
         if status >= 500:
             raise DiscordError(f"Discord server error {status}: {detail}", temporary=True, status=status)
         raise DiscordError(f"Discord refused the post ({status}: {detail})", temporary=False, status=status)
     raise AssertionError("unreachable")  # the loop always returns or raises
+
+
+# --- the settings page's test message -------------------------------------------------
+
+def _invalid_webhook_key(url: str) -> str:
+    return "dc:discord:invalid-webhook:" + hashlib.sha256(url.encode()).hexdigest()[:32]
+
+
+def send_test_message(url: str) -> tuple[str, bool]:
+    """Post a short test message to `url`; (message for the person, whether Discord took it).
+
+    Goes through the shared per-webhook rate limiter, waits at most a few seconds,
+    never follows a redirect, and does not post again to a webhook Discord recently
+    called invalid.
+    """
+    try:
+        redis = get_redis()
+        if redis.exists(_invalid_webhook_key(url)):
+            return ("Not sent: Discord said a moment ago that this webhook does not exist or its token is not "
+                    "valid. Copy the webhook URL from Discord again."), False
+        post_to_webhook(url, {"username": BOT_NAME, "content": TEST_MESSAGE, "allowed_mentions": {"parse": []}},
+                        max_wait=TEST_MESSAGE_MAX_WAIT_SECONDS, inline_429_retries=0)
+    except RedisError:
+        return "Not sent: the service cannot check Discord's rate limits right now; try again later.", False
+    except DiscordError as exc:
+        if exc.status in (401, 404):
+            redis.set(_invalid_webhook_key(url), exc.status, ex=INVALID_WEBHOOK_MEMORY_SECONDS)
+            return ("Discord says this webhook does not exist or its token is not valid (it may have been "
+                    "deleted); nothing was sent."), False
+        if exc.rate_limited:
+            return "Discord is rate-limiting this webhook; nothing was sent. Try again in a minute.", False
+        if exc.status is not None and 300 <= exc.status < 400:
+            return (f"Not sent: the webhook address answered with a redirect (HTTP {exc.status}), which is "
+                    "never followed. Copy the webhook URL from Discord again."), False
+        if exc.status is None:
+            return "Could not reach Discord; nothing was sent. Try again later.", False
+        return f"Discord refused the message (HTTP {exc.status}).", False
+    return "Test message sent. Check your Discord channel.", True

@@ -18,9 +18,14 @@ def webhook_url_problem(url: str, api_base: str | None = None) -> str | None:
     base = (api_base or current_app.config["DISCORD_API_BASE"]).rstrip("/")
     if not isinstance(url, str) or len(url) > 500:
         return "must be a Discord webhook URL of at most 500 characters"
-    parts, base_parts = urlsplit(url), urlsplit(base)
+    try:
+        parts, base_parts = urlsplit(url), urlsplit(base)
+        username, password = parts.username, parts.password  # parsed lazily: may raise too
+    except ValueError:
+        # e.g. fullwidth characters that normalize to '/' or '@', or an unclosed '[' host
+        return f"must be a Discord webhook URL under {base}/webhooks/ (this one cannot be parsed)"
     if (parts.scheme, parts.netloc.lower()) != (base_parts.scheme, base_parts.netloc.lower()) \
-            or parts.query or parts.fragment or parts.username or parts.password:
+            or parts.query or parts.fragment or username or password:
         return f"must be a Discord webhook URL under {base}/webhooks/"
     base_path = base_parts.path.rstrip("/")
     if not parts.path.startswith(base_path + "/webhooks/") or not _PATH.match(parts.path[len(base_path):]):

@@ -23,8 +23,21 @@ from .service import CHUNK_SIZE, NotificationService, NotifyResult, chunked, enq
 from .types import NOTIFICATION_TYPES
 
 
+# Ids per `IN (...)` lookup: well under PostgreSQL's 65,535 bind parameters per statement.
+ID_LOOKUP_CHUNK = 10_000
+
+
 def new_announcement_id() -> str:
     return uuid.uuid4().hex
+
+
+def unknown_user_ids(user_ids) -> list[int]:
+    """The ids (sorted) that are not users, looked up in chunks so any list length works."""
+    wanted = sorted(set(user_ids))
+    found = set()
+    for chunk in chunked(wanted, ID_LOOKUP_CHUNK):
+        found.update(db.session.scalars(select(User.id).where(User.id.in_(chunk))))
+    return [user_id for user_id in wanted if user_id not in found]
 
 
 def batch_send_notifications(user_ids, type: str, title: str, body: str = "", url: str | None = None,

@@ -128,20 +128,15 @@ def put_preferences(data):
 @bp.response(202, JobAcceptedSchema)
 def announce(data):
     """Send an announcement to users (all when user_ids is absent), on the queue (admin)."""
-    from sqlalchemy import select
-
-    from ..accounts.models import User
-    from .announcements import new_announcement_id
+    from .announcements import new_announcement_id, unknown_user_ids
     from .jobs import batch_send_notifications
 
     user_ids = data["user_ids"]
     if user_ids is not None:
-        wanted = set(user_ids)
-        found = set(db.session.scalars(select(User.id).where(User.id.in_(wanted))))
-        missing = sorted(wanted - found)
+        missing = unknown_user_ids(user_ids)
         if missing:
             raise NotFound(f"Unknown users: {missing[:20]}", fields={"user_ids": f"unknown ids {missing[:20]}"})
-        user_ids = sorted(wanted)
+        user_ids = sorted(set(user_ids))
     announcement_id = new_announcement_id()
     try:
         job = batch_send_notifications.enqueue(user_ids, "announcement", data["title"], data["body"], data["url"],

@@ -9,17 +9,20 @@ shown next to its field, nothing is saved: 422 for htmx, the page again without.
 from __future__ import annotations
 
 import functools
+import math
+import time
 from zoneinfo import available_timezones
 
-import requests
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask_limiter.util import get_remote_address
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError
 from sqlalchemy import select
 
+from ..channels.discord import send_test_message
 from ..channels.webhooks import webhook_url_problem
 from ..errors import InvalidInput
-from ..extensions import db
+from ..extensions import db, limiter
 from ..timeutil import utcnow
 from .models import NotificationPreference
 from .preferences import SOURCE_EDITOR, recent_changes, serialize_preferences, update_preferences
@@ -31,7 +34,6 @@ bp.register_error_handler(CSRFError, refuse_without_csrf)
 
 OPT_OUT_FIELDS = {channel: f"opt_out_{channel}" for channel in CHANNELS}
 CHANNELS_PREFIX = "channels."
-WEBHOOK_TEST_TIMEOUT_SECONDS = 5
 RECENT_CHANGES = 5
 
 
@@ -170,8 +172,47 @@ def save():
     return redirect(url_for(".edit"), 303)
 
 
+def _webhook_test_user() -> str:
+    # Counted per person (their id), whichever address or session they click from.
+    if current_user.is_authenticated:
+        return f"webhook-test-user:{current_user.id}"
+    return "webhook-test-ip:" + get_remote_address()
+
+
+def _reached_discord(response) -> bool:
+    # A URL refused before sending (422) costs nothing: only tries that may reach Discord count.
+    return response.status_code != 422
+
+
+def _webhook_test_result(result: str, ok: bool, status: int, url: str):
+    if htmx:
+        return render_template("notifications/_webhook_test_result.html", webhook_result=(result, ok)), status
+    values = serialize_preferences(current_preferences(current_user))
+    values["discord_webhook_url"] = url
+    return _render(values, webhook_result=(result, ok), status=status)
+
+
+@bp.errorhandler(429)
+def too_many_webhook_tests(error):
+    """Only the test button is rate limited here: say how many are allowed and when to try again."""
+    limit = getattr(error, "limit", None)
+    if limit is None:
+        rate = "only a few test messages at a time"
+    else:
+        item = limit.limit
+        per = item.GRANULARITY.name if item.multiples == 1 else f"{item.multiples} {item.GRANULARITY.name}s"
+        rate = f"{item.amount} test message{'s' if item.amount != 1 else ''} per {per}"
+    current = limiter.current_limit
+    wait = f"in {max(1, math.ceil(current.reset_at - time.time()))} s" if current else "in a little while"
+    message = f"Not sent: you can send {rate}. Please try again {wait}; your saved settings are unaffected."
+    url = (request.form.get("discord_webhook_url") or "").strip()
+    return _webhook_test_result(message, False, 429, url)
+
+
 @bp.post("/settings/notifications/discord-test")
 @page_login_required
+@limiter.limit(lambda: current_app.config["WEBHOOK_TEST_RATE_LIMIT"], key_func=_webhook_test_user,
+               deduct_when=_reached_discord, scope="webhook-test")
 def discord_test():
     """Post a short test message to the webhook URL in the form (or the saved one)."""
     url = (request.form.get("discord_webhook_url") or "").strip() \
@@ -183,29 +224,4 @@ def discord_test():
         result, ok, status = (f"Not sent: the webhook URL {problem}.", False, 422)
     else:
         result, ok = send_test_message(url)
-    if htmx:
-        return render_template("notifications/_webhook_test_result.html", webhook_result=(result, ok)), status
-    values = serialize_preferences(current_preferences(current_user))
-    values["discord_webhook_url"] = url
-    return _render(values, webhook_result=(result, ok), status=status)
-
-
-def send_test_message(url: str) -> tuple[str, bool]:
-    """(message for the player, whether Discord took it). Kept simple on purpose: the
-    channels part owns the real Discord adapter (retries, rate limits, embeds)."""
-    try:
-        response = requests.post(url, json={
-            "content": "Test message from DeltaCrown: your notifications will arrive in this channel.",
-            "allowed_mentions": {"parse": []},
-        }, timeout=WEBHOOK_TEST_TIMEOUT_SECONDS)
-    except requests.Timeout:
-        return "Discord did not answer within 5 seconds; nothing was sent.", False
-    except requests.RequestException:
-        return "Could not reach Discord; nothing was sent. Try again later.", False
-    if 200 <= response.status_code < 300:
-        return "Test message sent. Check your Discord channel.", True
-    if response.status_code in (401, 404):
-        return "Discord says this webhook does not exist (it may have been deleted).", False
-    if response.status_code == 429:
-        return "Discord is rate-limiting this webhook; try again in a minute.", False
-    return f"Discord refused the message (HTTP {response.status_code}).", False
+    return _webhook_test_result(result, ok, status, url)

@@ -32,6 +32,8 @@ def test_no_server_errors_for_any_generated_request(app, api, league, users):
                       suppress_health_check=list(HealthCheck))
             def run(case):
                 response = case.call(headers=auth)
+                if operation.path.endswith("/me/token") and response.status_code == 200:
+                    auth["Authorization"] = f"Bearer {response.json()['api_token']}"  # the old one stopped working
                 ran.append(response.status_code)
                 if response.status_code >= 500:
                     failures.append((operation.label, mode.value, case.path_parameters, case.query, case.body,

@@ -52,6 +52,8 @@ def test_rejected_generated_requests_write_nothing(app, api, league, users):  # 
             def run(case):
                 before = row_counts(app)
                 response = case.call(headers=auth)
+                if operation.path.endswith("/me/token") and response.status_code == 200:
+                    auth["Authorization"] = f"Bearer {response.json()['api_token']}"  # the old one stopped working
                 if response.status_code >= 500:
                     server_errors.append((operation.label, case.body, response.status_code))
                 elif response.status_code >= 400:
@@ -80,7 +82,8 @@ ZONES = ("UTC", "Europe/Berlin", "America/New_York", "Asia/Kolkata", "Australia/
 def webhook_values(base: str):
     return st.none() | st.sampled_from([f"{base}/webhooks/123/tok-en_1", f"{base}/webhooks/9/x/",
                                         "http://127.0.0.1:6379/", "https://discord.com@evil.example/api/webhooks/1/x",
-                                        f"{base}/webhooks/1/x?y=1", ""]) | st.text(max_size=30)
+                                        f"{base}/webhooks/1/x?y=1", "", "https://discord.com／api/webhooks/1/x",
+                                        "https://[::1"]) | st.text(max_size=30)
 
 
 HH_MM = st.builds(lambda h, m: f"{h:02d}:{m:02d}", st.integers(0, 23), st.integers(0, 59))

@@ -17,7 +17,10 @@ Fixture `discord_server` (function scope) yields a `DiscordStandIn` serving
 
 Faults on demand: `fail_next(id, status=500, times=1)`, `rate_limit_next(id, retry_after)`,
 `delete(id)` (404 Unknown Webhook), `hang(id)` (never answers until the test
-ends), `garbage_next(id, status=200)` (a body that is not JSON).
+ends), `garbage_next(id, status=200)` (a body that is not JSON),
+`redirect_next(id, location, status=307)` (a redirect, as a hijacked or
+misconfigured endpoint could answer). `.requests` lists every request's
+(method, path), any path at all, so a test can see that a redirect was not followed.
 
     @pytest.fixture
     def app_config(discord_server):
@@ -117,6 +120,7 @@ class DiscordStandIn:
         self.bucket_limit = bucket_limit
         self.bucket_seconds = bucket_seconds
         self.violations: list[tuple[str, list[str], dict]] = []
+        self.requests: list[tuple[str, str]] = []  # (method, path) of every request, any path
         self._hooks: dict[str, _Webhook] = defaultdict(_Webhook)
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
@@ -131,9 +135,11 @@ class DiscordStandIn:
                 pass
 
             def do_POST(self):
+                stand_in._record(self)
                 stand_in._handle(self)
 
             def do_GET(self):
+                stand_in._record(self)
                 self._send(405, {"message": "405: Method Not Allowed", "code": 0})
 
             def _send(self, status, body=None, headers=None, raw: bytes | None = None):
@@ -185,6 +191,10 @@ class DiscordStandIn:
         with self._lock:
             self._hooks[str(webhook_id)].faults += [("garbage", status)] * times
 
+    def redirect_next(self, webhook_id, location: str, status: int = 307, times: int = 1):
+        with self._lock:
+            self._hooks[str(webhook_id)].faults += [("redirect", status, location)] * times
+
     def delete(self, webhook_id):
         with self._lock:
             self._hooks[str(webhook_id)].deleted = True
@@ -229,6 +239,10 @@ class DiscordStandIn:
             return list(self._hooks[str(webhook_id)].messages)
 
     # --- the webhook endpoint -------------------------------------------------------
+    def _record(self, req):
+        with self._lock:
+            self.requests.append((req.command, urlsplit(req.path).path))
+
     def _bucket_headers(self, hook: _Webhook, now: float) -> dict:
         reset_after = max(hook.window_start + self.bucket_seconds - now, 0.0)
         return {"X-RateLimit-Limit": str(self.bucket_limit),
@@ -284,6 +298,8 @@ class DiscordStandIn:
             headers = self._bucket_headers(hook, now)
             if fault and fault[0] == "status":
                 return req._send(fault[1], {"message": "stand-in failure", "code": 0}, headers=headers)
+            if fault and fault[0] == "redirect":
+                return req._send(fault[1], {"message": "moved"}, headers={**headers, "Location": fault[2]})
             if fault and fault[0] == "garbage":
                 return req._send(fault[1], headers={**headers, "Content-Type": "text/html"},
                                  raw=b"<html><body>502 Bad Gateway (not JSON)</body></html>")
