@@ -26,8 +26,9 @@ MASK = "***"
 _SEGMENT = r"[^/?#\s'\"<>)\]]+"
 _WEBHOOK_TOKEN = re.compile(r"(/webhooks/\d+/)" + _SEGMENT)
 _UNSUBSCRIBE_TOKEN = re.compile(r"(/unsubscribe/)" + _SEGMENT)
-# scheme://[user]:password@  (the password may not contain '@', '/' or whitespace)
-_URL_PASSWORD = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@'\"]*:)[^\s@/'\"]+(@)")
+# scheme://[user]:password@  (the password may not contain '@', '/' or whitespace). Anchored
+# on "://" alone: matching the scheme too would rescan each dotted word of a long line (quadratic).
+_URL_PASSWORD = re.compile(r"(://[^\s:/@'\"]*:)[^\s@/'\"]+(@)")
 
 
 def mask_secrets(text) -> str:

@@ -7,7 +7,7 @@ Exactly once, as far as a network allows:
   when it finds the row sent and does nothing. The lease expires on its own if
   the worker dies, so the delivery is not stuck.
 - The claim is one conditional UPDATE (status 'pending' -> attempts + 1): a
-  row already sent or failed is never sent again.
+  row already sent, failed or skipped is never sent again.
 - The only unavoidable duplicate: a worker killed after the provider accepted
   the message but before the row was marked sent.
 

@@ -260,7 +260,10 @@ def send_test_message(url: str) -> tuple[str, bool]:
         return "Not sent: the service cannot check Discord's rate limits right now; try again later.", False
     except DiscordError as exc:
         if exc.status in (401, 404):
-            redis.set(_invalid_webhook_key(url), exc.status, ex=INVALID_WEBHOOK_MEMORY_SECONDS)
+            try:
+                redis.set(_invalid_webhook_key(url), exc.status, ex=INVALID_WEBHOOK_MEMORY_SECONDS)
+            except RedisError:
+                pass  # only the memory of it is lost; the answer below still holds
             return ("Discord says this webhook does not exist or its token is not valid (it may have been "
                     "deleted); nothing was sent."), False
         if exc.rate_limited:

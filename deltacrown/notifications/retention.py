@@ -2,7 +2,7 @@
 
 What goes, once older than RETENTION_DAYS (by `created_at`):
 
-- deliveries that are finished (sent or failed); pending ones stay, whatever
+- deliveries that are finished (sent, failed or skipped); pending ones stay, whatever
   their age (a held or retried send still needs its row);
 - outbox events that were handled and that no delivery references any more
   (the finished deliveries go first, so usually all of them);

@@ -85,7 +85,10 @@ def _same_site_path(url: str | None) -> str | None:
     """The path?query of an absolute URL on this host (htmx's HX-Current-URL)."""
     if not url:
         return None
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # a header anyone can send: e.g. "https://[::1" cannot be parsed
+        return None
     if parts.netloc and parts.netloc != request.host:
         return None
     return _safe_next(parts.path + (f"?{parts.query}" if parts.query else ""))

@@ -108,7 +108,7 @@ class DeltaCrownCollector(Collector):
         retried = GaugeMetricFamily("deltacrown_deliveries_retried", "Deliveries that needed more than one attempt",
                                     labels=["channel"])
         for c in channels:
-            for status in ("sent", "failed", "pending"):
+            for status in ("sent", "failed", "pending", "skipped"):
                 deliveries.add_metric([c.channel, status], getattr(c, status))
             retried.add_metric([c.channel], c.retried)
         outbox = GaugeMetricFamily("deltacrown_outbox_backlog", "Outbox events not yet relayed to the queue")

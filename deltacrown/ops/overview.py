@@ -292,6 +292,9 @@ class ChannelDeliveries:
     sent: int = 0
     failed: int = 0
     pending: int = 0
+    # Not sent because the recipient withdrew consent: neither a success nor a failure,
+    # so outside `total` (the chart's bars) and the success rate.
+    skipped: int = 0
     retried: int = 0
 
     @property
@@ -316,7 +319,7 @@ def deliveries_by_channel() -> list[ChannelDeliveries]:
     )
     for channel, status, count, retried in rows:
         entry = by_channel.setdefault(channel, ChannelDeliveries(channel))
-        if status in ("sent", "failed", "pending"):
+        if status in ("sent", "failed", "pending", "skipped"):
             setattr(entry, status, int(count))
         entry.retried += int(retried or 0)
     return list(by_channel.values())

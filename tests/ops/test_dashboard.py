@@ -47,6 +47,7 @@ def test_dashboard_shows_queues_failed_jobs_deliveries_and_payouts(app, admin, r
             Delivery(dedup_key="d1", channel="email", target="a@example.com", status="sent", attempts=2),
             Delivery(dedup_key="d2", channel="email", target="b@example.com", status="failed", attempts=5),
             Delivery(dedup_key="d3", channel="discord", target="team:1", status="pending", attempts=0),
+            Delivery(dedup_key="d4", channel="email", target="c@example.com", status="skipped", attempts=1),
             CoinTransaction(user_id=player, amount=1000, transaction_type="payout",
                             dedup_key="payout:t1", meta={"place": 1}),
         ])
@@ -67,6 +68,9 @@ def test_dashboard_shows_queues_failed_jobs_deliveries_and_payouts(app, admin, r
     assert "No dedup key pays a user twice (1 key checked)" in html
     assert re.search(r"1 event waiting to be relayed;\s+the oldest since 2\d{3}-", html)
     assert "<svg" in html and "Delivery success per channel: in_app: no deliveries; email: 50.0% success" in html
+    email_row = re.search(r'<section id="deliveries".*?<th scope="row">email</th>(.*?)</tr>', html, re.S).group(1)
+    # sent, failed, skipped (the player withdrew consent: neither sent nor a failure), pending, retried
+    assert re.findall(r'<td class="num">(\d+)</td>', email_row) == ["1", "1", "1", "0", "2"]
     # the outcome is in words, not colour alone
     assert re.search(r'<span class="level level-ok">ok</span>', html)
 

@@ -130,6 +130,8 @@ def test_metrics_match_the_registries_and_the_database(app, client, run_jobs):
             Delivery(dedup_key="d2", channel="email", target="b@example.com", status="sent", attempts=3),
             Delivery(dedup_key="d3", channel="email", target="c@example.com", status="failed", attempts=5),
             Delivery(dedup_key="d4", channel="discord", target="team:1", status="pending", attempts=0),
+            # Not sent because the player withdrew consent: counted, and not as a failure.
+            Delivery(dedup_key="d5", channel="email", target="d@example.com", status="skipped", attempts=1),
         ])
         db.session.commit()
         # Two events whose relay after commit did not happen (written outside the session, which
@@ -163,6 +165,7 @@ def test_metrics_match_the_registries_and_the_database(app, client, run_jobs):
     assert m[("deltacrown_deliveries", (("channel", "email"), ("status", "sent")))] == 2
     assert m[("deltacrown_deliveries", (("channel", "email"), ("status", "failed")))] == 1
     assert m[("deltacrown_deliveries", (("channel", "discord"), ("status", "pending")))] == 1
+    assert m[("deltacrown_deliveries", (("channel", "email"), ("status", "skipped")))] == 1
     assert m[("deltacrown_deliveries", (("channel", "in_app"), ("status", "sent")))] == 0
     assert m[("deltacrown_deliveries_retried", (("channel", "email"),))] == 2
     assert m[("deltacrown_outbox_backlog", ())] == 2

@@ -82,3 +82,11 @@ def test_announcement_to_more_users_than_postgresql_bind_parameters(app, client,
     missing = client.post("/api/v1/announcements", json={"title": "x", "user_ids": ids + [first + count + 5]},
                           headers=users.headers("admin"))
     assert missing.status_code == 404 and str(first + count + 5) in missing.json["error"]["fields"]["user_ids"]
+
+
+@pytest.mark.parametrize("current_url", UNPARSABLE)
+def test_logged_out_htmx_request_with_an_unparsable_current_url_goes_to_login(client, current_url):
+    # htmx sends the page's address in HX-Current-URL; anyone can send any value.
+    response = client.get("/notifications/badge", headers={"HX-Request": "true", "HX-Current-URL": current_url})
+    assert response.status_code == 200, response.get_data(as_text=True)[:300]
+    assert response.headers["HX-Redirect"] == "/login?next=/notifications/badge"
