@@ -59,11 +59,16 @@ class PreferencesOutSchema(Schema):
     discord_webhook_url = fields.String(allow_none=True)
 
 
+# The largest list whose request, at the longest ids and texts, still fits under the default
+# request body limit (MAX_CONTENT_LENGTH, 1 MiB): a list the schema allows is never refused as 413.
+MAX_ANNOUNCEMENT_RECIPIENTS = 80_000
+
+
 class AnnouncementSchema(Schema):
     title = Text(300, required=True)
     body = Text(5000, min_length=0, load_default="")
     url = Link(allow_none=True, load_default=None)
-    user_ids = fields.List(IdField(), allow_none=True, load_default=None, validate=validate.Length(min=1, max=100_000),
+    user_ids = fields.List(IdField(), allow_none=True, load_default=None, validate=validate.Length(min=1, max=MAX_ANNOUNCEMENT_RECIPIENTS),
                            metadata={"description": "recipients; all users when absent"})
 
 

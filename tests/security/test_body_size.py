@@ -46,6 +46,22 @@ def test_api_body_over_the_limit_is_413_in_the_api_error_shape(app, client, user
     assert response.status_code == 422
 
 
+def test_the_largest_announcement_the_schema_allows_fits_under_the_default_limit(app, client, users):
+    from deltacrown.notifications.api import MAX_ANNOUNCEMENT_RECIPIENTS
+
+    users.create("admin", admin=True)
+    headers = {**users.headers("admin"), "Content-Type": "application/json"}
+    largest_id = 2**31 - 1
+    ids = list(range(largest_id - MAX_ANNOUNCEMENT_RECIPIENTS + 1, largest_id + 1))
+    body = {"title": "t" * 300, "body": "b" * 5000, "user_ids": ids}
+    # read and validated (the ids name nobody: 404), not refused for its size
+    response = client.post("/api/v1/announcements", data=json.dumps(body), headers=headers)
+    assert response.status_code == 404, response.get_json()
+    body["user_ids"] = [largest_id - MAX_ANNOUNCEMENT_RECIPIENTS] + ids
+    response = client.post("/api/v1/announcements", data=json.dumps(body), headers=headers)
+    assert response.status_code == 422 and "user_ids" in response.get_json()["error"]["fields"]
+
+
 def test_page_form_over_the_limit_is_413(client):
     response = client.post("/login", data={"username": "x", "password": "p" * MIB})
     assert response.status_code == 413
