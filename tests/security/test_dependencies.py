@@ -63,7 +63,7 @@ def test_no_known_vulnerabilities_in_the_pinned_requirements():
     if not audited:
         pytest.skip(f"the vulnerability service answered for none of the {len(dependencies)} dependencies "
                     f"(e.g. {dependencies[0].get('skip_reason')!r}): this index has no PyPI JSON API; "
-                    "CI with access to pypi.org audits them")
+                    "CI with access to the package index's vulnerability data audits them")
     assert proc.returncode == 0, proc.stderr[-1500:]
 
 
