@@ -1,4 +1,4 @@
-"""The JSON API's shared machinery (see shared/API.md).
+"""The JSON API's shared machinery.
 
 - one flask-smorest Api per app (`init_app`); it validates requests against the declared
   marshmallow schemas and serves the OpenAPI document at /api/v1/openapi.json.

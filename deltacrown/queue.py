@@ -260,7 +260,7 @@ def prepare_for_forking(app) -> None:
 
     A horse starts as a copy of this process and is thrown away after one job, so
     anything it sets up lazily is redone for every job: importing the job modules and
-    configuring the ORM mappers took most of a ~200 ms notification job (BENCHMARKS.md).
+    configuring the ORM mappers took most of a notification job's time (BENCHMARKS.md).
     Done here once, every horse inherits it. No database connection crosses the fork:
     the parent's pool is emptied now, and each horse starts with an empty pool of its
     own (SQLAlchemy's advice for forked processes), so no two processes share a socket.

@@ -96,8 +96,7 @@ def _local_time(user, when: datetime | None) -> str:
 
 # --- CSS inlined once per template ------------------------------------------------
 #
-# Inlining a rendered email costs more than rendering it (~0.3-0.5 ms, a tenth
-# of a digest's share of a digest run), yet every email from one template gets
+# Inlining a rendered email costs more than rendering it, yet every email from one template gets
 # the same style attributes: they depend on the elements and classes, which the
 # template fixes, not on the values filled in. So the HTML template (its
 # `{% extends %}` resolved) is inlined once, with each Jinja tag swapped for a
@@ -237,8 +236,8 @@ def render_daily_digest(user, digest_date: date, items: list[ChannelMessage]) ->
 # --- sending ------------------------------------------------------------------
 #
 # The MIME message is written here rather than by Flask-Mail: its Message runs
-# every header through the email package's header parser and folder twice (about
-# 5 ms per digest, more than rendering and sending together). What goes out is
+# every header through the email package's header parser and folder twice (more
+# work than rendering and sending together). What goes out is
 # what Flask-Mail would build for the same RenderedEmail, minus its empty
 # multipart/mixed wrapper: a multipart/alternative of the text and the HTML
 # part, UTF-8, 8bit, CRLF line ends, the same Subject/From/To/Date/Message-ID

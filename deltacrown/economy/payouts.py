@@ -55,8 +55,8 @@ from sqlalchemy.exc import IntegrityError
 from ..errors import Conflict, NotFound
 from ..extensions import db
 from ..outbox.services import emit
+from ..signals import checkpoint
 from ..teams.models import Team, TeamAchievement
-from ..testing_hooks import pause_point
 from ..timeutil import utcnow
 from ..tournaments.models import Placement, Tournament
 from .dedup import generate_dedup_key
@@ -124,7 +124,7 @@ def distribute_tournament_payouts(tournament_id: int) -> dict:
                 db.session.add(coins)
             payouts.append({"placement": placement, "team": team, "amount": amount, "coins": coins})
         db.session.flush()  # coin rows written (not committed): ids for the events
-        pause_point("payout:after_coins")  # test-only (testing_hooks.py): coins flushed, not committed
+        checkpoint.send("payout:after_coins")  # coins flushed, not committed
 
         # 4. The achievements. An admin may already have awarded one by hand
         #    (POST /teams/{id}/achievements); keep that row rather than fail.

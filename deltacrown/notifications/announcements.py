@@ -18,7 +18,7 @@ from ..accounts.models import User
 from ..errors import InvalidInput
 from ..extensions import db
 from ..queue import report_progress
-from ..testing_hooks import pause_point
+from ..signals import checkpoint
 from .service import CHUNK_SIZE, NotificationService, NotifyResult, chunked, enqueue_sends, recipients_query
 from .types import NOTIFICATION_TYPES
 
@@ -55,7 +55,7 @@ def batch_send_notifications(user_ids, type: str, title: str, body: str = "", ur
         db.session.commit()
         enqueue_sends(result.delivery_ids)
         result.delivery_ids.clear()
-        pause_point("announcement:after_chunk")  # test-only (testing_hooks.py): a chunk committed
+        checkpoint.send("announcement:after_chunk")  # a chunk committed
 
     if user_ids is None:
         total = db.session.scalar(select(func.count(User.id)))

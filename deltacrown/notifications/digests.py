@@ -55,7 +55,7 @@ from ..channels.content import ChannelMessage
 from ..errors import InvalidInput
 from ..extensions import db
 from ..queue import report_progress
-from ..testing_hooks import pause_point
+from ..signals import checkpoint
 from ..timeutil import utcnow
 from .models import (DEFAULT_DIGEST_TIME, Delivery, Notification, NotificationDigest, NotificationPreference,
                      notification_digest_items)
@@ -249,7 +249,7 @@ def _send_chunk(now, due: dict[int, tuple[date, str]], recipients: dict[int, Dig
     db.session.commit()  # the claims are visible to every other run from here on
     if not claimed:
         return counts
-    pause_point("digest:after_claim")  # test-only (testing_hooks.py): claimed, nothing sent yet
+    checkpoint.send("digest:after_claim")  # claimed, nothing sent yet
 
     # Send (no statement until the mark), then mark what went out in one transaction.
     done_ids: list[int] = []

@@ -1,4 +1,4 @@
-"""Outbox event -> NotificationService (the payload contract is in BRIEF.md / DESIGN.md).
+"""Outbox event -> NotificationService: what each event kind notifies.
 
 `handle(event)` writes the event's notifications and deliveries in the session
 without committing; the outbox job (outbox/jobs.py) commits them with the event's

@@ -27,7 +27,7 @@ SOURCE_SYSTEM = "system"  # e.g. a webhook switched off after Discord said it is
 
 
 class PreferencesSchema(Schema):
-    """Any subset of the preference fields (shared/API.md)."""
+    """Any subset of the preference fields."""
 
     channels = fields.Dict(
         keys=fields.String(validate=validate.OneOf(TYPE_NAMES, error="unknown notification type {input!r}")),

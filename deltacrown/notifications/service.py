@@ -14,8 +14,8 @@ and words the message; `notify` does the rest for any list of users:
    the platform webhook (types flagged `public`, DISCORD_WEBHOOK_URL set,
    target "platform");
 4. after commit, enqueues the new deliveries' sends: one `send_deliveries(ids)` job
-   per DELIVERY_BATCH_SIZE deliveries (one RQ job per delivery cost 90% of an
-   announcement's time; see BENCHMARKS.md).
+   per DELIVERY_BATCH_SIZE deliveries (with one RQ job per delivery, job overhead
+   dominated an announcement's time; see BENCHMARKS.md).
 
 Rules:
 - Opt-outs win: a channel is used only if the recipient chose it for the type
@@ -86,8 +86,8 @@ def _unnest_insert(table, rows: list[dict]):
     """PostgreSQL: INSERT .. SELECT FROM unnest(arrays), one short statement for any number of rows.
 
     SQLAlchemy's multi-row VALUES for RETURNING puts a placeholder per value in the SQL, and
-    psycopg parses such long statements afresh each time (no cache past 4 KB): 80% of a
-    fan-out's time (BENCHMARKS.md). Here values that differ between rows travel as one array
+    psycopg parses such long statements afresh each time (it caches none past 4 KB), which
+    dominated a fan-out's time (BENCHMARKS.md). Here values that differ between rows travel as one array
     per column, values shared by every row (type, title, payload, ...) as one parameter.
     """
     varying, constant = [], {}

@@ -1,4 +1,4 @@
-"""Jobs API (admin): list the jobs, run one now, follow a run. See shared/API.md."""
+"""Jobs API (admin): list the jobs, run one now, follow a run."""
 from __future__ import annotations
 
 from marshmallow import Schema, fields, validate

@@ -34,7 +34,7 @@ SAMPLE_CAP = 1000
 # Histogram buckets (seconds) for /metrics; the thresholds 5 s and 30 s are among them.
 DURATION_BUCKETS = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0)
 
-# The seed's thresholds (issue 7): (ok while, alert when).
+# Health levels of the dashboard: (ok while, alert when).
 SUCCESS_OK, SUCCESS_ALERT = 0.99, 0.95  # ok >= 99 %, alert < 95 %
 DURATION_OK, DURATION_ALERT = 5.0, 30.0  # ok < 5 s, alert > 30 s
 QUEUE_OK, QUEUE_ALERT = 100, 1000  # ok < 100, alert > 1000

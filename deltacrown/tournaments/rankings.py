@@ -21,8 +21,8 @@ How (and why this way)
 Set-based SQL, so the number of statements does not grow with the number of
 teams: the standings (an aggregate over every completed match with a window
 function for the rank) are computed ONCE into a temporary table — computing
-them twice, for the SELECT and the UPDATE, put the recompute at 2.6-3× a single
-aggregate statement (BENCHMARKS.md) — then one INSERT .. SELECT writes a ranking_changed event for
+them twice, for the SELECT and the UPDATE, would run the costly aggregate twice
+(BENCHMARKS.md) — then one INSERT .. SELECT writes a ranking_changed event for
 each team whose rank moves (old and new rank side by side), and one UPDATE ...
 FROM the temporary table writes the new values — only rows whose values differ,
 so a second run in a row updates nothing and emits nothing. All of it is one

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import multiprocessing
-import os
 from datetime import datetime
 
 import pytest
@@ -179,9 +178,10 @@ def test_distribute_payouts_command(app, runner, run_jobs):
 
 def _pay_in_child(database_url, redis_url, tournament_id, pause_dir):
     """Child process: pause inside the payout transaction until killed."""
-    os.environ["DELTACROWN_TEST_PAUSE_AT"] = "payout:after_coins"
-    os.environ["DELTACROWN_TEST_PAUSE_DIR"] = pause_dir
     from tests.conftest import make_test_app
+    from tests.support.pausing import pause_at
+
+    pause_at("payout:after_coins", pause_dir)
 
     app = make_test_app(database_url, redis_url)
     with app.app_context():

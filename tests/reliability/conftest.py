@@ -33,6 +33,7 @@ from deltacrown.extensions import db
 from deltacrown.queue import QUEUE_NAMES, get_queue, get_redis
 from tests.conftest import TEST_DATABASE_URL, _reset_schema, make_test_app
 from tests.support.databases import scratch_postgres_database
+from tests.support.pausing import pause_file
 from tests.support.processes import PYTHON, process_env, wait_for, wait_for_http
 
 FIGURES_PATH = PROJECT_ROOT / "test-output" / "reliability-figures.json"
@@ -141,16 +142,15 @@ def record_figures(scenario: str, **figures) -> None:
 
 
 class PausedWorker:
-    """A `python worker.py` that stops at a pause point; the test then SIGKILLs it."""
+    """A worker (worker.py's main, via tests.support.pausing) that stops at a checkpoint; the test then SIGKILLs it."""
 
     def __init__(self, spawn, env, pause_dir: Path, point: str, name: str):
         self.pause_dir = pause_dir
         self.point = point
         shutil.rmtree(pause_dir, ignore_errors=True)
         pause_dir.mkdir(parents=True)
-        self.reached = pause_dir / f"{point.replace(':', '-')}.reached"
-        self.proc = spawn([PYTHON, "worker.py"], env={**env, "DELTACROWN_TEST_PAUSE_AT": point,
-                                                      "DELTACROWN_TEST_PAUSE_DIR": str(pause_dir)}, name=name)
+        self.reached = pause_file(point, "reached", pause_dir)
+        self.proc = spawn([PYTHON, "-m", "tests.support.pausing", point, str(pause_dir)], env=env, name=name)
 
     def wait_paused(self, timeout: float = 90.0) -> int:
         def paused():

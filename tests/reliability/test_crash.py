@@ -1,8 +1,8 @@
 """Crash: a worker SIGKILLed in the middle of a payout, a digest run and an announcement.
 
-Each round starts a real `python worker.py` (HerokuWorker + work horse) with a
-test-only pause point (deltacrown/testing_hooks.py) so the kill lands at an
-exact moment, kills the whole process group with SIGKILL, then recovers the
+Each round starts a real worker (worker.py's main: HerokuWorker + work horse)
+that pauses at a checkpoint (deltacrown/signals.py, tests/support/pausing.py)
+so the kill lands at an exact moment, kills the whole process group with SIGKILL, then recovers the
 job the way RQ does (its started-registry cleanup retries the abandoned job)
 and lets a worker run the retry. The first payout round recovers with nothing
 accelerated: a fresh `python worker.py` finds the dead worker's job by its own
