@@ -11,7 +11,6 @@ import pytest
 from deltacrown.extensions import db
 from deltacrown.models import Delivery, Notification
 from deltacrown.timeutil import utcnow
-from tests.support.processes import wait_for
 
 
 @pytest.fixture
@@ -123,8 +122,3 @@ def worker_processes(app, tmp_path, smtp_server, discord_server):
     workers = WorkerProcesses(app, tmp_path, {**smtp_server.env(), **discord_server.env()})
     yield workers
     workers.stop()
-
-
-def wait_until(condition, timeout: float, what: str, interval: float = 0.1):
-    """Poll `condition` until true, at most `timeout` seconds (no blind sleeping)."""
-    return wait_for(condition, timeout=timeout, interval=interval, message=what)

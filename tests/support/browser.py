@@ -40,11 +40,6 @@ def _safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")[:120]
 
 
-def wait_until(condition, timeout: float = 20.0, interval: float = 0.1, what: str = "condition"):
-    """Poll `condition` until it returns something truthy; fail after `timeout` seconds."""
-    return wait_for(condition, timeout=timeout, interval=interval, message=what)
-
-
 # --- live server -------------------------------------------------------------------
 
 class LiveServer:
@@ -102,8 +97,8 @@ class WorkerProcess:
         from deltacrown.queue import get_redis
 
         redis = get_redis(self.app)
-        wait_until(lambda: self.proc.poll() is not None or Worker.all(connection=redis), timeout=30,
-                   what="the worker process to register with Redis")
+        wait_for(lambda: self.proc.poll() is not None or Worker.all(connection=redis), timeout=30,
+                 message="the worker process to register with Redis")
         if self.proc.poll() is not None:
             raise AssertionError(f"worker.py exited with {self.proc.returncode}: {self.log()}")
         return self
