@@ -168,18 +168,6 @@ def percentile(values, pct: float) -> float:
     return ordered[k]
 
 
-def wait_for(condition, timeout: float, what: str, interval: float = 0.02):
-    """Poll `condition()` until truthy or fail after `timeout` seconds (never sleep blindly)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
-
-
 # --- databases and Redis -----------------------------------------------------
 
 class ScratchDatabases:

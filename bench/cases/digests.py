@@ -7,8 +7,10 @@ from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import delete, select
 
+from tests.support.processes import wait_for
+
 from .. import seed
-from ..harness import BenchEnv, CaseResult, measure, python_subprocess, wait_for
+from ..harness import BenchEnv, CaseResult, measure, python_subprocess
 
 TARGET = "≤ 3× smtplib over one connection"
 UTC = timezone.utc
@@ -54,7 +56,8 @@ def run(env: BenchEnv) -> CaseResult:
                 redis.set(COUNT_KEY, 0)
 
             def received(n):
-                wait_for(lambda: int(redis.get(COUNT_KEY) or 0) >= n, 60, f"{n} emails at the SMTP server")
+                wait_for(lambda: int(redis.get(COUNT_KEY) or 0) >= n, 60, interval=0.02,
+                         message=f"{n} emails at the SMTP server")
                 return int(redis.get(COUNT_KEY))
 
             def ours():

@@ -16,9 +16,11 @@ import sys
 from rq import Queue, Worker
 from rq.serializers import JSONSerializer
 
+from tests.support.processes import wait_for
+
 from .. import jobs as bench_jobs
 from .. import seed
-from ..harness import PROJECT_ROOT, BenchEnv, CaseResult, Measurement, percentile, python_subprocess, wait_for
+from ..harness import PROJECT_ROOT, BenchEnv, CaseResult, Measurement, percentile, python_subprocess
 
 TARGETS = {
     "throughput": "≥ 50% of RQ no-op jobs/s",
@@ -46,7 +48,7 @@ def worker_process(env: BenchEnv, *queues: str, module: str | None = None):
     try:
         if not module:
             wait_for(lambda: Worker.count(connection=redis) > before or proc.poll() is not None, 60,
-                     "worker.py to register")
+                     interval=0.02, message="worker.py to register")
             if proc.poll() is not None:
                 raise RuntimeError(f"worker.py exited with {proc.returncode}")
         yield proc
@@ -84,7 +86,7 @@ def _drain_rate(env: BenchEnv, enqueue_jobs, queue_names, count: int, timeout: f
         return all(s is not None and s.value == "finished" for s in statuses)
 
     with worker_process(env, *queue_names):
-        wait_for(all_done, timeout, f"{count} jobs to finish", interval=0.2)
+        wait_for(all_done, timeout, interval=0.2, message=f"{count} jobs to finish")
     jobs = AppJob.fetch_many(job_ids, connection=redis, serializer=JSONSerializer)
     first = min(j.started_at for j in jobs)
     last = max(j.ended_at for j in jobs)
@@ -258,7 +260,7 @@ def _api_round_trips(env: BenchEnv, count: int) -> list[float]:
                 items = client.get("/api/v1/notifications?limit=1", headers=player).get_json()["items"]
                 return items and items[0]["type"] == "invite_sent"
 
-            wait_for(arrived, 30, "the invite notification", interval=0.001)
+            wait_for(arrived, 30, interval=0.001, message="the invite notification")
             latencies.append(time.perf_counter() - start)
     return latencies
 

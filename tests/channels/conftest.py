@@ -8,10 +8,11 @@ import itertools
 
 import pytest
 
+from deltacrown.config import PROJECT_ROOT
 from deltacrown.extensions import db
 from deltacrown.models import Delivery, Notification
 from deltacrown.timeutil import utcnow
-from tests.support.processes import wait_for
+from tests.support.browser import WorkerProcess
 
 
 @pytest.fixture
@@ -76,46 +77,27 @@ class WorkerProcesses:
 
     def __init__(self, app, tmp_path, env: dict):
         self.app, self.tmp_path, self.env = app, tmp_path, env
-        self.procs = []
+        self.workers: list[WorkerProcess] = []
 
     def start(self, count: int, **extra_env):
-        import os
-        import subprocess
-        import sys
-
-        from deltacrown.config import PROJECT_ROOT
-
         cfg = self.app.config
-        env = {**os.environ, "DATABASE_URL": cfg["SQLALCHEMY_DATABASE_URI"], "REDIS_URL": cfg["REDIS_URL"],
-               "SECRET_KEY": cfg["SECRET_KEY"], "PUBLIC_BASE_URL": cfg["PUBLIC_BASE_URL"],
-               "DISCORD_TIMEOUT_SECONDS": str(cfg["DISCORD_TIMEOUT_SECONDS"]),
+        env = {"DISCORD_TIMEOUT_SECONDS": cfg["DISCORD_TIMEOUT_SECONDS"],
                "DELIVERY_RETRY_INTERVALS": ",".join(map(str, cfg["DELIVERY_RETRY_INTERVALS"])),
-               "LOG_LEVEL": "WARNING", "PYTHONPATH": str(PROJECT_ROOT), **self.env,
-               **{k: str(v) for k, v in extra_env.items()}}
-        for n in range(count):
-            log = open(self.tmp_path / f"worker-{len(self.procs)}.log", "wb")
-            self.procs.append((subprocess.Popen([sys.executable, "worker.py", "notifications"], cwd=PROJECT_ROOT,
-                                                env=env, stdout=log, stderr=subprocess.STDOUT), log))
+               "LOG_LEVEL": "WARNING", "PYTHONPATH": PROJECT_ROOT, **self.env, **extra_env}
+        for _ in range(count):
+            log_path = self.tmp_path / f"worker-{len(self.workers)}.log"
+            self.workers.append(WorkerProcess(self.app, log_path, ("notifications",), env).start(wait=False))
         return self
 
     def stop(self):
-        import subprocess
-
-        for proc, _ in self.procs:
-            if proc.poll() is None:
-                proc.terminate()
-        for proc, log in self.procs:
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
-            log.close()
-        self.procs = []
+        for worker in self.workers:
+            worker.terminate()  # all at once: each finishes its job meanwhile
+        for worker in self.workers:
+            worker.stop()
+        self.workers = []
 
     def logs(self) -> str:
-        return "\n".join((self.tmp_path / f"worker-{n}.log").read_text(errors="replace")
-                         for n in range(len(list(self.tmp_path.glob("worker-*.log")))))
+        return "\n".join(worker.log() for worker in self.workers)
 
 
 @pytest.fixture
@@ -123,8 +105,3 @@ def worker_processes(app, tmp_path, smtp_server, discord_server):
     workers = WorkerProcesses(app, tmp_path, {**smtp_server.env(), **discord_server.env()})
     yield workers
     workers.stop()
-
-
-def wait_until(condition, timeout: float, what: str, interval: float = 0.1):
-    """Poll `condition` until true, at most `timeout` seconds (no blind sleeping)."""
-    return wait_for(condition, timeout=timeout, interval=interval, message=what)

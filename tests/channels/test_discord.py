@@ -12,7 +12,7 @@ from deltacrown.extensions import db
 from deltacrown.models import Notification, NotificationPreference, NotificationPreferenceChange, Team, User
 from deltacrown.notifications.preferences import update_preferences
 from deltacrown.notifications.types import NOTIFICATION_TYPES
-from tests.channels.conftest import wait_until
+from tests.support.processes import wait_for
 
 
 def _set_user_webhook(app, user_id, url, types=("match_result",)):
@@ -232,7 +232,7 @@ def test_concurrent_duplicate_jobs_send_once(app, users, make, enqueue, discord_
     for _ in range(3):
         enqueue(*ids)
     worker_processes.start(3)
-    wait_until(lambda: all(make.get(i).status != "pending" for i in ids), 60, "all deliveries done")
+    wait_for(lambda: all(make.get(i).status != "pending" for i in ids), 60, interval=0.1, message="all deliveries done")
     assert all(make.get(i).status == "sent" for i in ids), worker_processes.logs()
     titles = sorted(m["embeds"][0]["title"] for m in discord_server.messages(66))
     assert titles == sorted(f"🏁 m{n}" for n in range(6))

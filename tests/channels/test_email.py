@@ -21,7 +21,7 @@ from deltacrown.channels.email import (EmailSendError, RenderedEmail, SmtpSessio
 from deltacrown.extensions import db
 from deltacrown.models import Notification, NotificationPreference, NotificationPreferenceChange, User
 from deltacrown.notifications.types import TYPE_NAMES
-from tests.support.smtp import free_port
+from tests.support.processes import free_port
 
 
 def _unsubscribe_header_urls(mail):

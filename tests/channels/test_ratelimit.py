@@ -8,7 +8,6 @@ from deltacrown.channels.ratelimit import WebhookRateLimiter
 from deltacrown.extensions import db
 from deltacrown.models import Team
 from deltacrown.queue import get_redis
-from tests.channels.conftest import wait_until
 from tests.support.processes import wait_for
 
 
@@ -87,7 +86,7 @@ def test_several_worker_processes_never_exceed_five_per_second_per_webhook(
                 for n in range(count)]
     enqueue(*ids)
     worker_processes.start(3)
-    wait_until(lambda: all(make.get(i).status != "pending" for i in ids), 90, "all deliveries done")
+    wait_for(lambda: all(make.get(i).status != "pending" for i in ids), 90, interval=0.1, message="all deliveries done")
     assert all(make.get(i).status == "sent" for i in ids), worker_processes.logs()
     for hook, count in hooks.items():
         titles = [m["embeds"][0]["title"] for m in discord_server.messages(hook)]
@@ -105,7 +104,7 @@ def test_discord_bucket_of_five_per_two_seconds_sees_few_429s(
            for n in range(15)]
     enqueue(*ids)
     worker_processes.start(3)
-    wait_until(lambda: all(make.get(i).status != "pending" for i in ids), 90, "all deliveries done")
+    wait_for(lambda: all(make.get(i).status != "pending" for i in ids), 90, interval=0.1, message="all deliveries done")
     assert all(make.get(i).status == "sent" for i in ids), worker_processes.logs()
     assert len(discord_server.messages(91)) == 15
     assert discord_server.count_429(91) <= 2

@@ -5,7 +5,6 @@ Discord stand-in, real RQ jobs, a real gunicorn process."""
 from __future__ import annotations
 
 import logging
-import socket
 import urllib.request
 import zlib
 
@@ -27,12 +26,6 @@ def _team(app, captain_id, url):
         db.session.add(team)
         db.session.commit()
         return team.id
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _redis_text(app) -> str:
@@ -69,7 +62,7 @@ def test_a_failed_discord_delivery_never_records_the_webhook_token(
     app.config["DELIVERY_RETRY_INTERVALS"] = []  # one try: the failure is final
     cap = users.create("cap")
     if failure == "connection refused":
-        base = f"http://127.0.0.1:{_closed_port()}/api"
+        base = f"http://127.0.0.1:{free_port()}/api"
         app.config["DISCORD_API_BASE"] = base
         url = f"{base}/webhooks/77/{TOKEN}"
     else:

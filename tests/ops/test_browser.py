@@ -13,6 +13,8 @@ import pytest
 from deltacrown.extensions import db
 from deltacrown.notifications.models import Delivery
 
+from tests.support.browser import screenshot
+
 from . import jobs
 
 pytestmark = pytest.mark.browser
@@ -31,12 +33,16 @@ def app_config():
     return {"OPS_LIVE_REFRESH_SECONDS": 1}
 
 
+@pytest.fixture
+def browser_context_options():
+    return {"viewport": {"width": 1280, "height": 900}}
+
+
 def _default_failed_count(page) -> str:
     return page.locator("#queues tr", has_text="default").locator("td.num").nth(2).inner_text()
 
 
-def test_admin_sees_the_dashboard_and_requeues_a_job(app, users, run_jobs, live_server, browser_page,
-                                                     test_output_dir):
+def test_admin_sees_the_dashboard_and_requeues_a_job(app, users, run_jobs, live_server, page):
     users.create("root", admin=True, timezone="Asia/Tokyo")
     with app.app_context():
         failed = jobs.fail.enqueue("shown in the browser")
@@ -47,20 +53,19 @@ def test_admin_sees_the_dashboard_and_requeues_a_job(app, users, run_jobs, live_
             Delivery(dedup_key="b2", channel="discord", target="team:1", status="failed", attempts=3),
         ])
         db.session.commit()
-    page = browser_page
-    page.goto(f"{live_server}/ops")
+    page.goto(f"{live_server.url}/ops")
     assert "/login" in page.url  # logged out: the login page, then back
     page.fill("#username", "root")
     page.fill("#password", users.passwords["root"])
     page.click("button[type=submit]")
-    page.wait_for_url(f"{live_server}/ops")
+    page.wait_for_url(f"{live_server.url}/ops")
     assert page.locator("h1").inner_text() == "Operations"
     assert "Asia/Tokyo" in page.locator(".ops-dashboard > p.muted").first.inner_text()
     assert page.locator("#health table").count() == 1
     assert page.locator("#health svg.chart").count() == 1
     assert page.locator(f"#failed-{failed.id}").is_visible()
     assert _default_failed_count(page) == "1"
-    page.screenshot(path=str(test_output_dir / "ops-dashboard.png"), full_page=True)
+    screenshot(page, "ops-dashboard")
 
     if HTMX.exists():
         # The live panel refreshes itself: a job failing now shows up without a reload.
@@ -78,7 +83,7 @@ def test_admin_sees_the_dashboard_and_requeues_a_job(app, users, run_jobs, live_
     page.get_by_role("status").filter(has_text=f"Job {failed.id}").wait_for()
     assert page.locator(f"#failed-{failed.id}").count() == 0
     if HTMX.exists():
-        assert page.url == f"{live_server}/ops"  # no navigation: swapped in place
+        assert page.url == f"{live_server.url}/ops"  # no navigation: swapped in place
     else:
         assert re.search(r"/ops#ops-failed$", page.url)
-    assert page.console_errors == []
+    assert page.console_problems == []

@@ -16,7 +16,8 @@ from deltacrown.notifications.models import (
     Notification,
     NotificationPreference,
 )
-from tests.support.browser import screenshot, wait_until
+from tests.support.browser import screenshot
+from tests.support.processes import wait_for
 
 pytestmark = pytest.mark.browser
 
@@ -137,7 +138,8 @@ def test_player_walkthrough(app, users, page, live_server, worker_process):
     skipped = enqueue_notification(app, alice, "Server maintenance tonight")
     enqueue_notification(app, alice, "Match result: 0-2", type_name="match_result")
     expect(badge).to_have_attribute("data-count", "1", timeout=25_000)
-    wait_until(lambda: skipped.get_status(refresh=True) == "finished", 25, what="the announcement job finished")
+    wait_for(lambda: skipped.get_status(refresh=True) == "finished", 25, interval=0.1,
+             message="the announcement job finished")
     with app.app_context():
         titles = set(db.session.scalars(select(Notification.title).where(Notification.user_id == alice)))
         assert "Match result: 0-2" in titles and "Server maintenance tonight" not in titles

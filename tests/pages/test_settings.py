@@ -16,6 +16,7 @@ from deltacrown.notifications.models import (
     NotificationPreferenceChange,
 )
 from deltacrown.notifications.types import NOTIFICATION_TYPES
+from tests.support.processes import free_port
 
 from .conftest import HX
 
@@ -189,11 +190,7 @@ def test_test_message_never_goes_outside_discord_api_base(app, client, alice, fa
 
 def test_unreachable_discord_is_a_message_not_a_500(app, client, alice):
     # a closed loopback port under the configured base: connection refused
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     app.config["DISCORD_API_BASE"] = f"http://127.0.0.1:{port}/api"
     response = client.post("/settings/notifications/discord-test",
                            data={"discord_webhook_url": f"http://127.0.0.1:{port}/api/webhooks/1/x"}, headers=HX)

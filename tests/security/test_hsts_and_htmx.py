@@ -12,7 +12,7 @@ import re
 
 import pytest
 
-from tests.support.browser import wait_until
+from tests.support.processes import wait_for
 
 
 @pytest.mark.parametrize("path", ["/login", "/static/style.css", "/api/v1/me", "/no-such-page", "/healthz"])
@@ -45,7 +45,7 @@ def test_htmx_does_not_run_scripts_in_swapped_html(page, live_server):
         status=200, content_type="application/javascript",
         body=PROBE.format(n=re.search(r"probe-(\d+)", route.request.url).group(1))))
     page.goto("/login")
-    wait_until(lambda: page.evaluate("() => typeof htmx !== 'undefined'"), what="htmx to load")
+    wait_for(lambda: page.evaluate("() => typeof htmx !== 'undefined'"), 20, interval=0.1, message="htmx to load")
     assert page.evaluate("() => htmx.config.allowScriptTags") is False
 
     page.evaluate("""() => {
@@ -64,5 +64,5 @@ def test_htmx_does_not_run_scripts_in_swapped_html(page, live_server):
         htmx.swap('#swap-target', '<script src="/static/probe-2.js"></script><p id="swapped-2">two</p>',
                   {swapStyle: 'beforeend'});
     }""")
-    wait_until(lambda: page.evaluate("() => window.probesRun"), what="the allowed script to run")
+    wait_for(lambda: page.evaluate("() => window.probesRun"), 20, interval=0.1, message="the allowed script to run")
     assert page.evaluate("() => window.probesRun") == [2]

@@ -7,7 +7,8 @@
 - `page`: a fresh browser context on the live server (options: `browser_context_options`); the test FAILS on any console
   error or uncaught page error (a CSP violation shows up as one), and a last
   screenshot is saved. `screenshot(page, name)` saves more.
-- `worker_process`: a real `python worker.py` subprocess on the test's database and Redis.
+- `worker_process`: a real `python worker.py` subprocess on the test's database and Redis
+  (`WorkerProcess` starts more, e.g. several with other queues or environment variables).
 
 Screenshots and worker logs go to TEST_OUTPUT_DIR (default: ./test-output).
 """
@@ -38,11 +39,6 @@ def output_dir() -> Path:
 
 def _safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")[:120]
-
-
-def wait_until(condition, timeout: float = 20.0, interval: float = 0.1, what: str = "condition"):
-    """Poll `condition` until it returns something truthy; fail after `timeout` seconds."""
-    return wait_for(condition, timeout=timeout, interval=interval, message=what)
 
 
 # --- live server -------------------------------------------------------------------
@@ -77,13 +73,20 @@ def live_server(app):
 # --- a real worker process ---------------------------------------------------------
 
 class WorkerProcess:
-    def __init__(self, app, log_path: Path, queues=("notifications", "default")):
+    """A real `python worker.py QUEUE ...` subprocess on the app's database and Redis.
+
+    `env` adds or overrides environment variables (e.g. an SMTP stand-in's `env()`).
+    """
+
+    def __init__(self, app, log_path: Path, queues=("notifications", "default"), env: dict | None = None):
         self.app = app
         self.log_path = log_path
         self.queues = queues
+        self.env = env or {}
         self.proc: subprocess.Popen | None = None
 
-    def start(self):
+    def start(self, wait: bool = True):
+        """Start the process; with `wait`, return once it has registered with Redis."""
         env = dict(os.environ)
         env.update({
             "DATABASE_URL": self.app.config["SQLALCHEMY_DATABASE_URI"],
@@ -93,28 +96,35 @@ class WorkerProcess:
             "DISCORD_API_BASE": self.app.config["DISCORD_API_BASE"],
             "MAIL_SUPPRESS_SEND": "true",
             "LOG_LEVEL": "INFO",
+            **{key: str(value) for key, value in self.env.items()},
         })
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen([sys.executable, "worker.py", *self.queues], cwd=PROJECT_ROOT, env=env,
                                      stdout=self._log, stderr=subprocess.STDOUT)
-        from rq import Worker
+        if wait:
+            from rq import Worker
 
-        from deltacrown.queue import get_redis
+            from deltacrown.queue import get_redis
 
-        redis = get_redis(self.app)
-        wait_until(lambda: self.proc.poll() is not None or Worker.all(connection=redis), timeout=30,
-                   what="the worker process to register with Redis")
-        if self.proc.poll() is not None:
-            raise AssertionError(f"worker.py exited with {self.proc.returncode}: {self.log()}")
+            redis = get_redis(self.app)
+            wait_for(lambda: self.proc.poll() is not None
+                     or any(w.pid == self.proc.pid for w in Worker.all(connection=redis)),
+                     timeout=30, message="the worker process to register with Redis")
+            if self.proc.poll() is not None:
+                raise AssertionError(f"worker.py exited with {self.proc.returncode}: {self.log()}")
         return self
 
     def log(self) -> str:
         self._log.flush()
         return self.log_path.read_text(errors="replace")[-4000:]
 
-    def stop(self):
+    def terminate(self):
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()  # HerokuWorker: SIGTERM ends it cleanly
+
+    def stop(self):
+        self.terminate()
+        if self.proc and self.proc.poll() is None:
             try:
                 self.proc.wait(15)
             except subprocess.TimeoutExpired:

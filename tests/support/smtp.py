@@ -9,10 +9,13 @@ Fixture `smtp_server` (function scope) starts one on a free port and yields an
     smtp_server.refuse("x@y")     # RCPT for that address -> 550 (permanent)
     smtp_server.defer("x@y", 2)   # the next 2 RCPTs for that address -> 451 (temporary)
     smtp_server.fail_temporarily = True   # every RCPT -> 451 (temporary)
+    smtp_server.refuse_data_with = "451 4.3.0 later"   # every DATA gets this reply (recipients were accepted)
     smtp_server.stop(); smtp_server.start()   # down (connections refused), then up on the same port
     smtp_server.drop_connections = 1      # the next RCPT: the server hangs up instead of answering
     mail.connection                       # 1, 2, ...: which SMTP connection carried a message
     mail.tls                              # whether that connection was encrypted (STARTTLS or implicit)
+    mail["To"], mail.text, mail.html      # a header, the decoded parts
+    smtp_server.clear()                   # forget the messages and connections received so far
 
 `SmtpStandIn(**smtp_options)` passes aiosmtpd's options on (e.g. `tls_context=` for
 STARTTLS, `ssl_context=` for implicit TLS, `authenticator=`).
@@ -38,11 +41,7 @@ from email.message import EmailMessage
 import pytest
 from aiosmtpd.controller import Controller
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.support.processes import free_port
 
 
 @dataclass
@@ -53,6 +52,9 @@ class ReceivedMail:
     raw: bytes
     connection: int = 0
     tls: bool = False
+
+    def __getitem__(self, header: str):
+        return self.message[header]
 
     @property
     def subject(self) -> str:
@@ -94,6 +96,8 @@ class _Handler:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        if self.stand_in.refuse_data_with:
+            return self.stand_in.refuse_data_with
         raw = envelope.original_content or envelope.content
         message = email.message_from_bytes(raw, policy=email.policy.default)
         with self.stand_in.arrived:
@@ -115,6 +119,7 @@ class SmtpStandIn:
         self.deferred: dict[str, int] = {}
         self.fail_temporarily = False
         self.drop_connections = 0
+        self.refuse_data_with: str | None = None
         self.connections: dict = {}  # aiosmtpd session -> its number, in order of first message
         self.arrived = threading.Condition()
         self._controller = None
@@ -151,6 +156,11 @@ class SmtpStandIn:
     def defer(self, address: str, times: int = 1) -> None:
         """The next `times` messages to this address get a temporary 451."""
         self.deferred[address.lower()] = times
+
+    def clear(self) -> None:
+        with self.arrived:
+            self.messages.clear()
+            self.connections.clear()
 
     def config(self) -> dict:
         return {"MAIL_SERVER": self.host, "MAIL_PORT": self.port, "MAIL_SUPPRESS_SEND": False,
