@@ -89,32 +89,23 @@ def prune_records(days: int | None = None, now: datetime | None = None, batch_si
         if on_progress:
             on_progress(done, None)
 
+    def prune(key, model, condition, before_delete=None):
+        for low, high in _batches(model, condition, batch_size):
+            in_range = (model.id > low) & (model.id <= high) & condition
+            if before_delete is not None:
+                db.session.execute(before_delete(select(model.id).where(in_range)))
+            counts[key] += db.session.execute(
+                delete(model).where(in_range).execution_options(synchronize_session=False)).rowcount
+            db.session.commit()
+            progress()
+
     # Deliveries first: an event is deleted only once no delivery references it.
-    finished = Delivery.status.in_(FINISHED_DELIVERY_STATUSES) & (Delivery.created_at < cutoff)
-    for low, high in _batches(Delivery, finished, batch_size):
-        counts["deliveries"] += db.session.execute(
-            delete(Delivery).where(Delivery.id > low, Delivery.id <= high, finished)
-            .execution_options(synchronize_session=False)).rowcount
-        db.session.commit()
-        progress()
-
-    handled = (OutboxEvent.handled_at.is_not(None) & (OutboxEvent.created_at < cutoff)
-               & ~exists().where(Delivery.event_id == OutboxEvent.id))
-    for low, high in _batches(OutboxEvent, handled, batch_size):
-        counts["outbox_events"] += db.session.execute(
-            delete(OutboxEvent).where(OutboxEvent.id > low, OutboxEvent.id <= high, handled)
-            .execution_options(synchronize_session=False)).rowcount
-        db.session.commit()
-        progress()
-
-    old_digest = NotificationDigest.created_at < cutoff
-    for low, high in _batches(NotificationDigest, old_digest, batch_size):
-        in_range = (NotificationDigest.id > low) & (NotificationDigest.id <= high) & old_digest
-        db.session.execute(delete(notification_digest_items).where(
-            notification_digest_items.c.digest_id.in_(select(NotificationDigest.id).where(in_range))))
-        counts["digests"] += db.session.execute(
-            delete(NotificationDigest).where(in_range).execution_options(synchronize_session=False)).rowcount
-        db.session.commit()
-        progress()
+    prune("deliveries", Delivery, Delivery.status.in_(FINISHED_DELIVERY_STATUSES) & (Delivery.created_at < cutoff))
+    prune("outbox_events", OutboxEvent, OutboxEvent.handled_at.is_not(None) & (OutboxEvent.created_at < cutoff)
+          & ~exists().where(Delivery.event_id == OutboxEvent.id))
+    # A digest's item rows go in the same batch, just before it.
+    prune("digests", NotificationDigest, NotificationDigest.created_at < cutoff,
+          before_delete=lambda ids: delete(notification_digest_items).where(
+              notification_digest_items.c.digest_id.in_(ids)))
 
     return {**counts, "days": days, "cutoff": cutoff.isoformat()}
