@@ -33,6 +33,17 @@ class ProgressBar:
             self.bar.__exit__(None, None, None)
 
 
+def run_with_progress(label: str, service, *args):
+    """Run `service(*args, on_progress=...)` here with a progress bar; a ServiceError exits 1 with its message."""
+    progress = ProgressBar(label)
+    try:
+        return service(*args, on_progress=progress)
+    except ServiceError as exc:
+        raise click.ClickException(exc.message) from None
+    finally:
+        progress.close()
+
+
 @click.command("send-digests")
 @enqueue_option
 @with_appcontext
@@ -42,13 +53,7 @@ def send_digests_command(enqueue):
         return enqueue_and_report(jobs.send_digests)
     from .digests import send_daily_digest
 
-    progress = ProgressBar("Users")
-    try:
-        result = send_daily_digest(on_progress=progress)
-    except ServiceError as exc:
-        raise click.ClickException(exc.message) from None
-    finally:
-        progress.close()
+    result = run_with_progress("Users", send_daily_digest)
     click.echo(f"Digests: {result['sent']} sent, {result['skipped']} skipped (nothing unread), "
                f"{result['already_sent']} already sent, {result['not_due']} not due yet, "
                f"{result['failed']} failed.")
@@ -67,13 +72,7 @@ def cleanup_notifications_command(days, enqueue):
         return enqueue_and_report(jobs.cleanup_notifications, days)
     from .digests import cleanup_old_notifications
 
-    progress = ProgressBar("Deleted")
-    try:
-        result = cleanup_old_notifications(days, on_progress=progress)
-    except ServiceError as exc:
-        raise click.ClickException(exc.message) from None
-    finally:
-        progress.close()
+    result = run_with_progress("Deleted", cleanup_old_notifications, days)
     click.echo(f"Deleted {result['deleted']} read notification(s) older than {days} days.")
 
 
@@ -88,13 +87,7 @@ def prune_records_command(days, enqueue):
         return enqueue_and_report(jobs.prune_records, days)
     from .retention import prune_records
 
-    progress = ProgressBar("Deleted")
-    try:
-        result = prune_records(days, on_progress=progress)
-    except ServiceError as exc:
-        raise click.ClickException(exc.message) from None
-    finally:
-        progress.close()
+    result = run_with_progress("Deleted", prune_records, days)
     click.echo(f"Deleted {result['deliveries']} finished deliveries, {result['outbox_events']} handled outbox "
                f"event(s) and {result['digests']} digest(s) older than {result['days']} days.")
 

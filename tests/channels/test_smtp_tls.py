@@ -66,6 +66,17 @@ def servers():
         server.stop()
 
 
+@pytest.fixture
+def send_email(make, enqueue, run_jobs):
+    """Write an email delivery to user `uid` at `address`, run the jobs that send it; its id."""
+    def send(uid, address):
+        did = make.delivery("email", address, notification_id=make.notification(uid), user_id=uid)
+        enqueue(did)
+        run_jobs()  # retry intervals [0, 0]: every try happens in this burst
+        return did
+    return send
+
+
 def point_mail_at(app, server, mode, **config):
     """The app sends through `server` with MAIL_USE_TLS / MAIL_USE_SSL as `mode` says (and `config`)."""
     mail = app.extensions["mail"]  # Flask-Mail's settings, read when each connection opens
@@ -77,15 +88,13 @@ def point_mail_at(app, server, mode, **config):
 
 @pytest.mark.parametrize("mode", MODES)
 def test_a_server_certificate_nobody_trusts_is_refused_and_nothing_is_sent(
-        app, users, make, enqueue, run_jobs, certificate, servers, mode):
+        app, users, make, send_email, certificate, servers, mode):
     logins = Logins()
     server = start_server(mode, certificate, logins)
     servers.append(server)
     point_mail_at(app, server, mode)
     uid = users.create("ada")
-    did = make.delivery("email", "ada@example.com", notification_id=make.notification(uid), user_id=uid)
-    enqueue(did)
-    run_jobs()  # retry intervals [0, 0]: all three tries in this burst
+    did = send_email(uid, "ada@example.com")
     d = make.get(did)
     assert d.status == "failed" and d.attempts == 3, (d.status, d.attempts, d.last_error)
     assert "certificate not trusted (self-signed certificate)" in d.last_error and "MAIL_TLS_CA_FILE" in d.last_error
@@ -94,22 +103,20 @@ def test_a_server_certificate_nobody_trusts_is_refused_and_nothing_is_sent(
 
 @pytest.mark.parametrize("mode", MODES)
 def test_with_its_ca_file_trusted_the_email_goes_out_encrypted_after_logging_in(
-        app, users, make, enqueue, run_jobs, certificate, servers, mode):
+        app, users, make, send_email, certificate, servers, mode):
     logins = Logins()
     server = start_server(mode, certificate, logins)
     servers.append(server)
     point_mail_at(app, server, mode, MAIL_TLS_CA_FILE=str(certificate[0]))
     uid = users.create("bob")
-    did = make.delivery("email", "bob@example.com", notification_id=make.notification(uid), user_id=uid)
-    enqueue(did)
-    run_jobs()
+    did = send_email(uid, "bob@example.com")
     [mail] = server.wait_for(1)
     assert mail.rcpt_tos == ["bob@example.com"] and mail.tls
     assert logins == [("mailer", "s3cret-smtp-password", True)]
     assert make.get(did).status == "sent"
 
 
-def test_the_certificate_must_name_the_server(app, users, make, enqueue, run_jobs, servers, tmp_path):
+def test_the_certificate_must_name_the_server(app, users, make, send_email, servers, tmp_path):
     """A trusted CA is not enough: a certificate for another host name is refused too."""
     other_host = make_certificate(tmp_path, "DNS:mail.example.org")
     logins = Logins()
@@ -118,9 +125,7 @@ def test_the_certificate_must_name_the_server(app, users, make, enqueue, run_job
     point_mail_at(app, server, "starttls", MAIL_TLS_CA_FILE=str(other_host[0]))
     app.config["DELIVERY_RETRY_INTERVALS"] = []
     uid = users.create("cleo")
-    did = make.delivery("email", "cleo@example.com", notification_id=make.notification(uid), user_id=uid)
-    enqueue(did)
-    run_jobs()
+    did = send_email(uid, "cleo@example.com")
     d = make.get(did)
     assert d.status == "failed" and "127.0.0.1" in d.last_error, d.last_error
     assert server.messages == [] and logins == []
@@ -159,7 +164,7 @@ def test_a_ca_file_that_is_not_there_is_a_configuration_error(tmp_path):
 
 
 def test_without_tls_the_login_is_refused_at_send_time_unless_plaintext_is_allowed(
-        app, users, make, enqueue, run_jobs, servers):
+        app, users, make, send_email, servers):
     """Config that never went through the environment check (set in code) is refused when sending:
     at once, without retries, and before the password is sent."""
     logins = Logins()
@@ -167,17 +172,13 @@ def test_without_tls_the_login_is_refused_at_send_time_unless_plaintext_is_allow
     servers.append(server)
     point_mail_at(app, server, None)
     uid = users.create("dan")
-    refused = make.delivery("email", "dan@example.com", notification_id=make.notification(uid), user_id=uid)
-    enqueue(refused)
-    run_jobs()
+    refused = send_email(uid, "dan@example.com")
     d = make.get(refused)
     assert d.status == "failed" and d.attempts == 1 and "MAIL_ALLOW_PLAINTEXT_AUTH" in d.last_error
     assert server.messages == [] and logins == []
 
     app.config["MAIL_ALLOW_PLAINTEXT_AUTH"] = True  # e.g. a relay on a private network
-    allowed = make.delivery("email", "dan@example.com", notification_id=make.notification(uid), user_id=uid)
-    enqueue(allowed)
-    run_jobs()
+    allowed = send_email(uid, "dan@example.com")
     [mail] = server.wait_for(1)
     assert not mail.tls and logins == [("mailer", "s3cret-smtp-password", False)]
     assert make.get(allowed).status == "sent"

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from pathlib import Path
 
 from deltacrown.signals import checkpoint
+from tests.support.processes import wait_for
 
 
 def pause_file(point: str, suffix: str, folder: str | Path) -> Path:
@@ -32,11 +32,7 @@ def pause_at(point: str, folder: str | Path, timeout: float = 300.0):
             return
         pause_file(point, "reached", folder).write_text(str(os.getpid()))
         release = pause_file(point, "release", folder)
-        deadline = time.monotonic() + timeout
-        while not release.exists():
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"test pause point {point!r} was never released")
-            time.sleep(0.05)
+        wait_for(release.exists, timeout=timeout, message=f"test pause point {point!r} to be released")
 
     checkpoint.connect(pause, weak=False)
     return pause
