@@ -1,5 +1,6 @@
-"""UTC time helpers: everything is stored in UTC with a time zone."""
+"""Time helpers: everything is stored in UTC with a time zone, and shown in a person's zone."""
 from datetime import datetime, timezone
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import DateTime
 from sqlalchemy.types import TypeDecorator
@@ -7,6 +8,25 @@ from sqlalchemy.types import TypeDecorator
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
+
+
+UTC_ZONE = ZoneInfo("UTC")
+
+
+def first_zone(*names: str | None) -> ZoneInfo:
+    """The first of these IANA zone names that exists, else UTC.
+
+    The one rule for a person's zone, in the order the caller gives (see
+    `notifications.preferences.user_zone`): a blank or unknown name (a zone
+    removed from the tz database, a bad stored value) is passed over, never fatal.
+    """
+    for name in names:
+        if name:
+            try:
+                return ZoneInfo(name)
+            except (ZoneInfoNotFoundError, ValueError):
+                continue
+    return UTC_ZONE
 
 
 class UTCDateTime(TypeDecorator):

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import re
 from datetime import time
+from zoneinfo import ZoneInfo
 
 from marshmallow import Schema, ValidationError, fields, validate, validates
+from sqlalchemy import select
 
 from ..accounts.services import is_valid_timezone
 from ..channels.webhooks import webhook_url_problem
 from ..errors import InvalidInput
 from ..extensions import db
+from ..timeutil import first_zone
 from .models import NotificationPreference, NotificationPreferenceChange
 from .types import CHANNELS, TYPE_NAMES
 
@@ -126,3 +129,16 @@ def recent_changes(user, limit: int = 5) -> list[NotificationPreferenceChange]:
     return list(db.session.scalars(
         select(NotificationPreferenceChange).where(NotificationPreferenceChange.user_id == user.id)
         .order_by(NotificationPreferenceChange.id.desc()).limit(limit)))
+
+
+def user_zone(user, preference_zone: str | None = ...) -> ZoneInfo:
+    """The zone every time shown to `user` is in: the one chosen in the notification
+    preferences, else the account's, else UTC (unknown names are passed over).
+
+    Callers that already read the preference's zone (a batch) pass it as
+    `preference_zone` and save the query.
+    """
+    if preference_zone is ...:
+        preference_zone = db.session.scalar(select(NotificationPreference.timezone)
+                                            .where(NotificationPreference.user_id == user.id))
+    return first_zone(preference_zone, getattr(user, "timezone", None))
