@@ -15,7 +15,7 @@ run: $(VENV)/.run-deps
 test: $(VENV)/.test-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# Benchmarks (issue 9): not part of `make test`; writes BENCHMARKS.md. BENCH_ARGS=--quick for
+# Benchmarks: not part of `make test`; writes BENCHMARKS.md. BENCH_ARGS=--quick for
 # small sizes; PostgreSQL too when BENCH_DATABASE_URL is set.
 bench: $(VENV)/.test-deps
 	$(BIN)/python -m bench $(BENCH_ARGS)

@@ -1,4 +1,4 @@
-"""Benchmarks of the heavy paths (issue 9): `make bench` / `python -m bench`.
+"""Benchmarks of the heavy paths: `make bench` / `python -m bench`.
 
 Each case runs ours side by side with its baseline (the physical limit, or the
 naive way) on SQLite (a temp file) and on PostgreSQL (a private scratch

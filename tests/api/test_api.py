@@ -1,4 +1,4 @@
-"""The JSON API contract (shared/API.md): answers, permissions, and every 4xx writing nothing."""
+"""The JSON API contract: answers, permissions, and every 4xx writing nothing."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone

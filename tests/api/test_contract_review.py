@@ -1,4 +1,4 @@
-"""Points where the service and shared/API.md disagreed (found in review), held to the contract."""
+"""Points where the service and the API contract disagreed (found in review), held to the contract."""
 from __future__ import annotations
 
 from deltacrown.teams.models import Team

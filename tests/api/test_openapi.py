@@ -1,4 +1,4 @@
-"""The served OpenAPI document describes every endpoint of the contract (shared/API.md)."""
+"""The served OpenAPI document describes every endpoint of the contract."""
 
 CONTRACT = [
     ("post", "/users"), ("get", "/me"), ("post", "/teams"), ("get", "/teams/{team_id}"),
