@@ -16,6 +16,7 @@ import functools
 import logging
 import os
 import importlib
+import importlib.util
 import pkgutil
 import threading
 import time
@@ -308,20 +309,20 @@ class RegistrationKeeper(threading.Thread):
 
 
 def load_job_packages() -> None:
-    """Import every module of each package that declares a job in `JOBS`, until no new one appears.
+    """Import each part's `jobs` module (which fills `JOBS`), then every module of each part that has jobs.
 
-    Job functions import their services lazily (the packages import each other); a work
+    Job functions import their services lazily (the parts import each other); a work
     horse would otherwise import them again for every job it runs.
     """
-    root = __name__.rpartition(".")[0]  # this app's packages only (tests declare jobs too)
-    loaded: set[str] = set()
-    while packages := {fn.__module__.rpartition(".")[0] for fn in list(JOBS.values())
-                       if fn.__module__.startswith(f"{root}.")} - {root} - loaded:
-        for package_name in sorted(packages):
-            package = importlib.import_module(package_name)
-            for module in pkgutil.iter_modules(getattr(package, "__path__", ()), prefix=f"{package_name}."):
-                importlib.import_module(module.name)
-        loaded |= packages
+    root = importlib.import_module(__name__.rpartition(".")[0])
+    for part in pkgutil.iter_modules(root.__path__, prefix=f"{root.__name__}."):
+        if part.ispkg and importlib.util.find_spec(f"{part.name}.jobs") is not None:
+            importlib.import_module(f"{part.name}.jobs")
+    parts = {fn.__module__.rpartition(".")[0] for fn in JOBS.values()} - {root.__name__}
+    for part_name in sorted(p for p in parts if p.startswith(f"{root.__name__}.")):  # tests declare jobs too
+        part = importlib.import_module(part_name)
+        for module in pkgutil.iter_modules(part.__path__, prefix=f"{part_name}."):
+            importlib.import_module(module.name)
 
 
 def prepare_for_forking(app) -> None:
