@@ -104,7 +104,8 @@ class AppJob(Job):
     def perform(self):
         app = self.flask_app
         if app is None:
-            raise RuntimeError("no Flask app is bound to this job: run jobs with worker.py (deltacrown.queue.make_worker)")
+            raise RuntimeError("no Flask app is bound to this job: run jobs with worker.py "
+                               "(deltacrown.queue.make_worker)")
         started, clock, result, error = time.time(), time.monotonic(), None, None
         try:
             if has_app_context() and current_app._get_current_object() is app:
