@@ -5,17 +5,24 @@ queue, timeout, TTLs and retry policy once. Calling `fn.enqueue(*args)` puts
 it on its queue; calling `fn(*args)` runs it in-process (the CLI does that).
 
 Job arguments and results are JSON (RQ's JSONSerializer): ids and plain values
-only, never ORM objects. Every job runs inside a fresh Flask app context,
-provided by `AppJob.perform`, so job modules never push one themselves.
+only, never ORM objects. Every job runs inside the Flask app context of the app
+its worker was made for (`make_worker`), so job modules never push one themselves.
+Each decorated job is listed in `JOBS`; each run is handed to the recorder that
+the app registered with `record_runs_with` (ops: the dashboard and /metrics).
 """
 from __future__ import annotations
 
 import functools
 import logging
 import os
+import importlib
+import importlib.util
+import pkgutil
 import threading
 import time
 import uuid
+from dataclasses import dataclass
+from typing import Callable
 
 from flask import current_app, has_app_context
 from redis import Redis
@@ -25,6 +32,8 @@ from rq.job import Job, Retry
 from rq.serializers import JSONSerializer
 from rq.utils import now as rq_now, utcformat
 from rq.worker import HerokuWorker, SimpleWorker
+
+from .errors import ServiceError
 
 log = logging.getLogger(__name__)
 
@@ -69,11 +78,22 @@ def fetch_job(job_id: str, app=None) -> Job | None:
         return None
 
 
+# Called after every run: (job, started epoch, duration seconds, result, error or None).
+RunRecorder = Callable[[Job, float, float, object, BaseException | None], None]
+_run_recorder: RunRecorder | None = None
+
+
+def record_runs_with(recorder: RunRecorder | None) -> None:
+    """Have every job run reported to `recorder`, which must never raise (ops registers one at start)."""
+    global _run_recorder
+    _run_recorder = recorder
+
+
 class AppJob(Job):
     """A job that runs inside a Flask app context and serializes as JSON.
 
-    The worker binds the app by subclassing (see `make_worker`); a job run by a
-    plain `rq worker` builds the app from the environment instead.
+    The worker binds the app by subclassing (see `make_worker`); a job performed
+    by anything else (a plain `rq worker`) has no app to run in and fails saying so.
     """
 
     flask_app = None
@@ -84,13 +104,8 @@ class AppJob(Job):
     def perform(self):
         app = self.flask_app
         if app is None:
-            from . import create_app
-
-            app = type(self).flask_app = create_app()
-        # Each run is recorded for the ops dashboard and /metrics (RQ keeps results
-        # only briefly); the recording itself never raises.
-        from .ops.stats import record_job_run
-
+            raise RuntimeError("no Flask app is bound to this job: run jobs with worker.py "
+                               "(deltacrown.queue.make_worker)")
         started, clock, result, error = time.time(), time.monotonic(), None, None
         try:
             if has_app_context() and current_app._get_current_object() is app:
@@ -103,40 +118,79 @@ class AppJob(Job):
             error = exc
             raise
         finally:
-            record_job_run(self, started, time.monotonic() - clock, result, error)
+            if _run_recorder is not None:
+                _run_recorder(self, started, time.monotonic() - clock, result, error)
+
+
+@dataclass(frozen=True)
+class JobPolicy:
+    """How a job runs: its queue, limits, retries, and what a ServiceError it raises becomes.
+
+    domain_errors "raise": the job fails (and is retried like any error). "result": a
+    ServiceError is a permanent answer, not a transient fault: the job finishes with
+    {"status": "error", "error": {...}} instead of being retried.
+    """
+    queue: str = QUEUE_DEFAULT
+    timeout: int | None = None  # None: RQ_JOB_TIMEOUT
+    result_ttl: int | None = None  # None: RQ_RESULT_TTL
+    failure_ttl: int | None = None  # None: RQ_FAILURE_TTL
+    retry_intervals: tuple[int, ...] | None = DEFAULT_RETRY_INTERVALS
+    domain_errors: str = "raise"
+
+    def enqueue_options(self) -> dict:
+        cfg = current_app.config
+        intervals = self.retry_intervals
+        return dict(
+            timeout=self.timeout or cfg["RQ_JOB_TIMEOUT"],
+            result_ttl=cfg["RQ_RESULT_TTL"] if self.result_ttl is None else self.result_ttl,
+            failure_ttl=cfg["RQ_FAILURE_TTL"] if self.failure_ttl is None else self.failure_ttl,
+            retry=Retry(max=len(intervals), interval=list(intervals)) if intervals else None,
+        )
+
+
+# Every @background_job, by the dotted path RQ stores as its func_name.
+JOBS: dict[str, Callable] = {}
 
 
 def background_job(queue: str = QUEUE_DEFAULT, timeout: int | None = None, result_ttl: int | None = None,
-                   failure_ttl: int | None = None, retry_intervals=DEFAULT_RETRY_INTERVALS):
-    """Declare a function as an RQ job, binding queue, timeout, TTLs and retries once."""
+                   failure_ttl: int | None = None, retry_intervals=DEFAULT_RETRY_INTERVALS,
+                   domain_errors: str = "raise"):
+    """Declare a function as an RQ job with its `JobPolicy`, and list it in `JOBS`."""
+    if domain_errors not in ("raise", "result"):
+        raise ValueError(f"domain_errors must be 'raise' or 'result', not {domain_errors!r}")
+    policy = JobPolicy(queue, timeout, result_ttl, failure_ttl,
+                       tuple(retry_intervals) if retry_intervals else retry_intervals, domain_errors)
 
     def decorate(fn):
-        def options() -> dict:
-            cfg = current_app.config
-            return dict(
-                timeout=timeout or cfg["RQ_JOB_TIMEOUT"],
-                result_ttl=cfg["RQ_RESULT_TTL"] if result_ttl is None else result_ttl,
-                failure_ttl=cfg["RQ_FAILURE_TTL"] if failure_ttl is None else failure_ttl,
-                retry=Retry(max=len(retry_intervals), interval=list(retry_intervals)) if retry_intervals else None,
-            )
+        job = fn
+        if domain_errors == "result":
+            @functools.wraps(fn)
+            def job(*args, **kwargs):
+                try:
+                    return fn(*args, **kwargs)
+                except ServiceError as exc:
+                    return {"status": "error", **exc.to_dict()}
 
         @functools.wraps(fn)
         def enqueue(*args, job_id: str | None = None, meta: dict | None = None, on_success=None, on_failure=None,
                     **kwargs):
             # on_success / on_failure: rq.Callback(s) run by the worker (ops records job runs with them).
-            return get_queue(queue).enqueue_call(fn, args=args, kwargs=kwargs, job_id=job_id, meta=meta,
-                                                 on_success=on_success, on_failure=on_failure, **options())
+            return get_queue(queue).enqueue_call(job, args=args, kwargs=kwargs, job_id=job_id, meta=meta,
+                                                 on_success=on_success, on_failure=on_failure,
+                                                 **policy.enqueue_options())
 
         def enqueue_many(args_list) -> list[Job]:
             """One job per tuple of arguments, all in one Redis round trip (a pipeline)."""
-            bound = options()
-            return get_queue(queue).enqueue_many([Queue.prepare_data(fn, args=tuple(args), **bound)
+            bound = policy.enqueue_options()
+            return get_queue(queue).enqueue_many([Queue.prepare_data(job, args=tuple(args), **bound)
                                                   for args in args_list])
 
-        fn.enqueue = enqueue
-        fn.enqueue_many = enqueue_many
-        fn.queue_name = queue
-        return fn
+        job.enqueue = enqueue
+        job.enqueue_many = enqueue_many
+        job.queue_name = queue
+        job.policy = policy
+        JOBS[f"{fn.__module__}.{fn.__qualname__}"] = job
+        return job
 
     return decorate
 
@@ -255,27 +309,38 @@ class RegistrationKeeper(threading.Thread):
         self.join(timeout)
 
 
+def load_job_packages() -> None:
+    """Import each part's `jobs` module (which fills `JOBS`), then every module of each part that has jobs.
+
+    Job functions import their services lazily (the parts import each other); a work
+    horse would otherwise import them again for every job it runs.
+    """
+    root = importlib.import_module(__name__.rpartition(".")[0])
+    for part in pkgutil.iter_modules(root.__path__, prefix=f"{root.__name__}."):
+        if part.ispkg and importlib.util.find_spec(f"{part.name}.jobs") is not None:
+            importlib.import_module(f"{part.name}.jobs")
+    parts = {fn.__module__.rpartition(".")[0] for fn in JOBS.values()} - {root.__name__}
+    for part_name in sorted(p for p in parts if p.startswith(f"{root.__name__}.")):  # tests declare jobs too
+        part = importlib.import_module(part_name)
+        for module in pkgutil.iter_modules(part.__path__, prefix=f"{part_name}."):
+            importlib.import_module(module.name)
+
+
 def prepare_for_forking(app) -> None:
     """Once per worker process, before it forks a work horse for each job.
 
     A horse starts as a copy of this process and is thrown away after one job, so
-    anything it sets up lazily is redone for every job: importing the job modules and
+    anything it sets up lazily is redone for every job: importing the job packages and
     configuring the ORM mappers took most of a notification job's time (BENCHMARKS.md).
     Done here once, every horse inherits it. No database connection crosses the fork:
     the parent's pool is emptied now, and each horse starts with an empty pool of its
     own (SQLAlchemy's advice for forked processes), so no two processes share a socket.
     """
-    import importlib
-
     from sqlalchemy.orm import configure_mappers
 
     from .extensions import db
-    from .ops.schedule import RUNNABLE_JOBS
 
-    for module in {spec.func.rpartition(".")[0] for spec in RUNNABLE_JOBS} | {
-            "deltacrown.outbox.jobs", "deltacrown.channels.jobs", "deltacrown.notifications.handlers",
-            "deltacrown.channels.delivery", "deltacrown.ops.stats"}:
-        importlib.import_module(module)
+    load_job_packages()
     configure_mappers()
     with app.app_context():
         engines = list(db.engines.values())

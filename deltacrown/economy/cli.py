@@ -2,11 +2,8 @@
 from __future__ import annotations
 
 import click
-from flask.cli import with_appcontext
 
-from ..clitools import enqueue_and_report, enqueue_option
-from ..errors import ServiceError
-from ..extensions import db
+from ..clitools import job_command, row_must_exist
 from ..tournaments.models import Tournament
 from . import jobs
 from .payouts import distribute_tournament_payouts
@@ -14,24 +11,14 @@ from .payouts import distribute_tournament_payouts
 ORDINALS = {1: "1st", 2: "2nd", 3: "3rd"}
 
 
-@click.command("distribute-payouts")
+@job_command("distribute-payouts", jobs.distribute_payouts, check=row_must_exist(Tournament, "tournament_id"))
 @click.argument("tournament_id", type=click.IntRange(min=1, max=2**31 - 1))  # beyond: no such id
-@enqueue_option
-@with_appcontext
-def distribute_payouts_command(tournament_id, enqueue):
+def distribute_payouts_command(tournament_id):
     """Pay a completed tournament's placed teams (1st, 2nd, 3rd), exactly once.
 
     Safe to rerun: a tournament already paid is reported as such (exit 0).
     """
-    if enqueue:
-        if db.session.get(Tournament, tournament_id) is None:
-            raise click.ClickException(f"tournament {tournament_id} does not exist")
-        enqueue_and_report(jobs.distribute_payouts, tournament_id)
-        return
-    try:
-        result = distribute_tournament_payouts(tournament_id)
-    except ServiceError as exc:
-        raise click.ClickException(exc.message) from None
+    result = distribute_tournament_payouts(tournament_id)
     if result["status"] == "already_distributed":
         click.echo(f"Tournament {tournament_id}: payouts were already distributed; nothing paid now.")
     else:

@@ -3,9 +3,11 @@
 
 def init_app(app):
     from ..api import register_blueprint
+    from ..queue import record_runs_with
     from . import api as jobs_api  # the jobs API
-    from . import demo, health, metrics, views
+    from . import demo, health, metrics, stats, views
 
+    record_runs_with(stats.record_job_run)  # every job run counts on the dashboard and /metrics
     register_blueprint(app, jobs_api.bp)
     demo.init_app(app)  # flask seed-demo
     app.register_blueprint(views.bp)  # /ops (admins)

@@ -1,5 +1,5 @@
 """What an admin can do from the ops dashboard: requeue or delete failed jobs,
-all through RQ's own APIs. ("Run now" is `ops.scheduler.start_job`.)
+all through RQ's own APIs. ("Run now" is `ops.runs.start_job`.)
 
 Each raises a ServiceError (NotFound, Conflict, ...) with a message a person can
 act on, before changing anything.

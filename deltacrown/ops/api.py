@@ -5,7 +5,7 @@ from marshmallow import Schema, fields, validate
 
 from ..api import Blueprint, get_or_404, require_admin
 from ..apischemas import admin_only, require_token_for
-from . import schedule, scheduler
+from . import runs, schedule
 
 bp = Blueprint("jobs", __name__, description="Background jobs: schedule, run now, status (admin)")
 # 401 / 403 before the body is validated, like every other admin endpoint.
@@ -67,7 +67,7 @@ class JobRunSchema(Schema):
 def list_jobs():
     """The jobs: name, schedule, next run and latest run's status."""
     require_admin()
-    return {"items": scheduler.list_jobs(), "next_cursor": None}  # the contract's list shape
+    return {"items": runs.list_jobs(), "next_cursor": None}  # the contract's list shape
 
 
 @bp.route("/jobs/<string:name>/run", methods=["POST"])
@@ -82,12 +82,12 @@ def run_job(args, name):
         from ..errors import NotFound
 
         raise NotFound(f"no job named {name!r}; known: {', '.join(sorted(schedule.JOBS_BY_NAME))}")
-    args = scheduler.validate_job_args(spec, args)  # 422 before 404: wrong names are the first problem
+    args = runs.validate_job_args(spec, args)  # 422 before 404: wrong names are the first problem
     if args.get("tournament_id") is not None:
         from ..tournaments.models import Tournament
 
         get_or_404(Tournament, args["tournament_id"], "tournament")
-    job = scheduler.start_job(name, args, trigger="api")
+    job = runs.start_job(name, args, trigger="api")
     return {"job_id": job.id}
 
 
@@ -96,4 +96,4 @@ def run_job(args, name):
 def job_run(job_id):
     """One run's status, result and error."""
     require_admin()
-    return scheduler.job_run(job_id)
+    return runs.job_run(job_id)

@@ -21,7 +21,7 @@ from rq.serializers import JSONSerializer
 from ..extensions import db
 from ..queue import QUEUE_NAMES, AppJob
 from ..timeutil import utcnow
-from . import schedule, stats
+from . import runs, schedule, stats
 from .scheduler import read_heartbeat
 
 # A worker that has not beaten within this long is presumed dead (our workers
@@ -227,7 +227,7 @@ class RecurringJob:
     spec: schedule.JobSpec
     next_run: datetime | None
     next_run_source: str  # "scheduler" (registered) or "cron" (computed from the table)
-    last_run: dict | None  # from stats.last_runs
+    last_run: dict | None  # from runs.last_runs
     # Seconds by which a registered job's next run is further in the past than a live
     # scheduler would leave it (see recurring_jobs); None when it is not overdue.
     overdue_by: float | None = None
@@ -238,8 +238,8 @@ class RecurringJob:
 
     @property
     def last_started(self) -> datetime | None:
-        if not self.last_run:
-            return None
+        if not self.last_run or "started" not in self.last_run:
+            return None  # queued, or never started
         return datetime.fromtimestamp(self.last_run["started"], tz=timezone.utc)
 
 
@@ -261,7 +261,7 @@ def recurring_jobs(connection, scheduler_tz: str, now: datetime | None = None,
     now = now or utcnow()
 
     specs = list(schedule.RECURRING_JOBS)
-    last = stats.last_runs(connection, [s.func for s in specs]) if connection is not None else {}
+    last = runs.last_runs(connection) if connection is not None else {}
     scores = []
     if connection is not None:
         pipe = connection.pipeline(transaction=False)
@@ -280,7 +280,7 @@ def recurring_jobs(connection, scheduler_tz: str, now: datetime | None = None,
         else:
             next_run, source = next_cron_time(spec.cron, scheduler_tz, now), "cron"
         result.append(RecurringJob(spec=spec, next_run=next_run, next_run_source=source,
-                                   last_run=last.get(spec.func), overdue_by=overdue_by))
+                                   last_run=last.get(spec.name), overdue_by=overdue_by))
     return result
 
 

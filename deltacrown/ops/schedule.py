@@ -3,13 +3,20 @@
 `RECURRING_JOBS` are registered with rq-scheduler under fixed ids at scheduler
 start (reconciled: missing ones added, changed ones replaced, ids no longer
 listed removed). `RUNNABLE_JOBS` are what `POST /api/v1/jobs/{name}/run`, the
-dashboard's "run now" and the CLI can start; each names the function in the
-job module of its part, which calls the part's service.
+dashboard's "run now" and the scheduler can start: each is a @background_job of
+its part (which calls the part's service), with a description and a schedule.
 Cron times are in SCHEDULER_TIMEZONE.
 """
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
+
+from ..economy import jobs as economy_jobs
+from ..notifications import jobs as notification_jobs
+from ..outbox import jobs as outbox_jobs
+from ..teams import jobs as team_jobs
+from ..tournaments import jobs as tournament_jobs
 
 
 @dataclass(frozen=True)
@@ -20,29 +27,29 @@ class JobSpec:
     cron: str | None = None  # None: run on demand only
     args: tuple[str, ...] = field(default=())  # names of the arguments it takes
 
+    @classmethod
+    def of(cls, job, description: str, cron: str | None = None, name: str | None = None) -> JobSpec:
+        """The spec of a @background_job: its path and arguments are the function's, its name too (with dashes)."""
+        return cls(name or job.__name__.replace("_", "-"), f"{job.__module__}.{job.__qualname__}", description,
+                   cron, tuple(inspect.signature(job).parameters))
+
 
 RUNNABLE_JOBS: tuple[JobSpec, ...] = (
-    JobSpec("recompute-rankings", "deltacrown.tournaments.jobs.recompute_rankings",
-            "Recompute team points, wins, losses and ranks", cron="0 2 * * *", args=("tournament_id",)),
-    JobSpec("send-digests", "deltacrown.notifications.jobs.send_digests",
-            "Send daily digests to users whose local digest time has come", cron="0 * * * *"),
-    JobSpec("clean-expired-invites", "deltacrown.teams.jobs.clean_expired_invites",
-            "Expire team invites pending for more than 7 days", cron="0 */6 * * *"),
-    JobSpec("expire-sponsors", "deltacrown.teams.jobs.expire_sponsors",
-            "Expire approved sponsors past their end date", cron="0 3 * * *"),
-    JobSpec("process-promotions", "deltacrown.teams.jobs.process_promotions",
-            "Start scheduled promotions and end finished ones", cron="0 * * * *"),
-    JobSpec("check-tournament-wrapup", "deltacrown.tournaments.jobs.check_tournament_wrapup",
-            "Rank, pay and close completed tournaments not yet wrapped up", cron="15 * * * *"),
-    JobSpec("relay-outbox", "deltacrown.outbox.jobs.sweep_outbox",
-            "Relay outbox events that were not relayed after commit", cron="* * * * *"),
-    JobSpec("distribute-payouts", "deltacrown.economy.jobs.distribute_payouts",
-            "Pay a completed tournament's placed teams (exactly once)", args=("tournament_id",)),
-    JobSpec("cleanup-notifications", "deltacrown.notifications.jobs.cleanup_notifications",
-            "Delete read notifications older than N days (90 by default)", cron="30 4 * * *", args=("days",)),
-    JobSpec("prune-records", "deltacrown.notifications.jobs.prune_records",
-            "Delete finished deliveries, handled outbox events and digests older than RETENTION_DAYS",
-            cron="45 4 * * *", args=("days",)),
+    JobSpec.of(tournament_jobs.recompute_rankings, "Recompute team points, wins, losses and ranks", "0 2 * * *"),
+    JobSpec.of(notification_jobs.send_digests, "Send daily digests to users whose local digest time has come",
+               "0 * * * *"),
+    JobSpec.of(team_jobs.clean_expired_invites, "Expire team invites pending for more than 7 days", "0 */6 * * *"),
+    JobSpec.of(team_jobs.expire_sponsors, "Expire approved sponsors past their end date", "0 3 * * *"),
+    JobSpec.of(team_jobs.process_promotions, "Start scheduled promotions and end finished ones", "0 * * * *"),
+    JobSpec.of(tournament_jobs.check_tournament_wrapup, "Rank, pay and close completed tournaments not yet wrapped up",
+               "15 * * * *"),
+    JobSpec.of(outbox_jobs.sweep_outbox, "Relay outbox events that were not relayed after commit", "* * * * *",
+               name="relay-outbox"),
+    JobSpec.of(economy_jobs.distribute_payouts, "Pay a completed tournament's placed teams (exactly once)"),
+    JobSpec.of(notification_jobs.cleanup_notifications, "Delete read notifications older than N days (90 by default)",
+               "30 4 * * *"),
+    JobSpec.of(notification_jobs.prune_records,
+               "Delete finished deliveries, handled outbox events and digests older than RETENTION_DAYS", "45 4 * * *"),
 )
 
 # Upper bounds of the arguments: an id beyond a 32-bit integer cannot exist (and PostgreSQL

@@ -1,4 +1,4 @@
-"""The scheduler process and how any job is started (schedule, API, dashboard).
+"""The scheduler process: reconcile the recurring jobs, then enqueue them when due.
 
 `python worker.py --scheduler` calls `run_scheduler(app)`:
 
@@ -31,7 +31,7 @@ result TTL expires silently drops out of the schedule); it also has no retry
 support. The trigger, run by a worker, enqueues the real job with
 `fn.enqueue()`: a fresh id per run, the normal 30-minute timeout, one-hour
 result TTL, retries with backoff, and the run recorded for `GET /api/v1/jobs`.
-The "run now" API and the dashboard start jobs through the same `start_job`.
+The "run now" API and the dashboard start jobs through the same `runs.start_job`.
 
 rq-scheduler has no serializer argument: its jobs are written with the job
 class we pass, `AppJob`, whose constructor defaults to RQ's JSONSerializer,
@@ -40,8 +40,6 @@ the serializer our workers read with.
 from __future__ import annotations
 
 import contextlib
-import importlib
-import inspect
 import json
 import logging
 import os
@@ -49,36 +47,24 @@ import signal
 import socket
 import time
 import warnings
-from datetime import datetime, timezone
 
-from flask import current_app
 from redis.exceptions import RedisError
-from rq import Callback
 from rq.exceptions import NoSuchJobError
 
-from ..errors import InvalidInput, NotFound, ServiceError
-from ..queue import QUEUE_SCHEDULED, AppJob, fetch_job, get_redis
-from . import schedule
+from ..queue import QUEUE_SCHEDULED, AppJob, get_redis
+from . import runs, schedule
 from .schedule import RECURRING_JOBS, JobSpec, scheduler_job_id
 
 log = logging.getLogger(__name__)
 
 RECURRING_PREFIX = "recurring-"
 TRIGGER_FUNC = "deltacrown.ops.scheduler.run_recurring"
-LAST_RUN_KEY = "deltacrown:jobs:last_run"  # hash: job name -> JSON of its latest run
 TRIGGER_TIMEOUT = 60
 # JSON {name, pid, host, at (epoch seconds), interval} of the latest scheduler round. Kept a week,
 # far past staleness, so the dashboard can say since when the scheduler has been silent.
 HEARTBEAT_KEY = "deltacrown:scheduler:heartbeat"
 HEARTBEAT_KEEP_SECONDS = 7 * 24 * 60 * 60
 
-
-class JobUnavailable(ServiceError):
-    status = 503
-    code = "unavailable"
-
-
-# --- the scheduler process ---------------------------------------------------
 
 def use_scheduler_timezone(zone_name: str) -> None:
     """Make the process's local time zone the scheduler's (rq-scheduler's cron follows it)."""
@@ -279,154 +265,13 @@ def read_heartbeat(connection) -> dict | None:
     return beat
 
 
-# --- starting jobs and recording their runs ----------------------------------
-
-def job_function(spec: JobSpec):
-    module_name, _, attr = spec.func.rpartition(".")
-    try:
-        fn = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError):
-        raise JobUnavailable(f"job {spec.name} is not available in this deployment ({spec.func})") from None
-    return fn
-
-
-def validate_job_args(spec: JobSpec, args: dict | None) -> dict:
-    """The keyword arguments for `spec`'s function, or InvalidInput naming the field.
-
-    Allowed names come from the table; which are required, from the function's
-    signature (a parameter without a default).
-    """
-    args = dict(args or {})
-    unknown = sorted(set(args) - set(spec.args))
-    if unknown:
-        raise InvalidInput(f"{spec.name} takes no argument {', '.join(unknown)}",
-                           fields={k: f"not an argument of {spec.name}" for k in unknown})
-    try:
-        params = inspect.signature(job_function(spec)).parameters
-    except JobUnavailable:
-        params = {}  # judged when it is started (503); names and values can still be checked
-    missing = [a for a in spec.args if a not in args and a in params
-               and params[a].default is inspect.Parameter.empty]
-    if missing:
-        raise InvalidInput(f"{spec.name} needs {', '.join(missing)}", fields={k: "required" for k in missing})
-    fields = {}
-    for key, value in args.items():
-        if value is None and (not params or (key in params and params[key].default is None)):
-            continue
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            fields[key] = "must be a whole number of at least 1"
-        elif value > schedule.MAX_ARG_VALUES.get(key, value):
-            fields[key] = f"must be at most {schedule.MAX_ARG_VALUES[key]}"
-    if fields:
-        raise InvalidInput("Invalid values: " + "; ".join(f"{k}: {v}" for k, v in fields.items()), fields=fields)
-    return args
-
-
-def start_job(name: str, args: dict | None = None, trigger: str = "manual"):
-    """Enqueue the job called `name` now (validated args) and record it as its latest run."""
-    spec = schedule.JOBS_BY_NAME.get(name)  # looked up at call time (tests swap the table)
-    if spec is None:
-        raise NotFound(f"no job named {name!r}; known: {', '.join(sorted(schedule.JOBS_BY_NAME))}")
-    kwargs = validate_job_args(spec, args)
-    fn = job_function(spec)
-    job = fn.enqueue(**kwargs, meta={"job_name": name, "trigger": trigger},
-                     on_success=Callback(record_success), on_failure=Callback(record_failure))
-    _record(get_redis(), name, {"job_id": job.id, "status": "queued", "trigger": trigger,
-                                "enqueued_at": _iso(datetime.now(timezone.utc)), "ended_at": None, "error": None})
-    return job
-
-
 def run_recurring(name: str) -> str:
     """The scheduler's trigger job: start the recurring job `name`; returns the real job's id."""
     try:
-        return start_job(name, trigger="schedule").id
+        return runs.start_job(name, trigger="schedule").id
     except Exception as exc:  # e.g. the job's module is missing: show it on the dashboard too
         from rq import get_current_job
 
         trigger = get_current_job()
-        _record(get_redis(), name, {"job_id": trigger.id if trigger else None, "status": "failed",
-                                    "trigger": "schedule", "enqueued_at": None,
-                                    "ended_at": _iso(datetime.now(timezone.utc)),
-                                    "error": f"{type(exc).__name__}: {exc}"[:500]})
+        runs.record_failed_start(get_redis(), name, trigger.id if trigger else None, exc)
         raise
-
-
-def _iso(dt: datetime | None) -> str | None:
-    if dt is None:
-        return None
-    if dt.tzinfo is None:  # RQ keeps naive UTC datetimes
-        dt = dt.replace(tzinfo=timezone.utc)
-    return dt.astimezone(timezone.utc).isoformat()
-
-
-def _record(connection, name: str, run: dict) -> None:
-    connection.hset(LAST_RUN_KEY, name, json.dumps(run))
-
-
-def _update_run(job, connection, **changes) -> None:
-    name = job.meta.get("job_name")
-    if not name:
-        return
-    raw = connection.hget(LAST_RUN_KEY, name)
-    run = json.loads(raw) if raw else {"job_id": job.id}
-    if run.get("job_id") != job.id:
-        return  # a newer run of this job has started since; keep that one
-    run.update(changes, ended_at=_iso(datetime.now(timezone.utc)))
-    _record(connection, name, run)
-
-
-def record_success(job, connection, result, *args, **kwargs):
-    _update_run(job, connection, status="finished", error=None)
-
-
-def record_failure(job, connection, exc_type, exc_value, traceback, *args, **kwargs):
-    status = "retrying" if job.retries_left else "failed"
-    _update_run(job, connection, status=status, error=f"{exc_type.__name__}: {exc_value}"[:500])
-
-
-def last_runs(connection) -> dict[str, dict]:
-    return {k.decode(): json.loads(v) for k, v in connection.hgetall(LAST_RUN_KEY).items()}
-
-
-def next_run_times(connection, specs) -> dict[str, str | None]:
-    from rq_scheduler import Scheduler
-
-    with connection.pipeline() as pipe:
-        for spec in specs:
-            pipe.zscore(Scheduler.scheduled_jobs_key, scheduler_job_id(spec))
-        scores = pipe.execute()
-    return {spec.name: (_iso(datetime.fromtimestamp(score, timezone.utc)) if score is not None else None)
-            for spec, score in zip(specs, scores)}
-
-
-RUN_STATUS = {"queued": "queued", "deferred": "queued", "scheduled": "queued", "started": "started",
-              "finished": "finished", "failed": "failed", "stopped": "failed", "canceled": "failed"}
-
-
-def job_run(job_id: str) -> dict:
-    """{job_id, name, status: queued|started|finished|failed, result, error, progress, times} of one run."""
-    job = fetch_job(job_id)
-    if job is None:
-        raise NotFound(f"no job run {job_id!r} (unknown, or its result has expired)")
-    status = RUN_STATUS.get(job.get_status(refresh=False) or "queued", "queued")
-    error = None
-    if status == "failed":
-        exc = job.latest_result().exc_string if job.latest_result() else None
-        error = (exc or "failed").strip().splitlines()[-1]
-    return {"job_id": job.id, "name": job.meta.get("job_name"), "status": status,
-            "result": job.return_value() if status == "finished" else None, "error": error,
-            "progress": job.meta.get("progress"), "enqueued_at": _iso(job.enqueued_at),
-            "started_at": _iso(job.started_at), "ended_at": _iso(job.ended_at)}
-
-
-def list_jobs() -> list[dict]:
-    """Every runnable job with its schedule, next run (recurring ones) and latest run."""
-    from .schedule import RUNNABLE_JOBS
-
-    connection = get_redis()
-    runs = last_runs(connection)
-    nexts = next_run_times(connection, RUNNABLE_JOBS)
-    return [{"name": s.name, "description": s.description, "schedule": s.cron, "recurring": s.cron is not None,
-             "timezone": current_app.config["SCHEDULER_TIMEZONE"] if s.cron else None, "args": list(s.args),
-             "next_run_at": nexts[s.name] if s.cron else None, "last_run": runs.get(s.name),
-             "last_status": (runs.get(s.name) or {}).get("status")} for s in RUNNABLE_JOBS]

@@ -1,14 +1,15 @@
 """Job-run records and the numbers the ops dashboard and /metrics show.
 
-RQ keeps a job's result for an hour at most, so every run is recorded here by
-`AppJob.perform` (see deltacrown.queue), in Redis, shared by all processes:
+RQ keeps a job's result for an hour at most, so every run is recorded here, in Redis,
+shared by all processes: `record_job_run` is the run recorder ops registers with the
+queue runtime at start (deltacrown.queue.record_runs_with). The last run of each
+named job is kept apart, in ops/runs.py.
 
 - `ops:hour:<epoch hour>`  hash  "<func>|finished", "<func>|failed", "<func>|seconds"
                                  (exact counts per hour; expires after 49 h)
 - `ops:runs:<func>`        zset  the most recent runs (capped at SAMPLE_CAP, 48 h):
                                  the source of the p50/p95 durations
 - `ops:types`              zset  job types seen, scored by their last run
-- `ops:last`               hash  func -> the last run (time, status, result, duration)
 - `ops:totals`             hash  monotonic counters since Redis was created: runs by
                                  status, seconds, histogram buckets (for /metrics)
 
@@ -72,7 +73,7 @@ def hour_of(ts: float) -> int:
     return int(ts // HOUR)
 
 
-# --- recording (called by AppJob.perform in the worker) ----------------------
+# --- recording (after every run, in the worker) --------------------------------
 
 def record_run(connection, func: str, job_id: str, started: float, duration: float, ok: bool,
                detail: str = "") -> None:
@@ -93,7 +94,6 @@ def record_run(connection, func: str, job_id: str, started: float, duration: flo
         pipe.zremrangebyrank(runs_key, 0, -SAMPLE_CAP - 1)
         pipe.expire(runs_key, RETENTION_SECONDS)
         pipe.zadd(_key("types"), {func: ended})
-        pipe.hset(_key("last"), func, record)
         totals = _key("totals")
         pipe.hincrby(totals, f"{func}|{status}", 1)
         pipe.hincrbyfloat(totals, f"{func}|seconds", duration)
@@ -106,7 +106,7 @@ def record_run(connection, func: str, job_id: str, started: float, duration: flo
 
 
 def record_job_run(job, started: float, duration: float, result=None, error: BaseException | None = None) -> None:
-    """Record one run of an RQ job (called by AppJob.perform). Never raises."""
+    """Record one run of an RQ job (the queue runtime's run recorder). Never raises."""
     try:
         func = job.func_name or "?"
     except Exception:  # noqa: BLE001 - undecodable job data: still count the run
@@ -234,15 +234,6 @@ def job_health(connection, now: float | None = None, hours: int = WINDOW_HOURS) 
         by_type[func].p50 = percentile(durations, 50)
         by_type[func].p95 = percentile(durations, 95)
     return JobHealth(types=[by_type[f] for f in funcs], hours=buckets)
-
-
-def last_runs(connection, funcs) -> dict[str, dict]:
-    """func -> its last recorded run {job_id, started, duration, status, detail}."""
-    funcs = list(funcs)
-    if not funcs:
-        return {}
-    values = connection.hmget(_key("last"), funcs)
-    return {f: json.loads(v) for f, v in zip(funcs, values) if v}
 
 
 @dataclass

@@ -24,7 +24,7 @@ from ..extensions import db, login_manager
 from ..queue import get_redis
 from ..timeutil import utcnow
 from . import actions, charts, overview, schedule, stats
-from .scheduler import start_job
+from .runs import start_job
 
 log = logging.getLogger(__name__)
 

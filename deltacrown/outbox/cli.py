@@ -2,22 +2,17 @@
 from __future__ import annotations
 
 import click
-from flask.cli import with_appcontext
 
-from ..clitools import enqueue_and_report, enqueue_option
+from ..clitools import job_command
 from . import jobs
 from .relay import sweep_outbox_now
 
 
-@click.command("relay-outbox")
+@job_command("relay-outbox", jobs.sweep_outbox)
 @click.option("--min-age", type=click.IntRange(min=0), default=None,
               help="Only events unrelayed for at least this many seconds (default OUTBOX_SWEEP_AGE_SECONDS).")
-@enqueue_option
-@with_appcontext
-def relay_outbox_command(min_age, enqueue):
+def relay_outbox_command(min_age):
     """Relay outbox events that were not relayed after their commit (e.g. Redis was down)."""
-    if enqueue:
-        return enqueue_and_report(jobs.sweep_outbox)
     result = sweep_outbox_now(min_age)
     click.echo(f"Relayed {result['relayed']} event(s).")
 

@@ -6,46 +6,28 @@ for a worker and prints its id. Errors exit non-zero with one line.
 from __future__ import annotations
 
 import click
-from flask.cli import with_appcontext
 
-from ..clitools import enqueue_and_report, enqueue_option
-from ..errors import ServiceError
-from ..extensions import db
+from ..clitools import job_command, row_must_exist
 from . import jobs
 from .models import Tournament
 from .rankings import recompute_team_rankings
 from .wrapup import check_tournament_wrapup
 
 
-@click.command("recompute-rankings")
+@job_command("recompute-rankings", jobs.recompute_rankings, check=row_must_exist(Tournament, "tournament_id"))
 @click.option("--tournament-id", type=click.IntRange(min=1, max=2**31 - 1), default=None,
               help="Only recompute the totals of this tournament's teams (ranks are always global).")
-@enqueue_option
-@with_appcontext
-def recompute_rankings_command(tournament_id, enqueue):
+def recompute_rankings_command(tournament_id):
     """Recompute team points, wins, losses and ranks from completed matches."""
-    if enqueue:
-        if tournament_id is not None and db.session.get(Tournament, tournament_id) is None:
-            raise click.ClickException(f"tournament {tournament_id} does not exist")
-        enqueue_and_report(jobs.recompute_rankings, tournament_id)
-        return
-    try:
-        result = recompute_team_rankings(tournament_id)
-    except ServiceError as exc:
-        raise click.ClickException(exc.message) from None
+    result = recompute_team_rankings(tournament_id)
     scope = "all teams" if tournament_id is None else f"teams of tournament {tournament_id}"
     click.echo(f"Rankings recomputed ({scope}): {result['updated_count']} team(s) updated, "
                f"{result['moved_count']} moved in rank.")
 
 
-@click.command("check-wrapup")
-@enqueue_option
-@with_appcontext
-def check_wrapup_command(enqueue):
+@job_command("check-wrapup", jobs.check_tournament_wrapup)
+def check_wrapup_command():
     """Rank, pay and close every completed tournament not wrapped up yet."""
-    if enqueue:
-        enqueue_and_report(jobs.check_tournament_wrapup)
-        return
     result = check_tournament_wrapup()
     wrapped = ", ".join(str(i) for i in result["wrapped_up"]) or "none"
     click.echo(f"Checked {result['checked']} completed tournament(s) awaiting wrap-up; wrapped up: {wrapped}.")

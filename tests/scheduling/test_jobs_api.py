@@ -73,7 +73,7 @@ def test_a_failed_run_reports_its_error(app, client, users, run_jobs):
         from deltacrown.notifications import jobs
 
         # Bypass the API's validation to get a run that fails in the worker (no retries left to wait for).
-        from deltacrown.ops.scheduler import record_failure, record_success
+        from deltacrown.ops.runs import record_failure, record_success
         from rq import Callback
 
         job = jobs.cleanup_notifications.enqueue(0, meta={"job_name": "cleanup-notifications"},

@@ -15,7 +15,8 @@ from deltacrown.extensions import db
 from deltacrown.notifications.models import (Delivery, Notification, NotificationDigest,
                                              notification_digest_items)
 from deltacrown.ops.schedule import JOBS_BY_NAME, scheduler_job_id
-from deltacrown.ops.scheduler import LAST_RUN_KEY, make_scheduler, reconcile, silence_utcnow_deprecation
+from deltacrown.ops.runs import LAST_RUN_KEY
+from deltacrown.ops.scheduler import make_scheduler, reconcile, silence_utcnow_deprecation
 from deltacrown.outbox.models import OutboxEvent
 from deltacrown.queue import fetch_job, get_queue, get_redis
 

@@ -16,7 +16,8 @@ import pytest
 from rq_scheduler import Scheduler
 
 from deltacrown.ops.schedule import JOBS_BY_NAME, RECURRING_JOBS, JobSpec, scheduler_job_id
-from deltacrown.ops.scheduler import (HEARTBEAT_KEY, LAST_RUN_KEY, make_scheduler, read_heartbeat, reconcile,
+from deltacrown.ops.runs import LAST_RUN_KEY
+from deltacrown.ops.scheduler import (HEARTBEAT_KEY, make_scheduler, read_heartbeat, reconcile,
                                       run_round, silence_utcnow_deprecation, use_scheduler_timezone)
 from deltacrown.queue import fetch_job, get_queue, get_redis
 from tests.support.processes import WaitTimeout, wait_for
