@@ -273,7 +273,7 @@ def prepare_for_forking(app) -> None:
     from .ops.schedule import RUNNABLE_JOBS
 
     for module in {spec.func.rpartition(".")[0] for spec in RUNNABLE_JOBS} | {
-            "deltacrown.outbox.jobs", "deltacrown.channels.jobs", "deltacrown.notifications.handlers",
+            "deltacrown.outbox.dispatch", "deltacrown.outbox.jobs", "deltacrown.channels.jobs",
             "deltacrown.channels.delivery", "deltacrown.ops.stats"}:
         importlib.import_module(module)
     configure_mappers()
