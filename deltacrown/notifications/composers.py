@@ -3,12 +3,14 @@ type registry (types.py) names in its entries.
 
 A composer turns a payload (an outbox event's, or the one a sender passes) into a
 `Message`: title, body and url, plus the teams and players it is about. It returns
-None when there is nothing to say (the invite was deleted, the match has no result).
+None when there is nothing to say (the invite was deleted, the match has no result);
+most compose one row the payload names (`about`).
 An audience turns a message into its recipients. Bodies are written once for every
 recipient; times in them say UTC (`_when`).
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -62,28 +64,33 @@ EVERYONE = Audience("every user, or only the users an announcement names",
 
 # --- composers ---------------------------------------------------------------------
 
-def invite_sent(payload) -> Message | None:
-    invite = db.session.get(TeamInvite, payload["invite_id"])
-    if invite is None:
-        return None
+def about(model, key: str):
+    """A composer of the row that `payload[key]` names: nothing to say when it is gone."""
+    def decorate(compose: Callable[..., Message | None]) -> Callable[[dict], Message | None]:
+        @functools.wraps(compose)
+        def from_payload(payload: dict) -> Message | None:
+            subject = db.session.get(model, payload[key])
+            return None if subject is None else compose(subject, payload)
+        return from_payload
+    return decorate
+
+
+@about(TeamInvite, "invite_id")
+def invite_sent(invite, payload) -> Message:
     return Message(f"{invite.team.name} invited you to join",
                    f"{invite.team.name} wants you on the team. Accept or decline the invite.",
                    f"/teams/{invite.team_id}", user_ids=(invite.user_id,))
 
 
-def invite_accepted(payload) -> Message | None:
-    invite = db.session.get(TeamInvite, payload["invite_id"])
-    if invite is None:
-        return None
+@about(TeamInvite, "invite_id")
+def invite_accepted(invite, payload) -> Message:
     team = invite.team
     return Message(f"{invite.user.username} accepted the invite to {team.name}",
                    f"{invite.user.username} is now on {team.name}.", f"/teams/{team.id}", team_ids=(team.id,))
 
 
-def roster_changed(payload) -> Message | None:
-    team = db.session.get(Team, payload["team_id"])
-    if team is None:
-        return None
+@about(Team, "team_id")
+def roster_changed(team, payload) -> Message:
     user_id, action, actor_id = payload["user_id"], payload["action"], payload.get("actor_id")
     who = db.session.get(User, user_id)
     actor = db.session.get(User, actor_id) if actor_id else None
@@ -98,27 +105,23 @@ def roster_changed(payload) -> Message | None:
                    user_ids=(user_id,), actor_id=actor_id)
 
 
-def tournament_registered(payload) -> Message | None:
-    reg = db.session.get(Registration, payload["registration_id"])
-    if reg is None:
-        return None
+@about(Registration, "registration_id")
+def tournament_registered(reg, payload) -> Message:
     return Message(f"{reg.team.name} is registered for {reg.tournament.name}",
                    f"Starts {_when(reg.tournament.starts_at)}.", f"/tournaments/{reg.tournament_id}",
                    team_ids=(reg.team_id,))
 
 
-def match_scheduled(payload) -> Message | None:
-    match = db.session.get(Match, payload["match_id"])
-    if match is None:
-        return None
+@about(Match, "match_id")
+def match_scheduled(match, payload) -> Message:
     return Message(f"Match scheduled: {match.team_a.name} vs {match.team_b.name}",
                    f"{match.tournament.name}, {_when(match.scheduled_at)}.", f"/tournaments/{match.tournament_id}",
                    team_ids=(match.team_a_id, match.team_b_id))
 
 
-def match_result(payload) -> Message | None:
-    match = db.session.get(Match, payload["match_id"])
-    if match is None or match.status != "completed":
+@about(Match, "match_id")
+def match_result(match, payload) -> Message | None:
+    if match.status != "completed":
         return None
     a, b = match.team_a.name, match.team_b.name
     outcome = "Draw." if match.winner_id is None else f"{a if match.winner_id == match.team_a_id else b} won."
@@ -126,20 +129,16 @@ def match_result(payload) -> Message | None:
                    f"/tournaments/{match.tournament_id}", team_ids=(match.team_a_id, match.team_b_id))
 
 
-def bracket_ready(payload) -> Message | None:
-    tournament = db.session.get(Tournament, payload["tournament_id"])
-    if tournament is None:
-        return None
+@about(Tournament, "tournament_id")
+def bracket_ready(tournament, payload) -> Message:
     team_ids = tuple(registered_team_ids(tournament.id))
     return Message(f"The bracket for {tournament.name} is ready",
                    f"{len(team_ids)} teams are in. Check your first match.", f"/tournaments/{tournament.id}",
                    team_ids=team_ids)
 
 
-def ranking_changed(payload) -> Message | None:
-    team = db.session.get(Team, payload["team_id"])
-    if team is None:
-        return None
+@about(Team, "team_id")
+def ranking_changed(team, payload) -> Message:
     old_rank, new_rank = payload["old_rank"], payload["new_rank"]
     if old_rank is None:
         body = f"{team.name} entered the rankings at #{new_rank}."
@@ -150,19 +149,15 @@ def ranking_changed(payload) -> Message | None:
     return Message(f"{team.name} is now #{new_rank}", body, f"/teams/{team.id}", team_ids=(team.id,))
 
 
-def sponsor_approved(payload) -> Message | None:
-    sponsor = db.session.get(TeamSponsor, payload["sponsor_id"])
-    if sponsor is None:
-        return None
+@about(TeamSponsor, "sponsor_id")
+def sponsor_approved(sponsor, payload) -> Message:
     return Message(f"{sponsor.name} now sponsors {sponsor.team.name}",
                    f"The sponsorship runs until {_when(sponsor.expires_at)}.", f"/teams/{sponsor.team_id}",
                    team_ids=(sponsor.team_id,))
 
 
-def promotion_started(payload) -> Message | None:
-    promotion = db.session.get(TeamPromotion, payload["promotion_id"])
-    if promotion is None:
-        return None
+@about(TeamPromotion, "promotion_id")
+def promotion_started(promotion, payload) -> Message:
     return Message(f"Promotion live: {promotion.title}", f"Runs until {_when(promotion.ends_at)}.",
                    f"/teams/{promotion.team_id}", team_ids=(promotion.team_id,))
 
@@ -179,10 +174,8 @@ def payout_received(payload) -> Message:
                    team_ids=(team_id,) if team_id else (), user_ids=(user_id,))
 
 
-def achievement_earned(payload) -> Message | None:
-    achievement = db.session.get(TeamAchievement, payload["achievement_id"])
-    if achievement is None:
-        return None
+@about(TeamAchievement, "achievement_id")
+def achievement_earned(achievement, payload) -> Message:
     team = achievement.team
     tournament = db.session.get(Tournament, achievement.tournament_id) if achievement.tournament_id else None
     return Message(f"{team.name} earned {achievement.kind}",
