@@ -32,7 +32,7 @@ def test_every_declared_event_kind_has_its_reactions():
     assert all(callable(reaction) for reactions in REACTIONS.values() for reaction in reactions)
 
 
-def test_the_dispatcher_refuses_a_table_that_forgets_a_kind(app):
+def test_the_dispatcher_refuses_a_table_that_forgets_a_kind():
     forgetful = {kind: reactions for kind, reactions in REACTIONS.items() if kind != "match_result"}
     with pytest.raises(ValueError, match="no entry for \\['match_result'\\]"):
         install_reactions(forgetful)
