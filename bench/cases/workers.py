@@ -130,7 +130,7 @@ def run_throughput(env: BenchEnv) -> CaseResult:
     return result
 
 
-_PIPELINE_MISSING = "the event pipeline (deltacrown.outbox.jobs.handle_event) is not on main yet"
+_PIPELINE_MISSING = "the event pipeline (deltacrown.outbox.dispatch.handle_event) is not on main yet"
 
 
 def _notification_event_jobs(env: BenchEnv):
@@ -140,7 +140,7 @@ def _notification_event_jobs(env: BenchEnv):
     reads the event, the team, its members and their preferences, and writes 6 notifications.
     """
     try:
-        from deltacrown.outbox.jobs import handle_event
+        from deltacrown.outbox.dispatch import handle_event
     except ImportError:
         return None
     from sqlalchemy import delete, func, insert, select

@@ -32,13 +32,13 @@ import uuid
 from collections import Counter
 
 from sqlalchemy import func, select, update
-from sqlalchemy.exc import IntegrityError
 
 from ..accounts.models import User
 from ..extensions import db
 from ..masking import mask_secrets
 from ..notifications.models import Delivery, Notification, NotificationPreference, chosen_channels
 from ..notifications.preferences import SOURCE_SYSTEM, update_preferences
+from ..notifications.service import NotificationService
 from ..notifications.types import DISCORD, EMAIL, NOTIFICATION_TYPES
 from ..queue import get_redis
 from ..teams.models import Team
@@ -213,41 +213,27 @@ _SENDERS = {EMAIL: _send_email, DISCORD: _send_discord}
 # --- the webhook is gone -----------------------------------------------------------
 
 def switch_off_gone_webhook(target: str, url: str) -> None:
-    """Discord said 404: stop posting there, and tell the webhook's owner in-app (once per URL)."""
+    """Discord said 404: stop posting there, and tell the webhook's owner (once per URL)."""
     kind, owner = _target_owner(target)
     digest = hashlib.sha256(url.encode()).hexdigest()[:16]
     if kind == "user":
         if NotificationPreference.get_or_create_for_user(owner).discord_webhook_url == url:
             update_preferences(owner, {"discord_webhook_url": None}, SOURCE_SYSTEM)
-        _notify_owner(owner.id, f"webhook_disabled:user:{owner.id}:{digest}",
-                      "Your Discord webhook was switched off",
-                      "Discord says the webhook you set for your notifications no longer exists, so we stopped "
-                      "posting to it. Set a new one in your notification settings to get Discord posts again.",
-                      "/settings/notifications")
+        _tell_owner("user", owner.id, digest)
     elif kind == "team":
         if owner.discord_webhook_url == url:
             owner.discord_webhook_url = None
-        _notify_owner(owner.captain_id, f"webhook_disabled:team:{owner.id}:{digest}",
-                      f"The Discord webhook of team {owner.name} was switched off",
-                      "Discord says the team's webhook no longer exists, so we stopped posting team news to it. "
-                      "Set a new one for the team to get Discord posts again.",
-                      f"/teams/{owner.id}")
+        _tell_owner("team", owner.id, digest)
     else:
         log.error("The platform Discord webhook (DISCORD_WEBHOOK_URL) no longer exists; fix the configuration")
     db.session.commit()
 
 
-def _notify_owner(user_id: int, dedup_key: str, title: str, body: str, url: str) -> None:
-    exists = db.session.scalar(select(Notification.id).where(Notification.user_id == user_id,
-                                                             Notification.dedup_key == dedup_key))
-    if exists:
-        return
-    try:
-        with db.session.begin_nested():
-            db.session.add(Notification(user_id=user_id, type="webhook_disabled", title=title, body=body,
-                                        url=url, dedup_key=dedup_key, is_read=False, created_at=utcnow()))
-    except IntegrityError:
-        pass  # another worker told them first (unique per user and dedup key)
+def _tell_owner(kind: str, owner_id: int, digest: str) -> None:
+    # Once per URL (the dedup key); the registry's webhook_disabled entry words it and
+    # names the recipient (the player, or the team's captain).
+    NotificationService().notify_about("webhook_disabled", {f"{kind}_id": owner_id},
+                                       f"webhook_disabled:{kind}:{owner_id}:{digest}")
 
 
 # --- the send ---------------------------------------------------------------------

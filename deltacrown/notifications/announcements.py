@@ -19,7 +19,8 @@ from ..errors import InvalidInput
 from ..extensions import db
 from ..queue import report_progress
 from ..signals import checkpoint
-from .service import CHUNK_SIZE, NotificationService, NotifyResult, chunked, enqueue_sends, recipients_query
+from .service import (CHUNK_SIZE, NotificationService, NotifyResult, chunked, enqueue_sends, outgoing_message,
+                      recipients_query)
 from .types import NOTIFICATION_TYPES
 
 
@@ -48,7 +49,7 @@ def batch_send_notifications(user_ids, type: str, title: str, body: str = "", ur
     chunk_size = chunk_size or current_app.config.get("ANNOUNCEMENT_CHUNK_SIZE") or CHUNK_SIZE
     dedup_key = f"announcement:{announcement_id}"
     service = NotificationService()
-    message = {"type": type, "title": title[:300], "body": body or "", "url": url}
+    message = outgoing_message(type, title, body, url)
     result = NotifyResult()
 
     def finish_chunk():

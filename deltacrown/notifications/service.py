@@ -1,7 +1,9 @@
-"""NotificationService: who is told what, on which channels.
+"""The fan-out engine: one message of a registered type to many recipients, on the
+channels each of them chose.
 
-Each `notify_<type>` method decides the recipients of one kind of domain change
-and words the message; `notify` does the rest for any list of users:
+What a type says and to whom is its registry entry's (types.py: `compose` and
+`audience`); `NotificationService.notify_about` asks the entry, `notify` does the
+rest for any list of users:
 
 1. reads every recipient's preferences in ONE query per chunk, as plain column
    values (users without a preference row get the registry defaults; no rows are
@@ -18,6 +20,7 @@ and words the message; `notify` does the rest for any list of users:
    dominated an announcement's time; see BENCHMARKS.md).
 
 Rules:
+- Only registered types: a type missing from the registry is a ValueError.
 - Opt-outs win: a channel is used only if the recipient chose it for the type
   and has not opted out of it globally (`NotificationPreference.get_channels_for_type`).
 - The Notification row IS the in-app message: it is written only when in_app is
@@ -34,10 +37,8 @@ Rules:
 """
 from __future__ import annotations
 
-import logging
 import uuid
 from dataclasses import dataclass, field
-from datetime import timezone
 
 from flask import current_app
 from sqlalchemy import bindparam, cast, func, select
@@ -50,13 +51,6 @@ from ..timeutil import utcnow
 from .models import Delivery, Notification, NotificationPreference, channels_for_type
 from .types import DISCORD, EMAIL, IN_APP, get_type
 
-log = logging.getLogger(__name__)
-
-
-def _when(moment) -> str:
-    """A time in a message body. Bodies are written once for every recipient, so they say
-    UTC explicitly; the center shows the notification's own time in the reader's zone."""
-    return moment.astimezone(timezone.utc).strftime("%a %d %b %Y, %H:%M UTC")
 
 CHUNK_SIZE = 2000  # recipients per round of bulk statements (statements are constant per chunk)
 
@@ -137,6 +131,30 @@ def enqueue_sends(delivery_ids) -> None:
         send_deliveries.enqueue_many(batches)
 
 
+def notify_for_event(type_name: str, event) -> int:
+    """Notify of an outbox event, then send: returns how many sends were enqueued.
+
+    The rows are keyed on the event, so a retry writes nothing twice. With sends to make,
+    the rows are committed and the event's still-pending deliveries enqueued (a retry after
+    a failure re-enqueues them); without (in-app only, the common case) nothing is
+    committed here: the rows commit with the event's "handled" mark, one commit, not two.
+    """
+    NotificationService(as_of=event.created_at).notify_about(type_name, event.payload or {}, f"event:{event.id}",
+                                                             event_id=event.id, commit=False)
+    pending = list(db.session.scalars(select(Delivery.id).where(Delivery.event_id == event.id,
+                                                                Delivery.status == "pending")
+                                      .order_by(Delivery.id)))
+    if pending:
+        db.session.commit()
+        enqueue_sends(pending)
+    return len(pending)
+
+
+def outgoing_message(type_name: str, title: str, body: str = "", url: str | None = None) -> dict:
+    """The message as notifications and deliveries carry it; ValueError for an unregistered type."""
+    return {"type": get_type(type_name).name, "title": title[:300], "body": body or "", "url": url}
+
+
 def chunked(items, size):
     for start in range(0, len(items), size):
         yield items[start:start + size]
@@ -149,15 +167,22 @@ class NotificationService:
     def __init__(self, as_of=None):
         self.as_of = as_of
 
-    # --- the general path -------------------------------------------------
+    def notify_about(self, type_name: str, payload: dict, dedup_key: str, *, event_id: int | None = None,
+                     commit: bool = True) -> NotifyResult | None:
+        """Notify the type's audience of what its composer makes of `payload` (None: nothing to say)."""
+        spec = get_type(type_name)
+        message = spec.compose(payload)
+        if message is None:
+            return None
+        return self.notify(spec.audience.recipients(message, self.as_of), type_name, message.title, message.body,
+                           message.url, dedup_key, event_id=event_id, team_ids=message.team_ids, commit=commit)
 
     def notify(self, user_ids, type: str, title: str, body: str = "", url: str | None = None,
                dedup_key: str | None = None, *, event_id: int | None = None, team_ids=(),
                commit: bool = True, enqueue: bool = True) -> NotifyResult:
         """Notify these users (and the teams' / platform webhook, by the type's flags)."""
-        spec = get_type(type)
         dedup_key = dedup_key or f"adhoc:{uuid.uuid4().hex}"
-        message = {"type": spec.name, "title": title[:300], "body": body or "", "url": url}
+        message = outgoing_message(type, title, body, url)
         result = NotifyResult()
         ids = sorted({int(u) for u in user_ids})
         for chunk in chunked(ids, CHUNK_SIZE):
@@ -176,7 +201,7 @@ class NotificationService:
 
         Two INSERT statements whatever the number of rows.
         """
-        type_name = message["type"]
+        type_name = get_type(message["type"]).name
         now = utcnow()
         notification_rows, channels_by_user, choices = [], {}, {}
         for user_id, email, chosen_map, no_in_app, no_email, no_discord, webhook in rows:
@@ -242,194 +267,3 @@ class NotificationService:
     def _insert_deliveries(rows, result: NotifyResult) -> None:
         inserted = insert_ignoring_duplicates(Delivery.__table__, rows, returning=(Delivery.id,))
         result.delivery_ids.extend(sorted(r[0] for r in inserted))
-
-    # --- one method per type ------------------------------------------------
-
-    @staticmethod
-    def _source(event_id, dedup_key, fallback):
-        if dedup_key:
-            return dedup_key
-        return f"event:{event_id}" if event_id is not None else fallback
-
-    def _team_members(self, *team_ids):
-        from ..teams.services import member_ids
-
-        return member_ids(team_ids, as_of=self.as_of)
-
-    def notify_invite_sent(self, invite_id: int, *, event_id=None, dedup_key=None, **kw) -> NotifyResult | None:
-        from ..teams.models import TeamInvite
-
-        invite = db.session.get(TeamInvite, invite_id)
-        if invite is None:
-            return None
-        return self.notify([invite.user_id], "invite_sent", f"{invite.team.name} invited you to join",
-                           f"{invite.team.name} wants you on the team. Accept or decline the invite.",
-                           f"/teams/{invite.team_id}", self._source(event_id, dedup_key, f"invite_sent:{invite_id}"),
-                           event_id=event_id, **kw)
-
-    def notify_invite_accepted(self, invite_id: int, *, event_id=None, dedup_key=None, **kw):
-        from ..teams.models import TeamInvite
-
-        invite = db.session.get(TeamInvite, invite_id)
-        if invite is None:
-            return None
-        team = invite.team
-        return self.notify([team.captain_id], "invite_accepted",
-                           f"{invite.user.username} accepted the invite to {team.name}",
-                           f"{invite.user.username} is now on {team.name}.", f"/teams/{team.id}",
-                           self._source(event_id, dedup_key, f"invite_accepted:{invite_id}"),
-                           event_id=event_id, team_ids=[team.id], **kw)
-
-    def notify_roster_change(self, team_id: int, user_id: int, action: str, actor_id: int | None = None, *,
-                             event_id=None, dedup_key=None, **kw):
-        """The team's members (and the player who was removed), except whoever made the change."""
-        from ..teams.models import Team
-
-        team = db.session.get(Team, team_id)
-        if team is None:
-            return None
-        who = db.session.get(User, user_id)
-        actor = db.session.get(User, actor_id) if actor_id else None
-        name = who.username if who else f"user {user_id}"
-        sentence = {
-            "joined": f"{name} joined {team.name}.",
-            "added": f"{name} was added to {team.name}" + (f" by {actor.username}." if actor else "."),
-            "left": f"{name} left {team.name}.",
-            "removed": f"{name} was removed from {team.name}" + (f" by {actor.username}." if actor else "."),
-        }.get(action, f"{name}: {action} ({team.name}).")
-        recipients = set(self._team_members(team.id)) | {user_id}
-        recipients.discard(actor_id)
-        return self.notify(recipients, "roster_changed", f"Roster change in {team.name}", sentence,
-                           f"/teams/{team.id}",
-                           self._source(event_id, dedup_key, f"roster_changed:{team_id}:{user_id}:{action}"),
-                           event_id=event_id, team_ids=[team.id], **kw)
-
-    def notify_tournament_registration(self, registration_id: int, *, event_id=None, dedup_key=None, **kw):
-        from ..tournaments.models import Registration
-
-        reg = db.session.get(Registration, registration_id)
-        if reg is None:
-            return None
-        return self.notify(self._team_members(reg.team_id), "tournament_registered",
-                           f"{reg.team.name} is registered for {reg.tournament.name}",
-                           f"Starts {_when(reg.tournament.starts_at)}.", f"/tournaments/{reg.tournament_id}",
-                           self._source(event_id, dedup_key, f"tournament_registered:{registration_id}"),
-                           event_id=event_id, team_ids=[reg.team_id], **kw)
-
-    def notify_match_scheduled(self, match_id: int, *, event_id=None, dedup_key=None, **kw):
-        from ..tournaments.models import Match
-
-        match = db.session.get(Match, match_id)
-        if match is None:
-            return None
-        return self.notify(self._team_members(match.team_a_id, match.team_b_id), "match_scheduled",
-                           f"Match scheduled: {match.team_a.name} vs {match.team_b.name}",
-                           f"{match.tournament.name}, {_when(match.scheduled_at)}.",
-                           f"/tournaments/{match.tournament_id}",
-                           self._source(event_id, dedup_key, f"match_scheduled:{match_id}"),
-                           event_id=event_id, team_ids=[match.team_a_id, match.team_b_id], **kw)
-
-    def notify_match_result(self, match_id: int, *, event_id=None, dedup_key=None, **kw):
-        from ..tournaments.models import Match
-
-        match = db.session.get(Match, match_id)
-        if match is None or match.status != "completed":
-            return None
-        a, b = match.team_a.name, match.team_b.name
-        outcome = "Draw." if match.winner_id is None else \
-            f"{a if match.winner_id == match.team_a_id else b} won."
-        return self.notify(self._team_members(match.team_a_id, match.team_b_id), "match_result",
-                           f"{a} {match.score_a} : {match.score_b} {b}", f"{match.tournament.name}. {outcome}",
-                           f"/tournaments/{match.tournament_id}",
-                           self._source(event_id, dedup_key, f"match_result:{match_id}"),
-                           event_id=event_id, team_ids=[match.team_a_id, match.team_b_id], **kw)
-
-    def notify_bracket_ready(self, tournament_id: int, *, event_id=None, dedup_key=None, **kw):
-        from ..tournaments.models import Tournament
-        from ..tournaments.services import registered_team_ids
-
-        tournament = db.session.get(Tournament, tournament_id)
-        if tournament is None:
-            return None
-        team_ids = registered_team_ids(tournament.id)
-        return self.notify(self._team_members(*team_ids), "bracket_ready",
-                           f"The bracket for {tournament.name} is ready",
-                           f"{len(team_ids)} teams are in. Check your first match.",
-                           f"/tournaments/{tournament.id}",
-                           self._source(event_id, dedup_key, f"bracket_ready:{tournament_id}"),
-                           event_id=event_id, team_ids=team_ids, **kw)
-
-    def notify_ranking_changed(self, team_id: int, old_rank: int | None, new_rank: int | None, *,
-                               event_id=None, dedup_key=None, **kw):
-        from ..teams.models import Team
-
-        team = db.session.get(Team, team_id)
-        if team is None:
-            return None
-        if old_rank is None:
-            body = f"{team.name} entered the rankings at #{new_rank}."
-        elif new_rank is not None and new_rank < old_rank:
-            body = f"{team.name} moved up from #{old_rank} to #{new_rank}."
-        else:
-            body = f"{team.name} moved from #{old_rank} to #{new_rank}."
-        return self.notify(self._team_members(team.id), "ranking_changed", f"{team.name} is now #{new_rank}",
-                           body, f"/teams/{team.id}",
-                           self._source(event_id, dedup_key, f"ranking_changed:{team_id}:{old_rank}:{new_rank}"),
-                           event_id=event_id, team_ids=[team.id], **kw)
-
-    def notify_sponsor_approved(self, sponsor_id: int, *, event_id=None, dedup_key=None, **kw):
-        from ..teams.models import TeamSponsor
-
-        sponsor = db.session.get(TeamSponsor, sponsor_id)
-        if sponsor is None:
-            return None
-        return self.notify(self._team_members(sponsor.team_id), "sponsor_approved",
-                           f"{sponsor.name} now sponsors {sponsor.team.name}",
-                           f"The sponsorship runs until {_when(sponsor.expires_at)}.",
-                           f"/teams/{sponsor.team_id}",
-                           self._source(event_id, dedup_key, f"sponsor_approved:{sponsor_id}"),
-                           event_id=event_id, team_ids=[sponsor.team_id], **kw)
-
-    def notify_promotion_started(self, promotion_id: int, *, event_id=None, dedup_key=None, **kw):
-        from ..teams.models import TeamPromotion
-
-        promotion = db.session.get(TeamPromotion, promotion_id)
-        if promotion is None:
-            return None
-        return self.notify(self._team_members(promotion.team_id), "promotion_started",
-                           f"Promotion live: {promotion.title}",
-                           f"Runs until {_when(promotion.ends_at)}.", f"/teams/{promotion.team_id}",
-                           self._source(event_id, dedup_key, f"promotion_started:{promotion_id}"),
-                           event_id=event_id, team_ids=[promotion.team_id], **kw)
-
-    def notify_payout_received(self, user_id: int, team_id: int | None = None, tournament_id: int | None = None,
-                               place: int | None = None, amount: int = 0, transaction_id: int | None = None, *,
-                               event_id=None, dedup_key=None, **kw):
-        from ..teams.models import Team
-        from ..tournaments.models import Tournament
-
-        tournament = db.session.get(Tournament, tournament_id) if tournament_id else None
-        team = db.session.get(Team, team_id) if team_id else None
-        where = f" in {tournament.name}" if tournament else ""
-        placed = f"{team.name} placed #{place}{where}. " if team and place else ""
-        return self.notify([user_id], "payout_received", f"You received {amount} coins",
-                           f"{placed}{amount} coins were added to your balance.",
-                           f"/tournaments/{tournament_id}" if tournament_id else None,
-                           self._source(event_id, dedup_key, f"payout_received:{transaction_id or user_id}"),
-                           event_id=event_id, team_ids=[team_id] if team_id else (), **kw)
-
-    def notify_achievement_earned(self, achievement_id: int, *, event_id=None, dedup_key=None, **kw):
-        from ..teams.models import TeamAchievement
-        from ..tournaments.models import Tournament
-
-        achievement = db.session.get(TeamAchievement, achievement_id)
-        if achievement is None:
-            return None
-        team = achievement.team
-        tournament = db.session.get(Tournament, achievement.tournament_id) if achievement.tournament_id else None
-        return self.notify(self._team_members(team.id), "achievement_earned",
-                           f"{team.name} earned {achievement.kind}",
-                           f"Earned in {tournament.name}." if tournament else f"Well played, {team.name}.",
-                           f"/teams/{team.id}",
-                           self._source(event_id, dedup_key, f"achievement_earned:{achievement_id}"),
-                           event_id=event_id, team_ids=[team.id], **kw)

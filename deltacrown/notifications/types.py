@@ -1,12 +1,23 @@
-"""The one registry of notification types.
+"""The one registry of notification types: a type is declared by its entry in `_TYPES`.
 
-Everything that knows about types reads it from here: the preference model's
-defaults, the API's validation, the preference editor's rows, the email icon
-and the Discord colour. Adding a type is one entry in `_TYPES`.
+An entry holds everything about a type: label and description (preference editor,
+center), default channels, email icon, Discord colour, the public / team_event
+flags (platform and team webhook posts), who receives it (`audience`) and what it
+says (`compose`, payload -> title/body/url; composers.py). Everything that knows
+about types reads it from here.
+
+The database does not list the types (no CHECK constraint on `notifications.type`):
+the fan-out engine refuses a type that is not in this registry, so adding a type is
+one entry here and no migration. A type is never removed while notifications of it
+exist; retiring one means a data migration for its rows first.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+
+from . import composers
+from .composers import EVERYONE, ROSTER, TEAM_CAPTAINS, TEAM_MEMBERS, THE_USERS, Audience, Message
 
 IN_APP = "in_app"
 EMAIL = "email"
@@ -15,7 +26,7 @@ CHANNELS = (IN_APP, EMAIL, DISCORD)
 CHANNEL_LABELS = {IN_APP: "In-app", EMAIL: "Email", DISCORD: "Discord"}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class NotificationType:
     name: str
     label: str
@@ -23,40 +34,64 @@ class NotificationType:
     default_channels: tuple[str, ...]
     icon: str  # a single emoji: readable in email, Discord and the center alike
     colour: int  # Discord embed colour
+    audience: Audience  # who receives it
+    compose: Callable[[dict], Message | None]  # payload -> what it says (None: nothing to say)
     public: bool = False  # also posted to the platform webhook (DISCORD_WEBHOOK_URL)
     team_event: bool = False  # also posted once to the team's webhook, if it has one
 
 
 _TYPES = (
-    NotificationType("invite_sent", "Team invite", "A team invited you to join.",
-                     (IN_APP, EMAIL), "✉️", 0x5865F2),
-    NotificationType("invite_accepted", "Invite accepted", "A player accepted your team's invite.",
-                     (IN_APP, EMAIL), "🤝", 0x57F287, team_event=True),
-    NotificationType("roster_changed", "Roster change", "Someone joined or left your team.",
-                     (IN_APP,), "👥", 0x99AAB5, team_event=True),
-    NotificationType("tournament_registered", "Tournament registration", "Your team entered a tournament.",
-                     (IN_APP, EMAIL), "📝", 0x3498DB, team_event=True),
-    NotificationType("match_scheduled", "Match scheduled", "Your team has a new match on the calendar.",
-                     (IN_APP, EMAIL), "📅", 0x3498DB, team_event=True),
-    NotificationType("match_result", "Match result", "The final score of your team's match.",
-                     (IN_APP, EMAIL), "🏁", 0xE67E22, public=True, team_event=True),
-    NotificationType("bracket_ready", "Bracket ready", "A tournament you entered has its bracket.",
-                     (IN_APP, EMAIL), "🗂️", 0x9B59B6, public=True),
-    NotificationType("ranking_changed", "Ranking change", "Your team moved in the rankings.",
-                     (IN_APP,), "📈", 0x1ABC9C, team_event=True),
-    NotificationType("sponsor_approved", "Sponsor approved", "A sponsorship for your team was approved.",
-                     (IN_APP, EMAIL), "💼", 0xF1C40F, team_event=True),
-    NotificationType("promotion_started", "Promotion started", "A promotion for your team went live.",
-                     (IN_APP,), "📣", 0xE91E63, team_event=True),
-    NotificationType("payout_received", "Payout received", "You were paid coins for a tournament placing.",
-                     (IN_APP, EMAIL), "🪙", 0xF1C40F, public=True),
-    NotificationType("achievement_earned", "Achievement earned", "Your team earned an achievement.",
-                     (IN_APP, EMAIL), "🏆", 0xFFD700, public=True, team_event=True),
-    NotificationType("announcement", "Announcement", "News from the DeltaCrown team.",
-                     (IN_APP, EMAIL), "📢", 0xED4245, public=True),
-    NotificationType("webhook_disabled", "Discord webhook switched off",
-                     "A Discord webhook you set up stopped existing, so we stopped posting to it.",
-                     (IN_APP,), "⚠️", 0x95A5A6),
+    NotificationType(name="invite_sent", label="Team invite", description="A team invited you to join.",
+                     default_channels=(IN_APP, EMAIL), icon="✉️", colour=0x5865F2,
+                     audience=THE_USERS, compose=composers.invite_sent),
+    NotificationType(name="invite_accepted", label="Invite accepted",
+                     description="A player accepted your team's invite.",
+                     default_channels=(IN_APP, EMAIL), icon="🤝", colour=0x57F287, team_event=True,
+                     audience=TEAM_CAPTAINS, compose=composers.invite_accepted),
+    NotificationType(name="roster_changed", label="Roster change", description="Someone joined or left your team.",
+                     default_channels=(IN_APP,), icon="👥", colour=0x99AAB5, team_event=True,
+                     audience=ROSTER, compose=composers.roster_changed),
+    NotificationType(name="tournament_registered", label="Tournament registration",
+                     description="Your team entered a tournament.",
+                     default_channels=(IN_APP, EMAIL), icon="📝", colour=0x3498DB, team_event=True,
+                     audience=TEAM_MEMBERS, compose=composers.tournament_registered),
+    NotificationType(name="match_scheduled", label="Match scheduled",
+                     description="Your team has a new match on the calendar.",
+                     default_channels=(IN_APP, EMAIL), icon="📅", colour=0x3498DB, team_event=True,
+                     audience=TEAM_MEMBERS, compose=composers.match_scheduled),
+    NotificationType(name="match_result", label="Match result", description="The final score of your team's match.",
+                     default_channels=(IN_APP, EMAIL), icon="🏁", colour=0xE67E22, public=True, team_event=True,
+                     audience=TEAM_MEMBERS, compose=composers.match_result),
+    NotificationType(name="bracket_ready", label="Bracket ready",
+                     description="A tournament you entered has its bracket.",
+                     default_channels=(IN_APP, EMAIL), icon="🗂️", colour=0x9B59B6, public=True,
+                     audience=TEAM_MEMBERS, compose=composers.bracket_ready),
+    NotificationType(name="ranking_changed", label="Ranking change", description="Your team moved in the rankings.",
+                     default_channels=(IN_APP,), icon="📈", colour=0x1ABC9C, team_event=True,
+                     audience=TEAM_MEMBERS, compose=composers.ranking_changed),
+    NotificationType(name="sponsor_approved", label="Sponsor approved",
+                     description="A sponsorship for your team was approved.",
+                     default_channels=(IN_APP, EMAIL), icon="💼", colour=0xF1C40F, team_event=True,
+                     audience=TEAM_MEMBERS, compose=composers.sponsor_approved),
+    NotificationType(name="promotion_started", label="Promotion started",
+                     description="A promotion for your team went live.",
+                     default_channels=(IN_APP,), icon="📣", colour=0xE91E63, team_event=True,
+                     audience=TEAM_MEMBERS, compose=composers.promotion_started),
+    NotificationType(name="payout_received", label="Payout received",
+                     description="You were paid coins for a tournament placing.",
+                     default_channels=(IN_APP, EMAIL), icon="🪙", colour=0xF1C40F, public=True,
+                     audience=THE_USERS, compose=composers.payout_received),
+    NotificationType(name="achievement_earned", label="Achievement earned",
+                     description="Your team earned an achievement.",
+                     default_channels=(IN_APP, EMAIL), icon="🏆", colour=0xFFD700, public=True, team_event=True,
+                     audience=TEAM_MEMBERS, compose=composers.achievement_earned),
+    NotificationType(name="announcement", label="Announcement", description="News from the DeltaCrown team.",
+                     default_channels=(IN_APP, EMAIL), icon="📢", colour=0xED4245, public=True,
+                     audience=EVERYONE, compose=composers.as_written),
+    NotificationType(name="webhook_disabled", label="Discord webhook switched off",
+                     description="A Discord webhook you set up stopped existing, so we stopped posting to it.",
+                     default_channels=(IN_APP,), icon="⚠️", colour=0x95A5A6,
+                     audience=THE_USERS, compose=composers.webhook_disabled),
 )
 
 NOTIFICATION_TYPES: dict[str, NotificationType] = {t.name: t for t in _TYPES}

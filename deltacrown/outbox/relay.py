@@ -39,6 +39,7 @@ from sqlalchemy.sql import Insert, TextClause
 
 from ..extensions import db
 from ..timeutil import utcnow
+from .dispatch import handle_event
 from .models import OutboxEvent
 
 log = logging.getLogger(__name__)
@@ -122,8 +123,6 @@ def relay(event_ids=(), id_range: tuple[int, int] | None = None) -> list[int]:
     redelivery of events relayed but never handled (OUTBOX_REDELIVER_AGE_SECONDS).
     Never raises on a Redis failure.
     """
-    from .jobs import handle_event
-
     wanted = []
     if event_ids:
         wanted.append(OutboxEvent.id.in_(list(event_ids)))

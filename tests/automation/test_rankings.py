@@ -7,6 +7,7 @@ from sqlalchemy import select
 from deltacrown.errors import NotFound
 from deltacrown.extensions import db
 from deltacrown.models import OutboxEvent, Team
+from deltacrown.outbox.events import check_event
 from deltacrown.queue import QUEUE_NOTIFICATIONS, QUEUE_SCHEDULED, fetch_job, get_queue
 from deltacrown.tournaments import jobs
 from deltacrown.tournaments.rankings import recompute_team_rankings
@@ -105,6 +106,8 @@ def test_ranking_changed_only_for_teams_whose_rank_moved(app):
             {"team_id": a, "old_rank": 1, "new_rank": 2},
             {"team_id": b, "old_rank": 2, "new_rank": 3},
         ], key=lambda p: p["team_id"])
+        for payload in events("ranking_changed"):  # the SQL writes the declared shape, as emit() would
+            check_event("ranking_changed", payload)
 
 
 def test_ranking_events_are_relayed_right_after_the_commit(app):
@@ -122,7 +125,7 @@ def test_ranking_events_are_relayed_right_after_the_commit(app):
                                    .where(OutboxEvent.type == "ranking_changed")).all()
         assert len(moved) == 3 and all(relayed_at is not None for _, relayed_at in moved)
         assert sorted((j.func_name, list(j.args)) for j in queue.jobs) == sorted(
-            ("deltacrown.outbox.jobs.handle_event", [event_id]) for event_id, _ in moved)
+            ("deltacrown.outbox.dispatch.handle_event", [event_id]) for event_id, _ in moved)
 
 
 def test_one_tournament_recomputes_its_teams_from_all_their_matches(app):

@@ -137,7 +137,7 @@ def test_sponsor_achievement_and_completion(api, wired, run_jobs, redis_url):
     assert done["placements"] == [{"place": 1, "team_id": blue}, {"place": 2, "team_id": red}]
     with api.app.app_context():
         from deltacrown.queue import get_queue
-        from deltacrown.outbox.jobs import handle_event
+        from deltacrown.outbox.dispatch import handle_event
 
         event = db.session.query(OutboxEvent).filter_by(type="tournament_completed").one()
         assert event.payload == {"tournament_id": tid}
@@ -212,7 +212,7 @@ def test_handling_an_event_costs_the_same_for_big_teams(app, api, league, run_jo
     from sqlalchemy import insert
 
     from deltacrown.models import TeamMembership, User
-    from deltacrown.outbox.jobs import handle_event
+    from deltacrown.outbox.dispatch import handle_event
 
     run_jobs()
 

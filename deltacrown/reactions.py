@@ -1,0 +1,52 @@
+"""What each outbox event causes: the one table from event kind to reactions.
+
+The domains only emit (outbox/events.py declares the kinds); this table says what
+follows, and `init_app` hands it to the dispatcher (outbox/dispatch.py), whose
+`handle_event` job runs it for every event. A match result, for instance:
+
+- match_result: its teams' members are notified (notifications/types.py says who
+  and what, the fan-out sends it on each one's channels);
+- tournament_completed: the wrap-up job recomputes the rankings and pays the podium,
+  which emit ranking_changed, payout_received and achievement_earned, each notified.
+
+Every declared kind has an entry; an empty one would mean "nothing, on purpose".
+"""
+from __future__ import annotations
+
+from functools import partial
+
+from .notifications.service import notify_for_event
+from .outbox.dispatch import install_reactions
+from .tournaments.jobs import wrap_up_tournament
+
+
+def notify(type_name: str):
+    """A reaction: notify of the event as a notification of this type (types.py)."""
+    return partial(notify_for_event, type_name)
+
+
+def start_wrap_up(event) -> int:
+    # Queued, so that completing a tournament does not wait for rankings and payouts.
+    wrap_up_tournament.enqueue(event.payload["tournament_id"])
+    return 0
+
+
+REACTIONS = {
+    "invite_sent": (notify("invite_sent"),),
+    "invite_accepted": (notify("invite_accepted"),),
+    "roster_changed": (notify("roster_changed"),),
+    "sponsor_approved": (notify("sponsor_approved"),),
+    "promotion_started": (notify("promotion_started"),),
+    "achievement_earned": (notify("achievement_earned"),),
+    "tournament_registered": (notify("tournament_registered"),),
+    "match_scheduled": (notify("match_scheduled"),),
+    "match_result": (notify("match_result"),),
+    "bracket_ready": (notify("bracket_ready"),),
+    "tournament_completed": (start_wrap_up,),
+    "ranking_changed": (notify("ranking_changed"),),
+    "payout_received": (notify("payout_received"),),
+}
+
+
+def init_app(app):
+    install_reactions(REACTIONS)
