@@ -97,6 +97,9 @@ def channels_for_type(type_name: str, channels: dict | None, opt_out_in_app, opt
     """Global opt-outs win over the per-type choice. A user without a preference row
     (all None) has the registry defaults."""
     opted_out = {IN_APP: bool(opt_out_in_app), EMAIL: bool(opt_out_email), DISCORD: bool(opt_out_discord)}
+    if NOTIFICATION_TYPES[type_name].always_in_app:
+        opted_out[IN_APP] = False
+        return [c for c in CHANNELS if (c == IN_APP or c in chosen_channels(channels, type_name)) and not opted_out[c]]
     return [c for c in chosen_channels(channels, type_name) if not opted_out[c]]
 
 

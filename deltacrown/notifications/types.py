@@ -38,6 +38,7 @@ class NotificationType:
     compose: Callable[[dict], Message | None]  # payload -> what it says (None: nothing to say)
     public: bool = False  # also posted to the platform webhook (DISCORD_WEBHOOK_URL)
     team_event: bool = False  # also posted once to the team's webhook, if it has one
+    always_in_app: bool = False  # written in-app whatever the preferences say (the player must learn of it)
 
 
 _TYPES = (
@@ -90,7 +91,7 @@ _TYPES = (
                      audience=EVERYONE, compose=composers.as_written),
     NotificationType(name="webhook_disabled", label="Discord webhook switched off",
                      description="A Discord webhook you set up stopped existing, so we stopped posting to it.",
-                     default_channels=(IN_APP,), icon="⚠️", colour=0x95A5A6,
+                     default_channels=(IN_APP,), icon="⚠️", colour=0x95A5A6, always_in_app=True,
                      audience=THE_USERS, compose=composers.webhook_disabled),
 )
 

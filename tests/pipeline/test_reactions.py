@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from deltacrown.extensions import db
-from deltacrown.models import Notification, OutboxEvent
+from deltacrown.models import Notification, OutboxEvent, User
 from deltacrown.notifications.composers import Audience
 from deltacrown.notifications.service import NotificationService
 from deltacrown.notifications.types import NOTIFICATION_TYPES
@@ -61,3 +61,19 @@ def test_an_announcement_without_named_users_reaches_everyone(app, users):
                                                     "announcement:hello", commit=True)
         assert result.recipients == 3
         assert sorted(db.session.scalars(db.select(Notification.user_id))) == sorted(ids)
+
+
+def test_a_switched_off_webhook_reaches_its_owner_in_app_even_when_they_opted_out_of_in_app(app, users):
+    """The owner must learn that we stopped posting: in-app is written whatever the preferences say."""
+    uid = users.create("wes")
+    with app.app_context():
+        from deltacrown.models import NotificationPreference
+
+        pref = NotificationPreference.get_or_create_for_user(db.session.get(User, uid))
+        pref.opt_out_in_app = True
+        pref.channels = {**(pref.channels or {}), "webhook_disabled": []}
+        db.session.commit()
+        NotificationService().notify_about("webhook_disabled", {"user_id": uid},
+                                           "webhook_disabled:test", commit=True)
+        assert [n.type for n in db.session.scalars(db.select(Notification).where(Notification.user_id == uid))] \
+            == ["webhook_disabled"]
