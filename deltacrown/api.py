@@ -28,9 +28,8 @@ _HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "
                422: "invalid", 429: "rate_limited"}
 
 
-class Unauthorized(ServiceError):
-    status = 401
-    code = "unauthorized"
+class Unauthorized(ServiceError, status=401, code="unauthorized"):
+    """No valid Bearer token came with the request."""
 
 
 def error_response(status: int, code: str, message: str, fields_: dict | None = None, headers=None):

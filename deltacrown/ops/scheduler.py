@@ -73,9 +73,8 @@ HEARTBEAT_KEY = "deltacrown:scheduler:heartbeat"
 HEARTBEAT_KEEP_SECONDS = 7 * 24 * 60 * 60
 
 
-class JobUnavailable(ServiceError):
-    status = 503
-    code = "unavailable"
+class JobUnavailable(ServiceError, status=503, code="unavailable"):
+    """The job's function cannot be imported in this deployment."""
 
 
 # --- the scheduler process ---------------------------------------------------
