@@ -104,8 +104,15 @@ class DeltaCrownApi(Api):
 
 
 def Blueprint(name: str, import_name: str, description: str = "", **kwargs) -> _SmorestBlueprint:
-    """A smorest blueprint under /api/v1."""
-    return _SmorestBlueprint(name, import_name, url_prefix=API_PREFIX, description=description, **kwargs)
+    """A smorest blueprint under /api/v1 whose every endpoint needs a valid Bearer token,
+    checked before the body is validated (a caller without a token gets 401, not 422)."""
+    blueprint = _SmorestBlueprint(name, import_name, url_prefix=API_PREFIX, description=description, **kwargs)
+
+    @blueprint.before_request
+    def _authenticate():
+        api_user()  # a 401 without a valid token; returns nothing, so the view runs
+
+    return blueprint
 
 
 def _handle_service_error(exc: ServiceError):

@@ -5,13 +5,12 @@ from marshmallow import Schema, fields
 
 from ..accounts.models import User
 from ..api import Blueprint, api_user
-from ..apischemas import ID, ListSchema, Out, PageSchema, require_token_for
+from ..apischemas import ID, ListSchema, Out, PageSchema
 from ..errors import Forbidden
 from ..teams.services import get
 from . import services
 
 bp = Blueprint("economy_api", __name__, description="Coins")
-require_token_for(bp)
 
 
 class CoinTransactionSchema(Schema):
