@@ -83,19 +83,3 @@ class PageSchema(Schema):
 
 class EmptySchema(Schema):
     pass
-
-
-# --- access --------------------------------------------------------------------
-
-def admin_only(view):
-    """Put directly under `@bp.route`: the 403 comes before body validation."""
-    import functools
-
-    from .api import require_admin
-
-    @functools.wraps(view)
-    def wrapper(*args, **kwargs):
-        require_admin()
-        return view(*args, **kwargs)
-
-    return wrapper

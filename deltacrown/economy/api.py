@@ -26,9 +26,7 @@ class CoinsSchema(PageSchema):
     items = fields.List(fields.Nested(CoinTransactionSchema))
 
 
-@bp.route(f"/users/<{ID}:user_id>/coins", methods=["GET"])
-@bp.arguments(ListSchema, location="query")
-@bp.response(200, CoinsSchema)
+@bp.operation("GET", f"/users/<{ID}:user_id>/coins", query=ListSchema, response=CoinsSchema)
 def coins(args, user_id):
     """Balance and transactions, newest first (that user, or an admin)."""
     caller = api_user()
