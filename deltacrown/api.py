@@ -4,8 +4,11 @@
   marshmallow schemas and serves the OpenAPI document at /api/v1/openapi.json.
 - Errors: every API error has the contract's body
   `{"error": {"code", "message", "fields"}}`; services raise `ServiceError`s.
-- Auth: `Authorization: Bearer <token>` only. Session cookies are deliberately
-  not accepted here (the API is exempt from CSRF, so it must not trust cookies).
+- Auth: `Authorization: Bearer <token>` only, on every endpoint of every API blueprint.
+  Session cookies are deliberately not accepted here (the API is exempt from CSRF, so it
+  must not trust cookies).
+- Routes: `bp.operation(method, path, body=, query=, status=, response=, admin=)` declares
+  one operation, its schemas and who may call it.
 - Lists: newest first, keyset pagination on the id (`?cursor=`, `?limit=`).
 """
 from __future__ import annotations
