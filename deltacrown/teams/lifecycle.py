@@ -19,7 +19,7 @@ from ..timeutil import utcnow
 from .models import TeamInvite, TeamPromotion, TeamSponsor
 
 
-def _move(model, current: str, due, **values):
+def _transition(model, current: str, due, **values):
     """The UPDATE that gives `values` to the rows of `model` still `current` (status) for
     which `due` holds (the status check makes a row change once, however many runs race)."""
     return (update(model).where(model.status == current, due).values(**values)
@@ -30,8 +30,8 @@ def clean_expired_invites(now=None) -> dict:
     """Pending invites older than INVITE_EXPIRY_DAYS become expired (responded_at = now)."""
     now = now or utcnow()
     cutoff = now - timedelta(days=current_app.config["INVITE_EXPIRY_DAYS"])
-    expired = db.session.execute(
-        _move(TeamInvite, "pending", TeamInvite.created_at < cutoff, status="expired", responded_at=now)).rowcount
+    expired = db.session.execute(_transition(TeamInvite, "pending", TeamInvite.created_at < cutoff,
+                                             status="expired", responded_at=now)).rowcount
     db.session.commit()
     return {"expired": expired}
 
@@ -40,7 +40,7 @@ def expire_sponsors(now=None) -> dict:
     """Approved sponsors whose expires_at has passed become expired."""
     now = now or utcnow()
     expired = db.session.execute(
-        _move(TeamSponsor, "approved", TeamSponsor.expires_at <= now, status="expired")).rowcount
+        _transition(TeamSponsor, "approved", TeamSponsor.expires_at <= now, status="expired")).rowcount
     db.session.commit()
     return {"expired": expired}
 
@@ -56,12 +56,12 @@ def process_scheduled_promotions(now=None) -> dict:
     """
     now = now or utcnow()
     missed = db.session.execute(
-        _move(TeamPromotion, "scheduled", TeamPromotion.ends_at <= now, status="expired")).rowcount
+        _transition(TeamPromotion, "scheduled", TeamPromotion.ends_at <= now, status="expired")).rowcount
     started_ids = db.session.scalars(
-        _move(TeamPromotion, "scheduled", TeamPromotion.starts_at <= now, status="active")
+        _transition(TeamPromotion, "scheduled", TeamPromotion.starts_at <= now, status="active")
         .returning(TeamPromotion.id)).all()
     ended = db.session.execute(
-        _move(TeamPromotion, "active", TeamPromotion.ends_at <= now, status="expired")).rowcount
+        _transition(TeamPromotion, "active", TeamPromotion.ends_at <= now, status="expired")).rowcount
     for promotion_id in sorted(started_ids):
         emit("promotion_started", promotion_id=promotion_id)
     db.session.commit()
