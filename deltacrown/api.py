@@ -4,14 +4,18 @@
   marshmallow schemas and serves the OpenAPI document at /api/v1/openapi.json.
 - Errors: every API error has the contract's body
   `{"error": {"code", "message", "fields"}}`; services raise `ServiceError`s.
-- Auth: `Authorization: Bearer <token>` only. Session cookies are deliberately
-  not accepted here (the API is exempt from CSRF, so it must not trust cookies).
+- Auth: `Authorization: Bearer <token>` only, on every endpoint of every API blueprint.
+  Session cookies are deliberately not accepted here (the API is exempt from CSRF, so it
+  must not trust cookies).
+- Routes: `bp.operation(method, path, body=, query=, status=, response=, admin=)` declares
+  one operation, its schemas and who may call it.
 - Lists: newest first, keyset pagination on the id (`?cursor=`, `?limit=`).
 """
 from __future__ import annotations
 
 import base64
 import binascii
+import functools
 
 from flask import g, jsonify, request
 from flask_smorest import Api
@@ -28,9 +32,8 @@ _HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "
                422: "invalid", 429: "rate_limited"}
 
 
-class Unauthorized(ServiceError):
-    status = 401
-    code = "unauthorized"
+class Unauthorized(ServiceError, status=401, code="unauthorized"):
+    """No valid Bearer token came with the request."""
 
 
 def error_response(status: int, code: str, message: str, fields_: dict | None = None, headers=None):
@@ -104,9 +107,36 @@ class DeltaCrownApi(Api):
                               headers=data.get("headers"))
 
 
-def Blueprint(name: str, import_name: str, description: str = "", **kwargs) -> _SmorestBlueprint:
-    """A smorest blueprint under /api/v1."""
-    return _SmorestBlueprint(name, import_name, url_prefix=API_PREFIX, description=description, **kwargs)
+class ApiBlueprint(_SmorestBlueprint):
+    def operation(self, method: str, rule: str, *, body=None, body_required: bool = True, query=None,
+                  status: int = 200, response=None, admin: bool = False):
+        """One API operation, declared in one place: `method rule`; the JSON `body` and/or
+        `query` schema it validates (the view gets the loaded dict first); the `response`
+        schema sent with `status`. `admin`: admins only, refused (403) before the body is
+        validated."""
+        def declare(view):
+            view = self.response(status, response)(view)
+            if body is not None:
+                view = self.arguments(body, required=body_required)(view)
+            if query is not None:
+                view = self.arguments(query, location="query")(view)
+            if admin:
+                view = _admin_only(view)
+            return self.route(rule, methods=[method])(view)
+
+        return declare
+
+
+def Blueprint(name: str, import_name: str, description: str = "", **kwargs) -> ApiBlueprint:
+    """An API blueprint under /api/v1 whose every endpoint needs a valid Bearer token,
+    checked before the body is validated (a caller without a token gets 401, not 422)."""
+    blueprint = ApiBlueprint(name, import_name, url_prefix=API_PREFIX, description=description, **kwargs)
+
+    @blueprint.before_request
+    def _authenticate():
+        api_user()  # a 401 without a valid token; returns nothing, so the view runs
+
+    return blueprint
 
 
 def _handle_service_error(exc: ServiceError):
@@ -135,6 +165,15 @@ def require_admin():
     if not user.is_admin:
         raise Forbidden("Only admins may do this.")
     return user
+
+
+def _admin_only(view):
+    @functools.wraps(view)
+    def wrapper(*args, **kwargs):
+        require_admin()
+        return view(*args, **kwargs)
+
+    return wrapper
 
 
 def get_or_404(model, ident, what: str | None = None):

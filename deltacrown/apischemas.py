@@ -83,29 +83,3 @@ class PageSchema(Schema):
 
 class EmptySchema(Schema):
     pass
-
-
-# --- access --------------------------------------------------------------------
-
-def require_token_for(blueprint) -> None:
-    """Every endpoint of the blueprint needs a valid Bearer token; checked before the
-    body is validated, so a caller without a token gets 401, not 422."""
-    from .api import api_user
-
-    @blueprint.before_request
-    def _authenticate():
-        api_user()
-
-
-def admin_only(view):
-    """Put directly under `@bp.route`: the 403 comes before body validation."""
-    import functools
-
-    from .api import require_admin
-
-    @functools.wraps(view)
-    def wrapper(*args, **kwargs):
-        require_admin()
-        return view(*args, **kwargs)
-
-    return wrapper

@@ -7,8 +7,16 @@ from __future__ import annotations
 
 
 class ServiceError(Exception):
+    """The base: its subclasses name their HTTP status and the body's machine-readable code
+    in the class statement."""
+
     status = 400
     code = "bad_request"
+
+    def __init_subclass__(cls, status: int, code: str, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls.status = status
+        cls.code = code
 
     def __init__(self, message: str, fields: dict | None = None):
         super().__init__(message)
@@ -19,21 +27,17 @@ class ServiceError(Exception):
         return {"error": {"code": self.code, "message": self.message, "fields": self.fields}}
 
 
-class InvalidInput(ServiceError):
-    status = 422
-    code = "invalid"
+class InvalidInput(ServiceError, status=422, code="invalid"):
+    """A value the caller sent is refused; `fields` says which and why."""
 
 
-class NotFound(ServiceError):
-    status = 404
-    code = "not_found"
+class NotFound(ServiceError, status=404, code="not_found"):
+    """What the caller named does not exist."""
 
 
-class Forbidden(ServiceError):
-    status = 403
-    code = "forbidden"
+class Forbidden(ServiceError, status=403, code="forbidden"):
+    """The caller may not do this."""
 
 
-class Conflict(ServiceError):
-    status = 409
-    code = "conflict"
+class Conflict(ServiceError, status=409, code="conflict"):
+    """The request clashes with the current state (a duplicate, a step out of order)."""

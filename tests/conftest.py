@@ -21,8 +21,6 @@ from deltacrown.extensions import db
 from deltacrown.queue import get_redis, run_burst
 from tests.support.databases import scratch_postgres_database
 
-TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
-
 # Fixture modules shared across test files (each part keeps its own there).
 # processes first: the others import its helpers (so it is registered before it is imported).
 pytest_plugins = ["tests.support.processes", "tests.support.smtp", "tests.support.discord",
@@ -48,8 +46,6 @@ def redis_url(tmp_path_factory):
 @pytest.fixture(scope="session")
 def postgres_database():
     """A PostgreSQL database of this session's own (so parallel runs never collide)."""
-    if not TEST_DATABASE_URL:
-        pytest.skip("PostgreSQL tests need TEST_DATABASE_URL (e.g. postgresql://postgres@127.0.0.1/test)")
     with scratch_postgres_database("dc_test") as url:
         yield url
 

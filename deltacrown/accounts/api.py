@@ -4,11 +4,10 @@ from __future__ import annotations
 from marshmallow import Schema, fields
 
 from ..api import Blueprint, api_user
-from ..apischemas import Out, Text, admin_only, require_token_for
+from ..apischemas import Out, Text
 from .services import create_user, rotate_api_token
 
 bp = Blueprint("users_api", __name__, description="Users and API tokens")
-require_token_for(bp)
 
 
 class UserSchema(Schema):
@@ -37,10 +36,7 @@ class UserCreateSchema(Schema):
     timezone = Text(64, load_default="UTC", metadata={"description": "IANA time zone", "example": "Europe/Berlin"})
 
 
-@bp.route("/users", methods=["POST"])
-@admin_only
-@bp.arguments(UserCreateSchema)
-@bp.response(201, UserCreatedSchema)
+@bp.operation("POST", "/users", body=UserCreateSchema, status=201, response=UserCreatedSchema, admin=True)
 def create(data):
     """Create a user (admin); the answer holds their API token, once."""
     user, token, _ = create_user(data["username"], data["email"], password=data["password"],
@@ -49,15 +45,13 @@ def create(data):
     return user
 
 
-@bp.route("/me", methods=["GET"])
-@bp.response(200, UserSchema)
+@bp.operation("GET", "/me", response=UserSchema)
 def me():
     """The caller."""
     return api_user()
 
 
-@bp.route("/me/token", methods=["POST"])
-@bp.response(200, ApiTokenSchema)
+@bp.operation("POST", "/me/token", response=ApiTokenSchema)
 def rotate_token():
     """Replace the caller's API token: the answer holds the new one, once; the token used for
     this request stops working at once, and the caller's browser sessions end."""

@@ -5,13 +5,12 @@ from marshmallow import Schema, fields
 
 from ..accounts.models import User
 from ..api import Blueprint, api_user
-from ..apischemas import ID, ListSchema, Out, PageSchema, require_token_for
+from ..apischemas import ID, ListSchema, Out, PageSchema
 from ..errors import Forbidden
 from ..teams.services import get
 from . import services
 
 bp = Blueprint("economy_api", __name__, description="Coins")
-require_token_for(bp)
 
 
 class CoinTransactionSchema(Schema):
@@ -27,9 +26,7 @@ class CoinsSchema(PageSchema):
     items = fields.List(fields.Nested(CoinTransactionSchema))
 
 
-@bp.route(f"/users/<{ID}:user_id>/coins", methods=["GET"])
-@bp.arguments(ListSchema, location="query")
-@bp.response(200, CoinsSchema)
+@bp.operation("GET", f"/users/<{ID}:user_id>/coins", query=ListSchema, response=CoinsSchema)
 def coins(args, user_id):
     """Balance and transactions, newest first (that user, or an admin)."""
     caller = api_user()

@@ -6,7 +6,7 @@ import logging
 from marshmallow import Schema, fields, validate
 
 from ..api import Blueprint, api_user, error_response, keyset_page
-from ..apischemas import ID, IdField, Link, ListSchema, Out, PageSchema, Text, admin_only, require_token_for
+from ..apischemas import ID, IdField, Link, ListSchema, Out, PageSchema, Text
 from ..errors import NotFound
 from ..extensions import db
 from . import center
@@ -17,7 +17,6 @@ from .types import CHANNELS, TYPE_NAMES
 log = logging.getLogger(__name__)
 
 bp = Blueprint("notifications_api", __name__, description="Notifications, preferences, announcements")
-require_token_for(bp)
 
 
 class NotificationSchema(Schema):
@@ -77,9 +76,7 @@ class JobAcceptedSchema(Schema):
     announcement_id = fields.String()
 
 
-@bp.route("/notifications", methods=["GET"])
-@bp.arguments(NotificationListArgs, location="query")
-@bp.response(200, NotificationPageSchema)
+@bp.operation("GET", "/notifications", query=NotificationListArgs, response=NotificationPageSchema)
 def list_notifications(args):
     """The caller's notifications, newest first."""
     stmt = center.center_query(api_user().id, args["unread"], args["type"])
@@ -87,29 +84,25 @@ def list_notifications(args):
     return {"items": items, "next_cursor": next_cursor}
 
 
-@bp.route("/notifications/unread-count", methods=["GET"])
-@bp.response(200, CountSchema)
+@bp.operation("GET", "/notifications/unread-count", response=CountSchema)
 def unread_count():
     """How many of the caller's notifications are unread."""
     return {"count": center.unread_count(api_user().id)}
 
 
-@bp.route(f"/notifications/<{ID}:notification_id>/read", methods=["POST"])
-@bp.response(200, NotificationSchema)
+@bp.operation("POST", f"/notifications/<{ID}:notification_id>/read", response=NotificationSchema)
 def read_one(notification_id):
     """Mark one of the caller's notifications read."""
     return center.mark_read(api_user().id, notification_id)
 
 
-@bp.route("/notifications/read-all", methods=["POST"])
-@bp.response(200, UpdatedSchema)
+@bp.operation("POST", "/notifications/read-all", response=UpdatedSchema)
 def read_all():
     """Mark all the caller's notifications read."""
     return {"updated": center.mark_all_read(api_user().id)}
 
 
-@bp.route("/preferences", methods=["GET"])
-@bp.response(200, PreferencesOutSchema)
+@bp.operation("GET", "/preferences", response=PreferencesOutSchema)
 def get_preferences():
     """The caller's notification preferences."""
     user = api_user()
@@ -119,18 +112,13 @@ def get_preferences():
     return data
 
 
-@bp.route("/preferences", methods=["PUT"])
-@bp.arguments(PreferencesSchema(partial=True))
-@bp.response(200, PreferencesOutSchema)
+@bp.operation("PUT", "/preferences", body=PreferencesSchema(partial=True), response=PreferencesOutSchema)
 def put_preferences(data):
     """Change any subset of the caller's preferences (recorded with source "api")."""
     return serialize_preferences(update_preferences(api_user(), data, SOURCE_API))
 
 
-@bp.route("/announcements", methods=["POST"])
-@admin_only
-@bp.arguments(AnnouncementSchema)
-@bp.response(202, JobAcceptedSchema)
+@bp.operation("POST", "/announcements", body=AnnouncementSchema, status=202, response=JobAcceptedSchema, admin=True)
 def announce(data):
     """Send an announcement to users (all when user_ids is absent), on the queue (admin)."""
     from .announcements import new_announcement_id, unknown_user_ids

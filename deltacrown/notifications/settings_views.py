@@ -25,9 +25,9 @@ from ..errors import InvalidInput
 from ..extensions import db, limiter
 from ..timeutil import utcnow
 from .models import NotificationPreference
-from .preferences import SOURCE_EDITOR, recent_changes, serialize_preferences, update_preferences
+from .preferences import SOURCE_EDITOR, recent_changes, serialize_preferences, update_preferences, user_zone
 from .types import CHANNEL_LABELS, CHANNELS, NOTIFICATION_TYPES, TYPE_NAMES
-from .views import exact_time, htmx, page_login_required, player_zone, refuse_without_csrf
+from .views import exact_time, htmx, page_login_required, refuse_without_csrf
 
 bp = Blueprint("notification_settings", __name__)
 bp.register_error_handler(CSRFError, refuse_without_csrf)
@@ -122,7 +122,7 @@ def describe_change(field: str, old_new) -> str:
 def _render(values: dict, errors: dict | None = None, saved_at=None, status: int = 200,
             webhook_result: tuple[str, bool] | None = None, partial: bool = False):
     user = current_user
-    zone = player_zone(user)
+    zone = user_zone(user)
     context = {
         "values": values,
         "errors": errors or {},

@@ -10,21 +10,20 @@ from __future__ import annotations
 import functools
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from flask import Blueprint, abort, current_app, flash, make_response, redirect, render_template, request, url_for
 from flask_htmx import HTMX
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError
-from sqlalchemy import select
 
 from ..accounts.views import _safe_next
 from ..api import keyset_page
 from ..errors import InvalidInput, NotFound
-from ..extensions import db
 from ..links import site_path
 from ..timeutil import utcnow
-from .models import Notification, NotificationPreference
+from .models import Notification
+from .preferences import user_zone
 from . import center as center_service
 from .types import NOTIFICATION_TYPES
 
@@ -95,19 +94,6 @@ def _same_site_path(url: str | None) -> str | None:
 
 
 # --- time, in the player's zone ---------------------------------------------
-
-def player_zone(user) -> ZoneInfo:
-    """The zone chosen in the notification preferences, else the account's, else UTC."""
-    chosen = db.session.scalar(select(NotificationPreference.timezone)
-                               .where(NotificationPreference.user_id == user.id))
-    for name in (chosen, getattr(user, "timezone", None), "UTC"):
-        if name:
-            try:
-                return ZoneInfo(name)
-            except (ZoneInfoNotFoundError, ValueError):
-                continue
-    return ZoneInfo("UTC")
-
 
 def relative_time(moment: datetime, zone: ZoneInfo, now: datetime | None = None) -> str:
     """'just now', '5 min ago', '3 h ago', 'yesterday at 14:03', 'Mon at 09:00', '12 Nov at 10:00'."""
@@ -199,7 +185,7 @@ def _context(user, filters: CenterFilters, status_message: str | None = None) ->
         "items": items,
         "next_cursor": next_cursor,
         "filters": filters,
-        "zone": player_zone(user),
+        "zone": user_zone(user),
         "types": NOTIFICATION_TYPES,
         "status_message": status_message,
     }
@@ -256,7 +242,7 @@ def read(notification_id: int):
     center_service.mark_read(current_user.id, notification.id)
     if htmx:
         filters = CenterFilters(request.form)
-        return (render_template("notifications/_item.html", n=notification, zone=player_zone(current_user),
+        return (render_template("notifications/_item.html", n=notification, zone=user_zone(current_user),
                                 types=NOTIFICATION_TYPES, filters=filters), 200, REFRESH_BADGE)
     return redirect(_safe_next(request.form.get("next")) or url_for(".center"), 303)
 
@@ -283,21 +269,25 @@ def _link_target(url: str | None) -> str | None:
 @bp.post("/notifications/read-all")
 @page_login_required
 def read_all():
-    filters = CenterFilters(request.form)
-    if filters.errors:
-        return _refuse_bulk_action(filters)
-    updated = center_service.mark_all_read(current_user.id, filters.type)
-    return _after_bulk_action(filters, f"Marked {updated} notification{'s' if updated != 1 else ''} as read.")
+    return _bulk_action(center_service.mark_all_read,
+                        lambda n: f"Marked {n} notification{'s' if n != 1 else ''} as read.")
 
 
 @bp.post("/notifications/clear-read")
 @page_login_required
 def clear():
+    return _bulk_action(center_service.clear_read,
+                        lambda n: f"Cleared {n} read notification{'s' if n != 1 else ''}.")
+
+
+def _bulk_action(action, describe):
+    """Apply `action(user_id, type)` to the notifications the posted filters select and say
+    how many changed (`describe(count)`); forged filters change nothing."""
     filters = CenterFilters(request.form)
     if filters.errors:
         return _refuse_bulk_action(filters)
-    removed = center_service.clear_read(current_user.id, filters.type)
-    return _after_bulk_action(filters, f"Cleared {removed} read notification{'s' if removed != 1 else ''}.")
+    changed = action(current_user.id, filters.type)
+    return _after_bulk_action(filters, describe(changed))
 
 
 def _refuse_bulk_action(filters: CenterFilters):

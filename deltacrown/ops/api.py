@@ -3,13 +3,10 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from ..api import Blueprint, get_or_404, require_admin
-from ..apischemas import admin_only, require_token_for
+from ..api import Blueprint, get_or_404
 from . import runs, schedule
 
 bp = Blueprint("jobs", __name__, description="Background jobs: schedule, run now, status (admin)")
-# 401 / 403 before the body is validated, like every other admin endpoint.
-require_token_for(bp)
 
 
 class LastRunSchema(Schema):
@@ -62,21 +59,16 @@ class JobRunSchema(Schema):
     ended_at = fields.String(allow_none=True)
 
 
-@bp.route("/jobs")
-@bp.response(200, JobListSchema)
+@bp.operation("GET", "/jobs", response=JobListSchema, admin=True)
 def list_jobs():
     """The jobs: name, schedule, next run and latest run's status."""
-    require_admin()
     return {"items": runs.list_jobs(), "next_cursor": None}  # the contract's list shape
 
 
-@bp.route("/jobs/<string:name>/run", methods=["POST"])
-@admin_only
-@bp.arguments(RunArgsSchema, location="json", required=False)
-@bp.response(202, JobIdSchema)
+@bp.operation("POST", "/jobs/<string:name>/run",
+              body=RunArgsSchema, body_required=False, status=202, response=JobIdSchema, admin=True)
 def run_job(args, name):
     """Start a job now; 404 for an unknown name, 422 for arguments it does not take."""
-    require_admin()
     spec = schedule.JOBS_BY_NAME.get(name)
     if spec is None:
         from ..errors import NotFound
@@ -91,9 +83,7 @@ def run_job(args, name):
     return {"job_id": job.id}
 
 
-@bp.route("/jobs/runs/<string:job_id>")
-@bp.response(200, JobRunSchema)
+@bp.operation("GET", "/jobs/runs/<string:job_id>", response=JobRunSchema, admin=True)
 def job_run(job_id):
     """One run's status, result and error."""
-    require_admin()
     return runs.job_run(job_id)

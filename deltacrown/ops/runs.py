@@ -24,9 +24,8 @@ from .stats import describe_outcome
 LAST_RUN_KEY = "deltacrown:jobs:last_run"  # hash: job name -> JSON of its latest run
 
 
-class JobUnavailable(ServiceError):
-    status = 503
-    code = "unavailable"
+class JobUnavailable(ServiceError, status=503, code="unavailable"):
+    """The job's function cannot be imported in this deployment."""
 
 
 def job_function(spec: JobSpec):

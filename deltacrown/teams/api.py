@@ -4,12 +4,11 @@ from __future__ import annotations
 from marshmallow import Schema, fields
 
 from ..api import Blueprint, api_user
-from ..apischemas import ID, IdField, Out, Text, When, admin_only, require_token_for
+from ..apischemas import ID, IdField, Out, Text, When
 from . import services
 from .models import Team, TeamInvite, TeamSponsor
 
 bp = Blueprint("teams_api", __name__, description="Teams, rosters, invites, sponsors, promotions, achievements")
-require_token_for(bp)
 
 
 class MemberSchema(Schema):
@@ -110,96 +109,75 @@ def _team(team_id: int) -> Team:
     return services.get(Team, team_id, "Team")
 
 
-@bp.route("/teams", methods=["POST"])
-@admin_only
-@bp.arguments(TeamCreateSchema)
-@bp.response(201, TeamDetailSchema)
+@bp.operation("POST", "/teams", body=TeamCreateSchema, status=201, response=TeamDetailSchema, admin=True)
 def create_team(data):
     """Create a team (admin); the captain becomes its first member."""
     return services.create_team(data["name"], data["captain_id"], data.get("tag"))
 
 
-@bp.route(f"/teams/<{ID}:team_id>", methods=["GET"])
-@bp.response(200, TeamDetailSchema)
+@bp.operation("GET", f"/teams/<{ID}:team_id>", response=TeamDetailSchema)
 def get_team(team_id):
     """A team with its members."""
     return _team(team_id)
 
 
-@bp.route(f"/teams/<{ID}:team_id>/discord-webhook", methods=["PUT"])
-@bp.arguments(WebhookSchema)
-@bp.response(200, TeamDetailSchema)
+@bp.operation("PUT", f"/teams/<{ID}:team_id>/discord-webhook", body=WebhookSchema, response=TeamDetailSchema)
 def set_webhook(data, team_id):
     """Set or remove the team's Discord webhook (captain or admin)."""
     return services.set_discord_webhook(api_user(), _team(team_id), data["url"])
 
 
-@bp.route(f"/teams/<{ID}:team_id>/invites", methods=["POST"])
-@bp.arguments(UserIdSchema)
-@bp.response(201, InviteSchema)
+@bp.operation("POST", f"/teams/<{ID}:team_id>/invites", body=UserIdSchema, status=201, response=InviteSchema)
 def invite(data, team_id):
     """Invite a player (captain or admin)."""
     return services.invite_user(api_user(), _team(team_id), data["user_id"])
 
 
-@bp.route(f"/invites/<{ID}:invite_id>/accept", methods=["POST"])
-@bp.response(200, InviteSchema)
+@bp.operation("POST", f"/invites/<{ID}:invite_id>/accept", response=InviteSchema)
 def accept_invite(invite_id):
     """Accept an invite (the invited player); they join the team."""
     return services.accept_invite(api_user(), services.get(TeamInvite, invite_id, "Invite"))
 
 
-@bp.route(f"/invites/<{ID}:invite_id>/decline", methods=["POST"])
-@bp.response(200, InviteSchema)
+@bp.operation("POST", f"/invites/<{ID}:invite_id>/decline", response=InviteSchema)
 def decline_invite(invite_id):
     """Decline an invite (the invited player)."""
     return services.decline_invite(api_user(), services.get(TeamInvite, invite_id, "Invite"))
 
 
-@bp.route(f"/teams/<{ID}:team_id>/members", methods=["POST"])
-@bp.arguments(UserIdSchema)
-@bp.response(201, MemberSchema)
+@bp.operation("POST", f"/teams/<{ID}:team_id>/members", body=UserIdSchema, status=201, response=MemberSchema)
 def add_member(data, team_id):
     """Add a player directly (captain or admin)."""
     return services.add_member(api_user(), _team(team_id), data["user_id"])
 
 
-@bp.route(f"/teams/<{ID}:team_id>/members/<{ID}:user_id>", methods=["DELETE"])
-@bp.response(204)
+@bp.operation("DELETE", f"/teams/<{ID}:team_id>/members/<{ID}:user_id>", status=204)
 def remove_member(team_id, user_id):
     """Remove a member (captain or admin), or leave (the member)."""
     services.remove_member(api_user(), _team(team_id), user_id)
 
 
-@bp.route(f"/teams/<{ID}:team_id>/sponsors", methods=["POST"])
-@bp.arguments(SponsorCreateSchema)
-@bp.response(201, SponsorSchema)
+@bp.operation("POST", f"/teams/<{ID}:team_id>/sponsors", body=SponsorCreateSchema, status=201, response=SponsorSchema)
 def create_sponsor(data, team_id):
     """Propose a sponsor (captain or admin); an admin approves it."""
     return services.create_sponsor(api_user(), _team(team_id), data["name"], data["expires_at"])
 
 
-@bp.route(f"/sponsors/<{ID}:sponsor_id>/approve", methods=["POST"])
-@admin_only
-@bp.response(200, SponsorSchema)
+@bp.operation("POST", f"/sponsors/<{ID}:sponsor_id>/approve", response=SponsorSchema, admin=True)
 def approve_sponsor(sponsor_id):
     """Approve a pending sponsor (admin)."""
     return services.approve_sponsor(services.get(TeamSponsor, sponsor_id, "Sponsor"))
 
 
-@bp.route(f"/teams/<{ID}:team_id>/promotions", methods=["POST"])
-@admin_only
-@bp.arguments(PromotionCreateSchema)
-@bp.response(201, PromotionSchema)
+@bp.operation("POST", f"/teams/<{ID}:team_id>/promotions",
+              body=PromotionCreateSchema, status=201, response=PromotionSchema, admin=True)
 def create_promotion(data, team_id):
     """Schedule a promotion (admin); it starts by itself at starts_at."""
     return services.create_promotion(_team(team_id), data["title"], data["starts_at"], data["ends_at"])
 
 
-@bp.route(f"/teams/<{ID}:team_id>/achievements", methods=["POST"])
-@admin_only
-@bp.arguments(AchievementCreateSchema)
-@bp.response(201, AchievementSchema)
+@bp.operation("POST", f"/teams/<{ID}:team_id>/achievements",
+              body=AchievementCreateSchema, status=201, response=AchievementSchema, admin=True)
 def award_achievement(data, team_id):
     """Award an achievement (admin)."""
     return services.award_achievement(_team(team_id), data["kind"], data.get("tournament_id"))

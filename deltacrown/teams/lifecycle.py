@@ -19,31 +19,30 @@ from ..timeutil import utcnow
 from .models import TeamInvite, TeamPromotion, TeamSponsor
 
 
+def _transition(model, current: str, due, **values):
+    """The UPDATE that gives `values` to the rows of `model` still `current` (status) for
+    which `due` holds (the status check makes a row change once, however many runs race)."""
+    return (update(model).where(model.status == current, due).values(**values)
+            .execution_options(synchronize_session=False))
+
+
 def clean_expired_invites(now=None) -> dict:
     """Pending invites older than INVITE_EXPIRY_DAYS become expired (responded_at = now)."""
     now = now or utcnow()
     cutoff = now - timedelta(days=current_app.config["INVITE_EXPIRY_DAYS"])
-    result = db.session.execute(
-        update(TeamInvite)
-        .where(TeamInvite.status == "pending", TeamInvite.created_at < cutoff)
-        .values(status="expired", responded_at=now)
-        .execution_options(synchronize_session=False)
-    )
+    expired = db.session.execute(_transition(TeamInvite, "pending", TeamInvite.created_at < cutoff,
+                                             status="expired", responded_at=now)).rowcount
     db.session.commit()
-    return {"expired": result.rowcount}
+    return {"expired": expired}
 
 
 def expire_sponsors(now=None) -> dict:
     """Approved sponsors whose expires_at has passed become expired."""
     now = now or utcnow()
-    result = db.session.execute(
-        update(TeamSponsor)
-        .where(TeamSponsor.status == "approved", TeamSponsor.expires_at <= now)
-        .values(status="expired")
-        .execution_options(synchronize_session=False)
-    )
+    expired = db.session.execute(
+        _transition(TeamSponsor, "approved", TeamSponsor.expires_at <= now, status="expired")).rowcount
     db.session.commit()
-    return {"expired": result.rowcount}
+    return {"expired": expired}
 
 
 def process_scheduled_promotions(now=None) -> dict:
@@ -57,24 +56,12 @@ def process_scheduled_promotions(now=None) -> dict:
     """
     now = now or utcnow()
     missed = db.session.execute(
-        update(TeamPromotion)
-        .where(TeamPromotion.status == "scheduled", TeamPromotion.ends_at <= now)
-        .values(status="expired")
-        .execution_options(synchronize_session=False)
-    ).rowcount
+        _transition(TeamPromotion, "scheduled", TeamPromotion.ends_at <= now, status="expired")).rowcount
     started_ids = db.session.scalars(
-        update(TeamPromotion)
-        .where(TeamPromotion.status == "scheduled", TeamPromotion.starts_at <= now)
-        .values(status="active")
-        .returning(TeamPromotion.id)
-        .execution_options(synchronize_session=False)
-    ).all()
+        _transition(TeamPromotion, "scheduled", TeamPromotion.starts_at <= now, status="active")
+        .returning(TeamPromotion.id)).all()
     ended = db.session.execute(
-        update(TeamPromotion)
-        .where(TeamPromotion.status == "active", TeamPromotion.ends_at <= now)
-        .values(status="expired")
-        .execution_options(synchronize_session=False)
-    ).rowcount
+        _transition(TeamPromotion, "active", TeamPromotion.ends_at <= now, status="expired")).rowcount
     for promotion_id in sorted(started_ids):
         emit("promotion_started", promotion_id=promotion_id)
     db.session.commit()

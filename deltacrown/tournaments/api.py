@@ -4,13 +4,12 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 
 from ..api import Blueprint, api_user
-from ..apischemas import ID, IdField, Out, Text, When, admin_only, require_token_for
+from ..apischemas import ID, IdField, Out, Text, When
 from ..teams.services import get
 from . import services
 from .models import Match, Tournament
 
 bp = Blueprint("tournaments_api", __name__, description="Tournaments, registrations, matches, placements")
-require_token_for(bp)
 
 MAX_SCORE = 1_000_000
 
@@ -86,61 +85,47 @@ def _tournament(tournament_id: int) -> Tournament:
     return get(Tournament, tournament_id, "Tournament")
 
 
-@bp.route("/tournaments", methods=["POST"])
-@admin_only
-@bp.arguments(TournamentCreateSchema)
-@bp.response(201, TournamentSchema)
+@bp.operation("POST", "/tournaments", body=TournamentCreateSchema, status=201, response=TournamentSchema, admin=True)
 def create(data):
     """Create a tournament (admin), open for registration."""
     return services.create_tournament(data["name"], data["starts_at"])
 
 
-@bp.route(f"/tournaments/<{ID}:tournament_id>", methods=["GET"])
-@bp.response(200, TournamentDetailSchema)
+@bp.operation("GET", f"/tournaments/<{ID}:tournament_id>", response=TournamentDetailSchema)
 def get_tournament(tournament_id):
     """A tournament with its registrations, matches and placements."""
     return _tournament(tournament_id)
 
 
-@bp.route(f"/tournaments/<{ID}:tournament_id>/registrations", methods=["POST"])
-@bp.arguments(RegistrationCreateSchema)
-@bp.response(201, RegistrationSchema)
+@bp.operation("POST", f"/tournaments/<{ID}:tournament_id>/registrations",
+              body=RegistrationCreateSchema, status=201, response=RegistrationSchema)
 def register(data, tournament_id):
     """Register a team (its captain, or an admin)."""
     return services.register_team(api_user(), _tournament(tournament_id), data["team_id"])
 
 
-@bp.route(f"/tournaments/<{ID}:tournament_id>/bracket-ready", methods=["POST"])
-@admin_only
-@bp.response(200, TournamentDetailSchema)
+@bp.operation("POST", f"/tournaments/<{ID}:tournament_id>/bracket-ready", response=TournamentDetailSchema, admin=True)
 def bracket_ready(tournament_id):
     """Close registration and start the tournament (admin)."""
     return services.mark_bracket_ready(_tournament(tournament_id))
 
 
-@bp.route(f"/tournaments/<{ID}:tournament_id>/matches", methods=["POST"])
-@admin_only
-@bp.arguments(MatchCreateSchema)
-@bp.response(201, MatchSchema)
+@bp.operation("POST", f"/tournaments/<{ID}:tournament_id>/matches",
+              body=MatchCreateSchema, status=201, response=MatchSchema, admin=True)
 def schedule_match(data, tournament_id):
     """Schedule a match between two registered teams (admin)."""
     return services.schedule_match(_tournament(tournament_id), data["team_a_id"], data["team_b_id"],
                                    data["scheduled_at"])
 
 
-@bp.route(f"/matches/<{ID}:match_id>/result", methods=["POST"])
-@admin_only
-@bp.arguments(ResultSchema)
-@bp.response(200, MatchSchema)
+@bp.operation("POST", f"/matches/<{ID}:match_id>/result", body=ResultSchema, response=MatchSchema, admin=True)
 def post_result(data, match_id):
     """Record a match's final score (admin); winner_id is null on a draw."""
     return services.record_result(get(Match, match_id, "Match"), data["score_a"], data["score_b"])
 
 
-@bp.route(f"/tournaments/<{ID}:tournament_id>/complete", methods=["POST"])
-@admin_only
-@bp.arguments(CompleteSchema)
-@bp.response(200, TournamentDetailSchema)
+@bp.operation("POST", f"/tournaments/<{ID}:tournament_id>/complete",
+              body=CompleteSchema, response=TournamentDetailSchema, admin=True)
 def complete(data, tournament_id):
     """Complete the tournament with its podium (admin); rankings and payouts run on the queue."""
     return services.complete_tournament(_tournament(tournament_id), data["placements"])

@@ -30,6 +30,19 @@ def _make_team(app, captain_id, url, name="Nova"):
         return team.id
 
 
+@pytest.fixture
+def send_to_team_webhook(app, users, make, enqueue, run_jobs, discord_server):
+    """`send_to_team_webhook(hook)`: one match result for a team whose Discord webhook is the
+    stand-in's `hook`, sent by the jobs (every try in this burst); the delivery as it ends."""
+    def send(hook: int):
+        team_id = _make_team(app, users.create("cap"), discord_server.webhook_url(hook))
+        did = make.delivery("discord", f"team:{team_id}", payload={"type": "match_result", "title": "2-1"})
+        enqueue(did)
+        run_jobs()
+        return make.get(did)
+    return send
+
+
 def test_user_webhook_gets_one_rich_embed_and_the_message_id_is_kept(
         app, users, make, enqueue, run_jobs, discord_server):
     uid = users.create("alice")
@@ -159,65 +172,41 @@ def test_player_webhook_404_switches_it_off_via_preferences(app, users, make, en
         assert db.session.query(Notification).filter_by(user_id=uid, type="webhook_disabled").count() == 1
 
 
-def test_5xx_is_retried_and_arrives_once(app, users, make, enqueue, run_jobs, discord_server):
-    cap = users.create("cap")
-    team_id = _make_team(app, cap, discord_server.webhook_url(61))
+def test_5xx_is_retried_and_arrives_once(discord_server, send_to_team_webhook):
     discord_server.fail_next(61, status=503)
-    did = make.delivery("discord", f"team:{team_id}", payload={"type": "match_result", "title": "2-1"})
-    enqueue(did)
-    run_jobs()
-    d = make.get(did)
+    d = send_to_team_webhook(61)
     assert d.status == "sent" and d.attempts == 2 and d.last_error is None
     assert len(discord_server.messages(61)) == 1
 
 
-def test_other_4xx_fails_at_once_and_is_recorded(app, users, make, enqueue, run_jobs, discord_server):
-    cap = users.create("cap")
-    team_id = _make_team(app, cap, discord_server.webhook_url(62))
+def test_other_4xx_fails_at_once_and_is_recorded(discord_server, send_to_team_webhook):
     discord_server.fail_next(62, status=403)
-    did = make.delivery("discord", f"team:{team_id}", payload={"type": "match_result", "title": "2-1"})
-    enqueue(did)
-    run_jobs()
-    d = make.get(did)
+    d = send_to_team_webhook(62)
     assert d.status == "failed" and d.attempts == 1 and "403" in d.last_error
     assert len(discord_server.arrivals(62)) == 1
 
 
 @pytest.mark.parametrize("header_only", [False, True])
-def test_429_is_honoured_before_the_next_try(app, users, make, enqueue, run_jobs, discord_server, header_only):
-    cap = users.create("cap")
-    team_id = _make_team(app, cap, discord_server.webhook_url(63))
+def test_429_is_honoured_before_the_next_try(discord_server, send_to_team_webhook, header_only):
     discord_server.rate_limit_next(63, retry_after=0.6, in_header_only=header_only)
-    did = make.delivery("discord", f"team:{team_id}", payload={"type": "match_result", "title": "2-1"})
-    enqueue(did)
-    run_jobs()
+    d = send_to_team_webhook(63)
     first, second = discord_server.arrivals(63)
     assert second - first >= 0.55
-    assert make.get(did).status == "sent" and len(discord_server.messages(63)) == 1
+    assert d.status == "sent" and len(discord_server.messages(63)) == 1
 
 
-def test_slow_server_times_out_and_is_recorded(app, users, make, enqueue, run_jobs, discord_server):
+def test_slow_server_times_out_and_is_recorded(app, discord_server, send_to_team_webhook):
     app.config["DELIVERY_RETRY_INTERVALS"] = []  # one try only
-    cap = users.create("cap")
-    team_id = _make_team(app, cap, discord_server.webhook_url(64))
     discord_server.hang(64)
-    did = make.delivery("discord", f"team:{team_id}", payload={"type": "match_result", "title": "2-1"})
-    enqueue(did)
-    run_jobs()
-    d = make.get(did)
+    d = send_to_team_webhook(64)
     assert d.status == "failed" and d.attempts == 1
     assert "did not answer within 1 s" in d.last_error
 
 
-def test_non_json_bodies_are_recorded(app, users, make, enqueue, run_jobs, discord_server):
-    cap = users.create("cap")
-    team_id = _make_team(app, cap, discord_server.webhook_url(65))
+def test_non_json_bodies_are_recorded(discord_server, send_to_team_webhook):
     discord_server.garbage_next(65, status=502)  # a proxy's HTML error page: retried
     discord_server.garbage_next(65, status=200)  # accepted, but no readable answer
-    did = make.delivery("discord", f"team:{team_id}", payload={"type": "match_result", "title": "2-1"})
-    enqueue(did)
-    run_jobs()
-    d = make.get(did)
+    d = send_to_team_webhook(65)
     assert d.status == "sent" and d.attempts == 2 and d.external_id is None
     assert "not JSON" in d.last_error  # recorded: Discord's answer could not be read
 

@@ -59,9 +59,20 @@ def start_server(mode: str | None, certificate, logins: Logins) -> SmtpStandIn:
 
 
 @pytest.fixture
-def servers():
+def mail_server(app):
+    """`mail_server(mode, certificate, **config)`: an SMTP server speaking `mode` (see
+    `start_server`) that the app sends through (see `point_mail_at`): (server, its Logins).
+    Stopped after the test."""
     started = []
-    yield started
+
+    def start(mode: str | None, certificate, **config) -> tuple[SmtpStandIn, Logins]:
+        logins = Logins()
+        server = start_server(mode, certificate, logins)
+        started.append(server)
+        point_mail_at(app, server, mode, **config)
+        return server, logins
+
+    yield start
     for server in started:
         server.stop()
 
@@ -88,11 +99,8 @@ def point_mail_at(app, server, mode, **config):
 
 @pytest.mark.parametrize("mode", MODES)
 def test_a_server_certificate_nobody_trusts_is_refused_and_nothing_is_sent(
-        app, users, make, send_email, certificate, servers, mode):
-    logins = Logins()
-    server = start_server(mode, certificate, logins)
-    servers.append(server)
-    point_mail_at(app, server, mode)
+        users, make, send_email, certificate, mail_server, mode):
+    server, logins = mail_server(mode, certificate)
     uid = users.create("ada")
     did = send_email(uid, "ada@example.com")
     d = make.get(did)
@@ -103,11 +111,8 @@ def test_a_server_certificate_nobody_trusts_is_refused_and_nothing_is_sent(
 
 @pytest.mark.parametrize("mode", MODES)
 def test_with_its_ca_file_trusted_the_email_goes_out_encrypted_after_logging_in(
-        app, users, make, send_email, certificate, servers, mode):
-    logins = Logins()
-    server = start_server(mode, certificate, logins)
-    servers.append(server)
-    point_mail_at(app, server, mode, MAIL_TLS_CA_FILE=str(certificate[0]))
+        users, make, send_email, certificate, mail_server, mode):
+    server, logins = mail_server(mode, certificate, MAIL_TLS_CA_FILE=str(certificate[0]))
     uid = users.create("bob")
     did = send_email(uid, "bob@example.com")
     [mail] = server.wait_for(1)
@@ -116,13 +121,10 @@ def test_with_its_ca_file_trusted_the_email_goes_out_encrypted_after_logging_in(
     assert make.get(did).status == "sent"
 
 
-def test_the_certificate_must_name_the_server(app, users, make, send_email, servers, tmp_path):
+def test_the_certificate_must_name_the_server(app, users, make, send_email, mail_server, tmp_path):
     """A trusted CA is not enough: a certificate for another host name is refused too."""
     other_host = make_certificate(tmp_path, "DNS:mail.example.org")
-    logins = Logins()
-    server = start_server("starttls", other_host, logins)
-    servers.append(server)
-    point_mail_at(app, server, "starttls", MAIL_TLS_CA_FILE=str(other_host[0]))
+    server, logins = mail_server("starttls", other_host, MAIL_TLS_CA_FILE=str(other_host[0]))
     app.config["DELIVERY_RETRY_INTERVALS"] = []
     uid = users.create("cleo")
     did = send_email(uid, "cleo@example.com")
@@ -164,13 +166,10 @@ def test_a_ca_file_that_is_not_there_is_a_configuration_error(tmp_path):
 
 
 def test_without_tls_the_login_is_refused_at_send_time_unless_plaintext_is_allowed(
-        app, users, make, send_email, servers):
+        app, users, make, send_email, mail_server):
     """Config that never went through the environment check (set in code) is refused when sending:
     at once, without retries, and before the password is sent."""
-    logins = Logins()
-    server = start_server(None, None, logins)
-    servers.append(server)
-    point_mail_at(app, server, None)
+    server, logins = mail_server(None, None)
     uid = users.create("dan")
     refused = send_email(uid, "dan@example.com")
     d = make.get(refused)

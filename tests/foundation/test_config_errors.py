@@ -77,20 +77,17 @@ def test_gunicorn_stops_with_one_line_instead_of_rebooting_workers(tmp_path, red
     assert variable in reported.pop()
 
 
-def test_worker_with_unreachable_redis_says_so_in_one_line(tmp_path):
-    env = base_env(tmp_path, f"redis://127.0.0.1:{free_port()}/0")
+@pytest.mark.parametrize("variable,unreachable_url,complaint", [
+    ("REDIS_URL", "redis://127.0.0.1:{port}/0", "cannot reach Redis"),
+    ("DATABASE_URL", "postgresql://postgres@127.0.0.1:{port}/nowhere", "cannot use the database"),
+])
+def test_worker_with_unreachable_service_says_so_in_one_line(tmp_path, redis_url, variable, unreachable_url,
+                                                             complaint):
+    env = base_env(tmp_path, redis_url, **{variable: unreachable_url.format(port=free_port())})
     result = run_process([PYTHON, "worker.py"], env=env, timeout=60)
     assert result.returncode != 0
-    line = one_clear_line(result.stderr, "REDIS_URL")
-    assert "cannot reach Redis" in line and result.stderr.strip() == line
-
-
-def test_worker_with_unreachable_database_says_so_in_one_line(tmp_path, redis_url):
-    env = base_env(tmp_path, redis_url, DATABASE_URL=f"postgresql://postgres@127.0.0.1:{free_port()}/nowhere")
-    result = run_process([PYTHON, "worker.py"], env=env, timeout=60)
-    assert result.returncode != 0
-    line = one_clear_line(result.stderr, "DATABASE_URL")
-    assert "cannot use the database" in line and result.stderr.strip() == line
+    line = one_clear_line(result.stderr, variable)
+    assert complaint in line and result.stderr.strip() == line
 
 
 def test_migrations_against_unreachable_database_say_so_in_one_line(tmp_path, redis_url):

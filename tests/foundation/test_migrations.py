@@ -9,7 +9,6 @@ from sqlalchemy import create_engine, inspect
 import deltacrown.models  # noqa: F401  (every table on the metadata)
 from deltacrown.config import normalize_database_url
 from deltacrown.extensions import db
-from tests.conftest import TEST_DATABASE_URL
 from tests.support.databases import scratch_postgres_database
 from tests.support.processes import PYTHON, process_env, run_process
 
@@ -22,8 +21,6 @@ def empty_database(request, tmp_path):
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'migrations.sqlite'}"
         return
-    if not TEST_DATABASE_URL:
-        pytest.skip("PostgreSQL tests need TEST_DATABASE_URL (e.g. postgresql://postgres@127.0.0.1/test)")
     with scratch_postgres_database("dc_migrate") as url:
         yield url
 

@@ -31,7 +31,7 @@ from deltacrown.config import PROJECT_ROOT
 from deltacrown.devredis import free_port, start_redis_server
 from deltacrown.extensions import db
 from deltacrown.queue import QUEUE_NAMES, get_queue, get_redis
-from tests.conftest import TEST_DATABASE_URL, _reset_schema, make_test_app
+from tests.conftest import _reset_schema, make_test_app
 from tests.support.databases import scratch_postgres_database
 from tests.support.pausing import pause_file
 from tests.support.processes import PYTHON, process_env, wait_for, wait_for_http
@@ -48,8 +48,6 @@ def env_int(name: str, default: int) -> int:
 @pytest.fixture(scope="module")
 def pg():
     """URL of a scratch PostgreSQL database (schema created), dropped after the module."""
-    if not TEST_DATABASE_URL:
-        pytest.skip("reliability tests need PostgreSQL: set TEST_DATABASE_URL")
     with scratch_postgres_database("dc_rel") as url:
         yield url
 

@@ -80,7 +80,23 @@ def test_redis_restarted_empty_recovers_jobs_workers_and_health_without_restarts
         status, body = health()
         return status == 200 and body["workers"] == WORKERS
 
-    wait_for(lambda: all_running() and registered_recurring(connection) == RECURRING_IDS, timeout=90,
+    def recurring_registered() -> bool:
+        return registered_recurring(connection) == RECURRING_IDS
+
+    def time_until(checks: dict, seen: dict[str, float], since: float, timeout: float, message: str) -> None:
+        """Poll until each of `checks` has held once, every process staying up; `seen` gets the
+        seconds from `since` to each one's first success (kept for the report if this times out)."""
+        def all_held():
+            all_running()
+            elapsed = round(time.monotonic() - since, 1)
+            for name, check in checks.items():
+                if name not in seen and check():
+                    seen[name] = elapsed
+            return len(seen) == len(checks)
+
+        wait_for(all_held, timeout=timeout, interval=0.5, message=message)
+
+    wait_for(lambda: all_running() and recurring_registered(), timeout=90,
              message="the scheduler to register the recurring jobs")
     wait_for(healthy, timeout=90, message=f"/healthz 200 with {WORKERS} workers before the outage")
 
@@ -107,20 +123,10 @@ def test_redis_restarted_empty_recovers_jobs_workers_and_health_without_restarts
         return left == 0
 
     seen: dict[str, float] = {}
-
-    def recovered():
-        all_running()
-        elapsed = round(time.monotonic() - restarted, 1)
-        if "recurring_jobs_registered" not in seen and registered_recurring(connection) == RECURRING_IDS:
-            seen["recurring_jobs_registered"] = elapsed
-        if "healthz_200" not in seen and healthy():
-            seen["healthz_200"] = elapsed
-        if "events_handled" not in seen and events_handled():
-            seen["events_handled"] = elapsed
-        return len(seen) == 3
-
     try:
-        wait_for(recovered, timeout=120, interval=0.5, message="jobs, workers and health to recover")
+        time_until({"recurring_jobs_registered": recurring_registered, "healthz_200": healthy,
+                    "events_handled": events_handled}, seen, since=restarted, timeout=120,
+                   message="jobs, workers and health to recover")
     finally:
         print(f"\n[redis restarted empty] seconds until: {seen}; /healthz now: {health() if web.proc.is_running() else '-'}")
     # One scheduler cycle (plus one more for a round that met Redis still starting, and slack for a
@@ -139,17 +145,8 @@ def test_redis_restarted_empty_recovers_jobs_workers_and_health_without_restarts
     connection.flushall()
     flushed = time.monotonic()
     flush_seen: dict[str, float] = {}
-
-    def recovered_from_flush():
-        all_running()
-        elapsed = round(time.monotonic() - flushed, 1)
-        if "recurring_jobs_registered" not in flush_seen and registered_recurring(connection) == RECURRING_IDS:
-            flush_seen["recurring_jobs_registered"] = elapsed
-        if "healthz_200" not in flush_seen and healthy():
-            flush_seen["healthz_200"] = elapsed
-        return len(flush_seen) == 2
-
-    wait_for(recovered_from_flush, timeout=60, interval=0.5, message="jobs and workers to come back after FLUSHALL")
+    time_until({"recurring_jobs_registered": recurring_registered, "healthz_200": healthy}, flush_seen,
+               since=flushed, timeout=60, message="jobs and workers to come back after FLUSHALL")
     assert flush_seen["recurring_jobs_registered"] <= 2 * SCHEDULER_INTERVAL + 5, flush_seen
     record_figures("redis_restarted_empty", scheduler_interval_seconds=SCHEDULER_INTERVAL, workers=WORKERS,
                    events_written_during_outage=INVITES_DURING_OUTAGE,

@@ -6,7 +6,8 @@
   tests using it skip, saying why, when `chromium` is not on PATH.
 - `page`: a fresh browser context on the live server (options: `browser_context_options`); the test FAILS on any console
   error or uncaught page error (a CSP violation shows up as one), and a last
-  screenshot is saved. `screenshot(page, name)` saves more.
+  screenshot is saved. `screenshot(page, name)` saves more; `log_in(page, username, password)`
+  fills in the login form.
 - `worker_process`: a real `python worker.py` subprocess on the test's database and Redis
   (`WorkerProcess` starts more, e.g. several with other queues or environment variables).
 
@@ -159,6 +160,13 @@ def screenshot(page, name: str) -> Path:
     path = output_dir() / f"{_safe_name(name)}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+def log_in(page, username: str, password: str) -> None:
+    """Fill in and send the login form the page shows."""
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Log in").click()
 
 
 @pytest.fixture

@@ -9,21 +9,11 @@ from sqlalchemy import select
 
 from deltacrown.extensions import db
 from deltacrown.notifications.models import Notification, NotificationPreference
-from tests.support.browser import screenshot
+from tests.support.browser import log_in, screenshot
 
 pytestmark = pytest.mark.browser
 
 expect = pytest.importorskip("playwright.sync_api").expect
-
-
-@pytest.fixture
-def database_url(tmp_path):
-    return f"sqlite:///{tmp_path / 'browser-nojs.sqlite'}"
-
-
-@pytest.fixture
-def app_config():
-    return {"WTF_CSRF_ENABLED": True}
 
 
 @pytest.fixture
@@ -35,9 +25,7 @@ def test_center_and_editor_without_javascript(app, users, notify, live_server, p
     alice = users.create("alice")
     ids = notify(alice, 22, type="match_result")
     page.goto("/settings/notifications")
-    page.get_by_label("Username").fill("alice")
-    page.get_by_label("Password").fill(users.passwords["alice"])
-    page.get_by_role("button", name="Log in").click()
+    log_in(page, "alice", users.passwords["alice"])
     expect(page).to_have_url(re.compile(r"/settings/notifications$"))
 
     page.get_by_role("link", name=re.compile("^Notifications")).click()

@@ -16,29 +16,12 @@ from deltacrown.notifications.models import (
     Notification,
     NotificationPreference,
 )
-from tests.support.browser import screenshot
+from tests.support.browser import log_in, screenshot
 from tests.support.processes import wait_for
 
 pytestmark = pytest.mark.browser
 
 expect = pytest.importorskip("playwright.sync_api").expect
-
-
-@pytest.fixture
-def database_url(tmp_path):
-    # One SQLite FILE shared by the test, the live server thread and the worker process.
-    return f"sqlite:///{tmp_path / 'browser.sqlite'}"
-
-
-@pytest.fixture
-def app_config():
-    return {"WTF_CSRF_ENABLED": True}
-
-
-def log_in(page, username, password):
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Log in").click()
 
 
 def enqueue_notification(app, user_id, title, type_name="announcement", url=None):
