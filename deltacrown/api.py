@@ -19,7 +19,7 @@ from flask_smorest import Blueprint as _SmorestBlueprint
 from marshmallow import Schema, fields, validate
 from werkzeug.exceptions import HTTPException
 
-from .errors import Forbidden, NotFound, ServiceError
+from .errors import Forbidden, ServiceError
 
 API_PREFIX = "/api/v1"
 
@@ -135,15 +135,6 @@ def require_admin():
     if not user.is_admin:
         raise Forbidden("Only admins may do this.")
     return user
-
-
-def get_or_404(model, ident, what: str | None = None):
-    from .extensions import db
-
-    obj = db.session.get(model, ident)
-    if obj is None:
-        raise NotFound(f"{what or model.__name__} {ident} not found")
-    return obj
 
 
 # --- lists -----------------------------------------------------------------

@@ -5,6 +5,7 @@ import click
 from flask.cli import with_appcontext
 
 from ..clitools import enqueue_and_report, enqueue_option
+from ..dbutil import MAX_DB_ID
 from ..errors import ServiceError
 from ..extensions import db
 from ..tournaments.models import Tournament
@@ -15,7 +16,7 @@ ORDINALS = {1: "1st", 2: "2nd", 3: "3rd"}
 
 
 @click.command("distribute-payouts")
-@click.argument("tournament_id", type=click.IntRange(min=1, max=2**31 - 1))  # beyond: no such id
+@click.argument("tournament_id", type=click.IntRange(min=1, max=MAX_DB_ID))  # beyond: no such id
 @enqueue_option
 @with_appcontext
 def distribute_payouts_command(tournament_id, enqueue):

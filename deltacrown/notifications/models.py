@@ -8,8 +8,8 @@ from sqlalchemy import (JSON, Boolean, CheckConstraint, Column, Date, ForeignKey
                         Table, Text, Time, UniqueConstraint, select)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from ..dbutil import sql_in
 from ..extensions import db
-from ..teams.models import _in
 from ..timeutil import UTCDateTime, utcnow
 from .types import CHANNELS, DISCORD, EMAIL, IN_APP, NOTIFICATION_TYPES, TYPE_NAMES
 
@@ -20,7 +20,7 @@ DEFAULT_DIGEST_TIME = time(8, 0)
 class Notification(db.Model):
     __tablename__ = "notifications"
     __table_args__ = (
-        CheckConstraint(_in("type", TYPE_NAMES), name="type"),
+        CheckConstraint(sql_in("type", TYPE_NAMES), name="type"),
         # "a user's newest first" and "a user's unread" (keyset pagination on id).
         Index("ix_notifications_user_id_id", "user_id", "id"),
         Index("ix_notifications_user_id_is_read_id", "user_id", "is_read", "id"),
@@ -145,8 +145,8 @@ class Delivery(db.Model):
 
     __tablename__ = "deliveries"
     __table_args__ = (
-        CheckConstraint(_in("status", DELIVERY_STATUSES), name="status"),
-        CheckConstraint(_in("channel", CHANNELS), name="channel"),
+        CheckConstraint(sql_in("status", DELIVERY_STATUSES), name="status"),
+        CheckConstraint(sql_in("channel", CHANNELS), name="channel"),
         Index("ix_deliveries_channel_status", "channel", "status"),
     )
 

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from ..api import Blueprint, get_or_404, require_admin
+from ..api import Blueprint, require_admin
 from ..apischemas import admin_only, require_token_for
+from ..dbutil import get_or_404
 from . import schedule, scheduler
 
 bp = Blueprint("jobs", __name__, description="Background jobs: schedule, run now, status (admin)")

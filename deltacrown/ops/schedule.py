@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..dbutil import MAX_DB_ID
+
 
 @dataclass(frozen=True)
 class JobSpec:
@@ -45,9 +47,9 @@ RUNNABLE_JOBS: tuple[JobSpec, ...] = (
             cron="45 4 * * *", args=("days",)),
 )
 
-# Upper bounds of the arguments: an id beyond a 32-bit integer cannot exist (and PostgreSQL
-# refuses to compare with it); more days than this overflow the date arithmetic.
-MAX_ARG_VALUES = {"tournament_id": 2**31 - 1, "days": 36_500}
+# Upper bounds of the arguments: an id beyond MAX_DB_ID cannot exist; more days than this
+# overflow the date arithmetic.
+MAX_ARG_VALUES = {"tournament_id": MAX_DB_ID, "days": 36_500}
 
 RECURRING_JOBS: tuple[JobSpec, ...] = tuple(j for j in RUNNABLE_JOBS if j.cron)
 JOBS_BY_NAME = {j.name: j for j in RUNNABLE_JOBS}

@@ -5,6 +5,7 @@ from marshmallow import Schema, fields
 
 from ..api import Blueprint, api_user
 from ..apischemas import ID, IdField, Out, Text, When, admin_only, require_token_for
+from ..dbutil import get_or_404
 from . import services
 from .models import Team, TeamInvite, TeamSponsor
 
@@ -107,7 +108,7 @@ class AchievementSchema(Schema):
 
 
 def _team(team_id: int) -> Team:
-    return services.get(Team, team_id, "Team")
+    return get_or_404(Team, team_id, "Team")
 
 
 @bp.route("/teams", methods=["POST"])
@@ -146,14 +147,14 @@ def invite(data, team_id):
 @bp.response(200, InviteSchema)
 def accept_invite(invite_id):
     """Accept an invite (the invited player); they join the team."""
-    return services.accept_invite(api_user(), services.get(TeamInvite, invite_id, "Invite"))
+    return services.accept_invite(api_user(), get_or_404(TeamInvite, invite_id, "Invite"))
 
 
 @bp.route(f"/invites/<{ID}:invite_id>/decline", methods=["POST"])
 @bp.response(200, InviteSchema)
 def decline_invite(invite_id):
     """Decline an invite (the invited player)."""
-    return services.decline_invite(api_user(), services.get(TeamInvite, invite_id, "Invite"))
+    return services.decline_invite(api_user(), get_or_404(TeamInvite, invite_id, "Invite"))
 
 
 @bp.route(f"/teams/<{ID}:team_id>/members", methods=["POST"])
@@ -184,7 +185,7 @@ def create_sponsor(data, team_id):
 @bp.response(200, SponsorSchema)
 def approve_sponsor(sponsor_id):
     """Approve a pending sponsor (admin)."""
-    return services.approve_sponsor(services.get(TeamSponsor, sponsor_id, "Sponsor"))
+    return services.approve_sponsor(get_or_404(TeamSponsor, sponsor_id, "Sponsor"))
 
 
 @bp.route(f"/teams/<{ID}:team_id>/promotions", methods=["POST"])

@@ -5,7 +5,7 @@ from marshmallow import Schema, fields, validate
 
 from ..api import Blueprint, api_user
 from ..apischemas import ID, IdField, Out, Text, When, admin_only, require_token_for
-from ..teams.services import get
+from ..dbutil import get_or_404
 from . import services
 from .models import Match, Tournament
 
@@ -83,7 +83,7 @@ class CompleteSchema(Schema):
 
 
 def _tournament(tournament_id: int) -> Tournament:
-    return get(Tournament, tournament_id, "Tournament")
+    return get_or_404(Tournament, tournament_id, "Tournament")
 
 
 @bp.route("/tournaments", methods=["POST"])
@@ -134,7 +134,7 @@ def schedule_match(data, tournament_id):
 @bp.response(200, MatchSchema)
 def post_result(data, match_id):
     """Record a match's final score (admin); winner_id is null on a draw."""
-    return services.record_result(get(Match, match_id, "Match"), data["score_a"], data["score_b"])
+    return services.record_result(get_or_404(Match, match_id, "Match"), data["score_a"], data["score_b"])
 
 
 @bp.route(f"/tournaments/<{ID}:tournament_id>/complete", methods=["POST"])

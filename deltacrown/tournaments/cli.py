@@ -9,6 +9,7 @@ import click
 from flask.cli import with_appcontext
 
 from ..clitools import enqueue_and_report, enqueue_option
+from ..dbutil import MAX_DB_ID
 from ..errors import ServiceError
 from ..extensions import db
 from . import jobs
@@ -18,7 +19,7 @@ from .wrapup import check_tournament_wrapup
 
 
 @click.command("recompute-rankings")
-@click.option("--tournament-id", type=click.IntRange(min=1, max=2**31 - 1), default=None,
+@click.option("--tournament-id", type=click.IntRange(min=1, max=MAX_DB_ID), default=None,
               help="Only recompute the totals of this tournament's teams (ranks are always global).")
 @enqueue_option
 @with_appcontext
