@@ -1,4 +1,4 @@
-"""Economy: coins, payouts and the dedup keys that make one-time work one-time."""
+"""Economy: coins and payouts."""
 
 
 def init_app(app):
