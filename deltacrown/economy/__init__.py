@@ -6,4 +6,4 @@ def init_app(app):
     from . import api, cli
 
     register_blueprint(app, api.bp)  # GET /users/{id}/coins
-    cli.init_app(app)  # flask distribute-payouts
+    cli.init_app(app)  # flask distribute-payouts, check-wrapup

@@ -1,4 +1,5 @@
-"""`flask distribute-payouts TOURNAMENT_ID [--enqueue]`: the same service as the job."""
+"""`flask distribute-payouts TOURNAMENT_ID [--enqueue]` and `flask check-wrapup [--enqueue]`: the
+same services as the jobs."""
 from __future__ import annotations
 
 import click
@@ -11,6 +12,7 @@ from ..extensions import db
 from ..tournaments.models import Tournament
 from . import jobs
 from .payouts import distribute_tournament_payouts
+from .wrapup import check_tournament_wrapup
 
 ORDINALS = {1: "1st", 2: "2nd", 3: "3rd"}
 
@@ -42,5 +44,23 @@ def distribute_payouts_command(tournament_id, enqueue):
                    f"(team {payout['team_id']}): {payout['amount']} coins to captain (user {payout['user_id']})")
 
 
+@click.command("check-wrapup")
+@enqueue_option
+@with_appcontext
+def check_wrapup_command(enqueue):
+    """Rank, pay and close every completed tournament not wrapped up yet."""
+    if enqueue:
+        enqueue_and_report(jobs.check_tournament_wrapup)
+        return
+    result = check_tournament_wrapup()
+    wrapped = ", ".join(str(i) for i in result["wrapped_up"]) or "none"
+    click.echo(f"Checked {result['checked']} completed tournament(s) awaiting wrap-up; wrapped up: {wrapped}.")
+    for failure in result["failed"]:
+        click.echo(f"  tournament {failure['tournament_id']}: {failure['error']}", err=True)
+    if result["failed"]:
+        raise click.ClickException(f"{len(result['failed'])} tournament(s) could not be wrapped up")
+
+
 def init_app(app):
     app.cli.add_command(distribute_payouts_command)
+    app.cli.add_command(check_wrapup_command)

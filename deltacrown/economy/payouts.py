@@ -15,7 +15,7 @@ team's achievement row and two outbox events, committed with the coins:
 transaction_id} and `achievement_earned` {achievement_id}; the event pipeline
 turns them into notifications.
 
-Who calls it: the wrap-up (deltacrown/tournaments/wrapup.py, queued when a
+Who calls it: the wrap-up (deltacrown/economy/wrapup.py, queued when a
 tournament is completed and re-checked hourly), the `distribute-payouts` job
 (deltacrown/economy/jobs.py) and `flask distribute-payouts TOURNAMENT_ID`
 (deltacrown/economy/cli.py). All of them call `distribute_tournament_payouts`.

@@ -33,7 +33,7 @@ _NOTIFYING = {
 
 def _tournament_completed(event) -> None:
     # The 200 of POST .../complete does not wait for rankings and payouts.
-    from ..tournaments.jobs import wrap_up_tournament
+    from ..economy.jobs import wrap_up_tournament
 
     wrap_up_tournament.enqueue(event.payload["tournament_id"])
 

@@ -34,7 +34,7 @@ RUNNABLE_JOBS: tuple[JobSpec, ...] = (
             "Expire approved sponsors past their end date", cron="0 3 * * *"),
     JobSpec("process-promotions", "deltacrown.teams.jobs.process_promotions",
             "Start scheduled promotions and end finished ones", cron="0 * * * *"),
-    JobSpec("check-tournament-wrapup", "deltacrown.tournaments.jobs.check_tournament_wrapup",
+    JobSpec("check-tournament-wrapup", "deltacrown.economy.jobs.check_tournament_wrapup",
             "Rank, pay and close completed tournaments not yet wrapped up", cron="15 * * * *"),
     JobSpec("relay-outbox", "deltacrown.outbox.jobs.sweep_outbox",
             "Relay outbox events that were not relayed after commit", cron="* * * * *"),

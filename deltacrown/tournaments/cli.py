@@ -1,6 +1,6 @@
-"""`flask recompute-rankings` and `flask check-wrapup`: the same services as the jobs.
+"""`flask recompute-rankings`: the same service as the job.
 
-Each runs in this process by default; `--enqueue` puts the job on the queue
+It runs in this process by default; `--enqueue` puts the job on the queue
 for a worker and prints its id. Errors exit non-zero with one line.
 """
 from __future__ import annotations
@@ -15,7 +15,6 @@ from ..extensions import db
 from . import jobs
 from .models import Tournament
 from .rankings import recompute_team_rankings
-from .wrapup import check_tournament_wrapup
 
 
 @click.command("recompute-rankings")
@@ -39,23 +38,5 @@ def recompute_rankings_command(tournament_id, enqueue):
                f"{result['moved_count']} moved in rank.")
 
 
-@click.command("check-wrapup")
-@enqueue_option
-@with_appcontext
-def check_wrapup_command(enqueue):
-    """Rank, pay and close every completed tournament not wrapped up yet."""
-    if enqueue:
-        enqueue_and_report(jobs.check_tournament_wrapup)
-        return
-    result = check_tournament_wrapup()
-    wrapped = ", ".join(str(i) for i in result["wrapped_up"]) or "none"
-    click.echo(f"Checked {result['checked']} completed tournament(s) awaiting wrap-up; wrapped up: {wrapped}.")
-    for failure in result["failed"]:
-        click.echo(f"  tournament {failure['tournament_id']}: {failure['error']}", err=True)
-    if result["failed"]:
-        raise click.ClickException(f"{len(result['failed'])} tournament(s) could not be wrapped up")
-
-
 def init_app(app):
     app.cli.add_command(recompute_rankings_command)
-    app.cli.add_command(check_wrapup_command)

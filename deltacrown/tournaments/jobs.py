@@ -6,21 +6,12 @@ instead of failing, so RQ does not retry it five times. Anything else (database
 or network trouble) raises and is retried; every service here is safe to rerun.
 """
 from ..errors import ServiceError
-from ..queue import QUEUE_DEFAULT, QUEUE_SCHEDULED, background_job
-from . import rankings, wrapup
+from ..queue import QUEUE_SCHEDULED, background_job
+from . import rankings
 
 
 def error_result(exc: ServiceError) -> dict:
     return {"status": "error", **exc.to_dict()}
-
-
-@background_job(queue=QUEUE_DEFAULT)
-def wrap_up_tournament(tournament_id: int) -> dict:
-    """Rankings, then payouts, then mark wrapped up, for one completed tournament."""
-    try:
-        return wrapup.wrap_up_tournament(tournament_id)
-    except ServiceError as exc:
-        return error_result(exc)
 
 
 @background_job(queue=QUEUE_SCHEDULED)
@@ -31,8 +22,3 @@ def recompute_rankings(tournament_id: int | None = None) -> dict:
     except ServiceError as exc:
         return error_result(exc)
 
-
-@background_job(queue=QUEUE_SCHEDULED)
-def check_tournament_wrapup() -> dict:
-    """Wrap up every completed tournament not wrapped up yet (the hourly safety net)."""
-    return wrapup.check_tournament_wrapup()
