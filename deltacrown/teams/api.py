@@ -1,4 +1,6 @@
-"""API: teams, rosters, invites, the team webhook, sponsors, promotions, achievements."""
+"""API: teams, rosters, invites, the team webhook, sponsors, promotions.
+
+Awarding a team an achievement is in tournaments/api.py (it may name a tournament)."""
 from __future__ import annotations
 
 from marshmallow import Schema, fields
@@ -9,7 +11,7 @@ from ..dbutil import get_or_404
 from . import services
 from .models import Team, TeamInvite, TeamSponsor
 
-bp = Blueprint("teams_api", __name__, description="Teams, rosters, invites, sponsors, promotions, achievements")
+bp = Blueprint("teams_api", __name__, description="Teams, rosters, invites, sponsors, promotions")
 require_token_for(bp)
 
 
@@ -92,19 +94,6 @@ class PromotionSchema(Schema):
     starts_at = Out()
     ends_at = Out()
     created_at = Out()
-
-
-class AchievementCreateSchema(Schema):
-    kind = Text(64, required=True)
-    tournament_id = IdField(allow_none=True, load_default=None)
-
-
-class AchievementSchema(Schema):
-    id = fields.Integer()
-    team_id = fields.Integer()
-    kind = fields.String()
-    tournament_id = fields.Integer(allow_none=True)
-    earned_at = Out()
 
 
 def _team(team_id: int) -> Team:
@@ -195,12 +184,3 @@ def approve_sponsor(sponsor_id):
 def create_promotion(data, team_id):
     """Schedule a promotion (admin); it starts by itself at starts_at."""
     return services.create_promotion(_team(team_id), data["title"], data["starts_at"], data["ends_at"])
-
-
-@bp.route(f"/teams/<{ID}:team_id>/achievements", methods=["POST"])
-@admin_only
-@bp.arguments(AchievementCreateSchema)
-@bp.response(201, AchievementSchema)
-def award_achievement(data, team_id):
-    """Award an achievement (admin)."""
-    return services.award_achievement(_team(team_id), data["kind"], data.get("tournament_id"))

@@ -1,4 +1,6 @@
-"""Teams: creating them, their rosters, invites, webhook, sponsors, promotions, achievements.
+"""Teams: creating them, their rosters, invites, webhook, sponsors, promotions.
+
+Awarding an achievement can name a tournament, so it is in tournaments/services.py.
 
 Every function checks permissions and state first and raises a ServiceError
 before writing anything; each change commits together with its outbox event
@@ -18,7 +20,7 @@ from ..errors import Conflict, Forbidden, InvalidInput, NotFound
 from ..extensions import db
 from ..outbox.services import emit
 from ..timeutil import utcnow
-from .models import Team, TeamAchievement, TeamInvite, TeamMembership, TeamPromotion, TeamSponsor
+from .models import Team, TeamInvite, TeamMembership, TeamPromotion, TeamSponsor
 
 def is_captain(user, team: Team) -> bool:
     return user is not None and team.captain_id == user.id
@@ -156,7 +158,7 @@ def remove_member(actor, team: Team, user_id: int) -> None:
     commit()
 
 
-# --- sponsors, promotions, achievements ----------------------------------------
+# --- sponsors, promotions ------------------------------------------------------
 
 def create_sponsor(actor, team: Team, name: str, expires_at) -> TeamSponsor:
     require_captain_or_admin(actor, team)
@@ -195,26 +197,3 @@ def create_promotion(team: Team, title: str, starts_at, ends_at) -> TeamPromotio
     db.session.add(promotion)
     commit()
     return promotion
-
-
-def award_achievement(team: Team, kind: str, tournament_id: int | None = None) -> TeamAchievement:
-    from ..tournaments.models import Tournament
-
-    kind = (kind or "").strip()
-    if not kind:
-        raise InvalidInput("kind: must not be blank", fields={"kind": "must not be blank"})
-    if tournament_id is not None:
-        get_or_404(Tournament, tournament_id, "Tournament", field="tournament_id")
-    # The unique constraint does not cover tournament_id NULL (NULLs are distinct), so check too.
-    if db.session.scalar(select(TeamAchievement.id).where(
-            TeamAchievement.team_id == team.id, TeamAchievement.kind == kind,
-            TeamAchievement.tournament_id.is_(None) if tournament_id is None
-            else TeamAchievement.tournament_id == tournament_id)):
-        raise Conflict(f"{team.name} already has the achievement {kind!r}" +
-                       (f" for tournament {tournament_id}." if tournament_id else "."))
-    achievement = TeamAchievement(team_id=team.id, kind=kind, tournament_id=tournament_id, earned_at=utcnow())
-    db.session.add(achievement)
-    flush()
-    emit("achievement_earned", achievement_id=achievement.id)
-    commit()
-    return achievement

@@ -1,4 +1,5 @@
-"""API: tournaments, registrations, the bracket, matches, results, completion."""
+"""API: tournaments, registrations, the bracket, matches, results, completion, and awarding a
+team an achievement (for a tournament or none)."""
 from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
@@ -6,10 +7,11 @@ from marshmallow import Schema, fields, validate
 from ..api import Blueprint, api_user
 from ..apischemas import ID, IdField, Out, Text, When, admin_only, require_token_for
 from ..dbutil import get_or_404
+from ..teams.models import Team
 from . import services
 from .models import Match, Tournament
 
-bp = Blueprint("tournaments_api", __name__, description="Tournaments, registrations, matches, placements")
+bp = Blueprint("tournaments_api", __name__, description="Tournaments, registrations, matches, placements, achievements")
 require_token_for(bp)
 
 MAX_SCORE = 1_000_000
@@ -82,6 +84,19 @@ class CompleteSchema(Schema):
                              metadata={"description": "team ids: 1st, 2nd, 3rd (1 to 3 distinct registered teams)"})
 
 
+class AchievementCreateSchema(Schema):
+    kind = Text(64, required=True)
+    tournament_id = IdField(allow_none=True, load_default=None)
+
+
+class AchievementSchema(Schema):
+    id = fields.Integer()
+    team_id = fields.Integer()
+    kind = fields.String()
+    tournament_id = fields.Integer(allow_none=True)
+    earned_at = Out()
+
+
 def _tournament(tournament_id: int) -> Tournament:
     return get_or_404(Tournament, tournament_id, "Tournament")
 
@@ -144,3 +159,12 @@ def post_result(data, match_id):
 def complete(data, tournament_id):
     """Complete the tournament with its podium (admin); rankings and payouts run on the queue."""
     return services.complete_tournament(_tournament(tournament_id), data["placements"])
+
+
+@bp.route(f"/teams/<{ID}:team_id>/achievements", methods=["POST"])
+@admin_only
+@bp.arguments(AchievementCreateSchema)
+@bp.response(201, AchievementSchema)
+def award_achievement(data, team_id):
+    """Award an achievement (admin)."""
+    return services.award_achievement(get_or_404(Team, team_id, "Team"), data["kind"], data.get("tournament_id"))

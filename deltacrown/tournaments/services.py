@@ -1,4 +1,5 @@
-"""Tournaments: creation, registration, the bracket, matches, results and completion.
+"""Tournaments: creation, registration, the bracket, matches, results, completion, and team
+achievements (which may name a tournament).
 
 State machine: registration -> ongoing (bracket ready) -> completed. Each change
 commits with its outbox event; completing a tournament emits
@@ -13,7 +14,7 @@ from ..dbutil import commit, flush, get_or_404, transition
 from ..errors import Conflict, Forbidden, InvalidInput
 from ..extensions import db
 from ..outbox.services import emit
-from ..teams.models import Team
+from ..teams.models import Team, TeamAchievement
 from ..teams.services import is_captain
 from ..timeutil import utcnow
 from .models import Match, Placement, Registration, Tournament
@@ -119,3 +120,26 @@ def complete_tournament(tournament: Tournament, placements: list[int]) -> Tourna
     emit("tournament_completed", tournament_id=tournament.id)
     commit()
     return tournament
+
+
+def award_achievement(team: Team, kind: str, tournament_id: int | None = None) -> TeamAchievement:
+    """Award `team` the achievement `kind`, for a tournament or none; each (team, kind,
+    tournament) once."""
+    kind = (kind or "").strip()
+    if not kind:
+        raise InvalidInput("kind: must not be blank", fields={"kind": "must not be blank"})
+    if tournament_id is not None:
+        get_or_404(Tournament, tournament_id, "Tournament", field="tournament_id")
+    # The unique constraint does not cover tournament_id NULL (NULLs are distinct), so check too.
+    if db.session.scalar(select(TeamAchievement.id).where(
+            TeamAchievement.team_id == team.id, TeamAchievement.kind == kind,
+            TeamAchievement.tournament_id.is_(None) if tournament_id is None
+            else TeamAchievement.tournament_id == tournament_id)):
+        raise Conflict(f"{team.name} already has the achievement {kind!r}" +
+                       (f" for tournament {tournament_id}." if tournament_id else "."))
+    achievement = TeamAchievement(team_id=team.id, kind=kind, tournament_id=tournament_id, earned_at=utcnow())
+    db.session.add(achievement)
+    flush()
+    emit("achievement_earned", achievement_id=achievement.id)
+    commit()
+    return achievement
