@@ -22,6 +22,7 @@ from ..outbox.services import emit
 from ..timeutil import utcnow
 from .models import Team, TeamInvite, TeamMembership, TeamPromotion, TeamSponsor
 
+
 def is_captain(user, team: Team) -> bool:
     return user is not None and team.captain_id == user.id
 

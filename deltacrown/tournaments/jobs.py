@@ -21,4 +21,3 @@ def recompute_rankings(tournament_id: int | None = None) -> dict:
         return rankings.recompute_team_rankings(tournament_id)
     except ServiceError as exc:
         return error_result(exc)
-
