@@ -17,13 +17,13 @@ import base64
 import binascii
 import functools
 
-from flask import g, jsonify, request
+from flask import current_app, g, jsonify, request
 from flask_smorest import Api
 from flask_smorest import Blueprint as _SmorestBlueprint
 from marshmallow import Schema, fields, validate
 from werkzeug.exceptions import HTTPException
 
-from .errors import Forbidden, NotFound, ServiceError
+from .errors import Forbidden, ServiceError
 
 API_PREFIX = "/api/v1"
 
@@ -145,15 +145,20 @@ def _handle_service_error(exc: ServiceError):
 
 # --- auth ------------------------------------------------------------------
 
+def set_token_authenticator(app, authenticate) -> None:
+    """Who a Bearer token belongs to: `authenticate(token) -> user or None`, registered by
+    the accounts part at start (users live above this module)."""
+    app.extensions["deltacrown_api_authenticate"] = authenticate
+
+
 def api_user():
     """The user behind the Bearer token, or a 401."""
     if "api_user" in g:
         return g.api_user
-    from .accounts.services import authenticate_token
-
+    authenticate = current_app.extensions.get("deltacrown_api_authenticate")
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
-    user = authenticate_token(token.strip()) if scheme.lower() == "bearer" else None
+    user = authenticate(token.strip()) if authenticate and scheme.lower() == "bearer" else None
     if user is None:
         raise Unauthorized("Send a valid API token: 'Authorization: Bearer <token>'.")
     g.api_user = user
@@ -174,15 +179,6 @@ def _admin_only(view):
         return view(*args, **kwargs)
 
     return wrapper
-
-
-def get_or_404(model, ident, what: str | None = None):
-    from .extensions import db
-
-    obj = db.session.get(model, ident)
-    if obj is None:
-        raise NotFound(f"{what or model.__name__} {ident} not found")
-    return obj
 
 
 # --- lists -----------------------------------------------------------------

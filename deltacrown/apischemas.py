@@ -12,11 +12,11 @@ from datetime import datetime, timezone
 from marshmallow import Schema, ValidationError, fields, validate
 
 from .api import ListArgsSchema
+from .dbutil import MAX_DB_ID
 from .links import same_site_path
 
-MAX_ID = 2**31 - 1
 # Path converter for ids: an id outside this range cannot exist, so it is a 404.
-ID = f"int(min=1, max={MAX_ID})"
+ID = f"int(min=1, max={MAX_DB_ID})"
 
 
 def _no_nul(value):
@@ -42,7 +42,7 @@ def Link(**kwargs) -> fields.String:
 
 
 def IdField(**kwargs) -> fields.Integer:
-    return fields.Integer(strict=True, validate=validate.Range(min=1, max=MAX_ID), **kwargs)
+    return fields.Integer(strict=True, validate=validate.Range(min=1, max=MAX_DB_ID), **kwargs)
 
 
 def _sane_year(value: datetime):

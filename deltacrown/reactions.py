@@ -17,7 +17,7 @@ from functools import partial
 
 from .notifications.service import notify_for_event
 from .outbox.dispatch import install_reactions
-from .tournaments.jobs import wrap_up_tournament
+from .economy.jobs import wrap_up_tournament
 
 
 def notify(type_name: str):

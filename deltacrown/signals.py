@@ -1,4 +1,9 @@
-"""Named moments inside long jobs, sent as a blinker signal that anyone may listen to.
+"""Blinker signals a lower layer sends and a higher one (or a test) listens to.
+
+`user_created.send(user)` is sent by accounts when a new user is flushed and not yet
+committed; receivers add their rows for that user to the same transaction (the
+notifications part connects one in its `init_app` that creates the default
+preferences), so the user and those rows are committed together or not at all.
 
 `checkpoint.send(name)` marks a point where a job has written part of its work
 and not the rest. With no receiver connected (production connects none) it does
@@ -21,3 +26,4 @@ from blinker import Namespace
 _signals = Namespace()
 
 checkpoint = _signals.signal("checkpoint", doc="Sent with the point's name as sender; see the module docstring.")
+user_created = _signals.signal("user_created", doc="Sent with the new, flushed User as sender.")

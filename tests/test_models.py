@@ -4,7 +4,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from deltacrown.economy.models import DedupKey
+from deltacrown.dedup import DedupKey
 from deltacrown.extensions import db
 from deltacrown.models import Notification, NotificationPreference, Team, TeamMembership, User
 from deltacrown.notifications.types import NOTIFICATION_TYPES

@@ -13,7 +13,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from ..errors import Conflict, InvalidInput
 from ..extensions import db
-from ..notifications.models import NotificationPreference
+from ..signals import user_created
 from .models import User, hash_token
 
 _username = validate.Regexp(r"^[A-Za-z0-9_.-]{3,32}$",
@@ -31,7 +31,8 @@ def is_valid_timezone(name: str) -> bool:
 
 def create_user(username: str, email: str, password: str | None = None, is_admin: bool = False,
                 timezone: str = "UTC") -> tuple[User, str, str]:
-    """Create a user with default preferences. Returns (user, api_token, password).
+    """Create a user (and, through `user_created`, their default preferences). Returns
+    (user, api_token, password).
 
     The token is returned once and only its hash is kept. A password is generated
     when none is given. Nothing is written if any value is unusable.
@@ -65,7 +66,7 @@ def create_user(username: str, email: str, password: str | None = None, is_admin
     db.session.add(user)
     try:
         db.session.flush()
-        NotificationPreference.get_or_create_for_user(user)
+        user_created.send(user)  # other parts add their rows for the user (preferences)
         db.session.commit()
     except IntegrityError:
         # Lost a race with a concurrent create of the same name: the constraint decides.

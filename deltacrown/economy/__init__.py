@@ -1,4 +1,4 @@
-"""Economy: coins, payouts and the dedup keys that make one-time work one-time."""
+"""Economy: coins and payouts."""
 
 
 def init_app(app):
@@ -6,4 +6,4 @@ def init_app(app):
     from . import api, cli
 
     register_blueprint(app, api.bp)  # GET /users/{id}/coins
-    cli.init_app(app)  # flask distribute-payouts
+    cli.init_app(app)  # flask distribute-payouts, check-wrapup

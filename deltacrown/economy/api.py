@@ -6,8 +6,8 @@ from marshmallow import Schema, fields
 from ..accounts.models import User
 from ..api import Blueprint, api_user
 from ..apischemas import ID, ListSchema, Out, PageSchema
+from ..dbutil import get_or_404
 from ..errors import Forbidden
-from ..teams.services import get
 from . import services
 
 bp = Blueprint("economy_api", __name__, description="Coins")
@@ -32,6 +32,6 @@ def coins(args, user_id):
     caller = api_user()
     if not caller.is_admin and caller.id != user_id:
         raise Forbidden("You can only see your own coins.")
-    user = get(User, user_id, "User")
+    user = get_or_404(User, user_id, "User")
     items, next_cursor = services.history_page(user.id, args["cursor"], args["limit"])
     return {"balance": services.balance(user.id), "items": items, "next_cursor": next_cursor}

@@ -1,18 +1,21 @@
-"""`flask distribute-payouts TOURNAMENT_ID [--enqueue]`: the same service as the job."""
+"""`flask distribute-payouts TOURNAMENT_ID [--enqueue]` and `flask check-wrapup [--enqueue]`: the
+same services as the jobs."""
 from __future__ import annotations
 
 import click
 
 from ..clitools import job_command, row_must_exist
+from ..dbutil import MAX_DB_ID
 from ..tournaments.models import Tournament
 from . import jobs
 from .payouts import distribute_tournament_payouts
+from .wrapup import check_tournament_wrapup
 
 ORDINALS = {1: "1st", 2: "2nd", 3: "3rd"}
 
 
 @job_command("distribute-payouts", jobs.distribute_payouts, check=row_must_exist(Tournament, "tournament_id"))
-@click.argument("tournament_id", type=click.IntRange(min=1, max=2**31 - 1))  # beyond: no such id
+@click.argument("tournament_id", type=click.IntRange(min=1, max=MAX_DB_ID))  # beyond: no such id
 def distribute_payouts_command(tournament_id):
     """Pay a completed tournament's placed teams (1st, 2nd, 3rd), exactly once.
 
@@ -28,5 +31,18 @@ def distribute_payouts_command(tournament_id):
                    f"(team {payout['team_id']}): {payout['amount']} coins to captain (user {payout['user_id']})")
 
 
+@job_command("check-wrapup", jobs.check_tournament_wrapup)
+def check_wrapup_command():
+    """Rank, pay and close every completed tournament not wrapped up yet."""
+    result = check_tournament_wrapup()
+    wrapped = ", ".join(str(i) for i in result["wrapped_up"]) or "none"
+    click.echo(f"Checked {result['checked']} completed tournament(s) awaiting wrap-up; wrapped up: {wrapped}.")
+    for failure in result["failed"]:
+        click.echo(f"  tournament {failure['tournament_id']}: {failure['error']}", err=True)
+    if result["failed"]:
+        raise click.ClickException(f"{len(result['failed'])} tournament(s) could not be wrapped up")
+
+
 def init_app(app):
     app.cli.add_command(distribute_payouts_command)
+    app.cli.add_command(check_wrapup_command)

@@ -1,4 +1,4 @@
-"""Coins and the guard against doing one-time work twice."""
+"""Coins: one row per coin movement."""
 from __future__ import annotations
 
 from datetime import datetime
@@ -27,19 +27,3 @@ class CoinTransaction(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     user = relationship("User")
-
-
-class DedupKey(db.Model):
-    """A row per one-time piece of work; the unique key is what makes it one-time.
-
-    Insert it in the same transaction as the work: a second insert of the same key
-    fails with IntegrityError and the whole second attempt rolls back.
-    """
-
-    __tablename__ = "dedup_keys"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    key: Mapped[str] = mapped_column(String(64), unique=True)
-    task: Mapped[str] = mapped_column(String(64))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    result: Mapped[dict | None] = mapped_column(JSON)

@@ -15,7 +15,7 @@ team's achievement row and two outbox events, committed with the coins:
 transaction_id} and `achievement_earned` {achievement_id}; the event pipeline
 turns them into notifications.
 
-Who calls it: the wrap-up (deltacrown/tournaments/wrapup.py, queued when a
+Who calls it: the wrap-up (deltacrown/economy/wrapup.py, queued when a
 tournament is completed and re-checked hourly), the `distribute-payouts` job
 (deltacrown/economy/jobs.py) and `flask distribute-payouts TOURNAMENT_ID`
 (deltacrown/economy/cli.py). All of them call `distribute_tournament_payouts`.
@@ -52,6 +52,7 @@ from rq import get_current_job
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from ..dedup import DedupKey, generate_dedup_key
 from ..errors import Conflict, NotFound
 from ..extensions import db
 from ..outbox.services import emit
@@ -59,8 +60,7 @@ from ..signals import checkpoint
 from ..teams.models import Team, TeamAchievement
 from ..timeutil import utcnow
 from ..tournaments.models import Placement, Tournament
-from .dedup import generate_dedup_key
-from .models import CoinTransaction, DedupKey
+from .models import CoinTransaction
 
 TASK_NAME = "distribute_tournament_payouts"
 TRANSACTION_TYPE = "tournament_payout"

@@ -3,7 +3,12 @@
 
 def init_app(app):
     from ..api import register_blueprint
+    from ..signals import user_created
     from . import api, cli, settings_views, views
+    from .models import NotificationPreference
+
+    # A new user starts with default preferences, committed with the user.
+    user_created.connect(NotificationPreference.get_or_create_for_user)
 
     register_blueprint(app, api.bp)  # notifications, preferences, announcements
     cli.init_app(app)  # flask send-digests, cleanup-notifications

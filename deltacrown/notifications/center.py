@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy import delete, false, func, select, true, update
 
+from ..dbutil import MAX_DB_ID
 from ..errors import NotFound
 from ..extensions import db
 from ..timeutil import utcnow
@@ -39,7 +40,7 @@ def unread_count(user_id: int, cap: int | None = None) -> int:
 def own_notification(user_id: int, notification_id: int) -> Notification:
     note = db.session.scalar(select(Notification).where(
         Notification.id == notification_id, Notification.user_id == user_id)) \
-        if 0 < notification_id < 2**31 else None
+        if 0 < notification_id <= MAX_DB_ID else None
     if note is None:
         raise NotFound(f"Notification {notification_id} not found")
     return note

@@ -4,8 +4,9 @@ Daily digest (`send_daily_digest`, run hourly by the scheduler):
 
 - Who: every user whose digest is enabled and who has not unsubscribed from all
   email (opt_out_email). A user without a preference row has the defaults of
-  `NotificationPreference.get_or_create_for_user`: enabled, 08:00, in their
-  account's time zone (User.timezone). An unknown zone name falls back to UTC.
+  `NotificationPreference.get_or_create_for_user`: enabled, 08:00. Their zone is
+  the one of `preferences.user_zone`: the preference's, else the account's, else
+  UTC (an unknown zone name is passed over).
   Consent is read at send time: each chunk's user query (which applies both
   conditions) runs in the same run, just before that chunk's emails go out; a
   claim left unsent by an earlier run is sent only if the user is still in.
@@ -45,7 +46,7 @@ import logging
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from flask import current_app
 from sqlalchemy import and_, delete, func, insert, or_, select, update
@@ -56,7 +57,7 @@ from ..errors import InvalidInput
 from ..extensions import db
 from ..queue import report_progress
 from ..signals import checkpoint
-from ..timeutil import utcnow
+from ..timeutil import UTC_ZONE, first_zone, utcnow
 from .models import (DEFAULT_DIGEST_TIME, Delivery, Notification, NotificationDigest, NotificationPreference,
                      notification_digest_items)
 from .types import NOTIFICATION_TYPES
@@ -67,28 +68,19 @@ DIGEST_CHUNK_SIZE = 200
 CLEANUP_BATCH_SIZE = 1000
 
 
-def _zone(name: str | None) -> ZoneInfo:
-    try:
-        return ZoneInfo(name or "UTC")
-    except (ZoneInfoNotFoundError, ValueError):
-        log.warning("unknown time zone %r in preferences; using UTC", name)
-        return ZoneInfo("UTC")
-
-
-def digest_due(now: datetime, zone_name: str | None, digest_time: time | None) -> date | None:
+def digest_due(now: datetime, zone: ZoneInfo, digest_time: time | None) -> date | None:
     """The local date whose digest is due at `now` (UTC), or None before the local digest time."""
-    local_now = now.astimezone(_zone(zone_name))
+    local_now = now.astimezone(zone)
     if local_now.time().replace(tzinfo=None) < (digest_time or DEFAULT_DIGEST_TIME):
         return None
     return local_now.date()
 
 
-def previous_local_day(digest_date: date, zone_name: str | None) -> tuple[datetime, datetime]:
+def previous_local_day(digest_date: date, zone: ZoneInfo) -> tuple[datetime, datetime]:
     """[start, end) in UTC of the local day before `digest_date` (23 or 25 hours around DST)."""
-    zone = _zone(zone_name)
     end = datetime.combine(digest_date, time(0), tzinfo=zone)
     start = datetime.combine(digest_date - timedelta(days=1), time(0), tzinfo=zone)
-    return start.astimezone(ZoneInfo("UTC")), end.astimezone(ZoneInfo("UTC"))
+    return start.astimezone(UTC_ZONE), end.astimezone(UTC_ZONE)
 
 
 def group_by_type(notifications) -> dict[str, list]:
@@ -105,7 +97,7 @@ class DigestRecipient:
     id: int
     username: str
     email: str
-    timezone: str | None
+    timezone: str  # the zone the digest's day and times are in
 
 
 def _claim_timeout() -> timedelta:
@@ -163,16 +155,16 @@ def send_daily_digest(now: datetime | None = None, send_email=None, chunk_size: 
         if not chunk:
             break
         last_id = chunk[-1][0]
-        due: dict[int, tuple[date, str]] = {}
+        due: dict[int, tuple[date, ZoneInfo]] = {}
         recipients: dict[int, DigestRecipient] = {}
         for user_id, username, address, user_tz, pref_tz, digest_time in chunk:
-            zone_name = pref_tz or user_tz
-            digest_date = digest_due(now, zone_name, digest_time)
+            zone = first_zone(pref_tz, user_tz)  # the rule of preferences.user_zone, on the batch's rows
+            digest_date = digest_due(now, zone, digest_time)
             if digest_date is None:
                 counts["not_due"] += 1
             else:
-                due[user_id] = (digest_date, zone_name)
-                recipients[user_id] = DigestRecipient(user_id, username, address, user_tz)
+                due[user_id] = (digest_date, zone)
+                recipients[user_id] = DigestRecipient(user_id, username, address, zone.key)
         if due:
             counts_chunk = _send_chunk(now, due, recipients, stale_before, send_email)
             for key, value in counts_chunk.items():
@@ -185,7 +177,7 @@ def send_daily_digest(now: datetime | None = None, send_email=None, chunk_size: 
     return counts
 
 
-def _send_chunk(now, due: dict[int, tuple[date, str]], recipients: dict[int, DigestRecipient], stale_before,
+def _send_chunk(now, due: dict[int, tuple[date, ZoneInfo]], recipients: dict[int, DigestRecipient], stale_before,
                 send_email) -> dict:
     counts = {"sent": 0, "skipped": 0, "already_sent": 0, "retried": 0, "failed": 0}
     user_ids = list(due)

@@ -8,8 +8,8 @@ from sqlalchemy import (JSON, Boolean, CheckConstraint, Column, Date, ForeignKey
                         Table, Text, Time, UniqueConstraint, select)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from ..dbutil import sql_in
 from ..extensions import db
-from ..teams.models import _in
 from ..timeutil import UTCDateTime, utcnow
 from .types import CHANNELS, DISCORD, EMAIL, IN_APP, NOTIFICATION_TYPES
 
@@ -147,8 +147,8 @@ class Delivery(db.Model):
 
     __tablename__ = "deliveries"
     __table_args__ = (
-        CheckConstraint(_in("status", DELIVERY_STATUSES), name="status"),
-        CheckConstraint(_in("channel", CHANNELS), name="channel"),
+        CheckConstraint(sql_in("status", DELIVERY_STATUSES), name="status"),
+        CheckConstraint(sql_in("channel", CHANNELS), name="channel"),
         Index("ix_deliveries_channel_status", "channel", "status"),
     )
 

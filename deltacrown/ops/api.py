@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from ..api import Blueprint, get_or_404
+from ..api import Blueprint
+from ..dbutil import get_or_404
 from . import runs, schedule
 
 bp = Blueprint("jobs", __name__, description="Background jobs: schedule, run now, status (admin)")

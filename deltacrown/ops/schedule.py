@@ -17,6 +17,7 @@ from ..notifications import jobs as notification_jobs
 from ..outbox import jobs as outbox_jobs
 from ..teams import jobs as team_jobs
 from ..tournaments import jobs as tournament_jobs
+from ..dbutil import MAX_DB_ID
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,7 @@ RUNNABLE_JOBS: tuple[JobSpec, ...] = (
     JobSpec.of(team_jobs.clean_expired_invites, "Expire team invites pending for more than 7 days", "0 */6 * * *"),
     JobSpec.of(team_jobs.expire_sponsors, "Expire approved sponsors past their end date", "0 3 * * *"),
     JobSpec.of(team_jobs.process_promotions, "Start scheduled promotions and end finished ones", "0 * * * *"),
-    JobSpec.of(tournament_jobs.check_tournament_wrapup, "Rank, pay and close completed tournaments not yet wrapped up",
+    JobSpec.of(economy_jobs.check_tournament_wrapup, "Rank, pay and close completed tournaments not yet wrapped up",
                "15 * * * *"),
     JobSpec.of(outbox_jobs.sweep_outbox, "Relay outbox events that were not relayed after commit", "* * * * *",
                name="relay-outbox"),
@@ -52,9 +53,9 @@ RUNNABLE_JOBS: tuple[JobSpec, ...] = (
                "Delete finished deliveries, handled outbox events and digests older than RETENTION_DAYS", "45 4 * * *"),
 )
 
-# Upper bounds of the arguments: an id beyond a 32-bit integer cannot exist (and PostgreSQL
-# refuses to compare with it); more days than this overflow the date arithmetic.
-MAX_ARG_VALUES = {"tournament_id": 2**31 - 1, "days": 36_500}
+# Upper bounds of the arguments: an id beyond MAX_DB_ID cannot exist; more days than this
+# overflow the date arithmetic.
+MAX_ARG_VALUES = {"tournament_id": MAX_DB_ID, "days": 36_500}
 
 RECURRING_JOBS: tuple[JobSpec, ...] = tuple(j for j in RUNNABLE_JOBS if j.cron)
 JOBS_BY_NAME = {j.name: j for j in RUNNABLE_JOBS}

@@ -12,7 +12,6 @@ import logging
 import os
 from datetime import datetime
 from functools import wraps
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from flask import (Blueprint, abort, current_app, flash, make_response, redirect, render_template, request,
                    url_for)
@@ -22,7 +21,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from ..errors import ServiceError
 from ..extensions import db, login_manager
 from ..queue import get_redis
-from ..timeutil import utcnow
+from ..notifications.preferences import user_zone
+from ..timeutil import UTC_ZONE, utcnow
 from . import actions, charts, overview, schedule, stats
 from .runs import start_job
 
@@ -54,14 +54,6 @@ def admin_required(view):
     return wrapped
 
 
-def _user_tz() -> str:
-    try:
-        ZoneInfo(current_user.timezone or "UTC")
-        return current_user.timezone or "UTC"
-    except (ZoneInfoNotFoundError, ValueError):
-        return "UTC"
-
-
 def _describe(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"
 
@@ -88,14 +80,13 @@ def _db_section(reader, *args):
 
 @bp.context_processor
 def helpers():
-    tz_name = _user_tz()
-    tz = ZoneInfo(tz_name)
+    tz = user_zone(current_user)
 
     def local_time(value):
         if value is None:
             return "—"
         if isinstance(value, (int, float)):
-            value = datetime.fromtimestamp(value, tz=ZoneInfo("UTC"))
+            value = datetime.fromtimestamp(value, tz=UTC_ZONE)
         return value.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S %Z")
 
     def seconds(value):
@@ -118,7 +109,7 @@ def helpers():
         # htmx and app.js are optional: the page works (without live refresh) when absent.
         return os.path.exists(os.path.join(current_app.static_folder, filename))
 
-    return {"tz_name": tz_name, "local_time": local_time, "seconds": seconds, "percent": percent,
+    return {"tz_name": tz.key, "local_time": local_time, "seconds": seconds, "percent": percent,
             "static_available": static_available, "thresholds": stats}
 
 
@@ -136,7 +127,7 @@ def live_context() -> dict:
             ctx["running"] = overview.running_jobs(connection)
             health = stats.job_health(connection, now.timestamp())
             ctx["health"] = health
-            ctx["jobs_chart"] = charts.jobs_per_hour(health.hours, _user_tz())
+            ctx["jobs_chart"] = charts.jobs_per_hour(health.hours, user_zone(current_user).key)
         except Exception as exc:  # noqa: BLE001 - Redis can go away mid-render
             log.warning("ops dashboard: Redis read failed", exc_info=True)
             ctx["redis_error"] = _describe(exc)

@@ -1,14 +1,17 @@
-"""API: teams, rosters, invites, the team webhook, sponsors, promotions, achievements."""
+"""API: teams, rosters, invites, the team webhook, sponsors, promotions.
+
+Awarding a team an achievement is in tournaments/api.py (it may name a tournament)."""
 from __future__ import annotations
 
 from marshmallow import Schema, fields
 
 from ..api import Blueprint, api_user
 from ..apischemas import ID, IdField, Out, Text, When
+from ..dbutil import get_or_404
 from . import services
 from .models import Team, TeamInvite, TeamSponsor
 
-bp = Blueprint("teams_api", __name__, description="Teams, rosters, invites, sponsors, promotions, achievements")
+bp = Blueprint("teams_api", __name__, description="Teams, rosters, invites, sponsors, promotions")
 
 
 class MemberSchema(Schema):
@@ -92,21 +95,8 @@ class PromotionSchema(Schema):
     created_at = Out()
 
 
-class AchievementCreateSchema(Schema):
-    kind = Text(64, required=True)
-    tournament_id = IdField(allow_none=True, load_default=None)
-
-
-class AchievementSchema(Schema):
-    id = fields.Integer()
-    team_id = fields.Integer()
-    kind = fields.String()
-    tournament_id = fields.Integer(allow_none=True)
-    earned_at = Out()
-
-
 def _team(team_id: int) -> Team:
-    return services.get(Team, team_id, "Team")
+    return get_or_404(Team, team_id, "Team")
 
 
 @bp.operation("POST", "/teams", body=TeamCreateSchema, status=201, response=TeamDetailSchema, admin=True)
@@ -136,13 +126,13 @@ def invite(data, team_id):
 @bp.operation("POST", f"/invites/<{ID}:invite_id>/accept", response=InviteSchema)
 def accept_invite(invite_id):
     """Accept an invite (the invited player); they join the team."""
-    return services.accept_invite(api_user(), services.get(TeamInvite, invite_id, "Invite"))
+    return services.accept_invite(api_user(), get_or_404(TeamInvite, invite_id, "Invite"))
 
 
 @bp.operation("POST", f"/invites/<{ID}:invite_id>/decline", response=InviteSchema)
 def decline_invite(invite_id):
     """Decline an invite (the invited player)."""
-    return services.decline_invite(api_user(), services.get(TeamInvite, invite_id, "Invite"))
+    return services.decline_invite(api_user(), get_or_404(TeamInvite, invite_id, "Invite"))
 
 
 @bp.operation("POST", f"/teams/<{ID}:team_id>/members", body=UserIdSchema, status=201, response=MemberSchema)
@@ -166,7 +156,7 @@ def create_sponsor(data, team_id):
 @bp.operation("POST", f"/sponsors/<{ID}:sponsor_id>/approve", response=SponsorSchema, admin=True)
 def approve_sponsor(sponsor_id):
     """Approve a pending sponsor (admin)."""
-    return services.approve_sponsor(services.get(TeamSponsor, sponsor_id, "Sponsor"))
+    return services.approve_sponsor(get_or_404(TeamSponsor, sponsor_id, "Sponsor"))
 
 
 @bp.operation("POST", f"/teams/<{ID}:team_id>/promotions",
@@ -174,10 +164,3 @@ def approve_sponsor(sponsor_id):
 def create_promotion(data, team_id):
     """Schedule a promotion (admin); it starts by itself at starts_at."""
     return services.create_promotion(_team(team_id), data["title"], data["starts_at"], data["ends_at"])
-
-
-@bp.operation("POST", f"/teams/<{ID}:team_id>/achievements",
-              body=AchievementCreateSchema, status=201, response=AchievementSchema, admin=True)
-def award_achievement(data, team_id):
-    """Award an achievement (admin)."""
-    return services.award_achievement(_team(team_id), data["kind"], data.get("tournament_id"))

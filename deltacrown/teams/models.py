@@ -6,6 +6,7 @@ from datetime import datetime
 from sqlalchemy import CheckConstraint, ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from ..dbutil import sql_in
 from ..extensions import db
 from ..timeutil import UTCDateTime, utcnow
 
@@ -13,10 +14,6 @@ INVITE_STATUSES = ("pending", "accepted", "declined", "expired")
 SPONSOR_STATUSES = ("pending", "approved", "expired")
 PROMOTION_STATUSES = ("scheduled", "active", "expired")
 ROLES = ("captain", "member")
-
-
-def _in(column: str, values) -> str:
-    return f"{column} IN ({', '.join(repr(v) for v in values)})"
 
 
 class Team(db.Model):
@@ -41,7 +38,7 @@ class TeamMembership(db.Model):
     __tablename__ = "team_memberships"
     __table_args__ = (
         UniqueConstraint("team_id", "user_id"),
-        CheckConstraint(_in("role", ROLES), name="role"),
+        CheckConstraint(sql_in("role", ROLES), name="role"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -57,7 +54,7 @@ class TeamMembership(db.Model):
 class TeamInvite(db.Model):
     __tablename__ = "team_invites"
     __table_args__ = (
-        CheckConstraint(_in("status", INVITE_STATUSES), name="status"),
+        CheckConstraint(sql_in("status", INVITE_STATUSES), name="status"),
         Index("ix_team_invites_status_created_at", "status", "created_at"),
     )
 
@@ -75,7 +72,7 @@ class TeamInvite(db.Model):
 
 class TeamSponsor(db.Model):
     __tablename__ = "team_sponsors"
-    __table_args__ = (CheckConstraint(_in("status", SPONSOR_STATUSES), name="status"),)
+    __table_args__ = (CheckConstraint(sql_in("status", SPONSOR_STATUSES), name="status"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     team_id: Mapped[int] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"), index=True)
@@ -91,7 +88,7 @@ class TeamSponsor(db.Model):
 class TeamPromotion(db.Model):
     __tablename__ = "team_promotions"
     __table_args__ = (
-        CheckConstraint(_in("status", PROMOTION_STATUSES), name="status"),
+        CheckConstraint(sql_in("status", PROMOTION_STATUSES), name="status"),
         CheckConstraint("ends_at > starts_at", name="ends_after_start"),
     )
 

@@ -1,4 +1,6 @@
-"""Teams: creating them, their rosters, invites, webhook, sponsors, promotions, achievements.
+"""Teams: creating them, their rosters, invites, webhook, sponsors, promotions.
+
+Awarding an achievement can name a tournament, so it is in tournaments/services.py.
 
 Every function checks permissions and state first and raises a ServiceError
 before writing anything; each change commits together with its outbox event
@@ -9,27 +11,16 @@ from __future__ import annotations
 from datetime import timedelta
 
 from flask import current_app
-from sqlalchemy import func, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import func, select
 
 from ..accounts.models import User
 from ..channels.webhooks import webhook_url_problem
+from ..dbutil import MAX_DB_ID, commit, flush, get_or_404, transition
 from ..errors import Conflict, Forbidden, InvalidInput, NotFound
 from ..extensions import db
 from ..outbox.services import emit
 from ..timeutil import utcnow
-from .models import Team, TeamAchievement, TeamInvite, TeamMembership, TeamPromotion, TeamSponsor
-
-MAX_DB_ID = 2**31 - 1
-
-
-def get(model, ident, what: str | None = None, field: str | None = None):
-    """The row with this id, or NotFound naming it (ids out of range cannot exist)."""
-    obj = db.session.get(model, ident) if isinstance(ident, int) and 0 < ident <= MAX_DB_ID else None
-    if obj is None:
-        label = what or model.__name__
-        raise NotFound(f"{label} {ident} not found", fields={field: f"no {label.lower()} {ident}"} if field else None)
-    return obj
+from .models import Team, TeamInvite, TeamMembership, TeamPromotion, TeamSponsor
 
 
 def is_captain(user, team: Team) -> bool:
@@ -58,45 +49,20 @@ def member_ids(team_ids, as_of=None) -> list[int]:
     return list(db.session.scalars(stmt.distinct().order_by(TeamMembership.user_id)))
 
 
-def _commit(flush_only: bool = False):
-    """Commit (or flush); a unique constraint that fires here means a concurrent request
-    (or a spelling our pre-check could not see) made the same change first: 409, nothing kept."""
-    try:
-        db.session.flush() if flush_only else db.session.commit()
-    except IntegrityError:
-        db.session.rollback()
-        raise Conflict("That conflicts with an existing record or a change made at the same time.") from None
-
-
-def _flush():
-    _commit(flush_only=True)
-
-
-def transition(obj, expected_status: str, conflict_message: str, **values) -> None:
-    """Change `obj` only if it still has `expected_status`, in one conditional UPDATE: of two
-    concurrent requests (two web processes) exactly one wins, the other gets a 409."""
-    model = type(obj)
-    result = db.session.execute(update(model).where(model.id == obj.id, model.status == expected_status)
-                                .values(**values).execution_options(synchronize_session="fetch"))
-    if result.rowcount != 1:
-        db.session.rollback()
-        raise Conflict(conflict_message)
-
-
 # --- teams -------------------------------------------------------------------
 
 def create_team(name: str, captain_id: int, tag: str | None = None) -> Team:
     name = (name or "").strip()
     if not name:
         raise InvalidInput("name: must not be blank", fields={"name": "must not be blank"})
-    captain = get(User, captain_id, "User", field="captain_id")
+    captain = get_or_404(User, captain_id, "User", field="captain_id")
     if db.session.scalar(select(Team.id).where((Team.name == name) | (func.lower(Team.name) == name.lower()))):
         raise Conflict(f"A team named {name!r} exists already.", fields={"name": "taken"})
     team = Team(name=name, tag=tag or None, captain_id=captain.id, points=0, wins=0, losses=0)
     db.session.add(team)
-    _flush()
+    flush()
     db.session.add(TeamMembership(team_id=team.id, user_id=captain.id, role="captain", joined_at=utcnow()))
-    _commit()
+    commit()
     return team
 
 
@@ -107,7 +73,7 @@ def set_discord_webhook(actor, team: Team, url: str | None) -> Team:
         if problem:
             raise InvalidInput(f"url: {problem}", fields={"url": problem})
     team.discord_webhook_url = url or None
-    _commit()
+    commit()
     return team
 
 
@@ -121,7 +87,7 @@ def invite_expired(invite: TeamInvite) -> bool:
 
 def invite_user(actor, team: Team, user_id: int) -> TeamInvite:
     require_captain_or_admin(actor, team)
-    user = get(User, user_id, "User", field="user_id")
+    user = get_or_404(User, user_id, "User", field="user_id")
     if membership(team.id, user.id):
         raise Conflict(f"{user.username} is already on {team.name}.", fields={"user_id": "already a member"})
     pending = db.session.scalars(select(TeamInvite).where(
@@ -132,9 +98,9 @@ def invite_user(actor, team: Team, user_id: int) -> TeamInvite:
     invite = TeamInvite(team_id=team.id, user_id=user.id, invited_by_id=actor.id, status="pending",
                         created_at=utcnow())
     db.session.add(invite)
-    _flush()
+    flush()
     emit("invite_sent", invite_id=invite.id)
-    _commit()
+    commit()
     return invite
 
 
@@ -156,26 +122,26 @@ def accept_invite(actor, invite: TeamInvite) -> TeamInvite:
                                   joined_at=invite.responded_at))
     emit("invite_accepted", invite_id=invite.id)
     emit("roster_changed", team_id=invite.team_id, user_id=invite.user_id, action="joined", actor_id=actor.id)
-    _commit()
+    commit()
     return invite
 
 
 def decline_invite(actor, invite: TeamInvite) -> TeamInvite:
     _check_invite_answer(actor, invite)
     transition(invite, "pending", "This invite was answered meanwhile.", status="declined", responded_at=utcnow())
-    _commit()
+    commit()
     return invite
 
 
 def add_member(actor, team: Team, user_id: int) -> TeamMembership:
     require_captain_or_admin(actor, team)
-    user = get(User, user_id, "User", field="user_id")
+    user = get_or_404(User, user_id, "User", field="user_id")
     if membership(team.id, user.id):
         raise Conflict(f"{user.username} is already on {team.name}.", fields={"user_id": "already a member"})
     member = TeamMembership(team_id=team.id, user_id=user.id, role="member", joined_at=utcnow())
     db.session.add(member)
     emit("roster_changed", team_id=team.id, user_id=user.id, action="added", actor_id=actor.id)
-    _commit()
+    commit()
     return member
 
 
@@ -190,10 +156,10 @@ def remove_member(actor, team: Team, user_id: int) -> None:
     db.session.delete(member)
     emit("roster_changed", team_id=team.id, user_id=user_id,
          action="left" if actor.id == user_id else "removed", actor_id=actor.id)
-    _commit()
+    commit()
 
 
-# --- sponsors, promotions, achievements ----------------------------------------
+# --- sponsors, promotions ------------------------------------------------------
 
 def create_sponsor(actor, team: Team, name: str, expires_at) -> TeamSponsor:
     require_captain_or_admin(actor, team)
@@ -204,7 +170,7 @@ def create_sponsor(actor, team: Team, name: str, expires_at) -> TeamSponsor:
     sponsor = TeamSponsor(team_id=team.id, name=name.strip(), status="pending", expires_at=expires_at,
                           created_at=utcnow())
     db.session.add(sponsor)
-    _commit()
+    commit()
     return sponsor
 
 
@@ -215,7 +181,7 @@ def approve_sponsor(sponsor: TeamSponsor) -> TeamSponsor:
         raise Conflict("This sponsorship has already ended; it cannot be approved.")
     transition(sponsor, "pending", "This sponsor was handled meanwhile.", status="approved", approved_at=utcnow())
     emit("sponsor_approved", sponsor_id=sponsor.id)
-    _commit()
+    commit()
     return sponsor
 
 
@@ -230,28 +196,5 @@ def create_promotion(team: Team, title: str, starts_at, ends_at) -> TeamPromotio
     promotion = TeamPromotion(team_id=team.id, title=title.strip(), status="scheduled", starts_at=starts_at,
                               ends_at=ends_at, created_at=utcnow())
     db.session.add(promotion)
-    _commit()
+    commit()
     return promotion
-
-
-def award_achievement(team: Team, kind: str, tournament_id: int | None = None) -> TeamAchievement:
-    from ..tournaments.models import Tournament
-
-    kind = (kind or "").strip()
-    if not kind:
-        raise InvalidInput("kind: must not be blank", fields={"kind": "must not be blank"})
-    if tournament_id is not None:
-        get(Tournament, tournament_id, "Tournament", field="tournament_id")
-    # The unique constraint does not cover tournament_id NULL (NULLs are distinct), so check too.
-    if db.session.scalar(select(TeamAchievement.id).where(
-            TeamAchievement.team_id == team.id, TeamAchievement.kind == kind,
-            TeamAchievement.tournament_id.is_(None) if tournament_id is None
-            else TeamAchievement.tournament_id == tournament_id)):
-        raise Conflict(f"{team.name} already has the achievement {kind!r}" +
-                       (f" for tournament {tournament_id}." if tournament_id else "."))
-    achievement = TeamAchievement(team_id=team.id, kind=kind, tournament_id=tournament_id, earned_at=utcnow())
-    db.session.add(achievement)
-    _flush()
-    emit("achievement_earned", achievement_id=achievement.id)
-    _commit()
-    return achievement

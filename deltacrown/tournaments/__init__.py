@@ -1,4 +1,4 @@
-"""Tournaments: registrations, matches, placements, rankings, wrap-up."""
+"""Tournaments: registrations, matches, placements, rankings."""
 
 
 def init_app(app):
@@ -6,4 +6,4 @@ def init_app(app):
     from . import api, cli
 
     register_blueprint(app, api.bp)
-    cli.init_app(app)  # flask recompute-rankings, check-wrapup
+    cli.init_app(app)  # flask recompute-rankings

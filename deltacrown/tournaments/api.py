@@ -1,15 +1,17 @@
-"""API: tournaments, registrations, the bracket, matches, results, completion."""
+"""API: tournaments, registrations, the bracket, matches, results, completion, and awarding a
+team an achievement (for a tournament or none)."""
 from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
 from ..api import Blueprint, api_user
 from ..apischemas import ID, IdField, Out, Text, When
-from ..teams.services import get
+from ..dbutil import get_or_404
+from ..teams.models import Team
 from . import services
 from .models import Match, Tournament
 
-bp = Blueprint("tournaments_api", __name__, description="Tournaments, registrations, matches, placements")
+bp = Blueprint("tournaments_api", __name__, description="Tournaments, registrations, matches, placements, achievements")
 
 MAX_SCORE = 1_000_000
 
@@ -81,8 +83,21 @@ class CompleteSchema(Schema):
                              metadata={"description": "team ids: 1st, 2nd, 3rd (1 to 3 distinct registered teams)"})
 
 
+class AchievementCreateSchema(Schema):
+    kind = Text(64, required=True)
+    tournament_id = IdField(allow_none=True, load_default=None)
+
+
+class AchievementSchema(Schema):
+    id = fields.Integer()
+    team_id = fields.Integer()
+    kind = fields.String()
+    tournament_id = fields.Integer(allow_none=True)
+    earned_at = Out()
+
+
 def _tournament(tournament_id: int) -> Tournament:
-    return get(Tournament, tournament_id, "Tournament")
+    return get_or_404(Tournament, tournament_id, "Tournament")
 
 
 @bp.operation("POST", "/tournaments", body=TournamentCreateSchema, status=201, response=TournamentSchema, admin=True)
@@ -121,7 +136,7 @@ def schedule_match(data, tournament_id):
 @bp.operation("POST", f"/matches/<{ID}:match_id>/result", body=ResultSchema, response=MatchSchema, admin=True)
 def post_result(data, match_id):
     """Record a match's final score (admin); winner_id is null on a draw."""
-    return services.record_result(get(Match, match_id, "Match"), data["score_a"], data["score_b"])
+    return services.record_result(get_or_404(Match, match_id, "Match"), data["score_a"], data["score_b"])
 
 
 @bp.operation("POST", f"/tournaments/<{ID}:tournament_id>/complete",
@@ -129,3 +144,10 @@ def post_result(data, match_id):
 def complete(data, tournament_id):
     """Complete the tournament with its podium (admin); rankings and payouts run on the queue."""
     return services.complete_tournament(_tournament(tournament_id), data["placements"])
+
+
+@bp.operation("POST", f"/teams/<{ID}:team_id>/achievements",
+              body=AchievementCreateSchema, status=201, response=AchievementSchema, admin=True)
+def award_achievement(data, team_id):
+    """Award an achievement (admin)."""
+    return services.award_achievement(get_or_404(Team, team_id, "Team"), data["kind"], data.get("tournament_id"))

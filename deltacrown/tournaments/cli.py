@@ -1,6 +1,6 @@
-"""`flask recompute-rankings` and `flask check-wrapup`: the same services as the jobs.
+"""`flask recompute-rankings`: the same service as the job.
 
-Each runs in this process by default; `--enqueue` puts the job on the queue
+It runs in this process by default; `--enqueue` puts the job on the queue
 for a worker and prints its id. Errors exit non-zero with one line.
 """
 from __future__ import annotations
@@ -8,14 +8,14 @@ from __future__ import annotations
 import click
 
 from ..clitools import job_command, row_must_exist
+from ..dbutil import MAX_DB_ID
 from . import jobs
 from .models import Tournament
 from .rankings import recompute_team_rankings
-from .wrapup import check_tournament_wrapup
 
 
 @job_command("recompute-rankings", jobs.recompute_rankings, check=row_must_exist(Tournament, "tournament_id"))
-@click.option("--tournament-id", type=click.IntRange(min=1, max=2**31 - 1), default=None,
+@click.option("--tournament-id", type=click.IntRange(min=1, max=MAX_DB_ID), default=None,
               help="Only recompute the totals of this tournament's teams (ranks are always global).")
 def recompute_rankings_command(tournament_id):
     """Recompute team points, wins, losses and ranks from completed matches."""
@@ -25,18 +25,5 @@ def recompute_rankings_command(tournament_id):
                f"{result['moved_count']} moved in rank.")
 
 
-@job_command("check-wrapup", jobs.check_tournament_wrapup)
-def check_wrapup_command():
-    """Rank, pay and close every completed tournament not wrapped up yet."""
-    result = check_tournament_wrapup()
-    wrapped = ", ".join(str(i) for i in result["wrapped_up"]) or "none"
-    click.echo(f"Checked {result['checked']} completed tournament(s) awaiting wrap-up; wrapped up: {wrapped}.")
-    for failure in result["failed"]:
-        click.echo(f"  tournament {failure['tournament_id']}: {failure['error']}", err=True)
-    if result["failed"]:
-        raise click.ClickException(f"{len(result['failed'])} tournament(s) could not be wrapped up")
-
-
 def init_app(app):
     app.cli.add_command(recompute_rankings_command)
-    app.cli.add_command(check_wrapup_command)

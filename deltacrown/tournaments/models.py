@@ -6,8 +6,8 @@ from datetime import datetime
 from sqlalchemy import CheckConstraint, ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from ..dbutil import sql_in
 from ..extensions import db
-from ..teams.models import _in
 from ..timeutil import UTCDateTime, utcnow
 
 TOURNAMENT_STATUSES = ("registration", "ongoing", "completed")
@@ -16,7 +16,7 @@ MATCH_STATUSES = ("scheduled", "completed")
 
 class Tournament(db.Model):
     __tablename__ = "tournaments"
-    __table_args__ = (CheckConstraint(_in("status", TOURNAMENT_STATUSES), name="status"),)
+    __table_args__ = (CheckConstraint(sql_in("status", TOURNAMENT_STATUSES), name="status"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
@@ -47,7 +47,7 @@ class Registration(db.Model):
 class Match(db.Model):
     __tablename__ = "matches"
     __table_args__ = (
-        CheckConstraint(_in("status", MATCH_STATUSES), name="status"),
+        CheckConstraint(sql_in("status", MATCH_STATUSES), name="status"),
         CheckConstraint("team_a_id <> team_b_id", name="distinct_teams"),
     )
 

@@ -42,7 +42,7 @@ import sqlite3
 
 from sqlalchemy import bindparam, text
 
-from ..economy.dedup import generate_dedup_key
+from ..dedup import generate_dedup_key
 from ..errors import NotFound
 from ..extensions import db
 from ..outbox.models import OutboxEvent

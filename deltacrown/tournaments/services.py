@@ -1,4 +1,5 @@
-"""Tournaments: creation, registration, the bracket, matches, results and completion.
+"""Tournaments: creation, registration, the bracket, matches, results, completion, and team
+achievements (which may name a tournament).
 
 State machine: registration -> ongoing (bracket ready) -> completed. Each change
 commits with its outbox event; completing a tournament emits
@@ -9,11 +10,12 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
+from ..dbutil import commit, flush, get_or_404, transition
 from ..errors import Conflict, Forbidden, InvalidInput
 from ..extensions import db
 from ..outbox.services import emit
-from ..teams.models import Team
-from ..teams.services import _commit, _flush, get, is_captain, transition
+from ..teams.models import Team, TeamAchievement
+from ..teams.services import is_captain
 from ..timeutil import utcnow
 from .models import Match, Placement, Registration, Tournament
 
@@ -26,7 +28,7 @@ def create_tournament(name: str, starts_at) -> Tournament:
         raise InvalidInput("name: must not be blank", fields={"name": "must not be blank"})
     tournament = Tournament(name=name, status="registration", starts_at=starts_at, created_at=utcnow())
     db.session.add(tournament)
-    _commit()
+    commit()
     return tournament
 
 
@@ -35,7 +37,7 @@ def registered_team_ids(tournament_id: int) -> set[int]:
 
 
 def register_team(actor, tournament: Tournament, team_id: int) -> Registration:
-    team = get(Team, team_id, "Team", field="team_id")
+    team = get_or_404(Team, team_id, "Team", field="team_id")
     if not (actor.is_admin or is_captain(actor, team)):
         raise Forbidden("Only the team's captain or an admin may register it.")
     if tournament.status != "registration":
@@ -45,9 +47,9 @@ def register_team(actor, tournament: Tournament, team_id: int) -> Registration:
                        fields={"team_id": "already registered"})
     registration = Registration(tournament_id=tournament.id, team_id=team.id, created_at=utcnow())
     db.session.add(registration)
-    _flush()
+    flush()
     emit("tournament_registered", registration_id=registration.id)
-    _commit()
+    commit()
     return registration
 
 
@@ -58,15 +60,15 @@ def mark_bracket_ready(tournament: Tournament) -> Tournament:
         raise Conflict("A bracket needs at least two registered teams.")
     transition(tournament, "registration", "The bracket was set meanwhile.", status="ongoing")
     emit("bracket_ready", tournament_id=tournament.id)
-    _commit()
+    commit()
     return tournament
 
 
 def schedule_match(tournament: Tournament, team_a_id: int, team_b_id: int, scheduled_at) -> Match:
     if team_a_id == team_b_id:
         raise InvalidInput("team_b_id: a team cannot play itself", fields={"team_b_id": "must differ from team_a_id"})
-    team_a = get(Team, team_a_id, "Team", field="team_a_id")
-    team_b = get(Team, team_b_id, "Team", field="team_b_id")
+    team_a = get_or_404(Team, team_a_id, "Team", field="team_a_id")
+    team_b = get_or_404(Team, team_b_id, "Team", field="team_b_id")
     if tournament.status == "completed":
         raise Conflict("The tournament is completed; no more matches.")
     registered = registered_team_ids(tournament.id)
@@ -77,9 +79,9 @@ def schedule_match(tournament: Tournament, team_a_id: int, team_b_id: int, sched
     match = Match(tournament_id=tournament.id, team_a_id=team_a.id, team_b_id=team_b.id,
                   scheduled_at=scheduled_at, status="scheduled")
     db.session.add(match)
-    _flush()
+    flush()
     emit("match_scheduled", match_id=match.id)
-    _commit()
+    commit()
     return match
 
 
@@ -92,7 +94,7 @@ def record_result(match: Match, score_a: int, score_b: int) -> Match:
     transition(match, "scheduled", "This match got a result meanwhile.", score_a=score_a, score_b=score_b,
                winner_id=winner_id, status="completed", completed_at=utcnow())
     emit("match_result", match_id=match.id)
-    _commit()
+    commit()
     return match
 
 
@@ -116,5 +118,28 @@ def complete_tournament(tournament: Tournament, placements: list[int]) -> Tourna
     for place, team_id in enumerate(placements, start=1):
         db.session.add(Placement(tournament_id=tournament.id, team_id=team_id, place=place))
     emit("tournament_completed", tournament_id=tournament.id)
-    _commit()
+    commit()
     return tournament
+
+
+def award_achievement(team: Team, kind: str, tournament_id: int | None = None) -> TeamAchievement:
+    """Award `team` the achievement `kind`, for a tournament or none; each (team, kind,
+    tournament) once."""
+    kind = (kind or "").strip()
+    if not kind:
+        raise InvalidInput("kind: must not be blank", fields={"kind": "must not be blank"})
+    if tournament_id is not None:
+        get_or_404(Tournament, tournament_id, "Tournament", field="tournament_id")
+    # The unique constraint does not cover tournament_id NULL (NULLs are distinct), so check too.
+    if db.session.scalar(select(TeamAchievement.id).where(
+            TeamAchievement.team_id == team.id, TeamAchievement.kind == kind,
+            TeamAchievement.tournament_id.is_(None) if tournament_id is None
+            else TeamAchievement.tournament_id == tournament_id)):
+        raise Conflict(f"{team.name} already has the achievement {kind!r}" +
+                       (f" for tournament {tournament_id}." if tournament_id else "."))
+    achievement = TeamAchievement(team_id=team.id, kind=kind, tournament_id=tournament_id, earned_at=utcnow())
+    db.session.add(achievement)
+    flush()
+    emit("achievement_earned", achievement_id=achievement.id)
+    commit()
+    return achievement

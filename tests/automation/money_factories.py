@@ -11,7 +11,8 @@ from datetime import timedelta
 
 from sqlalchemy import func, insert, select
 
-from deltacrown.economy.models import CoinTransaction, DedupKey
+from deltacrown.dedup import DedupKey
+from deltacrown.economy.models import CoinTransaction
 from deltacrown.extensions import db
 from deltacrown.models import (Match, OutboxEvent, Placement, Registration, Team, TeamAchievement, Tournament,
                                User)

@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import select
 
 from deltacrown.economy import jobs
-from deltacrown.economy.dedup import canonical_json, generate_dedup_key
-from deltacrown.economy.models import CoinTransaction, DedupKey
+from deltacrown.dedup import DedupKey, canonical_json, generate_dedup_key
+from deltacrown.economy.models import CoinTransaction
 from deltacrown.economy.payouts import distribute_tournament_payouts, payout_dedup_key
 from deltacrown.errors import Conflict, NotFound
 from deltacrown.extensions import db

@@ -13,7 +13,8 @@ from collections import Counter
 import pytest
 from sqlalchemy import select, text
 
-from deltacrown.economy.models import CoinTransaction, DedupKey
+from deltacrown.dedup import DedupKey
+from deltacrown.economy.models import CoinTransaction
 from deltacrown.economy.payouts import distribute_tournament_payouts, payout_dedup_key
 from deltacrown.extensions import db
 from deltacrown.models import Team

@@ -7,14 +7,14 @@ import pytest
 from sqlalchemy import select
 
 from deltacrown.economy.models import CoinTransaction
+from deltacrown.economy import jobs
 from deltacrown.economy.payouts import distribute_tournament_payouts
+from deltacrown.economy.wrapup import check_tournament_wrapup, wrap_up_tournament
 from deltacrown.errors import Conflict, NotFound
 from deltacrown.extensions import db
 from deltacrown.models import Tournament
 from deltacrown.ops.schedule import JOBS_BY_NAME
 from deltacrown.queue import QUEUE_DEFAULT, QUEUE_SCHEDULED, fetch_job
-from deltacrown.tournaments import jobs
-from deltacrown.tournaments.wrapup import check_tournament_wrapup, wrap_up_tournament
 
 from .money_factories import add_matches, add_teams, add_tournament, events, row_counts, standings
 

@@ -143,7 +143,7 @@ def test_sponsor_achievement_and_completion(api, wired, run_jobs, redis_url):
         assert event.payload == {"tournament_id": tid}
         handle_event(event.id)  # the handler enqueues the wrap-up job (its owner runs it)
         queued = [j.func_name for j in get_queue("default").jobs]
-        assert "deltacrown.tournaments.jobs.wrap_up_tournament" in queued
+        assert "deltacrown.economy.jobs.wrap_up_tournament" in queued
 
 
 def test_events_emitted_by_other_parts_jobs(api, wired, run_jobs):

@@ -22,7 +22,8 @@ from sqlalchemy import func, insert, select
 
 from deltacrown.accounts.models import User
 from deltacrown.economy.jobs import distribute_payouts
-from deltacrown.economy.models import CoinTransaction, DedupKey
+from deltacrown.dedup import DedupKey
+from deltacrown.economy.models import CoinTransaction
 from deltacrown.economy.payouts import payout_dedup_key
 from deltacrown.extensions import db
 from deltacrown.notifications.announcements import new_announcement_id

@@ -26,7 +26,8 @@ from sqlalchemy import func, select, text
 
 from deltacrown.accounts.services import create_user
 from deltacrown.economy.jobs import distribute_payouts
-from deltacrown.economy.models import CoinTransaction, DedupKey
+from deltacrown.dedup import DedupKey
+from deltacrown.economy.models import CoinTransaction
 from deltacrown.economy.payouts import payout_dedup_key
 from deltacrown.extensions import db
 from deltacrown.notifications.models import Notification

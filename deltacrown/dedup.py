@@ -1,4 +1,4 @@
-"""Dedup keys: one stable name for one piece of one-time work.
+"""Dedup keys: one stable name for one piece of one-time work, and the table that claims it.
 
 `generate_dedup_key("distribute_tournament_payouts", tournament_id=7)` is the
 SHA-256 (hex, 64 chars) of a canonical JSON form of the task name and its
@@ -10,6 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import datetime
+
+from sqlalchemy import JSON, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from .extensions import db
+from .timeutil import UTCDateTime, utcnow
 
 
 def canonical_json(task_name: str, **kwargs) -> str:
@@ -21,3 +28,19 @@ def canonical_json(task_name: str, **kwargs) -> str:
 
 def generate_dedup_key(task_name: str, **kwargs) -> str:
     return hashlib.sha256(canonical_json(task_name, **kwargs).encode("ascii")).hexdigest()
+
+
+class DedupKey(db.Model):
+    """A row per one-time piece of work; the unique key is what makes it one-time.
+
+    Insert it in the same transaction as the work: a second insert of the same key
+    fails with IntegrityError and the whole second attempt rolls back.
+    """
+
+    __tablename__ = "dedup_keys"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), unique=True)
+    task: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    result: Mapped[dict | None] = mapped_column(JSON)

@@ -1,5 +1,8 @@
 """Tournament wrap-up: after completion, update rankings, pay the winners, mark it done.
 
+It lives with the payouts because it runs the tournaments part's rankings and then
+the payouts: the part that uses both sits above both.
+
 Completing a tournament (API) enqueues `wrap_up_tournament` at once; the hourly
 `check_tournament_wrapup` is the safety net that wraps up any completed
 tournament still not wrapped up (Redis was down, the job failed for good, ...).
@@ -14,12 +17,12 @@ from __future__ import annotations
 
 from sqlalchemy import select, update
 
-from ..economy.payouts import distribute_tournament_payouts
 from ..errors import Conflict, NotFound, ServiceError
 from ..extensions import db
 from ..timeutil import utcnow
-from .models import Tournament
-from .rankings import recompute_team_rankings
+from ..tournaments.models import Tournament
+from ..tournaments.rankings import recompute_team_rankings
+from .payouts import distribute_tournament_payouts
 
 
 def wrap_up_tournament(tournament_id: int) -> dict:

@@ -1,0 +1,57 @@
+"""Database helpers every part's services and models share.
+
+`get_or_404` looks a row up by id; `commit`/`flush` turn a unique-constraint clash
+into a 409; `transition` changes a row's status only if it still has the expected
+one; `sql_in` spells the CHECK constraint that keeps a column among fixed values.
+"""
+from __future__ import annotations
+
+from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
+
+from .errors import Conflict, NotFound
+from .extensions import db
+
+# Ids are 32-bit integer columns: a larger id cannot exist (and PostgreSQL refuses to
+# compare with it), so it is "not found" or a validation error, never a database error.
+MAX_DB_ID = 2**31 - 1
+
+
+def get_or_404(model, ident, what: str | None = None, field: str | None = None):
+    """The row with this id, or NotFound naming it as `what` (the model's name by default);
+    with `field`, the error also names the request field that held the id."""
+    obj = db.session.get(model, ident) if isinstance(ident, int) and 0 < ident <= MAX_DB_ID else None
+    if obj is None:
+        label = what or model.__name__
+        raise NotFound(f"{label} {ident} not found", fields={field: f"no {label.lower()} {ident}"} if field else None)
+    return obj
+
+
+def commit(flush_only: bool = False) -> None:
+    """Commit (or flush); a unique constraint that fires here means a concurrent request
+    (or a spelling our pre-check could not see) made the same change first: 409, nothing kept."""
+    try:
+        db.session.flush() if flush_only else db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        raise Conflict("That conflicts with an existing record or a change made at the same time.") from None
+
+
+def flush() -> None:
+    commit(flush_only=True)
+
+
+def transition(obj, expected_status: str, conflict_message: str, **values) -> None:
+    """Change `obj` only if it still has `expected_status`, in one conditional UPDATE: of two
+    concurrent requests (two web processes) exactly one wins, the other gets a 409."""
+    model = type(obj)
+    result = db.session.execute(update(model).where(model.id == obj.id, model.status == expected_status)
+                                .values(**values).execution_options(synchronize_session="fetch"))
+    if result.rowcount != 1:
+        db.session.rollback()
+        raise Conflict(conflict_message)
+
+
+def sql_in(column: str, values) -> str:
+    """CHECK constraint text: `column` holds one of `values`."""
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
