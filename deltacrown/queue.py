@@ -273,8 +273,8 @@ def prepare_for_forking(app) -> None:
     from .ops.schedule import RUNNABLE_JOBS
 
     for module in {spec.func.rpartition(".")[0] for spec in RUNNABLE_JOBS} | {
-            "deltacrown.outbox.jobs", "deltacrown.channels.jobs", "deltacrown.notifications.handlers",
-            "deltacrown.channels.delivery", "deltacrown.ops.stats"}:
+            "deltacrown.outbox.jobs", "deltacrown.notifications.delivery_jobs", "deltacrown.notifications.handlers",
+            "deltacrown.notifications.deliveries", "deltacrown.ops.stats"}:
         importlib.import_module(module)
     configure_mappers()
     with app.app_context():

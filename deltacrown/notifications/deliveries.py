@@ -35,17 +35,17 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..accounts.models import User
+from ..channels import discord as discord_channel
+from ..channels import email as email_channel
+from ..channels.content import ChannelMessage
 from ..extensions import db
 from ..masking import mask_secrets
-from ..notifications.models import Delivery, Notification, NotificationPreference, chosen_channels
-from ..notifications.preferences import SOURCE_SYSTEM, update_preferences
-from ..notifications.types import DISCORD, EMAIL, NOTIFICATION_TYPES
 from ..queue import get_redis
 from ..teams.models import Team
 from ..timeutil import utcnow
-from . import discord as discord_channel
-from . import email as email_channel
-from .content import ChannelMessage
+from .models import Delivery, Notification, NotificationPreference, chosen_channels
+from .preferences import SOURCE_SYSTEM, update_preferences
+from .types import DISCORD, EMAIL, NOTIFICATION_TYPES
 
 log = logging.getLogger(__name__)
 
