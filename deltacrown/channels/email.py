@@ -37,7 +37,7 @@ from flask import current_app, render_template
 
 from ..notifications.types import NOTIFICATION_TYPES, NotificationType
 from ..notifications.unsubscribe import ALL_EMAIL, make_unsubscribe_token
-from .content import NOTIFICATION_CENTER_PATH, ChannelMessage
+from ..notifications.content import NOTIFICATION_CENTER_PATH, ChannelMessage
 
 TEMPLATE_DIR = "notifications/email"
 CRLF = "\r\n"

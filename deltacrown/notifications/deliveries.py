@@ -37,12 +37,12 @@ from sqlalchemy.exc import IntegrityError
 from ..accounts.models import User
 from ..channels import discord as discord_channel
 from ..channels import email as email_channel
-from ..channels.content import ChannelMessage
 from ..extensions import db
 from ..masking import mask_secrets
 from ..queue import get_redis
 from ..teams.models import Team
 from ..timeutil import utcnow
+from .content import ChannelMessage
 from .models import Delivery, Notification, NotificationPreference, chosen_channels
 from .preferences import SOURCE_SYSTEM, update_preferences
 from .types import DISCORD, EMAIL, NOTIFICATION_TYPES
@@ -197,7 +197,7 @@ def _send_discord(delivery: Delivery) -> tuple[str | None, str | None]:
         raise DeliverySkipped("not sent: the recipient has turned Discord off for this type")
     url = _webhook_url(kind, owner, delivery.target)
     try:
-        result = discord_channel.post_to_webhook(url, discord_channel.build_payload(message))
+        result = discord_channel.post_to_webhook(url, discord_channel.build_payload(message.discord_embed()))
     except discord_channel.DiscordError as exc:
         if exc.webhook_gone:
             raise _WebhookGone(str(exc), url) from exc

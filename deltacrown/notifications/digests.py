@@ -51,12 +51,12 @@ from flask import current_app
 from sqlalchemy import and_, delete, func, insert, or_, select, update
 
 from ..accounts.models import User
-from ..channels.content import ChannelMessage
 from ..errors import InvalidInput
 from ..extensions import db
 from ..queue import report_progress
 from ..signals import checkpoint
 from ..timeutil import utcnow
+from .content import ChannelMessage
 from .models import (DEFAULT_DIGEST_TIME, Delivery, Notification, NotificationDigest, NotificationPreference,
                      notification_digest_items)
 from .types import NOTIFICATION_TYPES

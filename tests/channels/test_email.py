@@ -15,7 +15,7 @@ import pytest
 from flask import render_template
 
 from deltacrown.channels import email as email_module
-from deltacrown.channels.content import ChannelMessage
+from deltacrown.notifications.content import ChannelMessage
 from deltacrown.channels.email import (EmailSendError, RenderedEmail, SmtpSession, mime_message,
                                          send_digest_email)
 from deltacrown.extensions import db
