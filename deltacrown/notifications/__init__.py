@@ -1,12 +1,13 @@
-"""Notifications: the type registry, preferences, the center, digests."""
+"""Notifications: the type registry, preferences, the center, deliveries and their sends, emails, digests."""
 
 
 def init_app(app):
     from ..api import register_blueprint
-    from . import api, cli, settings_views, views
+    from . import api, cli, email_views, settings_views, views
 
     register_blueprint(app, api.bp)  # notifications, preferences, announcements
     cli.init_app(app)  # flask send-digests, cleanup-notifications
     # Player pages: the notification center (+ nav badge) and the preference editor.
     views.init_app(app)
     settings_views.init_app(app)
+    email_views.init_app(app)  # the unsubscribe link's page, the admin email preview

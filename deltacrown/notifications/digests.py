@@ -256,7 +256,8 @@ def _send_chunk(now, due: dict[int, tuple[date, str]], recipients: dict[int, Dig
     items: list[dict] = []
     with contextlib.ExitStack() as stack:
         if send_email is None:
-            from ..channels.email import SmtpSession, send_digest_email
+            from ..channels.smtp import SmtpSession
+            from .emails import send_digest_email
 
             session = stack.enter_context(SmtpSession())
 
