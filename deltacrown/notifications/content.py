@@ -47,6 +47,7 @@ class ChannelMessage:
         return absolute_url(self.url)
 
     def discord_embed(self) -> Embed:
+        """The Discord post: the text framed by its type's icon, colour and label."""
         type_info = self.type_info
         return Embed(title=self.title, url=self.action_url, colour=type_info.colour, icon=type_info.icon,
                      footer=f"DeltaCrown · {type_info.label}", body=self.body, timestamp=self.created_at,
