@@ -218,7 +218,6 @@ def _send_discord(delivery: Delivery) -> tuple[str | None, str | None]:
     return result.message_id, result.warning
 
 
-
 # --- the webhook is gone -----------------------------------------------------------
 
 def switch_off_gone_webhook(target: str, url: str) -> None:
