@@ -13,7 +13,7 @@ from .extensions import csrf, db, limiter, login_manager, mail, migrate
 from .masking import install_log_masking
 
 # The parts of the service, each a package with `init_app(app)`.
-PARTS = ("accounts", "teams", "tournaments", "economy", "notifications", "reactions", "outbox", "channels", "ops")
+PARTS = ("accounts", "teams", "tournaments", "economy", "notifications", "reactions", "outbox", "ops")
 
 
 def create_app(config: dict | None = None) -> Flask:

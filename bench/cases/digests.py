@@ -22,13 +22,10 @@ COUNT_KEY = "bench:smtp:received"
 def run(env: BenchEnv) -> CaseResult:
     from deltacrown import create_app
     from deltacrown.accounts.models import User
-    from deltacrown.channels.email import render_daily_digest
-    try:
-        from deltacrown.channels.content import ChannelMessage as EmailItem
-    except ImportError:  # the channels part before it split content from email
-        from deltacrown.channels.email import EmailItem
     from deltacrown.devredis import free_port
+    from deltacrown.notifications.content import ChannelMessage
     from deltacrown.notifications.digests import send_daily_digest
+    from deltacrown.notifications.emails import render_daily_digest
     from deltacrown.notifications.models import Notification, NotificationDigest, notification_digest_items
     from deltacrown.queue import get_redis
 
@@ -76,7 +73,7 @@ def run(env: BenchEnv) -> CaseResult:
             import flask_mail
 
             for uid in user_ids:
-                rendered = render_daily_digest(people[uid], NOW.date(), [EmailItem.from_notification(n)
+                rendered = render_daily_digest(people[uid], NOW.date(), [ChannelMessage.from_notification(n)
                                                                         for n in by_user[uid]])
                 msg = flask_mail.Message(subject=rendered.subject, recipients=[people[uid].email], body=rendered.text,
                                          html=rendered.html, extra_headers=dict(rendered.headers), sender=sender)

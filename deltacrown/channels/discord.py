@@ -1,5 +1,8 @@
 """Discord: one rich embed per message, posted to a webhook with `requests`.
 
+The caller says what the post shows (an `Embed`: plain text, a link, a colour);
+this module knows Discord, not what the message is about.
+
 - User text is inert: Discord markdown is escaped (no masked links, no
   formatting), mentions are broken with a zero-width space, and
   `allowed_mentions: {"parse": []}` means even a mention that got through pings nobody.
@@ -20,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
+from datetime import datetime
 
 import requests
 from redis.exceptions import RedisError
@@ -27,7 +31,6 @@ from flask import current_app
 
 from ..masking import mask_secrets
 from ..queue import get_redis
-from .content import ChannelMessage
 from .ratelimit import RateLimitWaitTooLong, WebhookRateLimiter, parse_seconds, webhook_key
 from .webhooks import webhook_url_problem
 
@@ -100,19 +103,34 @@ def embed_length(embed: dict) -> int:
     return total
 
 
-def build_payload(message: ChannelMessage, content: str | None = None) -> dict:
+@dataclass(frozen=True)
+class Embed:
+    """What one post shows. `title`, `body` and the fields' texts are user text (made
+    inert here); `icon` (an emoji before the title) and `footer` are shown as given."""
+    title: str
+    url: str
+    colour: int
+    footer: str
+    icon: str = ""
+    body: str = ""
+    timestamp: datetime | None = None
+    # [{"name", "value", "inline"?}] below the body.
+    fields: tuple = ()
+
+
+def build_payload(message: Embed, content: str | None = None) -> dict:
     """The webhook body for one message: a single embed, nobody pinged, within every limit."""
-    type_info = message.type_info
+    title = escape_text(message.title)
     embed = {
-        "title": fit(f"{type_info.icon} {escape_text(message.title)}", LIMITS["title"]),
-        "url": message.action_url,
-        "color": type_info.colour,
-        "footer": {"text": fit(f"DeltaCrown · {type_info.label}", LIMITS["footer"])},
+        "title": fit(f"{message.icon} {title}" if message.icon else title, LIMITS["title"]),
+        "url": message.url,
+        "color": message.colour,
+        "footer": {"text": fit(message.footer, LIMITS["footer"])},
     }
     if message.body:
         embed["description"] = fit(escape_text(message.body), LIMITS["description"])
-    if message.created_at is not None:
-        embed["timestamp"] = message.created_at.isoformat()
+    if message.timestamp is not None:
+        embed["timestamp"] = message.timestamp.isoformat()
     fields_ = [{"name": fit(escape_text(f["name"]) or "\u200b", LIMITS["field_name"]),
                 "value": fit(escape_text(f["value"]) or "\u200b", LIMITS["field_value"]),
                 "inline": bool(f.get("inline"))} for f in message.fields[: LIMITS["fields"]]]

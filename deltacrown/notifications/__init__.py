@@ -1,10 +1,10 @@
-"""Notifications: the type registry, preferences, the center, digests."""
+"""Notifications: the type registry, preferences, the center, deliveries and their sends, emails, digests."""
 
 
 def init_app(app):
     from ..api import register_blueprint
     from ..signals import user_created
-    from . import api, cli, settings_views, views
+    from . import api, cli, email_views, settings_views, views
     from .models import NotificationPreference
 
     # A new user starts with default preferences, committed with the user.
@@ -15,3 +15,4 @@ def init_app(app):
     # Player pages: the notification center (+ nav badge) and the preference editor.
     views.init_app(app)
     settings_views.init_app(app)
+    email_views.init_app(app)  # the unsubscribe link's page, the admin email preview

@@ -52,12 +52,12 @@ from flask import current_app
 from sqlalchemy import and_, delete, func, insert, or_, select, update
 
 from ..accounts.models import User
-from ..channels.content import ChannelMessage
 from ..errors import InvalidInput
 from ..extensions import db
 from ..queue import report_progress
 from ..signals import checkpoint
 from ..timeutil import UTC_ZONE, first_zone, utcnow
+from .content import ChannelMessage
 from .models import (DEFAULT_DIGEST_TIME, Delivery, Notification, NotificationDigest, NotificationPreference,
                      notification_digest_items)
 from .types import NOTIFICATION_TYPES
@@ -248,7 +248,8 @@ def _send_chunk(now, due: dict[int, tuple[date, ZoneInfo]], recipients: dict[int
     items: list[dict] = []
     with contextlib.ExitStack() as stack:
         if send_email is None:
-            from ..channels.email import SmtpSession, send_digest_email
+            from ..channels.smtp import SmtpSession
+            from .emails import send_digest_email
 
             session = stack.enter_context(SmtpSession())
 

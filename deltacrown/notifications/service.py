@@ -122,8 +122,8 @@ def recipients_query():
 
 
 def enqueue_sends(delivery_ids) -> None:
-    """One send job per batch of deliveries (channels.jobs.send_deliveries)."""
-    from ..channels.jobs import send_deliveries
+    """One send job per batch of deliveries (delivery_jobs.send_deliveries)."""
+    from .delivery_jobs import send_deliveries
 
     batch_size = current_app.config["DELIVERY_BATCH_SIZE"]
     batches = [(batch,) for batch in chunked(list(delivery_ids), batch_size)]

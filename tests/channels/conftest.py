@@ -63,7 +63,7 @@ def make(app):
 @pytest.fixture
 def enqueue(app):
     """Enqueue send_delivery for these delivery ids (as the pipeline does)."""
-    from deltacrown.channels.jobs import send_delivery
+    from deltacrown.notifications.delivery_jobs import send_delivery
 
     def _enqueue(*delivery_ids):
         with app.app_context():

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from deltacrown.channels.jobs import send_deliveries
+from deltacrown.notifications.delivery_jobs import send_deliveries
 from deltacrown.extensions import db
 from deltacrown.models import Delivery
 from deltacrown.notifications.service import enqueue_sends
@@ -26,7 +26,7 @@ def test_enqueue_sends_makes_one_job_per_batch(app, users, make):
     with app.app_context():
         enqueue_sends(ids)
         jobs = get_queue(QUEUE_NOTIFICATIONS).get_jobs()
-    assert [job.func_name for job in jobs] == ["deltacrown.channels.jobs.send_deliveries"] * 3
+    assert [job.func_name for job in jobs] == ["deltacrown.notifications.delivery_jobs.send_deliveries"] * 3
     assert [job.args[0] for job in jobs] == [ids[0:2], ids[2:4], ids[4:5]]
 
 
@@ -66,7 +66,7 @@ def test_rerunning_a_batch_sends_nothing_twice(app, users, make, run_jobs, smtp_
 
 
 def test_a_batch_past_its_time_budget_hands_the_rest_to_a_new_batch(app, users, make, smtp_server):
-    from deltacrown.channels.delivery import send_batch
+    from deltacrown.notifications.deliveries import send_batch
 
     ids = _email_deliveries(users, make, ["max", "ned", "oli"])
     continued = []

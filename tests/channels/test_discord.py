@@ -7,7 +7,7 @@ from datetime import datetime
 import pytest
 
 from deltacrown.channels.discord import LIMITS, build_payload, discord_length
-from deltacrown.channels.content import ChannelMessage
+from deltacrown.notifications.content import ChannelMessage
 from deltacrown.extensions import db
 from deltacrown.models import Notification, NotificationPreference, NotificationPreferenceChange, Team, User
 from deltacrown.notifications.preferences import update_preferences
@@ -113,7 +113,7 @@ def test_build_payload_never_exceeds_limits(app, limit_case):
     with app.app_context():
         msg = ChannelMessage(type="announcement", title="x" * 300, body="y" * 5000,
                              fields=tuple({"name": "n" * 256, "value": "@" * 1024} for _ in range(25)))
-        payload = build_payload(msg, content="<@&123> " * 500 if limit_case == "content" else None)
+        payload = build_payload(msg.discord_embed(), content="<@&123> " * 500 if limit_case == "content" else None)
         assert payload_problems(payload) == []
 
 

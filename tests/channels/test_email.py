@@ -14,13 +14,15 @@ import flask_mail
 import pytest
 from flask import render_template
 
-from deltacrown.channels import email as email_module
-from deltacrown.channels.content import ChannelMessage
-from deltacrown.channels.email import (EmailSendError, RenderedEmail, SmtpSession, mime_message,
-                                         send_digest_email)
+from deltacrown.channels import email_render
+from deltacrown.channels.smtp import EmailSendError, RenderedEmail, SmtpSession, mime_message
 from deltacrown.extensions import db
 from deltacrown.models import Notification, NotificationPreference, NotificationPreferenceChange, User
+from deltacrown.notifications import emails
+from deltacrown.notifications.content import ChannelMessage
+from deltacrown.notifications.emails import send_digest_email
 from deltacrown.notifications.types import TYPE_NAMES
+from deltacrown.notifications.unsubscribe import ALL_EMAIL
 from tests.support.processes import free_port
 
 
@@ -111,6 +113,23 @@ def test_one_click_unsubscribe_from_the_received_email_without_a_session(
     assert client.post(path, data={"List-Unsubscribe": "One-Click"}).status_code == 200
     again = client.get(path)
     assert again.status_code == 200 and b"already off" in again.data and b"<form" not in again.data
+
+
+def test_the_notification_time_is_shown_in_the_preference_zone_else_the_account_zone(
+        app, users, make, enqueue, run_jobs, smtp_server):
+    from deltacrown.notifications.preferences import update_preferences
+
+    chosen = users.create("emil", timezone="Asia/Tokyo")
+    account_only = users.create("fumi", timezone="Asia/Tokyo")  # no preference row
+    with app.app_context():
+        update_preferences(db.session.get(User, chosen), {"timezone": "Europe/Berlin"}, "api")
+    enqueue(make.delivery("email", "emil@example.com", notification_id=make.notification(chosen), user_id=chosen),
+            make.delivery("email", "fumi@example.com", notification_id=make.notification(account_only),
+                          user_id=account_only))
+    run_jobs()
+    shown = {mail.rcpt_tos[0]: re.search(r"\d\d \w{3} \d{4}, \d\d:\d\d (\S+)", mail.text).group(1)
+             for mail in smtp_server.wait_for(2)}
+    assert shown == {"emil@example.com": "Europe/Berlin", "fumi@example.com": "Asia/Tokyo"}
 
 
 def test_digest_email_groups_by_type_and_unsubscribes_from_all(app, csrf_on, users, make, smtp_server):
@@ -353,17 +372,17 @@ def test_css_inlined_once_per_template_reads_the_same_as_inlining_each_email(app
                             created_at=datetime(2026, 3, 4, 12, i, tzinfo=timezone.utc))
              for i, t in enumerate(["match_result", "announcement", "payout_received", "match_result"])]
     with app.app_context():
-        email_module._preinlined.clear()
-        context, _ = email_module._common_context(user, email_module.ALL_EMAIL)
+        email_render._preinlined.clear()
+        context, _ = emails._common_context(user, ALL_EMAIL)
         if name == "daily_digest":
-            context.update(groups=email_module.group_by_type(items), count=len(items), date_label="Wednesday")
+            context.update(groups=emails.group_by_type(items), count=len(items), date_label="Wednesday")
         else:
             context.update(item=items[1], action_label="View", when="4 Mar 2026, 13:01 Europe/Berlin")
         context["subject"] = f"Subject {TRICKY}"
-        template = f"{email_module.TEMPLATE_DIR}/{name}.html"
-        fast = email_module._render_html(template, dict(context))
-        assert email_module._preinlined[app.jinja_env][template][0] is not None  # the once-per-template path ran
-        slow = email_module._inliner.inline(render_template(template, **context))
+        template = f"{emails.TEMPLATE_DIR}/{name}.html"
+        fast = email_render._render_html(template, dict(context))
+        assert email_render._preinlined[app.jinja_env][template][0] is not None  # the once-per-template path ran
+        slow = email_render._inliner.inline(render_template(template, **context))
     assert 'style="' in fast and "<style>" in fast  # inlined; media queries kept
     assert _Reading(fast).events == _Reading(slow).events
 
@@ -377,7 +396,7 @@ def test_a_template_the_parser_would_rearrange_is_inlined_per_email(app):
         "fine.html": "<style>p{color:red}</style><div>{% for r in rows %}<p>{{ r }}</p>{% endfor %}</div>",
         "child.html": '{% extends "fine.html" %}{% block nope %}x{% endblock %}',
     }), autoescape=True)
-    assert email_module._preinline(env, "moved.html")[0] is None  # the loop text is foster-parented out of the table
-    assert email_module._preinline(env, "child.html")[0] is None  # a block the parent does not have
-    fine = email_module._preinline(env, "fine.html")[0]
+    assert email_render._preinline(env, "moved.html")[0] is None  # the loop text is foster-parented out of the table
+    assert email_render._preinline(env, "child.html")[0] is None  # a block the parent does not have
+    fine = email_render._preinline(env, "fine.html")[0]
     assert fine.render(rows=["a", "b"]).count('<p style="color: red;">') == 2

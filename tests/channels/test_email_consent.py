@@ -171,7 +171,7 @@ def test_a_delivery_created_before_unsubscribing_from_its_type_is_skipped(app, c
 
 
 def test_a_batch_reads_the_consent_of_all_its_recipients_in_one_query(app, users, make, smtp_server, count_queries):
-    from deltacrown.channels.delivery import send_batch
+    from deltacrown.notifications.deliveries import send_batch
     from deltacrown.models import User
     from deltacrown.notifications.preferences import update_preferences
 

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from deltacrown.channels.content import absolute_url
+from deltacrown.notifications.content import absolute_url
 from deltacrown.extensions import db
 from deltacrown.notifications.models import Notification
 

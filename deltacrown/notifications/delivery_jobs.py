@@ -1,4 +1,10 @@
-"""Channel jobs (thin: each calls a service)."""
+"""The send jobs of deliveries (thin: each calls notifications.deliveries).
+
+`send_deliveries` makes the first try of a batch; a send that fails temporarily
+continues as its own `send_delivery` job on DELIVERY_RETRY_INTERVALS.
+"""
+from __future__ import annotations
+
 from datetime import timedelta
 
 from flask import current_app
@@ -17,7 +23,7 @@ SEND_BATCH_BUDGET_SECONDS = 10 * 60
 @background_job(queue=QUEUE_NOTIFICATIONS, timeout=SEND_DELIVERY_TIMEOUT, retry_intervals=None)
 def send_delivery(delivery_id: int) -> dict:
     """Send one Delivery row over its channel (idempotent: a sent delivery is never resent)."""
-    from .delivery import send_delivery as send
+    from .deliveries import send_delivery as send
 
     job = get_current_job()
     # RQ stores "no retries left" as None; outside RQ (CLI) there is no retry either.
@@ -34,7 +40,7 @@ def send_deliveries(delivery_ids: list[int]) -> dict:
     DELIVERY_RETRY_INTERVALS. Any other error fails this job, and RQ's retry re-runs the
     batch: sends already made are skipped (a sent delivery is never resent).
     """
-    from .delivery import send_batch
+    from .deliveries import send_batch
 
     # Without retry intervals this first try is the only one.
     retries = bool(current_app.config["DELIVERY_RETRY_INTERVALS"])

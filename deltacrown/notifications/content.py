@@ -2,7 +2,8 @@
 
 A Delivery points either at a Notification (a player's own email or webhook)
 or carries a payload (team and platform webhook posts are per event); both are
-turned into a `ChannelMessage` here, so the email and Discord adapters read one shape.
+turned into a `ChannelMessage` here, so the emails and the Discord post read one
+shape. The type registry supplies the icon, colour and label around the text.
 """
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ from datetime import datetime
 
 from flask import current_app
 
+from ..channels.discord import Embed
 from ..links import site_path
-from ..notifications.types import NOTIFICATION_TYPES, NotificationType, get_type
 from ..timeutil import utcnow
+from .types import NOTIFICATION_TYPES, NotificationType, get_type
 
 NOTIFICATION_CENTER_PATH = "/notifications"
 
@@ -43,6 +45,13 @@ class ChannelMessage:
     @property
     def action_url(self) -> str:
         return absolute_url(self.url)
+
+    def discord_embed(self) -> Embed:
+        """The Discord post: the text framed by its type's icon, colour and label."""
+        type_info = self.type_info
+        return Embed(title=self.title, url=self.action_url, colour=type_info.colour, icon=type_info.icon,
+                     footer=f"DeltaCrown · {type_info.label}", body=self.body, timestamp=self.created_at,
+                     fields=self.fields)
 
     @classmethod
     def from_notification(cls, notification) -> "ChannelMessage":

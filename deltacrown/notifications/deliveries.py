@@ -15,7 +15,8 @@ Consent is checked at send time, not only when the delivery was written: an
 email whose recipient has since unsubscribed (from all email, or from email of
 its type) and a personal Discord post the player has since turned off end
 `skipped`, with the reason, and nothing is sent. A batch reads the email
-consent of all its deliveries in one query (EmailConsent).
+consent of all its deliveries in one query (EmailConsent), and with it the time
+zone each recipient chose for the times their email shows.
 
 Errors: temporary ones (timeouts, connection errors, 5xx, 429, SMTP 4xx) are
 recorded on the row and raised as RetryableDeliveryError so RQ retries with
@@ -34,18 +35,19 @@ from collections import Counter
 from sqlalchemy import func, select, update
 
 from ..accounts.models import User
+from ..channels import discord as discord_channel
+from ..channels.smtp import EmailSendError
 from ..extensions import db
 from ..masking import mask_secrets
-from ..notifications.models import Delivery, Notification, NotificationPreference, chosen_channels
-from ..notifications.preferences import SOURCE_SYSTEM, update_preferences
-from ..notifications.service import NotificationService
-from ..notifications.types import DISCORD, EMAIL, NOTIFICATION_TYPES
 from ..queue import get_redis
 from ..teams.models import Team
 from ..timeutil import utcnow
-from . import discord as discord_channel
-from . import email as email_channel
 from .content import ChannelMessage
+from .emails import send_notification_email
+from .models import Delivery, Notification, NotificationPreference, chosen_channels
+from .preferences import SOURCE_SYSTEM, update_preferences, user_zone
+from .service import NotificationService
+from .types import DISCORD, EMAIL, NOTIFICATION_TYPES
 
 log = logging.getLogger(__name__)
 
@@ -131,28 +133,30 @@ def _webhook_url(kind: str, owner, target: str) -> str:
 CONSENT_MAX_AGE_SECONDS = 5.0  # a long batch re-reads consent for its remaining deliveries after this
 
 
-def email_refusals(delivery_ids) -> dict[int, str | None]:
-    """{delivery id: why its recipient no longer wants it, or None} for the email deliveries
-    among `delivery_ids`, in one query (a user without a preference row has the defaults)."""
+def email_consent(delivery_ids) -> dict[int, tuple[str | None, str | None]]:
+    """{delivery id: (why its recipient no longer wants it, or None; the time zone chosen in
+    their preferences, or None)} for the email deliveries among `delivery_ids`, in one query
+    (a user without a preference row has the defaults)."""
     pref = NotificationPreference
     recipient = func.coalesce(Delivery.user_id, Notification.user_id)
     rows = db.session.execute(
-        select(Delivery.id, Notification.type, Delivery.payload, pref.opt_out_email, pref.channels)
+        select(Delivery.id, Notification.type, Delivery.payload, pref.opt_out_email, pref.channels, pref.timezone)
         .select_from(Delivery)
         .outerjoin(Notification, Notification.id == Delivery.notification_id)
         .outerjoin(pref, pref.user_id == recipient)
         .where(Delivery.id.in_(list(delivery_ids)), Delivery.channel == EMAIL))
-    refusals: dict[int, str | None] = {}
-    for delivery_id, notification_type, payload, opt_out_email, channels in rows:
+    consent: dict[int, tuple[str | None, str | None]] = {}
+    for delivery_id, notification_type, payload, opt_out_email, channels, zone_name in rows:
         type_name = notification_type or (payload or {}).get("type")
         if opt_out_email:
-            refusals[delivery_id] = "not sent: the recipient unsubscribed from all email"
+            refusal = "not sent: the recipient unsubscribed from all email"
         elif type_name in NOTIFICATION_TYPES and EMAIL not in chosen_channels(channels, type_name):
             label = NOTIFICATION_TYPES[type_name].label
-            refusals[delivery_id] = f"not sent: the recipient turned off email for “{label}”"
+            refusal = f"not sent: the recipient turned off email for “{label}”"
         else:
-            refusals[delivery_id] = None  # an unknown type fails later, when the message is built
-    return refusals
+            refusal = None  # an unknown type fails later, when the message is built
+        consent[delivery_id] = (refusal, zone_name)
+    return consent
 
 
 class EmailConsent:
@@ -163,27 +167,34 @@ class EmailConsent:
     def __init__(self, delivery_ids):
         self._ids = list(delivery_ids)
         self._position = {delivery_id: n for n, delivery_id in enumerate(self._ids)}
-        self._refusals: dict[int, str | None] = {}
+        self._consent: dict[int, tuple[str | None, str | None]] = {}
         self._read_at = None
 
-    def refusal(self, delivery_id: int) -> str | None:
+    def _current(self, delivery_id: int) -> tuple[str | None, str | None]:
         stale = self._read_at is None or time.monotonic() - self._read_at > CONSENT_MAX_AGE_SECONDS
-        if stale or delivery_id not in self._refusals:
+        if stale or delivery_id not in self._consent:
             start = self._position.get(delivery_id)
             rest = self._ids[start:] if start is not None else [delivery_id]
-            self._refusals = email_refusals(rest)
+            self._consent = email_consent(rest)
             self._read_at = time.monotonic()
-        return self._refusals.get(delivery_id)
+        return self._consent.get(delivery_id, (None, None))
+
+    def refusal(self, delivery_id: int) -> str | None:
+        return self._current(delivery_id)[0]
+
+    def preference_zone(self, delivery_id: int) -> str | None:
+        """The zone the recipient chose in their preferences (None: their account's applies)."""
+        return self._current(delivery_id)[1]
 
 
-def _send_email(delivery: Delivery) -> tuple[str | None, str | None]:
+def _send_email(delivery: Delivery, preference_zone: str | None) -> tuple[str | None, str | None]:
     message = _message_for(delivery)
     user = _recipient_user(delivery)
     if user is None:
         raise PermanentDeliveryError("email delivery without a recipient user")
     try:
-        email_channel.send_notification_email(user, delivery.target, message)
-    except email_channel.EmailSendError as exc:
+        send_notification_email(user, delivery.target, message, user_zone(user, preference_zone))
+    except EmailSendError as exc:
         if exc.temporary:
             raise RetryableDeliveryError(str(exc)) from exc
         raise PermanentDeliveryError(str(exc)) from exc
@@ -197,7 +208,7 @@ def _send_discord(delivery: Delivery) -> tuple[str | None, str | None]:
         raise DeliverySkipped("not sent: the recipient has turned Discord off for this type")
     url = _webhook_url(kind, owner, delivery.target)
     try:
-        result = discord_channel.post_to_webhook(url, discord_channel.build_payload(message))
+        result = discord_channel.post_to_webhook(url, discord_channel.build_payload(message.discord_embed()))
     except discord_channel.DiscordError as exc:
         if exc.webhook_gone:
             raise _WebhookGone(str(exc), url) from exc
@@ -205,9 +216,6 @@ def _send_discord(delivery: Delivery) -> tuple[str | None, str | None]:
             raise RetryableDeliveryError(str(exc)) from exc
         raise PermanentDeliveryError(str(exc)) from exc
     return result.message_id, result.warning
-
-
-_SENDERS = {EMAIL: _send_email, DISCORD: _send_discord}
 
 
 # --- the webhook is gone -----------------------------------------------------------
@@ -277,16 +285,18 @@ def send_delivery(delivery_id: int, final_attempt: bool = True, consent: EmailCo
             return {"delivery_id": delivery_id, "already_done": True,
                     "status": db.session.scalar(select(Delivery.status).where(Delivery.id == delivery_id))}
         delivery = db.session.get(Delivery, delivery_id, populate_existing=True)
-        sender = _SENDERS.get(delivery.channel)
         try:
-            if sender is None:
-                raise PermanentDeliveryError(f"channel {delivery.channel!r} is not delivered by this service")
             if delivery.channel == EMAIL:
                 # The player may have unsubscribed since the delivery was created (a retry, a late batch).
-                refusal = (consent or EmailConsent([delivery_id])).refusal(delivery_id)
+                consent = consent or EmailConsent([delivery_id])
+                refusal = consent.refusal(delivery_id)
                 if refusal:
                     raise DeliverySkipped(refusal)
-            external_id, warning = sender(delivery)
+                external_id, warning = _send_email(delivery, consent.preference_zone(delivery_id))
+            elif delivery.channel == DISCORD:
+                external_id, warning = _send_discord(delivery)
+            else:
+                raise PermanentDeliveryError(f"channel {delivery.channel!r} is not delivered by this service")
         except DeliverySkipped as exc:
             log.info("delivery %s (%s to %s) skipped: %s", delivery_id, delivery.channel, delivery.target, exc)
             _finish(delivery_id, status="skipped", last_error=str(exc))

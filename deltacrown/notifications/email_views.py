@@ -1,4 +1,5 @@
-"""Pages of the channels part: one-click unsubscribe and the admin email preview."""
+"""The pages around notification emails: the unsubscribe link's page (and its one-click
+POST) and the admin preview of every email with sample data."""
 from __future__ import annotations
 
 from datetime import timedelta
@@ -7,14 +8,20 @@ from flask import Blueprint, abort, render_template
 from flask_login import current_user, login_required
 
 from ..extensions import csrf
-from ..notifications.types import NOTIFICATION_TYPES
-from ..notifications.unsubscribe import InvalidUnsubscribeToken, apply_unsubscribe, read_unsubscribe_token
 from ..timeutil import utcnow
-from . import email as email_channel
+from . import emails
+from .content import ChannelMessage
+from .preferences import user_zone
+from .types import NOTIFICATION_TYPES
+from .unsubscribe import InvalidUnsubscribeToken, apply_unsubscribe, read_unsubscribe_token
 
-bp = Blueprint("channels", __name__)
+bp = Blueprint("notification_emails", __name__)
 
-PREFERENCES_URL = email_channel.PREFERENCES_PATH
+PREFERENCES_URL = emails.PREFERENCES_PATH
+
+
+def init_app(app):
+    app.register_blueprint(bp)
 
 
 def _invalid(exc: InvalidUnsubscribeToken):
@@ -59,13 +66,13 @@ def email_preview():
     if not current_user.is_admin:
         abort(403)
     user = current_user._get_current_object()
+    zone = user_zone(user)
     now = utcnow()
-    items = email_channel.sample_items(now)
+    items = emails.sample_items(now)
     previews = [("Single notification: " + item.type_info.label, f"single-{item.type}",
-                 email_channel.render_single_notification(user, item)) for item in items]
-    digest_items = [email_channel.ChannelMessage(i.type, i.title, i.body, i.url, now - timedelta(minutes=n * 7))
+                 emails.render_single_notification(user, item, zone)) for item in items]
+    digest_items = [ChannelMessage(i.type, i.title, i.body, i.url, now - timedelta(minutes=n * 7))
                     for n, i in enumerate(items + items[:3])]
-    previews.insert(0, ("Daily digest", "daily-digest",
-                        email_channel.render_daily_digest(user, now.date(), digest_items)))
+    previews.insert(0, ("Daily digest", "daily-digest", emails.render_daily_digest(user, now.date(), digest_items)))
     response = render_template("admin/email_preview.html", previews=previews, types=NOTIFICATION_TYPES)
     return response, 200, {"Content-Security-Policy": _PREVIEW_CSP}

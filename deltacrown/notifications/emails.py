@@ -1,0 +1,152 @@
+"""The notification emails: one notification, and the daily digest.
+
+Each is rendered from its templates under notifications/email (the CSS inlined
+by channels.email_render) and sent over SMTP (channels.smtp). Rendering is
+separate from sending so the admin preview can show the exact output with
+sample data. Every email carries RFC 8058 one-click unsubscribe headers with a
+signed token (notifications.unsubscribe). Times are shown in the zone the caller
+passes: the recipient's (preferences.user_zone).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from urllib.parse import quote
+from zoneinfo import ZoneInfo
+
+from flask import current_app
+
+from ..channels.email_render import render_email
+from ..channels.smtp import RenderedEmail, SmtpSession, send_rendered
+from .content import NOTIFICATION_CENTER_PATH, ChannelMessage
+from .types import NOTIFICATION_TYPES, NotificationType
+from .unsubscribe import ALL_EMAIL, make_unsubscribe_token
+
+TEMPLATE_DIR = "notifications/email"
+PREFERENCES_PATH = "/settings/notifications"
+
+
+def _one_line(text: str, limit: int = 200) -> str:
+    # Subjects are headers: no line breaks (header injection), and a sane length.
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def unsubscribe_links(user_id: int, scope: str) -> dict:
+    token = make_unsubscribe_token(user_id, scope)
+    base = current_app.config["PUBLIC_BASE_URL"].rstrip("/")
+    url = f"{base}/unsubscribe/{token}"
+    mailto = f"mailto:{current_app.config['UNSUBSCRIBE_MAILTO']}?subject={quote('unsubscribe ' + token)}"
+    return {
+        "url": url,
+        "headers": {
+            "List-Unsubscribe": f"<{url}>, <{mailto}>",
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+        },
+    }
+
+
+def _local_time(when: datetime | None, zone: ZoneInfo) -> str:
+    if when is None:
+        return ""
+    return when.astimezone(zone).strftime("%d %b %Y, %H:%M ") + zone.key
+
+
+def _render(name: str, subject: str, context: dict) -> tuple[str, str]:
+    return render_email(f"{TEMPLATE_DIR}/{name}", {"subject": subject, **context})
+
+
+def _common_context(user, scope: str) -> tuple[dict, dict]:
+    links = unsubscribe_links(user.id, scope)
+    base = current_app.config["PUBLIC_BASE_URL"].rstrip("/")
+    label = ("Unsubscribe from all email" if scope == ALL_EMAIL
+             else f"Unsubscribe from “{NOTIFICATION_TYPES[scope].label}” email")
+    return {
+        "user": user,
+        "preferences_url": base + PREFERENCES_PATH,
+        "center_url": base + NOTIFICATION_CENTER_PATH,
+        "unsubscribe_url": links["url"],
+        "unsubscribe_label": label,
+    }, links["headers"]
+
+
+def render_single_notification(user, item: ChannelMessage, zone: ZoneInfo) -> RenderedEmail:
+    """The email for one notification, its time in `zone`; its unsubscribe link turns off that type's email."""
+    context, headers = _common_context(user, item.type)
+    subject = _one_line(f"{item.type_info.icon} {item.title}")
+    html, text = _render("single_notification", subject, {
+        **context, "item": item, "action_label": "View on DeltaCrown", "when": _local_time(item.created_at, zone),
+    })
+    return RenderedEmail(subject=subject, html=html, text=text, headers=headers)
+
+
+@dataclass(frozen=True)
+class DigestGroup:
+    type_info: NotificationType
+    items: list
+
+
+def group_by_type(items: list[ChannelMessage]) -> list[DigestGroup]:
+    """Digest sections in registry order, newest first inside each."""
+    groups = []
+    for type_name, type_info in NOTIFICATION_TYPES.items():
+        members = [i for i in items if i.type == type_name]
+        if members:
+            members.sort(key=lambda i: i.created_at.timestamp() if i.created_at else 0.0, reverse=True)
+            groups.append(DigestGroup(type_info, members))
+    return groups
+
+
+def render_daily_digest(user, digest_date: date, items: list[ChannelMessage]) -> RenderedEmail:
+    """The digest email; its unsubscribe link turns off all email (the digest is email-wide)."""
+    context, headers = _common_context(user, ALL_EMAIL)
+    date_label = digest_date.strftime("%A %d %B %Y")
+    subject = _one_line(f"Your DeltaCrown digest for {date_label}: {len(items)} update{'s' if len(items) != 1 else ''}")
+    html, text = _render("daily_digest", subject, {
+        **context, "groups": group_by_type(items), "count": len(items), "date_label": date_label,
+    })
+    return RenderedEmail(subject=subject, html=html, text=text, headers=headers)
+
+
+def send_notification_email(user, to: str, item: ChannelMessage, zone: ZoneInfo) -> None:
+    """Send the email for one notification now; raises EmailSendError (with `temporary`)."""
+    send_rendered(to, render_single_notification(user, item, zone))
+
+
+def _digest_items(notifications) -> list[ChannelMessage]:
+    return [n if isinstance(n, ChannelMessage) else ChannelMessage.from_notification(n) for n in notifications]
+
+
+def send_digest_email(user, digest_date: date, notifications, session: SmtpSession | None = None) -> None:
+    """Send `user` their digest for `digest_date` (their local date) listing `notifications`.
+
+    `notifications`: Notification rows or ChannelMessages; grouped by type in the
+    email. `user` needs id, username and email. With `session` the email
+    goes over that connection (a digest run sends a whole chunk over one).
+    Raises EmailSendError on any SMTP failure (`.temporary` says whether a retry
+    may help), so the caller can leave its digest claim unsent and retry.
+    """
+    rendered = render_daily_digest(user, digest_date, _digest_items(notifications))
+    if session is None:
+        send_rendered(user.email, rendered)
+    else:
+        session.send(user.email, rendered)
+
+
+# --- samples for the admin preview --------------------------------------------
+
+_SAMPLE_TEXT = {
+    "invite_sent": ("Team <Nova> invited you to join", "Captain @everyone says: join us for the spring cup!"),
+    "match_result": ("Nova 2 – 1 Eclipse", "Final score of your quarter-final.\nGG to both teams."),
+    "payout_received": ("You received 500 coins", "2nd place in Spring Cup 2026."),
+    "announcement": ("Maintenance on Sunday", "The site is offline 02:00–03:00 UTC."),
+}
+
+
+def sample_items(now: datetime) -> list[ChannelMessage]:
+    """One sample per registered type (titles include markup to show it stays text)."""
+    items = []
+    for type_name, type_info in NOTIFICATION_TYPES.items():
+        title, body = _SAMPLE_TEXT.get(type_name, (f"Sample: {type_info.label}", type_info.description))
+        items.append(ChannelMessage(type=type_name, title=title, body=body, url="/notifications", created_at=now))
+    return items
