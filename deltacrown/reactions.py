@@ -45,6 +45,7 @@ REACTIONS = {
     "tournament_completed": (start_wrap_up,),
     "ranking_changed": (notify("ranking_changed"),),
     "payout_received": (notify("payout_received"),),
+    "webhook_disabled": (notify("webhook_disabled"),),
 }
 
 

@@ -33,6 +33,7 @@ class Message:
     team_ids: tuple[int, ...] = ()  # the teams it is about: their members, their webhooks (team_event)
     user_ids: tuple[int, ...] = ()  # the players it names: the invitee, the one paid, the one who left
     actor_id: int | None = None  # who made the change: not told about it
+    dedup_key: str | None = None  # once per this key instead of once per event (e.g. per webhook URL)
 
 
 @dataclass(frozen=True)
@@ -191,7 +192,7 @@ def as_written(payload) -> Message:
 
 def webhook_disabled(payload) -> Message | None:
     """A Discord webhook that no longer exists was switched off: tell whoever set it
-    (the player, or the team's captain)."""
+    (the player, or the team's captain), once per webhook URL."""
     if payload.get("team_id"):
         team = db.session.get(Team, payload["team_id"])
         if team is None:
@@ -199,8 +200,10 @@ def webhook_disabled(payload) -> Message | None:
         return Message(f"The Discord webhook of team {team.name} was switched off",
                        "Discord says the team's webhook no longer exists, so we stopped posting team news to it. "
                        "Set a new one for the team to get Discord posts again.",
-                       f"/teams/{team.id}", user_ids=(team.captain_id,))
+                       f"/teams/{team.id}", user_ids=(team.captain_id,),
+                       dedup_key=f"webhook_disabled:team:{team.id}:{payload.get('url_digest')}")
     return Message("Your Discord webhook was switched off",
                    "Discord says the webhook you set for your notifications no longer exists, so we stopped "
                    "posting to it. Set a new one in your notification settings to get Discord posts again.",
-                   "/settings/notifications", user_ids=(payload["user_id"],))
+                   "/settings/notifications", user_ids=(payload["user_id"],),
+                   dedup_key=f"webhook_disabled:user:{payload['user_id']}:{payload.get('url_digest')}")

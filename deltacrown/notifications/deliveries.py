@@ -39,6 +39,7 @@ from ..channels import discord as discord_channel
 from ..channels.smtp import EmailSendError
 from ..extensions import db
 from ..masking import mask_secrets
+from ..outbox.services import emit
 from ..queue import get_redis
 from ..teams.models import Team
 from ..timeutil import utcnow
@@ -46,7 +47,6 @@ from .content import ChannelMessage
 from .emails import send_notification_email
 from .models import Delivery, Notification, NotificationPreference, chosen_channels
 from .preferences import SOURCE_SYSTEM, update_preferences, user_zone
-from .service import NotificationService
 from .types import DISCORD, EMAIL, NOTIFICATION_TYPES
 
 log = logging.getLogger(__name__)
@@ -238,10 +238,10 @@ def switch_off_gone_webhook(target: str, url: str) -> None:
 
 
 def _tell_owner(kind: str, owner_id: int, digest: str) -> None:
-    # Once per URL (the dedup key); the registry's webhook_disabled entry words it and
-    # names the recipient (the player, or the team's captain).
-    NotificationService().notify_about("webhook_disabled", {f"{kind}_id": owner_id},
-                                       f"webhook_disabled:{kind}:{owner_id}:{digest}")
+    # Committed with the switch-off; the reactions notify the owner through the registry's
+    # webhook_disabled entry (the player, or the team's captain), once per URL.
+    emit("webhook_disabled", user_id=owner_id if kind == "user" else None,
+         team_id=owner_id if kind == "team" else None, url_digest=digest)
 
 
 # --- the send ---------------------------------------------------------------------

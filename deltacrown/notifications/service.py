@@ -175,7 +175,8 @@ class NotificationService:
         if message is None:
             return None
         return self.notify(spec.audience.recipients(message, self.as_of), type_name, message.title, message.body,
-                           message.url, dedup_key, event_id=event_id, team_ids=message.team_ids, commit=commit)
+                           message.url, message.dedup_key or dedup_key, event_id=event_id, team_ids=message.team_ids,
+                           commit=commit)
 
     def notify(self, user_ids, type: str, title: str, body: str = "", url: str | None = None,
                dedup_key: str | None = None, *, event_id: int | None = None, team_ids=(),

@@ -30,6 +30,8 @@ _KINDS = (
     EventKind("tournament_completed", payload=("tournament_id",)),
     # Written by the ranking recompute's INSERT .. SELECT (tournaments/rankings.py), not by emit().
     EventKind("ranking_changed", payload=("team_id", "old_rank", "new_rank")),
+    # A Discord webhook that no longer exists was switched off (notifications/deliveries.py).
+    EventKind("webhook_disabled", payload=("user_id", "team_id", "url_digest")),
     EventKind("payout_received",
               payload=("user_id", "team_id", "tournament_id", "place", "amount", "transaction_id")),
 )

@@ -73,7 +73,7 @@ def test_a_switched_off_webhook_reaches_its_owner_in_app_even_when_they_opted_ou
         pref.opt_out_in_app = True
         pref.channels = {**(pref.channels or {}), "webhook_disabled": []}
         db.session.commit()
-        NotificationService().notify_about("webhook_disabled", {"user_id": uid},
+        NotificationService().notify_about("webhook_disabled", {"user_id": uid, "team_id": None, "url_digest": "d"},
                                            "webhook_disabled:test", commit=True)
         assert [n.type for n in db.session.scalars(db.select(Notification).where(Notification.user_id == uid))] \
             == ["webhook_disabled"]
