@@ -1,7 +1,6 @@
 """DeltaCrown automation & notifications: the app factory."""
 from __future__ import annotations
 
-import importlib
 import io
 import os
 
@@ -11,10 +10,6 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from .config import PROJECT_ROOT, ConfigError, check_secret_key, load_config  # noqa: F401  (ConfigError re-exported)
 from .extensions import csrf, db, limiter, login_manager, mail, migrate
 from .masking import install_log_masking
-
-# The parts of the service, each a package with `init_app(app)`.
-PARTS = ("accounts", "teams", "tournaments", "economy", "notifications", "reactions", "outbox", "ops")
-
 
 def create_app(config: dict | None = None) -> Flask:
     """Build the app: environment config, then `config` overrides (tests pass theirs)."""
@@ -83,12 +78,12 @@ def create_app(config: dict | None = None) -> Flask:
             return authenticate_token(header[len("Bearer "):].strip())
         return None
 
-    from . import api
+    from . import accounts, api, economy, notifications, ops, outbox, reactions, teams, tournaments
 
     api.init_app(app)
-    # Each part registers its own blueprints and CLI commands.
-    for part in PARTS:
-        importlib.import_module(f"deltacrown.{part}").init_app(app)
+    # Each part registers its own blueprints, CLI commands and hooks; bottom layer first.
+    for part in (outbox, accounts, teams, tournaments, economy, notifications, reactions, ops):
+        part.init_app(app)
 
     @app.after_request
     def security_headers(response):

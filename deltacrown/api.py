@@ -23,7 +23,8 @@ from flask_smorest import Blueprint as _SmorestBlueprint
 from marshmallow import Schema, fields, validate
 from werkzeug.exceptions import HTTPException
 
-from .errors import Forbidden, ServiceError
+from .errors import Forbidden, InvalidInput, ServiceError
+from .extensions import csrf, db
 
 API_PREFIX = "/api/v1"
 
@@ -199,8 +200,6 @@ def decode_cursor(cursor: str | None) -> int | None:
         padded = cursor + "=" * (-len(cursor) % 4)
         value = int(base64.urlsafe_b64decode(padded.encode()).decode())
     except (binascii.Error, ValueError, UnicodeDecodeError):
-        from .errors import InvalidInput
-
         raise InvalidInput("cursor is not one this API gave out", fields={"cursor": "invalid cursor"}) from None
     return value
 
@@ -210,8 +209,6 @@ def keyset_page(select_stmt, id_column, cursor: str | None, limit: int):
 
     One statement whatever the page number (no OFFSET scan).
     """
-    from .extensions import db
-
     before = decode_cursor(cursor)
     if before is not None:
         select_stmt = select_stmt.where(id_column < before)
@@ -254,7 +251,5 @@ def init_app(app):
 
 def register_blueprint(app, blueprint):
     """Register an API blueprint with the spec; exempt from CSRF (Bearer auth only)."""
-    from .extensions import csrf
-
     csrf.exempt(blueprint)
     app.extensions["deltacrown_api"].register_blueprint(blueprint)

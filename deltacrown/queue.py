@@ -15,9 +15,6 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import importlib
-import importlib.util
-import pkgutil
 import threading
 import time
 import uuid
@@ -309,30 +306,14 @@ class RegistrationKeeper(threading.Thread):
         self.join(timeout)
 
 
-def load_job_packages() -> None:
-    """Import each part's `jobs` module (which fills `JOBS`), then every module of each part that has jobs.
-
-    Job functions import their services lazily (the parts import each other); a work
-    horse would otherwise import them again for every job it runs.
-    """
-    root = importlib.import_module(__name__.rpartition(".")[0])
-    for part in pkgutil.iter_modules(root.__path__, prefix=f"{root.__name__}."):
-        if part.ispkg and importlib.util.find_spec(f"{part.name}.jobs") is not None:
-            importlib.import_module(f"{part.name}.jobs")
-    parts = {fn.__module__.rpartition(".")[0] for fn in JOBS.values()} - {root.__name__}
-    for part_name in sorted(p for p in parts if p.startswith(f"{root.__name__}.")):  # tests declare jobs too
-        part = importlib.import_module(part_name)
-        for module in pkgutil.iter_modules(part.__path__, prefix=f"{part_name}."):
-            importlib.import_module(module.name)
-
-
 def prepare_for_forking(app) -> None:
     """Once per worker process, before it forks a work horse for each job.
 
     A horse starts as a copy of this process and is thrown away after one job, so
-    anything it sets up lazily is redone for every job: importing the job packages and
-    configuring the ORM mappers took most of a notification job's time (BENCHMARKS.md).
-    Done here once, every horse inherits it. No database connection crosses the fork:
+    anything it sets up lazily is redone for every job: configuring the ORM mappers
+    took most of a notification job's time. Done here once, every horse inherits it
+    (the modules too: `create_app` imported every part, and the parts import what their
+    jobs call at module level). No database connection crosses the fork:
     the parent's pool is emptied now, and each horse starts with an empty pool of its
     own (SQLAlchemy's advice for forked processes), so no two processes share a socket.
     """
@@ -340,7 +321,6 @@ def prepare_for_forking(app) -> None:
 
     from .extensions import db
 
-    load_job_packages()
     configure_mappers()
     with app.app_context():
         engines = list(db.engines.values())

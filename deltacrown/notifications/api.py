@@ -13,6 +13,8 @@ from . import center
 from .models import Notification, NotificationPreference
 from .preferences import SOURCE_API, PreferencesSchema, serialize_preferences, update_preferences
 from .types import CHANNELS, TYPE_NAMES
+from .announcements import new_announcement_id, unknown_user_ids
+from .jobs import batch_send_notifications
 
 log = logging.getLogger(__name__)
 
@@ -121,9 +123,6 @@ def put_preferences(data):
 @bp.operation("POST", "/announcements", body=AnnouncementSchema, status=202, response=JobAcceptedSchema, admin=True)
 def announce(data):
     """Send an announcement to users (all when user_ids is absent), on the queue (admin)."""
-    from .announcements import new_announcement_id, unknown_user_ids
-    from .jobs import batch_send_notifications
-
     user_ids = data["user_ids"]
     if user_ids is not None:
         missing = unknown_user_ids(user_ids)

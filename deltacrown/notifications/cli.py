@@ -5,13 +5,13 @@ import click
 
 from ..clitools import job_command, run_with_progress
 from . import jobs
+from .digests import cleanup_old_notifications, send_daily_digest
+from .retention import prune_records
 
 
 @job_command("send-digests", jobs.send_digests)
 def send_digests_command():
     """Send the daily digest to every user whose local digest time has come (once per local day)."""
-    from .digests import send_daily_digest
-
     result = run_with_progress("Users", send_daily_digest)
     click.echo(f"Digests: {result['sent']} sent, {result['skipped']} skipped (nothing unread), "
                f"{result['already_sent']} already sent, {result['not_due']} not due yet, "
@@ -25,8 +25,6 @@ def send_digests_command():
               help="Keep read notifications younger than this many days.")
 def cleanup_notifications_command(days):
     """Delete read notifications older than --days days; unread ones are kept."""
-    from .digests import cleanup_old_notifications
-
     result = run_with_progress("Deleted", cleanup_old_notifications, days)
     click.echo(f"Deleted {result['deleted']} read notification(s) older than {days} days.")
 
@@ -36,8 +34,6 @@ def cleanup_notifications_command(days):
               help="Keep records younger than this many days (default RETENTION_DAYS).")
 def prune_records_command(days):
     """Delete finished deliveries, handled outbox events and digests older than --days days."""
-    from .retention import prune_records
-
     result = run_with_progress("Deleted", prune_records, days)
     click.echo(f"Deleted {result['deliveries']} finished deliveries, {result['outbox_events']} handled outbox "
                f"event(s) and {result['digests']} digest(s) older than {result['days']} days.")

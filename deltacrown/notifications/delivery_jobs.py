@@ -12,6 +12,7 @@ from rq import get_current_job
 from rq.job import Retry
 
 from ..queue import QUEUE_NOTIFICATIONS, background_job, get_queue
+from . import deliveries
 
 SEND_DELIVERY_TIMEOUT = 180  # rate-limit waits plus a few 5 s posts; below the delivery lease
 # A batch stops taking new sends after this long and hands the rest to a new batch job, so it
@@ -23,12 +24,10 @@ SEND_BATCH_BUDGET_SECONDS = 10 * 60
 @background_job(queue=QUEUE_NOTIFICATIONS, timeout=SEND_DELIVERY_TIMEOUT, retry_intervals=None)
 def send_delivery(delivery_id: int) -> dict:
     """Send one Delivery row over its channel (idempotent: a sent delivery is never resent)."""
-    from .deliveries import send_delivery as send
-
     job = get_current_job()
     # RQ stores "no retries left" as None; outside RQ (CLI) there is no retry either.
     final_attempt = job is None or not job.retries_left
-    return send(delivery_id, final_attempt=final_attempt)
+    return deliveries.send_delivery(delivery_id, final_attempt=final_attempt)
 
 
 @background_job(queue=QUEUE_NOTIFICATIONS, timeout=SEND_BATCH_TIMEOUT)
@@ -40,11 +39,9 @@ def send_deliveries(delivery_ids: list[int]) -> dict:
     DELIVERY_RETRY_INTERVALS. Any other error fails this job, and RQ's retry re-runs the
     batch: sends already made are skipped (a sent delivery is never resent).
     """
-    from .deliveries import send_batch
-
     # Without retry intervals this first try is the only one.
     retries = bool(current_app.config["DELIVERY_RETRY_INTERVALS"])
-    return send_batch(delivery_ids, retry_later=retry_send_later if retries else None,
+    return deliveries.send_batch(delivery_ids, retry_later=retry_send_later if retries else None,
                       budget_seconds=SEND_BATCH_BUDGET_SECONDS, continue_later=send_deliveries.enqueue)
 
 

@@ -52,12 +52,14 @@ from flask import current_app
 from sqlalchemy import and_, delete, func, insert, or_, select, update
 
 from ..accounts.models import User
+from ..channels.smtp import SmtpSession
 from ..errors import InvalidInput
 from ..extensions import db
 from ..queue import report_progress
 from ..signals import checkpoint
 from ..timeutil import UTC_ZONE, first_zone, utcnow
 from .content import ChannelMessage
+from .emails import send_digest_email
 from .models import (DEFAULT_DIGEST_TIME, Delivery, Notification, NotificationDigest, NotificationPreference,
                      notification_digest_items)
 from .types import NOTIFICATION_TYPES
@@ -248,9 +250,6 @@ def _send_chunk(now, due: dict[int, tuple[date, ZoneInfo]], recipients: dict[int
     items: list[dict] = []
     with contextlib.ExitStack() as stack:
         if send_email is None:
-            from ..channels.smtp import SmtpSession
-            from .emails import send_digest_email
-
             session = stack.enter_context(SmtpSession())
 
             def send_email(recipient, digest_date, messages):

@@ -2,36 +2,29 @@
 from __future__ import annotations
 
 from ..queue import QUEUE_DEFAULT, QUEUE_SCHEDULED, background_job
+from . import announcements, digests, retention
 
 
 @background_job(queue=QUEUE_DEFAULT)
 def batch_send_notifications(user_ids, type: str, title: str, body: str = "", url: str | None = None,
                              announcement_id: str | None = None) -> dict:
     """Fan one message out to `user_ids` (all users when None); progress in the job meta."""
-    from .announcements import batch_send_notifications as send
-
-    return send(user_ids, type, title, body, url, announcement_id=announcement_id)
+    return announcements.batch_send_notifications(user_ids, type, title, body, url, announcement_id=announcement_id)
 
 
 @background_job(queue=QUEUE_SCHEDULED)
 def send_digests() -> dict:
     """Hourly: send the daily digest of every user whose local digest time has come."""
-    from .digests import send_daily_digest
-
-    return send_daily_digest()
+    return digests.send_daily_digest()
 
 
 @background_job(queue=QUEUE_SCHEDULED)
 def cleanup_notifications(days: int = 90) -> dict:
     """Delete read notifications older than `days` days (unread ones are kept)."""
-    from .digests import cleanup_old_notifications
-
-    return cleanup_old_notifications(days)
+    return digests.cleanup_old_notifications(days)
 
 
 @background_job(queue=QUEUE_SCHEDULED)
 def prune_records(days: int | None = None) -> dict:
     """Delete finished deliveries, handled outbox events and digests older than `days` (RETENTION_DAYS)."""
-    from .retention import prune_records as prune
-
-    return prune(days)
+    return retention.prune_records(days)

@@ -47,7 +47,9 @@ from sqlalchemy.dialects.postgresql import ARRAY
 
 from ..accounts.models import User
 from ..extensions import db
+from ..teams.models import Team
 from ..timeutil import utcnow
+from .delivery_jobs import send_deliveries
 from .models import Delivery, Notification, NotificationPreference, channels_for_type
 from .types import DISCORD, EMAIL, IN_APP, get_type
 
@@ -123,8 +125,6 @@ def recipients_query():
 
 def enqueue_sends(delivery_ids) -> None:
     """One send job per batch of deliveries (delivery_jobs.send_deliveries)."""
-    from .delivery_jobs import send_deliveries
-
     batch_size = current_app.config["DELIVERY_BATCH_SIZE"]
     batches = [(batch,) for batch in chunked(list(delivery_ids), batch_size)]
     if batches:
@@ -241,8 +241,6 @@ class NotificationService:
     def write_shared_deliveries(self, message: dict, dedup_key: str, event_id: int | None, team_ids,
                                 result: NotifyResult) -> None:
         """One Delivery per source for each team webhook and for the platform webhook."""
-        from ..teams.models import Team
-
         spec = get_type(message["type"])
         now = utcnow()
         rows = []

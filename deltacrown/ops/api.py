@@ -5,6 +5,8 @@ from marshmallow import Schema, fields, validate
 
 from ..api import Blueprint
 from ..dbutil import get_or_404
+from ..errors import NotFound
+from ..tournaments.models import Tournament
 from . import runs, schedule
 
 bp = Blueprint("jobs", __name__, description="Background jobs: schedule, run now, status (admin)")
@@ -72,13 +74,9 @@ def run_job(args, name):
     """Start a job now; 404 for an unknown name, 422 for arguments it does not take."""
     spec = schedule.JOBS_BY_NAME.get(name)
     if spec is None:
-        from ..errors import NotFound
-
         raise NotFound(f"no job named {name!r}; known: {', '.join(sorted(schedule.JOBS_BY_NAME))}")
     args = runs.validate_job_args(spec, args)  # 422 before 404: wrong names are the first problem
     if args.get("tournament_id") is not None:
-        from ..tournaments.models import Tournament
-
         get_or_404(Tournament, args["tournament_id"], "tournament")
     job = runs.start_job(name, args, trigger="api")
     return {"job_id": job.id}

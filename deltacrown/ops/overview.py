@@ -18,7 +18,11 @@ from rq import Worker
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 from rq.serializers import JSONSerializer
 
+from ..economy.models import CoinTransaction
 from ..extensions import db
+from ..notifications.models import Delivery
+from ..notifications.types import CHANNELS
+from ..outbox.models import OutboxEvent
 from ..queue import QUEUE_NAMES, AppJob
 from ..timeutil import utcnow
 from . import runs, schedule, stats
@@ -308,9 +312,6 @@ class ChannelDeliveries:
 
 
 def deliveries_by_channel() -> list[ChannelDeliveries]:
-    from ..notifications.models import Delivery
-    from ..notifications.types import CHANNELS
-
     by_channel = {c: ChannelDeliveries(c) for c in CHANNELS}
     rows = db.session.execute(
         select(Delivery.channel, Delivery.status, func.count(), func.sum(
@@ -333,8 +334,6 @@ class OutboxBacklog:
 
 
 def outbox_backlog(now: datetime | None = None) -> OutboxBacklog:
-    from ..outbox.models import OutboxEvent
-
     now = now or utcnow()
     # func.min keeps the column's type, so the timestamp comes back as aware UTC.
     count, oldest = db.session.execute(
@@ -354,8 +353,6 @@ class PayoutCheck:
 
 
 def recent_payouts(limit: int = 20):
-    from ..economy.models import CoinTransaction
-
     return list(db.session.scalars(
         select(CoinTransaction).options(joinedload(CoinTransaction.user))
         .order_by(CoinTransaction.id.desc()).limit(limit)))
@@ -363,8 +360,6 @@ def recent_payouts(limit: int = 20):
 
 def payout_dedup_check() -> PayoutCheck:
     """Live check: no dedup key credits the same user more than once."""
-    from ..economy.models import CoinTransaction
-
     keyed = CoinTransaction.dedup_key.is_not(None)
     keys = db.session.scalar(select(func.count(func.distinct(CoinTransaction.dedup_key))).where(keyed))
     dupes = db.session.execute(
