@@ -100,7 +100,8 @@ def can_manage(user, team: Team) -> bool:
 
 
 def _region_context(team: Team, status_message: str | None = None, problem: str | None = None,
-                    username: str = "") -> dict:
+                    username: str = "", webhook_result: tuple[str, bool] | None = None) -> dict:
+    """What the part of the page that the forms change shows (members, invite, webhook)."""
     members = roster(team)
     return {
         "team": team,
@@ -110,17 +111,15 @@ def _region_context(team: Team, status_message: str | None = None, problem: str 
         "status_message": status_message,
         "problem": problem,
         "username": username,
-        "webhook_result": None,
+        "webhook_result": webhook_result,
     }
 
 
 def _team_page(team: Team, status: int = 200, **region) -> tuple[str, int]:
     upcoming, recent = team_matches(team)
-    context = _region_context(team, **{k: v for k, v in region.items() if k != "webhook_result"})
-    context["webhook_result"] = region.get("webhook_result")
     return render_template(
-        "pages/team.html", **context, zone=user_zone(current_user), upcoming=upcoming, recent=recent,
-        achievements=team_achievements(team), sponsors=active_sponsors(team),
+        "pages/team.html", **_region_context(team, **region), zone=user_zone(current_user), upcoming=upcoming,
+        recent=recent, achievements=team_achievements(team), sponsors=active_sponsors(team),
         promotions=active_promotions(team), my_invites=pending_invites(current_user.id, team.id)), status
 
 
