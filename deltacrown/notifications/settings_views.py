@@ -192,9 +192,15 @@ def _webhook_test_result(result: str, ok: bool, status: int, url: str):
     return _render(values, webhook_result=(result, ok), status=status)
 
 
-@bp.errorhandler(429)
-def too_many_webhook_tests(error):
-    """Only the test button is rate limited here: say how many are allowed and when to try again."""
+# One budget of test messages per person, shared by every page with a "send a test
+# message" button (this editor, a team's page): only tries that may reach Discord count.
+limit_webhook_tests = limiter.shared_limit(lambda: current_app.config["WEBHOOK_TEST_RATE_LIMIT"],
+                                           scope="webhook-test", key_func=_webhook_test_user,
+                                           deduct_when=_reached_discord)
+
+
+def webhook_test_refusal(error) -> str:
+    """What to tell a person whose test message the rate limit refused (a 429)."""
     limit = getattr(error, "limit", None)
     if limit is None:
         rate = "only a few test messages at a time"
@@ -204,24 +210,32 @@ def too_many_webhook_tests(error):
         rate = f"{item.amount} test message{'s' if item.amount != 1 else ''} per {per}"
     current = limiter.current_limit
     wait = f"in {max(1, math.ceil(current.reset_at - time.time()))} s" if current else "in a little while"
-    message = f"Not sent: you can send {rate}. Please try again {wait}; your saved settings are unaffected."
+    return f"Not sent: you can send {rate}. Please try again {wait}; your saved settings are unaffected."
+
+
+def try_webhook(url: str) -> tuple[str, bool, int]:
+    """Send the test message to `url` if it may be sent: (message, whether Discord took it, status)."""
+    if not url:
+        return "Enter a Discord webhook URL first.", False, 422
+    if problem := webhook_url_problem(url):
+        return f"Not sent: the webhook URL {problem}.", False, 422
+    result, ok = send_test_message(url)
+    return result, ok, 200
+
+
+@bp.errorhandler(429)
+def too_many_webhook_tests(error):
+    """Only the test button is rate limited here: say how many are allowed and when to try again."""
     url = (request.form.get("discord_webhook_url") or "").strip()
-    return _webhook_test_result(message, False, 429, url)
+    return _webhook_test_result(webhook_test_refusal(error), False, 429, url)
 
 
 @bp.post("/settings/notifications/discord-test")
 @page_login_required
-@limiter.limit(lambda: current_app.config["WEBHOOK_TEST_RATE_LIMIT"], key_func=_webhook_test_user,
-               deduct_when=_reached_discord, scope="webhook-test")
+@limit_webhook_tests
 def discord_test():
     """Post a short test message to the webhook URL in the form (or the saved one)."""
     url = (request.form.get("discord_webhook_url") or "").strip() \
         or current_preferences(current_user).discord_webhook_url or ""
-    status = 200
-    if not url:
-        result, ok, status = ("Enter a Discord webhook URL first.", False, 422)
-    elif problem := webhook_url_problem(url):
-        result, ok, status = (f"Not sent: the webhook URL {problem}.", False, 422)
-    else:
-        result, ok = send_test_message(url)
+    result, ok, status = try_webhook(url)
     return _webhook_test_result(result, ok, status, url)

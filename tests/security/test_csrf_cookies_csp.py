@@ -65,7 +65,18 @@ def test_every_state_changing_page_route_needs_the_token(app, client, users):
         db.session.add(note)
         db.session.commit()
         nid = note.id
-    values = {"notification_id": nid, "job_id": "some-failed-job", "name": "recompute-rankings"}
+        # a team with a member and an invite, so the team and invite pages' routes hit real rows
+        from deltacrown.accounts.models import User
+        from deltacrown.teams import services as team_services
+
+        root = db.session.get(User, admin)
+        team = team_services.create_team("Crimson Hawks", admin)
+        member, invitee = users.create("ann"), users.create("eve")
+        team_services.add_member(root, team, member)
+        invite = team_services.invite_user(root, team, invitee)
+        team_id, invite_id = team.id, invite.id
+    values = {"notification_id": nid, "job_id": "some-failed-job", "name": "recompute-rankings",
+              "team_id": team_id, "user_id": member, "invite_id": invite_id}
     rules = state_changing_page_rules(app)
     endpoints = {rule.endpoint for rule, _ in rules}
     # the ones we know of are all found (the enumeration itself works)
