@@ -78,11 +78,11 @@ def create_app(config: dict | None = None) -> Flask:
             return authenticate_token(header[len("Bearer "):].strip())
         return None
 
-    from . import accounts, api, economy, notifications, ops, outbox, reactions, teams, tournaments
+    from . import accounts, api, economy, notifications, ops, outbox, pages, reactions, teams, tournaments
 
     api.init_app(app)
     # Each part registers its own blueprints, CLI commands and hooks; bottom layer first.
-    for part in (outbox, accounts, teams, tournaments, economy, notifications, reactions, ops):
+    for part in (outbox, accounts, teams, tournaments, economy, notifications, pages, reactions, ops):
         part.init_app(app)
 
     @app.after_request
