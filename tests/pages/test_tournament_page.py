@@ -101,6 +101,7 @@ def test_match_result_email_and_discord_link_to_the_match_and_land_there_after_l
     tid, red, blue = cup["id"], cup["red"], cup["blue"]
     api.put("/preferences", "ann", {"discord_webhook_url": discord_server.webhook_url(7),
                                     "channels": {"match_result": ["in_app", "email", "discord"]}}, expect=200)
+    api.put(f"/teams/{red}/discord-webhook", "cap", {"url": discord_server.webhook_url(8)}, expect=200)
     run_jobs()
     smtp_server.clear()
     match = api.post(f"/tournaments/{tid}/matches", "admin", {"team_a_id": red, "team_b_id": blue,
@@ -114,9 +115,10 @@ def test_match_result_email_and_discord_link_to_the_match_and_land_there_after_l
     mails = [m for m in smtp_server.wait_for(4) if m["Subject"] and "Red 0 : 4 Blue" in m.subject]
     ann_mail = next(m for m in mails if m["To"] == "ann@example.com")
     assert f'href="{link}"' in ann_mail.html and link in ann_mail.text
-    discord_server.wait_for_messages(7, 1)
-    [embed] = [m["embeds"][0] for m in discord_server.messages(7) if "Red 0 : 4 Blue" in m["embeds"][0]["title"]]
-    assert embed["url"] == link
+    for hook in (7, 8):  # ann's own webhook, and the team's (a post from the event's payload)
+        discord_server.wait_for_messages(hook, 1)
+        [embed] = [m["embeds"][0] for m in discord_server.messages(hook) if "Red 0 : 4 Blue" in m["embeds"][0]["title"]]
+        assert embed["url"] == link
 
     # Ann follows the link from the email, logged out: login, then the page with the match.
     browser = app.test_client()
