@@ -181,3 +181,16 @@ def distribute_tournament_payouts(tournament_id: int) -> dict:
     return {"status": "distributed", "dedup_key": dedup_key, "tournament_id": tournament_id,
             "payouts": summary}
 
+
+
+def tournament_payouts(tournament_id: int) -> dict[int, int]:
+    """{team_id: coins} that the tournament's payout paid (empty until it ran)."""
+    rows = db.session.scalars(select(CoinTransaction).where(
+        CoinTransaction.dedup_key == payout_dedup_key(tournament_id),
+        CoinTransaction.transaction_type == TRANSACTION_TYPE))
+    paid: dict[int, int] = {}
+    for row in rows:
+        team_id = (row.meta or {}).get("team_id")
+        if team_id is not None:
+            paid[team_id] = paid.get(team_id, 0) + row.amount
+    return paid

@@ -5,6 +5,8 @@ A composer turns a payload (an outbox event's, or the one a sender passes) into 
 `Message`: title, body and url, plus the teams and players it is about. It returns
 None when there is nothing to say (the invite was deleted, the match has no result);
 most compose one row the payload names (`about`).
+Urls are same-site paths of the player's pages: /teams/<id>, /tournaments/<id> (a match
+is /tournaments/<id>#match-<id>), /invites/<id>, or the notification settings.
 An audience turns a message into its recipients. Bodies are written once for every
 recipient; times in them say UTC (`_when`).
 """
@@ -40,6 +42,11 @@ class Message:
 class Audience:
     description: str
     recipients: Callable[[Message, datetime | None], Iterable[int]]  # (message, as_of) -> user ids
+
+
+def match_path(match) -> str:
+    """A match's place on its tournament's page."""
+    return f"/tournaments/{match.tournament_id}#match-{match.id}"
 
 
 def _when(moment) -> str:
@@ -80,7 +87,7 @@ def about(model, key: str):
 def invite_sent(invite, payload) -> Message:
     return Message(f"{invite.team.name} invited you to join",
                    f"{invite.team.name} wants you on the team. Accept or decline the invite.",
-                   f"/teams/{invite.team_id}", user_ids=(invite.user_id,))
+                   f"/invites/{invite.id}", user_ids=(invite.user_id,))
 
 
 @about(TeamInvite, "invite_id")
@@ -116,7 +123,7 @@ def tournament_registered(reg, payload) -> Message:
 @about(Match, "match_id")
 def match_scheduled(match, payload) -> Message:
     return Message(f"Match scheduled: {match.team_a.name} vs {match.team_b.name}",
-                   f"{match.tournament.name}, {_when(match.scheduled_at)}.", f"/tournaments/{match.tournament_id}",
+                   f"{match.tournament.name}, {_when(match.scheduled_at)}.", match_path(match),
                    team_ids=(match.team_a_id, match.team_b_id))
 
 
@@ -127,7 +134,7 @@ def match_result(match, payload) -> Message | None:
     a, b = match.team_a.name, match.team_b.name
     outcome = "Draw." if match.winner_id is None else f"{a if match.winner_id == match.team_a_id else b} won."
     return Message(f"{a} {match.score_a} : {match.score_b} {b}", f"{match.tournament.name}. {outcome}",
-                   f"/tournaments/{match.tournament_id}", team_ids=(match.team_a_id, match.team_b_id))
+                   match_path(match), team_ids=(match.team_a_id, match.team_b_id))
 
 
 @about(Tournament, "tournament_id")

@@ -1,11 +1,12 @@
-"""The player's pages about teams, tournaments and invites (HTML with htmx; every action
-also works as a plain form). One blueprint, `pages`, shared by the view modules."""
+"""The player's pages about teams, tournaments and invites, where notification links land
+(HTML with htmx; every action also works as a plain form). One blueprint, `pages`, shared
+by the view modules."""
 from flask import Blueprint
 
 bp = Blueprint("pages", __name__)
 
 
 def init_app(app):
-    from . import views  # noqa: F401  (its routes join `bp`)
+    from . import tournaments, views  # noqa: F401  (their routes join `bp`)
 
     app.register_blueprint(bp)

@@ -183,3 +183,34 @@ def recompute_team_rankings(tournament_id: int | None = None) -> dict:
         raise
     return {"status": "ok", "updated_count": updated_count, "moved_count": moved_count,
             "tournament_id": tournament_id, "dedup_key": dedup_key}
+
+
+def tournament_standings(tournament) -> list[dict]:
+    """One tournament's table, from its completed matches only (the rules above: 3 / 1 / 0
+    points, then wins, fewer losses, older team): [{team, played, wins, draws, losses,
+    points, position}] for every registered team and every team that played in it."""
+    teams = {reg.team.id: reg.team for reg in tournament.registrations}
+    for match in tournament.matches:
+        teams.setdefault(match.team_a.id, match.team_a)
+        teams.setdefault(match.team_b.id, match.team_b)
+    rows = {team_id: {"team": team, "played": 0, "wins": 0, "draws": 0, "losses": 0}
+            for team_id, team in teams.items()}
+    for match in tournament.matches:
+        if match.status != "completed":
+            continue
+        for side in (match.team_a_id, match.team_b_id):
+            row = rows[side]
+            row["played"] += 1
+            if match.winner_id is None:
+                row["draws"] += 1
+            elif match.winner_id == side:
+                row["wins"] += 1
+            else:
+                row["losses"] += 1
+    for row in rows.values():
+        row["points"] = (row["wins"] * POINTS_FOR_WIN + row["draws"] * POINTS_FOR_DRAW
+                         + row["losses"] * POINTS_FOR_LOSS)
+    table = sorted(rows.values(), key=lambda r: (-r["points"], -r["wins"], r["losses"], r["team"].id))
+    for position, row in enumerate(table, start=1):
+        row["position"] = position
+    return table

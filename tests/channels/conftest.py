@@ -30,7 +30,7 @@ class Make:
         self.app = app
 
     def notification(self, user_id: int, type: str = "match_result", title: str = "Nova 2 - 1 Eclipse",
-                     body: str = "Final score.", url: str | None = "/matches/1") -> int:
+                     body: str = "Final score.", url: str | None = "/tournaments/1#match-1") -> int:
         with self.app.app_context():
             n = Notification(user_id=user_id, type=type, title=title, body=body, url=url, is_read=False,
                              created_at=utcnow(), dedup_key=f"test:{next(_keys)}")

@@ -48,7 +48,7 @@ def test_user_webhook_gets_one_rich_embed_and_the_message_id_is_kept(
     uid = users.create("alice")
     _set_user_webhook(app, uid, discord_server.webhook_url(11))
     nid = make.notification(uid, type="match_result", title="Nova 2 - 1 Eclipse", body="Quarter-final.",
-                            url="/matches/7")
+                            url="/tournaments/3#match-7")
     did = make.delivery("discord", f"user:{uid}", notification_id=nid, user_id=uid)
     enqueue(did)
     run_jobs()
@@ -59,7 +59,7 @@ def test_user_webhook_gets_one_rich_embed_and_the_message_id_is_kept(
     assert embed["description"] == "Quarter-final."
     assert embed["footer"]["text"] == "DeltaCrown · Match result"
     assert embed["color"] == NOTIFICATION_TYPES["match_result"].colour
-    assert embed["url"] == "http://localhost:5000/matches/7"
+    assert embed["url"] == "http://localhost:5000/tournaments/3#match-7"
     assert datetime.fromisoformat(embed["timestamp"]).tzinfo is not None
     assert message["allowed_mentions"] == {"parse": []}
     d = make.get(did)

@@ -34,7 +34,7 @@ def _unsubscribe_header_urls(mail):
 def test_notification_email_has_both_parts_headers_and_link_back(app, users, make, enqueue, run_jobs, smtp_server):
     uid = users.create("alice")
     nid = make.notification(uid, type="match_result", title="Nova 2 - 1 Eclipse", body="Quarter-final done.",
-                            url="/matches/7")
+                            url="/tournaments/3#match-7")
     did = make.delivery("email", "alice@example.com", notification_id=nid, user_id=uid)
     enqueue(did)
     run_jobs()
@@ -43,10 +43,10 @@ def test_notification_email_has_both_parts_headers_and_link_back(app, users, mak
     assert mail.rcpt_tos == ["alice@example.com"]
     assert "Nova 2 - 1 Eclipse" in mail.subject and "🏁" in mail.subject
     html, text = mail.html, mail.text
-    assert 'href="http://localhost:5000/matches/7"' in html  # the action button
+    assert 'href="http://localhost:5000/tournaments/3#match-7"' in html  # the action button
     assert "http://localhost:5000/settings/notifications" in html and "/unsubscribe/" in html
     assert 'style="' in html and "<style>" in html  # inlined; media queries kept for clients that read them
-    assert "Nova 2 - 1 Eclipse" in text and "http://localhost:5000/matches/7" in text
+    assert "Nova 2 - 1 Eclipse" in text and "http://localhost:5000/tournaments/3#match-7" in text
     assert "Manage notification preferences: http://localhost:5000/settings/notifications" in text
     https_url, mailto = _unsubscribe_header_urls(mail)
     assert https_url.startswith("http://localhost:5000/unsubscribe/")
