@@ -145,9 +145,13 @@ def test_invite_by_username_without_js_and_the_invitee_is_notified(app, users, c
     run_jobs()
     (note,) = notified(app, users.ids["eve"], "invite_sent")
     assert "Crimson Hawks" in note.title
-    # the invitee sees the invite on the team page the notification links to, and on /me/teams
+    # the notification links to the invite's own page, where the invitee can answer it;
+    # the team page and /me/teams show the invite too
     eve = login(app, users, "eve")
-    assert "Answer the invite" in eve.get(note.url).get_data(as_text=True)
+    page = eve.get(note.url).get_data(as_text=True)
+    assert note.url == f"/invites/{invites_ids(app, crew)[0]}"
+    assert "Crimson Hawks" in page and 'id="accept-invite"' in page and 'id="decline-invite"' in page
+    assert "Answer the invite" in eve.get(f"/teams/{crew}").get_data(as_text=True)
     mine = eve.get("/me/teams").get_data(as_text=True)
     invite_id = invites_ids(app, crew)[0]
     assert f'href="/invites/{invite_id}"' in mine and "Crimson Hawks" in mine
