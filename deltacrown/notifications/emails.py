@@ -151,5 +151,7 @@ def sample_items(now: datetime) -> list[ChannelMessage]:
     items = []
     for type_name, type_info in NOTIFICATION_TYPES.items():
         title, body = _SAMPLE_TEXT.get(type_name, (f"Sample: {type_info.label}", type_info.description))
-        items.append(ChannelMessage(type=type_name, title=title, body=body, url="/notifications", created_at=now))
+        # A type with actions shows its buttons (their links name no real subject: they explain themselves).
+        items.append(ChannelMessage(type=type_name, title=title, body=body, url="/notifications", created_at=now,
+                                    subject_id=0 if type_info.actions else None))
     return items

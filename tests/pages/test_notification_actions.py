@@ -152,3 +152,17 @@ class TestCsrf:
             assert db.session.get(TeamInvite, invite_id).status == "pending"
         response = client.post(path, headers={**HX, "X-CSRFToken": csrf_from(page)})
         assert response.status_code == 200 and "You joined Crimson Hawks" in response.get_data(as_text=True)
+
+
+def test_the_demo_invite_can_be_answered(app, client):
+    from deltacrown.ops.demo import demo_logins, seed_demo
+    with app.app_context():
+        seed_demo()
+        seed_demo()  # rerunning keeps the one answerable invite
+    password = dict((name, pw) for name, pw, _ in demo_logins())["heidi"]
+    client.post("/login", data={"username": "heidi", "password": password})
+    html = client.get("/notifications").get_data(as_text=True)
+    assert _buttons(html) == ["Accept", "Decline"]
+    nid = re.search(r'action="/notifications/(\d+)/actions/accept"', html).group(1)
+    response = client.post(f"/notifications/{nid}/actions/accept", headers=HX)
+    assert response.status_code == 200 and "You joined Silver Owls" in response.get_data(as_text=True)
