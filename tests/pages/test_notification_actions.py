@@ -13,7 +13,7 @@ from deltacrown.accounts.models import User
 from deltacrown.extensions import db
 from deltacrown.notifications.models import Notification
 from deltacrown.teams import services as teams
-from deltacrown.teams.models import Team, TeamInvite, TeamMembership
+from deltacrown.teams.models import TeamInvite, TeamMembership
 from deltacrown.timeutil import utcnow
 
 from .conftest import HX, csrf_from
