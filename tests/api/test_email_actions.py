@@ -132,3 +132,18 @@ def test_an_expired_invite_refuses_a_fresh_link(api, client, invite_mail):
         response = method(invite_mail["accept"])
         assert response.status_code == 409 and "expired" in response.get_data(as_text=True)
     assert _state(api, invite_mail) == before
+
+
+def test_email_only_invite_still_carries_working_buttons(api, league, client, run_jobs, smtp_server):
+    """No in-app notification (email only): the links come from the delivery itself."""
+    api.put("/preferences", "eve", {"channels": {"invite_sent": ["email"]}}, expect=200)
+    invite = api.post(f"/teams/{league['red']}/invites", "cap", {"user_id": api.users.ids["eve"]}, expect=201).json
+    run_jobs()
+    smtp_server.wait_for(1)
+    (mail,) = [m for m in smtp_server.messages if "Red invited you" in m.subject]
+    accept = urlsplit(dict(re.findall(r"(Accept|Decline): (\S+)", mail.text))["Accept"]).path
+    with api.app.app_context():
+        assert db.session.scalar(select(Notification.id).where(Notification.type == "invite_sent")) is None
+    assert client.post(accept).status_code == 200
+    with api.app.app_context():
+        assert db.session.get(TeamInvite, invite["id"]).status == "accepted"
