@@ -16,10 +16,12 @@
     }
   });
 
-  // A 429 carries a message for the person (e.g. too many test messages, try again later):
-  // show it like a 422 instead of dropping it as an error.
+  // A 429 carries a message for the person (e.g. too many test messages, try again later),
+  // and so does a 409 (e.g. the invite was answered meanwhile): show it like a 422 instead
+  // of dropping it as an error.
   document.addEventListener("htmx:beforeSwap", function (event) {
-    if (event.detail.xhr.status === 429) {
+    var status = event.detail.xhr.status;
+    if (status === 429 || status === 409) {
       event.detail.shouldSwap = true;
       event.detail.isError = false;
     }

@@ -21,6 +21,11 @@ log = logging.getLogger(__name__)
 bp = Blueprint("notifications_api", __name__, description="Notifications, preferences, announcements")
 
 
+class NotificationActionSchema(Schema):
+    name = fields.String(metadata={"description": "run it: POST /notifications/{id}/actions/{name}"})
+    label = fields.String(metadata={"description": "the button's text, e.g. Accept"})
+
+
 class NotificationSchema(Schema):
     id = fields.Integer()
     type = fields.String()
@@ -30,6 +35,20 @@ class NotificationSchema(Schema):
     is_read = fields.Boolean()
     created_at = Out()
     read_at = Out(allow_none=True)
+    actions = fields.List(fields.Nested(NotificationActionSchema), attribute="available_actions", metadata={
+        "description": "What the recipient can do about it here (invite_sent: accept, decline). Listed while "
+                       "its subject is open (the invite pending and not expired); empty once it was answered "
+                       "or expired, and for types without actions."})
+
+
+class ActionResultSchema(Schema):
+    status = fields.String(metadata={"description": "what the subject became, e.g. accepted, declined"})
+    message = fields.String(metadata={"description": "what to tell the player, e.g. You joined Crimson Hawks"})
+
+
+class ActionOutcomeSchema(Schema):
+    notification = fields.Nested(NotificationSchema)
+    result = fields.Nested(ActionResultSchema)
 
 
 class NotificationPageSchema(PageSchema):
@@ -83,7 +102,7 @@ def list_notifications(args):
     """The caller's notifications, newest first."""
     stmt = center.center_query(api_user().id, args["unread"], args["type"])
     items, next_cursor = keyset_page(stmt, Notification.id, args["cursor"], args["limit"])
-    return {"items": items, "next_cursor": next_cursor}
+    return {"items": center.attach_actions(items), "next_cursor": next_cursor}
 
 
 @bp.operation("GET", "/notifications/unread-count", response=CountSchema)
@@ -95,7 +114,17 @@ def unread_count():
 @bp.operation("POST", f"/notifications/<{ID}:notification_id>/read", response=NotificationSchema)
 def read_one(notification_id):
     """Mark one of the caller's notifications read."""
-    return center.mark_read(api_user().id, notification_id)
+    return center.attach_actions([center.mark_read(api_user().id, notification_id)])[0]
+
+
+@bp.operation("POST", f"/notifications/<{ID}:notification_id>/actions/<action_name>", response=ActionOutcomeSchema)
+def run_action(notification_id, action_name):
+    """Run one of the actions a notification lists (e.g. accept or decline an invite) and mark it read.
+
+    The recipient only (anyone else: 404). 404 for an action its type does not have; 409 when the action
+    no longer applies (the invite expired or was already answered), and nothing is changed."""
+    notification, result = center.run_action(api_user(), notification_id, action_name)
+    return {"notification": notification, "result": result}
 
 
 @bp.operation("POST", "/notifications/read-all", response=UpdatedSchema)

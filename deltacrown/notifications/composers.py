@@ -36,6 +36,7 @@ class Message:
     user_ids: tuple[int, ...] = ()  # the players it names: the invitee, the one paid, the one who left
     actor_id: int | None = None  # who made the change: not told about it
     dedup_key: str | None = None  # once per this key instead of once per event (e.g. per webhook URL)
+    subject_id: int | None = None  # the row its type's actions act on (types.py `actions`): the invite
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,7 @@ def about(model, key: str):
 def invite_sent(invite, payload) -> Message:
     return Message(f"{invite.team.name} invited you to join",
                    f"{invite.team.name} wants you on the team. Accept or decline the invite.",
-                   f"/invites/{invite.id}", user_ids=(invite.user_id,))
+                   f"/invites/{invite.id}", user_ids=(invite.user_id,), subject_id=invite.id)
 
 
 @about(TeamInvite, "invite_id")

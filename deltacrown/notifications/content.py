@@ -37,6 +37,7 @@ class ChannelMessage:
     created_at: datetime | None = None
     # Extra embed fields for Discord: [{"name", "value", "inline"?}] (payload only).
     fields: tuple = field(default=())
+    subject_id: int | None = None  # what its type's actions act on (the invite), when it has any
 
     @property
     def type_info(self) -> NotificationType:
@@ -56,7 +57,7 @@ class ChannelMessage:
     @classmethod
     def from_notification(cls, notification) -> "ChannelMessage":
         return cls(type=notification.type, title=notification.title, body=notification.body or "",
-                   url=notification.url, created_at=notification.created_at)
+                   url=notification.url, created_at=notification.created_at, subject_id=notification.subject_id)
 
     @classmethod
     def from_payload(cls, payload: dict | None, created_at: datetime | None = None) -> "ChannelMessage":
@@ -70,4 +71,5 @@ class ChannelMessage:
                         for f in raw_fields if isinstance(f, dict))
         return cls(type=type_name, title=str(payload.get("title") or NOTIFICATION_TYPES[type_name].label),
                    body=str(payload.get("body") or ""), url=payload.get("url") if isinstance(payload.get("url"), str) else None,
-                   created_at=created_at or utcnow(), fields=fields_)
+                   created_at=created_at or utcnow(), fields=fields_,
+                   subject_id=payload["subject_id"] if isinstance(payload.get("subject_id"), int) else None)

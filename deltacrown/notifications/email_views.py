@@ -1,5 +1,6 @@
 """The pages around notification emails: the unsubscribe link's page (and its one-click
-POST) and the admin preview of every email with sample data."""
+POST), the page an emailed action button opens (Accept / Decline an invite: a GET shows
+it, a POST does it) and the admin preview of every email with sample data."""
 from __future__ import annotations
 
 from datetime import timedelta
@@ -10,6 +11,7 @@ from flask_login import current_user, login_required
 from ..extensions import csrf
 from ..timeutil import utcnow
 from . import emails
+from .email_actions import ACTION_PATH, InvalidActionLink, apply_link, read_link
 from .content import ChannelMessage
 from .preferences import user_zone
 from .types import NOTIFICATION_TYPES
@@ -52,6 +54,31 @@ def unsubscribe_confirm(token: str):
         return _invalid(exc)
     return render_template("notifications/unsubscribe.html", unsubscribe=request_, done=True,
                            preferences_url=PREFERENCES_URL)
+
+
+def _invalid_link(exc: InvalidActionLink):
+    return render_template("notifications/email_action.html", error=exc.message), exc.status
+
+
+@bp.get(f"{ACTION_PATH}/<token>")
+def email_action_page(token: str):
+    """Say what the button does and ask to confirm with one button; a GET never acts (link
+    scanners and mail clients open links on their own)."""
+    try:
+        link = read_link(token)
+    except InvalidActionLink as exc:
+        return _invalid_link(exc)
+    return render_template("notifications/email_action.html", link=link, token=token)
+
+
+@bp.post(f"{ACTION_PATH}/<token>")
+@csrf.exempt  # the signed link is the proof (bound to user, invite and action); no login needed
+def email_action_confirm(token: str):
+    try:
+        link, result = apply_link(token)
+    except InvalidActionLink as exc:
+        return _invalid_link(exc)
+    return render_template("notifications/email_action.html", link=link, result=result)
 
 
 # The preview frames the rendered email, whose CSS is inline (style="..."): allow inline

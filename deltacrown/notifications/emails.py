@@ -4,7 +4,8 @@ Each is rendered from its templates under notifications/email (the CSS inlined
 by channels.email_render) and sent over SMTP (channels.smtp). Rendering is
 separate from sending so the admin preview can show the exact output with
 sample data. Every email carries RFC 8058 one-click unsubscribe headers with a
-signed token (notifications.unsubscribe). Times are shown in the zone the caller
+signed token (notifications.unsubscribe); a notification with actions (an invite)
+carries a signed link per action (notifications.email_actions). Times are shown in the zone the caller
 passes: the recipient's (preferences.user_zone).
 """
 from __future__ import annotations
@@ -19,6 +20,7 @@ from flask import current_app
 from ..channels.email_render import render_email
 from ..channels.smtp import RenderedEmail, SmtpSession, send_rendered
 from .content import NOTIFICATION_CENTER_PATH, ChannelMessage
+from .email_actions import action_links
 from .types import NOTIFICATION_TYPES, NotificationType
 from .unsubscribe import ALL_EMAIL, make_unsubscribe_token
 
@@ -76,6 +78,7 @@ def render_single_notification(user, item: ChannelMessage, zone: ZoneInfo) -> Re
     subject = _one_line(f"{item.type_info.icon} {item.title}")
     html, text = _render("single_notification", subject, {
         **context, "item": item, "action_label": "View on DeltaCrown", "when": _local_time(item.created_at, zone),
+        "actions": action_links(user.id, item.type, item.subject_id),
     })
     return RenderedEmail(subject=subject, html=html, text=text, headers=headers)
 
@@ -148,5 +151,7 @@ def sample_items(now: datetime) -> list[ChannelMessage]:
     items = []
     for type_name, type_info in NOTIFICATION_TYPES.items():
         title, body = _SAMPLE_TEXT.get(type_name, (f"Sample: {type_info.label}", type_info.description))
-        items.append(ChannelMessage(type=type_name, title=title, body=body, url="/notifications", created_at=now))
+        # A type with actions shows its buttons (their links name no real subject: they explain themselves).
+        items.append(ChannelMessage(type=type_name, title=title, body=body, url="/notifications", created_at=now,
+                                    subject_id=0 if type_info.actions else None))
     return items

@@ -38,8 +38,15 @@ class Notification(db.Model):
     read_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # What produced it, e.g. "event:42" or "announcement:7"; unique per user.
     dedup_key: Mapped[str | None] = mapped_column(String(100))
+    # The row it is about, for a type that declares actions (invite_sent: the invite's id);
+    # its type says which table. No foreign key: it names different tables per type, and a
+    # notification outlives what it reports (an action on a missing subject is refused).
+    subject_id: Mapped[int | None] = mapped_column()
 
     user = relationship("User")
+
+    # The actions that still apply, filled in by center.attach_actions (not a column).
+    available_actions: tuple = ()
 
 
 class NotificationPreference(db.Model):

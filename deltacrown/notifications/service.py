@@ -150,9 +150,14 @@ def notify_for_event(type_name: str, event) -> int:
     return len(pending)
 
 
-def outgoing_message(type_name: str, title: str, body: str = "", url: str | None = None) -> dict:
-    """The message as notifications and deliveries carry it; ValueError for an unregistered type."""
-    return {"type": get_type(type_name).name, "title": title[:300], "body": body or "", "url": url}
+def outgoing_message(type_name: str, title: str, body: str = "", url: str | None = None,
+                     subject_id: int | None = None) -> dict:
+    """The message as notifications and deliveries carry it; ValueError for an unregistered type.
+    `subject_id` (what a type with actions is about, e.g. the invite) only when there is one."""
+    message = {"type": get_type(type_name).name, "title": title[:300], "body": body or "", "url": url}
+    if subject_id is not None:
+        message["subject_id"] = int(subject_id)
+    return message
 
 
 def chunked(items, size):
@@ -176,14 +181,14 @@ class NotificationService:
             return None
         return self.notify(spec.audience.recipients(message, self.as_of), type_name, message.title, message.body,
                            message.url, message.dedup_key or dedup_key, event_id=event_id, team_ids=message.team_ids,
-                           commit=commit)
+                           commit=commit, subject_id=message.subject_id)
 
     def notify(self, user_ids, type: str, title: str, body: str = "", url: str | None = None,
                dedup_key: str | None = None, *, event_id: int | None = None, team_ids=(),
-               commit: bool = True, enqueue: bool = True) -> NotifyResult:
+               commit: bool = True, enqueue: bool = True, subject_id: int | None = None) -> NotifyResult:
         """Notify these users (and the teams' / platform webhook, by the type's flags)."""
         dedup_key = dedup_key or f"adhoc:{uuid.uuid4().hex}"
-        message = outgoing_message(type, title, body, url)
+        message = outgoing_message(type, title, body, url, subject_id)
         result = NotifyResult()
         ids = sorted({int(u) for u in user_ids})
         for chunk in chunked(ids, CHUNK_SIZE):
@@ -216,7 +221,8 @@ class NotificationService:
             if IN_APP in channels:
                 notification_rows.append({"user_id": user_id, "type": type_name, "title": message["title"],
                                           "body": message["body"], "url": message["url"], "is_read": False,
-                                          "created_at": now, "read_at": None, "dedup_key": dedup_key})
+                                          "created_at": now, "read_at": None, "dedup_key": dedup_key,
+                                          "subject_id": message.get("subject_id")})
         # RETURNING: the ids link personal deliveries to their notification, and count only
         # rows really inserted (a retry inserts none; executemany's rowcount is -1 on psycopg).
         inserted = insert_ignoring_duplicates(Notification.__table__, notification_rows,

@@ -2,9 +2,10 @@
 
 An entry holds everything about a type: label and description (preference editor,
 center), default channels, email icon, Discord colour, the public / team_event
-flags (platform and team webhook posts), who receives it (`audience`) and what it
-says (`compose`, payload -> title/body/url; composers.py). Everything that knows
-about types reads it from here.
+flags (platform and team webhook posts), who receives it (`audience`), what it
+says (`compose`, payload -> title/body/url; composers.py) and what the player can do
+about it right where they read it (`actions` on its `subject`; actions.py).
+Everything that knows about types reads it from here.
 
 The database does not list the types (no CHECK constraint on `notifications.type`):
 the fan-out engine refuses a type that is not in this registry, so adding a type is
@@ -16,7 +17,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import composers
+from . import actions, composers
+from .actions import Action, Subject
 from .composers import EVERYONE, ROSTER, TEAM_CAPTAINS, TEAM_MEMBERS, THE_USERS, Audience, Message
 
 IN_APP = "in_app"
@@ -39,12 +41,20 @@ class NotificationType:
     public: bool = False  # also posted to the platform webhook (DISCORD_WEBHOOK_URL)
     team_event: bool = False  # also posted once to the team's webhook, if it has one
     always_in_app: bool = False  # written in-app whatever the preferences say (the player must learn of it)
+    # Buttons on the notification (center, API, email), acting on its subject (Notification.subject_id,
+    # set by the composer); offered only while the subject is open (`subject.open_ids`).
+    actions: tuple[Action, ...] = ()
+    subject: Subject | None = None
+
+    def action(self, name: str) -> Action | None:
+        return next((a for a in self.actions if a.name == name), None)
 
 
 _TYPES = (
     NotificationType(name="invite_sent", label="Team invite", description="A team invited you to join.",
                      default_channels=(IN_APP, EMAIL), icon="✉️", colour=0x5865F2,
-                     audience=THE_USERS, compose=composers.invite_sent),
+                     audience=THE_USERS, compose=composers.invite_sent,
+                     actions=actions.INVITE_ACTIONS, subject=actions.INVITE),
     NotificationType(name="invite_accepted", label="Invite accepted",
                      description="A player accepted your team's invite.",
                      default_channels=(IN_APP, EMAIL), icon="🤝", colour=0x57F287, team_event=True,

@@ -19,7 +19,7 @@ from flask_wtf.csrf import CSRFError
 
 from ..accounts.views import _safe_next
 from ..api import keyset_page
-from ..errors import InvalidInput, NotFound
+from ..errors import Conflict, InvalidInput, NotFound
 from ..links import site_path
 from ..timeutil import utcnow
 from .models import Notification
@@ -182,7 +182,7 @@ def _page(user, filters: CenterFilters):
 def _context(user, filters: CenterFilters, status_message: str | None = None) -> dict:
     items, next_cursor = _page(user, filters)
     return {
-        "items": items,
+        "items": center_service.attach_actions(items),
         "next_cursor": next_cursor,
         "filters": filters,
         "zone": user_zone(user),
@@ -240,10 +240,35 @@ def badge():
 def read(notification_id: int):
     notification = own_notification_or_404(current_user, notification_id)
     center_service.mark_read(current_user.id, notification.id)
+    center_service.attach_actions([notification])
     if htmx:
         filters = CenterFilters(request.form)
         return (render_template("notifications/_item.html", n=notification, zone=user_zone(current_user),
                                 types=NOTIFICATION_TYPES, filters=filters), 200, REFRESH_BADGE)
+    return redirect(_safe_next(request.form.get("next")) or url_for(".center"), 303)
+
+
+@bp.post("/notifications/<int:notification_id>/actions/<name>")
+@page_login_required
+def act(notification_id: int, name: str):
+    """Press one of a notification's buttons (Accept / Decline): the item answers in place
+    (htmx) or the center says what happened (no JavaScript). When the action no longer
+    applies (the invite expired or was answered), nothing changes and the item says why."""
+    user = current_user._get_current_object()
+    outcome = problem = None
+    try:
+        notification, result = center_service.run_action(user, notification_id, name)
+        outcome, status = result.message, 200
+    except NotFound:
+        abort(404)
+    except Conflict as exc:
+        notification = center_service.attach_actions([own_notification_or_404(user, notification_id)])[0]
+        problem, status = exc.message, 409
+    if htmx:
+        return (render_template("notifications/_item.html", n=notification, zone=user_zone(user),
+                                types=NOTIFICATION_TYPES, filters=CenterFilters(request.form), outcome=outcome,
+                                problem=problem), status, REFRESH_BADGE)
+    flash(outcome or problem)
     return redirect(_safe_next(request.form.get("next")) or url_for(".center"), 303)
 
 

@@ -73,12 +73,13 @@ def _team(name, tag, captain, members, created):
     return team
 
 
-def _notify(user, type_, title, body, url, key, read, created):
+def _notify(user, type_, title, body, url, key, read, created, subject_id=None):
     exists = db.session.scalar(select(Notification.id).where(Notification.user_id == user.id,
                                                              Notification.dedup_key == key))
     if exists is None:
         db.session.add(Notification(user_id=user.id, type=type_, title=title, body=body, url=url,
-                                    is_read=read, read_at=utcnow() if read else None, dedup_key=key))
+                                    is_read=read, read_at=utcnow() if read else None, dedup_key=key,
+                                    subject_id=subject_id))
         created["notifications"] += 1
 
 
@@ -116,10 +117,14 @@ def seed_demo() -> dict:
             team.rank = rank
 
     # A pending invite: the Silver Owls want heidi.
-    if db.session.scalar(select(TeamInvite.id).where(TeamInvite.team_id == owls.id,
-                                                     TeamInvite.user_id == users["heidi"].id)) is None:
-        db.session.add(TeamInvite(team_id=owls.id, user_id=users["heidi"].id,
-                                  invited_by_id=users["grace"].id, status="pending"))
+    invite_id = db.session.scalar(select(TeamInvite.id).where(TeamInvite.team_id == owls.id,
+                                                              TeamInvite.user_id == users["heidi"].id))
+    if invite_id is None:
+        invite = TeamInvite(team_id=owls.id, user_id=users["heidi"].id, invited_by_id=users["grace"].id,
+                            status="pending")
+        db.session.add(invite)
+        db.session.flush()
+        invite_id = invite.id
 
     for name, *_ in DEMO_ACCOUNTS:
         _notify(users[name], "announcement", "Welcome to DeltaCrown",
@@ -140,7 +145,7 @@ def seed_demo() -> dict:
             _notify(membership.user, "match_scheduled", "Final: Crimson Hawks vs Silver Owls",
                     "The final of the demo cup is tomorrow.", None, f"demo:final:{cup.id}", False, created)
     _notify(users["heidi"], "invite_sent", "Silver Owls invited you to join", "grace invited you.", None,
-            "demo:invite:owls", False, created)
+            "demo:invite:owls", False, created, subject_id=invite_id)  # answerable: Accept / Decline
     db.session.commit()
     return created
 

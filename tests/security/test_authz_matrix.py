@@ -20,8 +20,12 @@ from dataclasses import dataclass
 from typing import Callable
 
 import pytest
+from sqlalchemy import select
 
 from deltacrown.accounts.services import create_user
+from deltacrown.extensions import db
+from deltacrown.notifications.models import Notification
+from deltacrown.notifications.service import NotificationService
 from tests.api.helpers import ApiDriver, in_days
 
 ROLES = ("anonymous", "other", "owner", "admin")
@@ -118,6 +122,16 @@ def _member_delete(w: World, role):
     return f"/teams/{w.red}/members/{uid}", None, name if role == "owner" else None
 
 
+def _invite_action(w: World, role):
+    """ivy's notification about a fresh invite (written as the worker would), to accept."""
+    invite_id = w.fresh_invite("ivy")
+    with w.app.app_context():
+        NotificationService().notify_about("invite_sent", {"invite_id": invite_id}, f"authz:invite:{invite_id}",
+                                           commit=True)
+        nid = db.session.scalar(select(Notification.id).where(Notification.subject_id == invite_id))
+    return f"/notifications/{nid}/actions/accept", None, None
+
+
 EXPECTATIONS: dict[tuple[str, str], Op] = {
     # users
     ("POST", "/api/v1/users"): Op(_exp(admin=201), lambda w, r: (
@@ -179,6 +193,8 @@ EXPECTATIONS: dict[tuple[str, str], Op] = {
     # someone else's notification is as good as missing: 404, even for an admin
     ("POST", "/api/v1/notifications/{notification_id}/read"): Op(_exp(other=404, owner=200, admin=404), lambda w, r: (
         f"/notifications/{w.ann_notification}/read", None, None), "ann"),
+    ("POST", "/api/v1/notifications/{notification_id}/actions/{action_name}"): Op(
+        _exp(other=404, owner=200, admin=404), _invite_action, "ivy"),
     ("POST", "/api/v1/notifications/read-all"): Op(_exp(other=200, owner=200, admin=200),
                                                    lambda w, r: ("/notifications/read-all", None, None), "ann"),
     ("GET", "/api/v1/preferences"): Op(_exp(other=200, owner=200, admin=200),

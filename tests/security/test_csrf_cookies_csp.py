@@ -14,8 +14,9 @@ from deltacrown.queue import get_redis
 HX = {"HX-Request": "true"}
 STATE_CHANGING = {"POST", "PUT", "PATCH", "DELETE"}
 # Documented exemptions: the JSON API is Bearer-only (cookies are not accepted there), and
-# the one-click unsubscribe POST comes from mail clients (RFC 8058) carrying a signed token.
-EXEMPT_PREFIXES = ("/api/v1/", "/unsubscribe/")
+# the one-click unsubscribe POST comes from mail clients (RFC 8058) carrying a signed token,
+# and so does an emailed Accept / Decline (a signed link bound to user, invite and action).
+EXEMPT_PREFIXES = ("/api/v1/", "/unsubscribe/", "/email-actions/")
 
 
 @pytest.fixture
