@@ -134,17 +134,18 @@ def seed_demo() -> dict:
         for membership in team.memberships:
             user = membership.user
             _notify(user, "tournament_registered", f"{team.name} entered {DEMO_TOURNAMENT}",
-                    "", None, f"demo:registered:{cup.id}", False, created)
+                    "", f"/tournaments/{cup.id}", f"demo:registered:{cup.id}", False, created)
     for team, text in ((hawks, "Crimson Hawks beat Azure Wolves 2-1"), (wolves, "Crimson Hawks beat Azure Wolves 2-1"),
                        (foxes, "Silver Owls beat Golden Foxes 2-0"), (owls, "Silver Owls beat Golden Foxes 2-0")):
         for membership in team.memberships:
-            _notify(membership.user, "match_result", text, f"{DEMO_TOURNAMENT}, semifinal.", None,
+            _notify(membership.user, "match_result", text, f"{DEMO_TOURNAMENT}, semifinal.", f"/tournaments/{cup.id}",
                     f"demo:result:{cup.id}:{team.id}", False, created)
     for team in (hawks, owls):
         for membership in team.memberships:
             _notify(membership.user, "match_scheduled", "Final: Crimson Hawks vs Silver Owls",
-                    "The final of the demo cup is tomorrow.", None, f"demo:final:{cup.id}", False, created)
-    _notify(users["heidi"], "invite_sent", "Silver Owls invited you to join", "grace invited you.", None,
+                    "The final of the demo cup is tomorrow.", f"/tournaments/{cup.id}", f"demo:final:{cup.id}", False,
+                    created)
+    _notify(users["heidi"], "invite_sent", "Silver Owls invited you to join", "grace invited you.", f"/invites/{invite_id}",
             "demo:invite:owls", False, created, subject_id=invite_id)  # answerable: Accept / Decline
     db.session.commit()
     return created

@@ -57,3 +57,16 @@ def test_seed_demo_completes_a_partly_seeded_world(app, runner, users):
         assert db.session.scalar(select(func.count()).select_from(User).where(User.username == "alice")) == 1
     assert runner.invoke(args=["seed-demo"]).exit_code == 0
     assert row_counts(app)["User"] == len(DEMO_ACCOUNTS)
+
+
+def test_every_demo_notification_links_to_a_page_its_recipient_can_open(app, runner):
+    assert runner.invoke(args=["seed-demo"]).exit_code == 0
+    logins = {username: password for username, password, *_ in DEMO_ACCOUNTS}
+    with app.app_context():
+        links = db.session.execute(select(User.username, Notification.url).join(User, User.id == Notification.user_id)
+                                   .distinct()).all()
+    assert links and all(url for _, url in links)
+    for username, url in links:
+        client = app.test_client()
+        assert client.post("/login", data={"username": username, "password": logins[username]}).status_code == 302
+        assert client.get(url.split("#")[0]).status_code == 200, (username, url)
