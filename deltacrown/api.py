@@ -22,7 +22,7 @@ from flask import current_app, g, jsonify, request
 from flask_smorest import Api
 from flask_smorest import Blueprint as _SmorestBlueprint
 from marshmallow import Schema, fields, validate
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from .errors import Forbidden, InvalidInput, ServiceError
 from .extensions import csrf, db
@@ -105,8 +105,10 @@ class DeltaCrownApi(Api):
             message = data.get("message") or error.description or error.name
         if status >= 500:
             message = "Internal error"
-        return error_response(status, _HTTP_CODES.get(status, "error"), message, fields_,
-                              headers=data.get("headers"))
+        headers = dict(data.get("headers") or {})
+        if isinstance(error, MethodNotAllowed) and error.valid_methods:
+            headers["Allow"] = ", ".join(error.valid_methods)  # as HTTP requires of a 405
+        return error_response(status, _HTTP_CODES.get(status, "error"), message, fields_, headers=headers)
 
 
 def link(operation: str, description: str = "", **parameters: str) -> dict:

@@ -49,8 +49,15 @@ def _link(value):
                               "or backslashes)")
 
 
+# What the document can say of `_link`: a path ("/", not "//"), without backslashes, white
+# space or control characters (the check itself also refuses other invisible characters).
+LINK_PATTERN = r"^/(?![/\\])[^\\\x00-\x20\x7f-\x9f\s]*$"
+
+
 def Link(**kwargs) -> fields.String:
-    return fields.String(validate=[validate.Length(min=1, max=500), _no_nul, _link], **kwargs)
+    return fields.String(validate=[validate.Length(min=1, max=500), _no_nul, _link],
+                         **_with_metadata(kwargs, pattern=LINK_PATTERN,
+                                          description="a path on this site, like /tournaments/3"))
 
 
 def IdField(**kwargs) -> fields.Integer:

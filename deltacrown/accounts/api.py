@@ -28,11 +28,17 @@ class ApiTokenSchema(Schema):
                               metadata={"description": "the new token, shown only this once; only its hash is stored"})
 
 
+# What the document can add to format "email" about the domains marshmallow's Email accepts.
+EMAIL_DOMAIN_PATTERN = r"^.+@(localhost|\[[^\]]+\]|[^@]+\.[^@.]{2,}\.?)$"
+
+
 class UserCreateSchema(Schema):
     # The service's rules (accounts.services.create_user), stated for the document.
     username = Text(32, min_length=3, required=True,
                     metadata={"pattern": USERNAME_PATTERN, "description": "3 to 32 letters, digits, '.', '_' or '-'"})
-    email = Text(254, required=True, metadata={"format": "email"})
+    email = Text(254, required=True, metadata={"format": "email", "pattern": EMAIL_DOMAIN_PATTERN,
+                                               "description": "the domain needs a top-level part of 2 or more "
+                                                              "characters (or is localhost, or [an IP address])"})
     password = Text(200, min_length=8, required=True)
     is_admin = fields.Boolean(load_default=False)
     timezone = Text(64, load_default="UTC", metadata={"description": "IANA time zone", "example": "Europe/Berlin",

@@ -49,7 +49,8 @@ class PreferencesSchema(Schema):
                                           "pattern": _HHMM.pattern})
     timezone = fields.String(metadata={"description": "IANA time zone", "example": "Europe/Berlin",
                                        "enum": TIMEZONES})
-    discord_webhook_url = fields.String(allow_none=True)
+    discord_webhook_url = fields.String(allow_none=True, metadata={
+        "description": "<DISCORD_API_BASE>/webhooks/<id>/<token> (at most 500 characters), or null or \"\" to remove"})
 
     @validates("digest_time")
     def _digest_time(self, value, **kwargs):
