@@ -111,16 +111,23 @@ class DeltaCrownApi(Api):
         return error_response(status, _HTTP_CODES.get(status, "error"), message, fields_, headers=headers)
 
 
-def link(operation: str, description: str = "", **parameters: str) -> dict:
+def _expression(value: str) -> str:
+    return value if value.startswith("$") else f"$response.body#/{value}"
+
+
+def link(operation: str, description: str = "", *, body: dict | None = None, **parameters: str) -> dict:
     """An OpenAPI link from an answer to `operation` ("POST /teams/{team_id}/invites", a path
     under /api/v1): each parameter is a field of the answer's body (`team_id="id"`,
     `notification_id="items/0/id"`) or, given as a runtime expression starting with "$", that
-    (`team_id="$request.path.team_id"`)."""
+    (`team_id="$request.path.team_id"`). `body`: fields of the target's JSON body taken the
+    same way (`body={"captain_id": "id"}`); the target's other fields are the caller's."""
     method, _, path = operation.partition(" ")
     pointer = (API_PREFIX + path).replace("~", "~0").replace("/", "~1").replace("{", "%7B").replace("}", "%7D")
-    doc = {"operationRef": f"#/paths/{pointer}/{method.lower()}",
-           "parameters": {name: value if value.startswith("$") else f"$response.body#/{value}"
-                          for name, value in parameters.items()}}
+    doc = {"operationRef": f"#/paths/{pointer}/{method.lower()}"}
+    if parameters:
+        doc["parameters"] = {name: _expression(value) for name, value in parameters.items()}
+    if body:
+        doc["requestBody"] = {name: _expression(value) for name, value in body.items()}
     if description:
         doc["description"] = description
     return doc

@@ -46,7 +46,8 @@ class UserCreateSchema(Schema):
 
 
 @bp.operation("POST", "/users", body=UserCreateSchema, status=201, response=UserCreatedSchema, admin=True,
-              links={"coins": link("GET /users/{user_id}/coins", user_id="id")})
+              links={"coins": link("GET /users/{user_id}/coins", user_id="id"),
+                     "create_team": link("POST /teams", "a team captained by this user", body={"captain_id": "id"})})
 def create(data):
     """Create a user (admin); the answer holds their API token, once."""
     user, token, _ = create_user(data["username"], data["email"], password=data["password"],

@@ -18,7 +18,8 @@ from schemathesis import GenerationMode
 
 # Answers that say nothing about whether the data fit the document (the caller, the state).
 STATE_STATUSES = {401, 403, 404, 409, 429}
-SCENARIOS, STEPS = 30, 10  # 300 calls at most
+SCENARIOS, STEPS = 50, 10  # 500 calls at most
+MIN_CALLS = 5  # fewer schema-valid calls to an operation say nothing about it
 
 
 def _links(doc: dict) -> dict[str, set[str]]:
@@ -69,7 +70,7 @@ def test_stateful_run_finds_no_server_error_nor_validation_mismatch(app, users, 
     assert not server_errors, server_errors[:5]
     mismatched = {}
     for label, statuses in seen.items():
-        if any(s < 400 for s in statuses):
+        if len(statuses) < MIN_CALLS or any(s < 400 for s in statuses):
             continue
         invalid = [s for s in statuses if s not in STATE_STATUSES]
         if invalid and len(invalid) >= 0.1 * len(statuses):
