@@ -27,7 +27,10 @@ def _no_nul(value):
 # The same rules as patterns, so the OpenAPI document states them too (validation stays with
 # the validators, whose messages the API answers with).
 NO_NUL = r"^[^\x00]*$"
-NOT_BLANK = r"^[^\x00]*[^\x00\s][^\x00]*$"  # and something besides white space
+# White space as str.strip() sees it (the services strip before checking for blank), spelt
+# out: regex engines disagree on what \s covers.
+_SPACE = "".join(f"\\u{ord(c):04x}" for c in map(chr, range(0x3001)) if c.isspace())
+NOT_BLANK = rf"^[^\x00]*[^\x00{_SPACE}][^\x00]*$"  # and something besides white space
 
 
 def _with_metadata(kwargs: dict, **doc) -> dict:
