@@ -76,5 +76,7 @@ def test_stateful_run_finds_no_server_error_nor_validation_mismatch(app, users, 
         if invalid and len(invalid) >= 0.1 * len(statuses):
             mismatched[label] = sorted(set(statuses))
     assert not mismatched, mismatched
+    # The run got somewhere: several operations succeeded, some of them on ids a link handed over.
     reached_ok = [label for label, statuses in seen.items() if any(200 <= s < 300 for s in statuses)]
-    assert len(reached_ok) >= 10, sorted(seen)
+    assert len(reached_ok) >= 6, sorted(seen)
+    assert any("{" in label for label in reached_ok), reached_ok
