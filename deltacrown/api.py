@@ -7,8 +7,9 @@
 - Auth: `Authorization: Bearer <token>` only, on every endpoint of every API blueprint.
   Session cookies are deliberately not accepted here (the API is exempt from CSRF, so it
   must not trust cookies).
-- Routes: `bp.operation(method, path, body=, query=, status=, response=, admin=)` declares
-  one operation, its schemas and who may call it.
+- Routes: `bp.operation(method, path, body=, query=, status=, response=, admin=, links=)`
+  declares one operation, its schemas, who may call it and (`links`, built with `link`) which
+  operations take an id from its answer, so clients and tools can chain calls.
 - Lists: newest first, keyset pagination on the id (`?cursor=`, `?limit=`).
 """
 from __future__ import annotations
@@ -21,7 +22,7 @@ from flask import current_app, g, jsonify, request
 from flask_smorest import Api
 from flask_smorest import Blueprint as _SmorestBlueprint
 from marshmallow import Schema, fields, validate
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from .errors import Forbidden, InvalidInput, ServiceError
 from .extensions import csrf, db
@@ -104,19 +105,46 @@ class DeltaCrownApi(Api):
             message = data.get("message") or error.description or error.name
         if status >= 500:
             message = "Internal error"
-        return error_response(status, _HTTP_CODES.get(status, "error"), message, fields_,
-                              headers=data.get("headers"))
+        headers = dict(data.get("headers") or {})
+        if isinstance(error, MethodNotAllowed) and error.valid_methods:
+            headers["Allow"] = ", ".join(error.valid_methods)  # as HTTP requires of a 405
+        return error_response(status, _HTTP_CODES.get(status, "error"), message, fields_, headers=headers)
+
+
+def _expression(value: str) -> str:
+    return value if value.startswith("$") else f"$response.body#/{value}"
+
+
+def link(operation: str, description: str = "", *, body: dict | None = None, **parameters: str) -> dict:
+    """An OpenAPI link from an answer to `operation` ("POST /teams/{team_id}/invites", a path
+    under /api/v1): each parameter is a field of the answer's body (`team_id="id"`,
+    `notification_id="items/0/id"`) or, given as a runtime expression starting with "$", that
+    (`team_id="$request.path.team_id"`). `body`: fields of the target's JSON body taken the
+    same way (`body={"captain_id": "id"}`); the target's other fields are the caller's."""
+    method, _, path = operation.partition(" ")
+    pointer = (API_PREFIX + path).replace("~", "~0").replace("/", "~1").replace("{", "%7B").replace("}", "%7D")
+    doc = {"operationRef": f"#/paths/{pointer}/{method.lower()}"}
+    if parameters:
+        doc["parameters"] = {name: _expression(value) for name, value in parameters.items()}
+    if body:
+        doc["requestBody"] = {name: _expression(value) for name, value in body.items()}
+    if description:
+        doc["description"] = description
+    return doc
 
 
 class ApiBlueprint(_SmorestBlueprint):
     def operation(self, method: str, rule: str, *, body=None, body_required: bool = True, query=None,
-                  status: int = 200, response=None, admin: bool = False):
+                  status: int = 200, response=None, admin: bool = False, links: dict | None = None):
         """One API operation, declared in one place: `method rule`; the JSON `body` and/or
         `query` schema it validates (the view gets the loaded dict first); the `response`
         schema sent with `status`. `admin`: admins only, refused (403) before the body is
-        validated."""
+        validated. `links`: {name: link(...)}, the operations that use this answer's ids
+        (documented on the `status` response)."""
         def declare(view):
             view = self.response(status, response)(view)
+            if links:
+                view = self.doc(responses={status: {"links": links}})(view)
             if body is not None:
                 view = self.arguments(body, required=body_required)(view)
             if query is not None:

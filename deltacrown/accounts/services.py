@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import functools
 import secrets
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from marshmallow import ValidationError as _MmValidationError
 from marshmallow import validate
@@ -16,8 +16,10 @@ from ..extensions import db
 from ..signals import user_created
 from .models import User, hash_token
 
-_username = validate.Regexp(r"^[A-Za-z0-9_.-]{3,32}$",
-                            error="3 to 32 letters, digits, '.', '_' or '-'")
+USERNAME_PATTERN = r"^[A-Za-z0-9_.-]{3,32}$"
+_username = validate.Regexp(USERNAME_PATTERN, error="3 to 32 letters, digits, '.', '_' or '-'")
+# The zones `is_valid_timezone` knows by name (for the API's document).
+TIMEZONES = sorted(available_timezones())
 _email = validate.Email(error="not a valid email address")
 
 

@@ -143,7 +143,8 @@ def get_preferences():
     return data
 
 
-@bp.operation("PUT", "/preferences", body=PreferencesSchema(partial=True), response=PreferencesOutSchema)
+@bp.operation("PUT", "/preferences", body=PreferencesSchema(partial=True), body_required=False,
+              response=PreferencesOutSchema)
 def put_preferences(data):
     """Change any subset of the caller's preferences (recorded with source "api")."""
     return serialize_preferences(update_preferences(api_user(), data, SOURCE_API))

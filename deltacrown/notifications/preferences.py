@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 from marshmallow import Schema, ValidationError, fields, validate, validates
 from sqlalchemy import select
 
-from ..accounts.services import is_valid_timezone
+from ..accounts.services import TIMEZONES, is_valid_timezone
 from ..channels.webhooks import webhook_url_problem
 from ..errors import InvalidInput
 from ..extensions import db
@@ -35,15 +35,22 @@ class PreferencesSchema(Schema):
     channels = fields.Dict(
         keys=fields.String(validate=validate.OneOf(TYPE_NAMES, error="unknown notification type {input!r}")),
         values=fields.List(fields.String(validate=validate.OneOf(CHANNELS, error="unknown channel {input!r}"))),
-        metadata={"description": "channels per notification type: in_app, email, discord"},
+        metadata={"description": "channels per notification type: in_app, email, discord",
+                  # the keys' rule, for the document (OpenAPI 3.0 cannot say it of a map's keys)
+                  "properties": {name: {"type": "array", "items": {"type": "string", "enum": list(CHANNELS)}}
+                                 for name in TYPE_NAMES},
+                  "additionalProperties": False},
     )
     opt_out_email = fields.Boolean()
     opt_out_in_app = fields.Boolean()
     opt_out_discord = fields.Boolean()
     enable_daily_digest = fields.Boolean()
-    digest_time = fields.String(metadata={"description": "HH:MM, 24-hour, in `timezone`", "example": "08:00"})
-    timezone = fields.String(metadata={"description": "IANA time zone", "example": "Europe/Berlin"})
-    discord_webhook_url = fields.String(allow_none=True)
+    digest_time = fields.String(metadata={"description": "HH:MM, 24-hour, in `timezone`", "example": "08:00",
+                                          "pattern": _HHMM.pattern})
+    timezone = fields.String(metadata={"description": "IANA time zone", "example": "Europe/Berlin",
+                                       "enum": TIMEZONES})
+    discord_webhook_url = fields.String(allow_none=True, metadata={
+        "description": "<DISCORD_API_BASE>/webhooks/<id>/<token> (at most 500 characters), or null or \"\" to remove"})
 
     @validates("digest_time")
     def _digest_time(self, value, **kwargs):

@@ -68,10 +68,19 @@ def list_jobs():
     return {"items": runs.list_jobs(), "next_cursor": None}  # the contract's list shape
 
 
+# The names the path takes and the arguments each job takes, for the document.
+_JOB_NAME = {"in": "path", "name": "name", "required": True,
+             "schema": {"type": "string", "enum": [spec.name for spec in schedule.RUNNABLE_JOBS]},
+             "description": "; ".join(f"{spec.name}: " + (", ".join(spec.args) if spec.args else "no arguments")
+                                      for spec in schedule.RUNNABLE_JOBS)}
+
+
 @bp.operation("POST", "/jobs/<string:name>/run",
               body=RunArgsSchema, body_required=False, status=202, response=JobIdSchema, admin=True)
+@bp.doc(parameters=[_JOB_NAME])
 def run_job(args, name):
-    """Start a job now; 404 for an unknown name, 422 for arguments it does not take."""
+    """Start a job now; 404 for an unknown name, 422 for arguments it does not take (the `name`
+    parameter lists which each job takes)."""
     spec = schedule.JOBS_BY_NAME.get(name)
     if spec is None:
         raise NotFound(f"no job named {name!r}; known: {', '.join(sorted(schedule.JOBS_BY_NAME))}")

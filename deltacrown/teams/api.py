@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields
 
-from ..api import Blueprint, api_user
+from ..api import Blueprint, api_user, link
 from ..apischemas import ID, IdField, Out, Text, When
 from ..dbutil import get_or_404
 from . import services
@@ -40,7 +40,7 @@ class TeamDetailSchema(TeamSchema):
 
 
 class TeamCreateSchema(Schema):
-    name = Text(100, required=True)
+    name = Text(100, blank=False, required=True)
     tag = Text(16, allow_none=True, load_default=None)
     captain_id = IdField(required=True)
 
@@ -65,8 +65,8 @@ class InviteSchema(Schema):
 
 
 class SponsorCreateSchema(Schema):
-    name = Text(100, required=True)
-    expires_at = When(required=True)
+    name = Text(100, blank=False, required=True)
+    expires_at = When(required=True, metadata={"description": "must be in the future"})
 
 
 class SponsorSchema(Schema):
@@ -80,9 +80,9 @@ class SponsorSchema(Schema):
 
 
 class PromotionCreateSchema(Schema):
-    title = Text(200, required=True)
+    title = Text(200, blank=False, required=True)
     starts_at = When(required=True)
-    ends_at = When(required=True)
+    ends_at = When(required=True, metadata={"description": "must be after starts_at and in the future"})
 
 
 class PromotionSchema(Schema):
@@ -99,7 +99,15 @@ def _team(team_id: int) -> Team:
     return get_or_404(Team, team_id, "Team")
 
 
-@bp.operation("POST", "/teams", body=TeamCreateSchema, status=201, response=TeamDetailSchema, admin=True)
+@bp.operation("POST", "/teams", body=TeamCreateSchema, status=201, response=TeamDetailSchema, admin=True, links={
+    "get_team": link("GET /teams/{team_id}", team_id="id"),
+    "set_webhook": link("PUT /teams/{team_id}/discord-webhook", team_id="id"),
+    "invite": link("POST /teams/{team_id}/invites", team_id="id"),
+    "add_member": link("POST /teams/{team_id}/members", team_id="id"),
+    "create_sponsor": link("POST /teams/{team_id}/sponsors", team_id="id"),
+    "create_promotion": link("POST /teams/{team_id}/promotions", team_id="id"),
+    "award_achievement": link("POST /teams/{team_id}/achievements", team_id="id"),
+})
 def create_team(data):
     """Create a team (admin); the captain becomes its first member."""
     return services.create_team(data["name"], data["captain_id"], data.get("tag"))
@@ -117,7 +125,10 @@ def set_webhook(data, team_id):
     return services.set_discord_webhook(api_user(), _team(team_id), data["url"])
 
 
-@bp.operation("POST", f"/teams/<{ID}:team_id>/invites", body=UserIdSchema, status=201, response=InviteSchema)
+@bp.operation("POST", f"/teams/<{ID}:team_id>/invites", body=UserIdSchema, status=201, response=InviteSchema, links={
+    "accept": link("POST /invites/{invite_id}/accept", invite_id="id"),
+    "decline": link("POST /invites/{invite_id}/decline", invite_id="id"),
+})
 def invite(data, team_id):
     """Invite a player (captain or admin)."""
     return services.invite_user(api_user(), _team(team_id), data["user_id"])
@@ -135,7 +146,10 @@ def decline_invite(invite_id):
     return services.decline_invite(api_user(), get_or_404(TeamInvite, invite_id, "Invite"))
 
 
-@bp.operation("POST", f"/teams/<{ID}:team_id>/members", body=UserIdSchema, status=201, response=MemberSchema)
+@bp.operation("POST", f"/teams/<{ID}:team_id>/members", body=UserIdSchema, status=201, response=MemberSchema, links={
+    "remove_member": link("DELETE /teams/{team_id}/members/{user_id}", team_id="$request.path.team_id",
+                          user_id="user_id"),
+})
 def add_member(data, team_id):
     """Add a player directly (captain or admin)."""
     return services.add_member(api_user(), _team(team_id), data["user_id"])
@@ -147,7 +161,8 @@ def remove_member(team_id, user_id):
     services.remove_member(api_user(), _team(team_id), user_id)
 
 
-@bp.operation("POST", f"/teams/<{ID}:team_id>/sponsors", body=SponsorCreateSchema, status=201, response=SponsorSchema)
+@bp.operation("POST", f"/teams/<{ID}:team_id>/sponsors", body=SponsorCreateSchema, status=201, response=SponsorSchema,
+              links={"approve": link("POST /sponsors/{sponsor_id}/approve", sponsor_id="id")})
 def create_sponsor(data, team_id):
     """Propose a sponsor (captain or admin); an admin approves it."""
     return services.create_sponsor(api_user(), _team(team_id), data["name"], data["expires_at"])

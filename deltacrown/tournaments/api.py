@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from ..api import Blueprint, api_user
+from ..api import Blueprint, api_user, link
 from ..apischemas import ID, IdField, Out, Text, When
 from ..dbutil import get_or_404
 from ..teams.models import Team
@@ -59,7 +59,7 @@ class TournamentDetailSchema(TournamentSchema):
 
 
 class TournamentCreateSchema(Schema):
-    name = Text(200, required=True)
+    name = Text(200, blank=False, required=True)
     starts_at = When(required=True)
 
 
@@ -69,7 +69,7 @@ class RegistrationCreateSchema(Schema):
 
 class MatchCreateSchema(Schema):
     team_a_id = IdField(required=True)
-    team_b_id = IdField(required=True)
+    team_b_id = IdField(required=True, metadata={"description": "another team than team_a_id"})
     scheduled_at = When(required=True)
 
 
@@ -84,7 +84,7 @@ class CompleteSchema(Schema):
 
 
 class AchievementCreateSchema(Schema):
-    kind = Text(64, required=True)
+    kind = Text(64, blank=False, required=True)
     tournament_id = IdField(allow_none=True, load_default=None)
 
 
@@ -100,7 +100,13 @@ def _tournament(tournament_id: int) -> Tournament:
     return get_or_404(Tournament, tournament_id, "Tournament")
 
 
-@bp.operation("POST", "/tournaments", body=TournamentCreateSchema, status=201, response=TournamentSchema, admin=True)
+@bp.operation("POST", "/tournaments", body=TournamentCreateSchema, status=201, response=TournamentSchema, admin=True, links={
+    "get_tournament": link("GET /tournaments/{tournament_id}", tournament_id="id"),
+    "register": link("POST /tournaments/{tournament_id}/registrations", tournament_id="id"),
+    "schedule_match": link("POST /tournaments/{tournament_id}/matches", tournament_id="id"),
+    "bracket_ready": link("POST /tournaments/{tournament_id}/bracket-ready", tournament_id="id"),
+    "complete": link("POST /tournaments/{tournament_id}/complete", tournament_id="id"),
+})
 def create(data):
     """Create a tournament (admin), open for registration."""
     return services.create_tournament(data["name"], data["starts_at"])
@@ -126,7 +132,8 @@ def bracket_ready(tournament_id):
 
 
 @bp.operation("POST", f"/tournaments/<{ID}:tournament_id>/matches",
-              body=MatchCreateSchema, status=201, response=MatchSchema, admin=True)
+              body=MatchCreateSchema, status=201, response=MatchSchema, admin=True,
+              links={"post_result": link("POST /matches/{match_id}/result", match_id="id")})
 def schedule_match(data, tournament_id):
     """Schedule a match between two registered teams (admin)."""
     return services.schedule_match(_tournament(tournament_id), data["team_a_id"], data["team_b_id"],
