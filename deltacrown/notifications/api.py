@@ -5,7 +5,7 @@ import logging
 
 from marshmallow import Schema, fields, validate
 
-from ..api import Blueprint, api_user, error_response, keyset_page
+from ..api import Blueprint, api_user, error_response, keyset_page, link
 from ..apischemas import ID, IdField, Link, ListSchema, Out, PageSchema, Text
 from ..errors import NotFound
 from ..extensions import db
@@ -97,7 +97,10 @@ class JobAcceptedSchema(Schema):
     announcement_id = fields.String()
 
 
-@bp.operation("GET", "/notifications", query=NotificationListArgs, response=NotificationPageSchema)
+@bp.operation("GET", "/notifications", query=NotificationListArgs, response=NotificationPageSchema,
+              links={"act": link("POST /notifications/{notification_id}/actions/{action_name}",
+                                 "Answer the newest notification with its first action (e.g. accept an invite)",
+                                 notification_id="items/0/id", action_name="items/0/actions/0/name")})
 def list_notifications(args):
     """The caller's notifications, newest first."""
     stmt = center.center_query(api_user().id, args["unread"], args["type"])

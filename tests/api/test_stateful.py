@@ -38,6 +38,7 @@ def test_create_operations_link_to_the_operations_that_use_their_ids(client):
     assert {"register", "schedule_match", "bracket_ready", "complete"} <= links["POST /tournaments"]
     assert links["POST /tournaments/{tournament_id}/matches"] == {"post_result"}
     assert links["POST /teams/{team_id}/invites"] == {"accept", "decline"}
+    assert links["GET /notifications"] == {"act"}
 
 
 @pytest.mark.timeout(300)
