@@ -68,3 +68,36 @@ def test_center_and_editor_without_javascript(app, users, notify, live_server, p
         pref = db.session.scalar(select(NotificationPreference).where(NotificationPreference.user_id == alice))
         assert pref.get_channels_for_type("match_result") == ["in_app"]
         assert pref.timezone == "UTC" and pref.digest_time.strftime("%H:%M") == "08:00"  # nothing saved
+
+
+def test_the_email_confirm_page_answers_an_invite_without_javascript(app, users, live_server, page):
+    """The invite email's Accept link, opened with JavaScript off and without logging in: the
+    GET only asks; the button answers; the same link a second time no longer works."""
+    from urllib.parse import urlsplit
+
+    from deltacrown.accounts.models import User
+    from deltacrown.notifications.email_actions import action_links
+    from deltacrown.teams import services as teams
+
+    cap, eve = users.create("cap"), users.create("eve")
+    with app.app_context():
+        team = teams.create_team("Crimson Hawks", cap, "CRH")
+        invite = teams.invite_user(db.session.get(User, cap), team, eve)
+        team_id = team.id
+        accept = next(link["url"] for link in action_links(eve, "invite_sent", invite.id) if link["name"] == "accept")
+
+    def is_member():
+        with app.app_context():
+            return teams.membership(team_id, eve) is not None
+
+    page.goto(urlsplit(accept).path)
+    expect(page.locator("h1")).to_contain_text("Crimson Hawks")
+    screenshot(page, "email-confirm-accept")
+    assert not is_member()  # opening the link (as a mail scanner would) answered nothing
+    page.get_by_role("button", name="Accept").click()
+    expect(page.get_by_role("status")).to_contain_text("You joined Crimson Hawks")
+    assert is_member()
+    # The same link again explains itself (a 409 page; fetched outside the browser, which
+    # would log the status as a console error).
+    used = app.test_client().get(urlsplit(accept).path)
+    assert used.status_code == 409 and "This link cannot be used" in used.get_data(as_text=True)
