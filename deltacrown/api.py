@@ -133,6 +133,12 @@ def link(operation: str, description: str = "", *, body: dict | None = None, **p
     return doc
 
 
+def id_links(parameter: str, **operations: str) -> dict:
+    """{name: link(operation, parameter="id")}: the operations that take the answer's `id`
+    as their `parameter` (a created team's id as `team_id`), in the order given."""
+    return {name: link(operation, **{parameter: "id"}) for name, operation in operations.items()}
+
+
 class ApiBlueprint(_SmorestBlueprint):
     def operation(self, method: str, rule: str, *, body=None, body_required: bool = True, query=None,
                   status: int = 200, response=None, admin: bool = False, links: dict | None = None):

@@ -13,7 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from flask import current_app
-from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import false, update
 
 from ..accounts.models import User
@@ -22,20 +21,23 @@ from ..extensions import db
 from ..timeutil import utcnow
 from .actions import Action, ActionResult
 from .models import Notification
+from .signed_links import InvalidLink, SignedLinks
 from .types import NOTIFICATION_TYPES, NotificationType
 
 _SALT = "deltacrown.email-action.v1"
 ACTION_PATH = "/email-actions"
 
 
-class InvalidActionLink(Exception):
-    """The link was altered, is too old, or names something that no longer exists (400),
-    or its action no longer applies (409: the invite was answered or expired)."""
+class InvalidActionLink(InvalidLink):
+    """The link was altered or names something that no longer exists (400), is too old
+    (410), or its action no longer applies (409: the invite was answered or expired)."""
 
-    def __init__(self, message: str, status: int = 400):
-        super().__init__(message)
-        self.message = message
-        self.status = status
+
+_LINKS = SignedLinks(
+    _SALT, InvalidActionLink, expired_status=410,
+    expired="This link has expired, and so has the invite it answers. Ask the team's captain for a new invite.",
+    invalid="This link is not valid (it may have been cut off or changed). "
+            "Open the link from the email again, or answer in your notifications.")
 
 
 @dataclass(frozen=True)
@@ -51,15 +53,11 @@ class ActionLink:
         return self.type_info.subject.describe(self.subject_id)
 
 
-def _serializer() -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=_SALT)
-
-
 def make_action_token(user_id: int, type_name: str, subject_id: int, action_name: str) -> str:
     spec = NOTIFICATION_TYPES[type_name]
     if spec.action(action_name) is None:
         raise ValueError(f"{type_name} has no action {action_name!r}")
-    return _serializer().dumps({"u": int(user_id), "t": type_name, "s": int(subject_id), "a": action_name})
+    return _LINKS.dump({"u": int(user_id), "t": type_name, "s": int(subject_id), "a": action_name})
 
 
 def action_links(user_id: int, type_name: str, subject_id: int | None) -> list[dict]:
@@ -76,11 +74,9 @@ def action_links(user_id: int, type_name: str, subject_id: int | None) -> list[d
 def _max_age_seconds(token: str) -> int | None:
     """The age limit of the type the token names (read without trusting it: the signature
     is checked right after, with this limit)."""
-    try:
-        data = _serializer().loads_unsafe(token)[1]
-        spec = NOTIFICATION_TYPES.get(data.get("t")) if isinstance(data, dict) else None
-    except Exception:
-        return None
+    data = _LINKS.peek(token)
+    type_name = data.get("t") if isinstance(data, dict) else None
+    spec = NOTIFICATION_TYPES.get(type_name) if isinstance(type_name, str) else None
     if spec is None or spec.subject is None:
         return None
     return int(spec.subject.link_max_age().total_seconds())
@@ -89,14 +85,7 @@ def _max_age_seconds(token: str) -> int | None:
 def read_link(token: str, check_open: bool = True) -> ActionLink:
     """Check signature, age, and (with `check_open`) that the action still applies; raises
     InvalidActionLink with a readable message. Writes nothing."""
-    try:
-        data = _serializer().loads(token or "", max_age=_max_age_seconds(token or ""))
-    except SignatureExpired:
-        raise InvalidActionLink("This link has expired, and so has the invite it answers. "
-                                "Ask the team's captain for a new invite.", status=410) from None
-    except BadSignature:
-        raise InvalidActionLink("This link is not valid (it may have been cut off or changed). "
-                                "Open the link from the email again, or answer in your notifications.") from None
+    data = _LINKS.load(token, _max_age_seconds(token or ""))
     if not isinstance(data, dict) or not all(isinstance(data.get(k), t) for k, t in
                                              (("u", int), ("t", str), ("s", int), ("a", str))):
         raise InvalidActionLink("This link is not valid.")

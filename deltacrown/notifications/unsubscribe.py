@@ -11,25 +11,27 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from flask import current_app
-from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 from ..accounts.models import User
 from ..extensions import db
 from .models import NotificationPreference
 from .preferences import SOURCE_UNSUBSCRIBE, update_preferences
+from .signed_links import InvalidLink, SignedLinks
 from .types import EMAIL, NOTIFICATION_TYPES
 
 ALL_EMAIL = "all"
 _SALT = "deltacrown.unsubscribe.v1"
 
 
-class InvalidUnsubscribeToken(Exception):
-    """The link was altered, is too old, or names something that no longer exists."""
+class InvalidUnsubscribeToken(InvalidLink):
+    """The link was altered, is too old, or names something that no longer exists (400)."""
 
-    def __init__(self, message: str, expired: bool = False):
-        super().__init__(message)
-        self.message = message
-        self.expired = expired
+
+_LINKS = SignedLinks(
+    _SALT, InvalidUnsubscribeToken,
+    expired="This unsubscribe link has expired. You can still turn email off in your notification settings.",
+    invalid="This unsubscribe link is not valid (it may have been cut off or changed). "
+            "Open the link from the email again, or turn email off in your notification settings.")
 
 
 @dataclass(frozen=True)
@@ -55,30 +57,17 @@ class UnsubscribeRequest:
         return not self.is_all and EMAIL not in pref.chosen_channels(self.scope)
 
 
-def _serializer() -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=_SALT)
-
-
 def make_unsubscribe_token(user_id: int, scope: str) -> str:
     """A token turning off email of type `scope` (or ALL_EMAIL) for this user."""
     if scope != ALL_EMAIL and scope not in NOTIFICATION_TYPES:
         raise ValueError(f"unknown unsubscribe scope {scope!r}")
-    return _serializer().dumps({"u": int(user_id), "t": scope})
+    return _LINKS.dump({"u": int(user_id), "t": scope})
 
 
 def read_unsubscribe_token(token: str) -> UnsubscribeRequest:
     """Check the signature and age; raises InvalidUnsubscribeToken with a readable message."""
     max_age = current_app.config["UNSUBSCRIBE_TOKEN_MAX_AGE_DAYS"] * 24 * 60 * 60
-    try:
-        data = _serializer().loads(token or "", max_age=max_age)
-    except SignatureExpired:
-        raise InvalidUnsubscribeToken(
-            "This unsubscribe link has expired. You can still turn email off in your notification settings.",
-            expired=True) from None
-    except BadSignature:
-        raise InvalidUnsubscribeToken(
-            "This unsubscribe link is not valid (it may have been cut off or changed). "
-            "Open the link from the email again, or turn email off in your notification settings.") from None
+    data = _LINKS.load(token, max_age)
     if not isinstance(data, dict) or not isinstance(data.get("u"), int) or not isinstance(data.get("t"), str):
         raise InvalidUnsubscribeToken("This unsubscribe link is not valid.")
     scope = data["t"]

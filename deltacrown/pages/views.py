@@ -170,24 +170,25 @@ def invite(team_id: int):
 def remove_member(team_id: int, user_id: int):
     team = team_or_404(team_id)
     user = row(User, user_id)
-    try:
-        if user is None:
-            raise NotFound(f"User {user_id} is not a member of {team.name}.")
-        team_services.remove_member(current_user, team, user.id)
-    except ServiceError as exc:
-        return _refused(team, exc.message, exc.status)
-    return _changed(team, f"Removed {user.username} from {team.name}.")
+    if user is None:
+        return _refused(team, f"User {user_id} is not a member of {team.name}.", NotFound.status)
+    return _remove(team, user, f"Removed {user.username} from {team.name}.")
 
 
 @bp.post("/teams/<int:team_id>/leave")
 @page_login_required
 def leave(team_id: int):
     team = team_or_404(team_id)
+    return _remove(team, current_user, f"You left {team.name}.")
+
+
+def _remove(team: Team, user, done: str):
+    """Take `user` off the team (the service says whether the current user may)."""
     try:
-        team_services.remove_member(current_user, team, current_user.id)
+        team_services.remove_member(current_user, team, user.id)
     except ServiceError as exc:
         return _refused(team, exc.message, exc.status)
-    return _changed(team, f"You left {team.name}.")
+    return _changed(team, done)
 
 
 @bp.post("/teams/<int:team_id>/webhook")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields
 
-from ..api import Blueprint, api_user, link
+from ..api import Blueprint, api_user, id_links, link
 from ..apischemas import ID, IdField, Out, Text, When
 from ..dbutil import get_or_404
 from . import services
@@ -99,15 +99,13 @@ def _team(team_id: int) -> Team:
     return get_or_404(Team, team_id, "Team")
 
 
-@bp.operation("POST", "/teams", body=TeamCreateSchema, status=201, response=TeamDetailSchema, admin=True, links={
-    "get_team": link("GET /teams/{team_id}", team_id="id"),
-    "set_webhook": link("PUT /teams/{team_id}/discord-webhook", team_id="id"),
-    "invite": link("POST /teams/{team_id}/invites", team_id="id"),
-    "add_member": link("POST /teams/{team_id}/members", team_id="id"),
-    "create_sponsor": link("POST /teams/{team_id}/sponsors", team_id="id"),
-    "create_promotion": link("POST /teams/{team_id}/promotions", team_id="id"),
-    "award_achievement": link("POST /teams/{team_id}/achievements", team_id="id"),
-})
+@bp.operation("POST", "/teams", body=TeamCreateSchema, status=201, response=TeamDetailSchema, admin=True,
+              links=id_links("team_id", get_team="GET /teams/{team_id}",
+                             set_webhook="PUT /teams/{team_id}/discord-webhook",
+                             invite="POST /teams/{team_id}/invites", add_member="POST /teams/{team_id}/members",
+                             create_sponsor="POST /teams/{team_id}/sponsors",
+                             create_promotion="POST /teams/{team_id}/promotions",
+                             award_achievement="POST /teams/{team_id}/achievements"))
 def create_team(data):
     """Create a team (admin); the captain becomes its first member."""
     return services.create_team(data["name"], data["captain_id"], data.get("tag"))
@@ -125,10 +123,9 @@ def set_webhook(data, team_id):
     return services.set_discord_webhook(api_user(), _team(team_id), data["url"])
 
 
-@bp.operation("POST", f"/teams/<{ID}:team_id>/invites", body=UserIdSchema, status=201, response=InviteSchema, links={
-    "accept": link("POST /invites/{invite_id}/accept", invite_id="id"),
-    "decline": link("POST /invites/{invite_id}/decline", invite_id="id"),
-})
+@bp.operation("POST", f"/teams/<{ID}:team_id>/invites", body=UserIdSchema, status=201, response=InviteSchema, 
+              links=id_links("invite_id", accept="POST /invites/{invite_id}/accept",
+                             decline="POST /invites/{invite_id}/decline"))
 def invite(data, team_id):
     """Invite a player (captain or admin)."""
     return services.invite_user(api_user(), _team(team_id), data["user_id"])
@@ -162,7 +159,7 @@ def remove_member(team_id, user_id):
 
 
 @bp.operation("POST", f"/teams/<{ID}:team_id>/sponsors", body=SponsorCreateSchema, status=201, response=SponsorSchema,
-              links={"approve": link("POST /sponsors/{sponsor_id}/approve", sponsor_id="id")})
+              links=id_links("sponsor_id", approve="POST /sponsors/{sponsor_id}/approve"))
 def create_sponsor(data, team_id):
     """Propose a sponsor (captain or admin); an admin approves it."""
     return services.create_sponsor(api_user(), _team(team_id), data["name"], data["expires_at"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from ..api import Blueprint, api_user, link
+from ..api import Blueprint, api_user, id_links
 from ..apischemas import ID, IdField, Out, Text, When
 from ..dbutil import get_or_404
 from ..teams.models import Team
@@ -100,13 +100,12 @@ def _tournament(tournament_id: int) -> Tournament:
     return get_or_404(Tournament, tournament_id, "Tournament")
 
 
-@bp.operation("POST", "/tournaments", body=TournamentCreateSchema, status=201, response=TournamentSchema, admin=True, links={
-    "get_tournament": link("GET /tournaments/{tournament_id}", tournament_id="id"),
-    "register": link("POST /tournaments/{tournament_id}/registrations", tournament_id="id"),
-    "schedule_match": link("POST /tournaments/{tournament_id}/matches", tournament_id="id"),
-    "bracket_ready": link("POST /tournaments/{tournament_id}/bracket-ready", tournament_id="id"),
-    "complete": link("POST /tournaments/{tournament_id}/complete", tournament_id="id"),
-})
+@bp.operation("POST", "/tournaments", body=TournamentCreateSchema, status=201, response=TournamentSchema, admin=True,
+              links=id_links("tournament_id", get_tournament="GET /tournaments/{tournament_id}",
+                             register="POST /tournaments/{tournament_id}/registrations",
+                             schedule_match="POST /tournaments/{tournament_id}/matches",
+                             bracket_ready="POST /tournaments/{tournament_id}/bracket-ready",
+                             complete="POST /tournaments/{tournament_id}/complete"))
 def create(data):
     """Create a tournament (admin), open for registration."""
     return services.create_tournament(data["name"], data["starts_at"])
@@ -133,7 +132,7 @@ def bracket_ready(tournament_id):
 
 @bp.operation("POST", f"/tournaments/<{ID}:tournament_id>/matches",
               body=MatchCreateSchema, status=201, response=MatchSchema, admin=True,
-              links={"post_result": link("POST /matches/{match_id}/result", match_id="id")})
+              links=id_links("match_id", post_result="POST /matches/{match_id}/result"))
 def schedule_match(data, tournament_id):
     """Schedule a match between two registered teams (admin)."""
     return services.schedule_match(_tournament(tournament_id), data["team_a_id"], data["team_b_id"],
