@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from functools import partial
 
+from .economy.jobs import wrap_up_tournament
 from .notifications.service import notify_for_event
 from .outbox.dispatch import install_reactions
-from .economy.jobs import wrap_up_tournament
 
 
 def notify(type_name: str):

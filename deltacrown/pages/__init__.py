@@ -7,6 +7,6 @@ bp = Blueprint("pages", __name__)
 
 
 def init_app(app):
-    from . import tournaments, views  # noqa: F401  (their routes join `bp`)
+    from . import teams, tournaments  # noqa: F401  (their routes join `bp`)
 
     app.register_blueprint(bp)
