@@ -17,10 +17,16 @@ from .extensions import db
 MAX_DB_ID = 2**31 - 1
 
 
+def get_row(model, ident):
+    """The row with this id, or None (also for an id no id column can hold: a URL or a
+    request body may carry any number)."""
+    return db.session.get(model, ident) if isinstance(ident, int) and 0 < ident <= MAX_DB_ID else None
+
+
 def get_or_404(model, ident, what: str | None = None, field: str | None = None):
     """The row with this id, or NotFound naming it as `what` (the model's name by default);
     with `field`, the error also names the request field that held the id."""
-    obj = db.session.get(model, ident) if isinstance(ident, int) and 0 < ident <= MAX_DB_ID else None
+    obj = get_row(model, ident)
     if obj is None:
         label = what or model.__name__
         raise NotFound(f"{label} {ident} not found", fields={field: f"no {label.lower()} {ident}"} if field else None)

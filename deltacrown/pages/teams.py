@@ -16,7 +16,7 @@ from sqlalchemy import or_, select
 
 from ..accounts.models import User
 from ..accounts.services import find_user
-from ..dbutil import MAX_DB_ID
+from ..dbutil import get_row
 from ..errors import InvalidInput, NotFound, ServiceError
 from ..extensions import db
 from ..notifications.preferences import user_zone
@@ -37,13 +37,8 @@ SUGGEST_MIN_CHARS = 1
 
 # --- what the pages show (reads only) ------------------------------------------
 
-def row(model, ident: int):
-    """The row, or None (also for an id no table can hold: a URL may carry any number)."""
-    return db.session.get(model, ident) if 0 < ident <= MAX_DB_ID else None
-
-
 def team_or_404(team_id: int) -> Team:
-    team = row(Team, team_id)
+    team = get_row(Team, team_id)
     if team is None:
         abort(404)
     return team
@@ -169,7 +164,7 @@ def invite(team_id: int):
 @page_login_required
 def remove_member(team_id: int, user_id: int):
     team = team_or_404(team_id)
-    user = row(User, user_id)
+    user = get_row(User, user_id)
     if user is None:
         return _refused(team, f"User {user_id} is not a member of {team.name}.", NotFound.status)
     return _remove(team, user, f"Removed {user.username} from {team.name}.")
@@ -214,7 +209,7 @@ def _webhook_test_result(team: Team, result: str, ok: bool, status: int):
 
 def too_many_webhook_tests(error):
     """The shared test-message budget is spent: say so where the button is."""
-    team = row(Team, (request.view_args or {}).get("team_id") or 0)
+    team = get_row(Team, (request.view_args or {}).get("team_id") or 0)
     if team is None:
         return render_template("notifications/_webhook_test_result.html",
                                webhook_result=(webhook_test_refusal(error), False)), 429
@@ -258,7 +253,7 @@ def _escape_like(text: str) -> str:
 
 def own_invite_or_404(invite_id: int) -> TeamInvite:
     """Only the invitee sees an invite; anyone else (admins too) gets 404, so its existence is not told."""
-    invite = row(TeamInvite, invite_id)
+    invite = get_row(TeamInvite, invite_id)
     if invite is None or invite.user_id != current_user.id:
         abort(404)
     return invite

@@ -6,8 +6,8 @@ from __future__ import annotations
 from flask import abort, render_template
 from flask_login import current_user
 
+from ..dbutil import get_row
 from ..economy.payouts import tournament_payouts
-from ..extensions import db
 from ..notifications.preferences import user_zone
 from ..notifications.views import page_login_required
 from ..tournaments.models import Tournament
@@ -20,7 +20,7 @@ STATUS_LABELS = {"registration": "Registration open", "ongoing": "In progress", 
 @bp.get("/tournaments/<int:tournament_id>")
 @page_login_required
 def tournament(tournament_id: int):
-    tournament = db.session.get(Tournament, tournament_id)
+    tournament = get_row(Tournament, tournament_id)
     if tournament is None:
         abort(404)
     matches = sorted(tournament.matches, key=lambda m: (m.scheduled_at, m.id))
