@@ -42,6 +42,12 @@ class Notification(db.Model):
     # its type says which table. No foreign key: it names different tables per type, and a
     # notification outlives what it reports (an action on a missing subject is refused).
     subject_id: Mapped[int | None] = mapped_column()
+    # Attention: seen = shown to the user (the badge counts unseen); read = opened or marked
+    # read; archived = put away (out of the default list); snoozed = hidden from lists and
+    # counts until then, when it comes back unread and unseen.
+    seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    archived_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    snoozed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     user = relationship("User")
 
@@ -65,6 +71,12 @@ class NotificationPreference(db.Model):
     digest_time: Mapped[time] = mapped_column(Time, default=DEFAULT_DIGEST_TIME)
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
     discord_webhook_url: Mapped[str | None] = mapped_column(String(500))
+    # Quiet hours in the user's zone (both set or both None; may span midnight): emails and
+    # personal Discord messages falling inside are held until the end, critical types excepted.
+    quiet_hours_start: Mapped[time | None] = mapped_column(Time)
+    quiet_hours_end: Mapped[time | None] = mapped_column(Time)
+    # Send an email only if its in-app copy is still unseen after this many minutes (0: at once).
+    email_after_unseen_minutes: Mapped[int] = mapped_column(default=0, server_default="0")
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
     user = relationship("User")
@@ -104,7 +116,7 @@ def channels_for_type(type_name: str, channels: dict | None, opt_out_in_app, opt
     """Global opt-outs win over the per-type choice. A user without a preference row
     (all None) has the registry defaults."""
     opted_out = {IN_APP: bool(opt_out_in_app), EMAIL: bool(opt_out_email), DISCORD: bool(opt_out_discord)}
-    if NOTIFICATION_TYPES[type_name].always_in_app:
+    if NOTIFICATION_TYPES[type_name].critical:
         opted_out[IN_APP] = False
         return [c for c in CHANNELS if (c == IN_APP or c in chosen_channels(channels, type_name)) and not opted_out[c]]
     return [c for c in chosen_channels(channels, type_name) if not opted_out[c]]
@@ -177,5 +189,27 @@ class Delivery(db.Model):
     external_id: Mapped[str | None] = mapped_column(String(100))  # e.g. Discord message id
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Not before this time (quiet hours, or an email waiting to see whether the in-app copy
+    # is seen first); None: at once.
+    send_after: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     notification = relationship("Notification")
+
+
+class Mute(db.Model):
+    """A user silencing a team or a tournament until `until` (None: until unmuted). While it
+    lasts, notifications about it are written in-app already seen and not sent by email or
+    personal Discord."""
+
+    __tablename__ = "mutes"
+    __table_args__ = (
+        CheckConstraint("(team_id IS NULL) <> (tournament_id IS NULL)", name="one_subject"),
+        Index("ix_mutes_user_id", "user_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    team_id: Mapped[int | None] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"))
+    tournament_id: Mapped[int | None] = mapped_column(ForeignKey("tournaments.id", ondelete="CASCADE"))
+    until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

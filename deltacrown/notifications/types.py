@@ -40,7 +40,10 @@ class NotificationType:
     compose: Callable[[dict], Message | None]  # payload -> what it says (None: nothing to say)
     public: bool = False  # also posted to the platform webhook (DISCORD_WEBHOOK_URL)
     team_event: bool = False  # also posted once to the team's webhook, if it has one
-    always_in_app: bool = False  # written in-app whatever the preferences say (the player must learn of it)
+    # Critical: cannot be silenced entirely. Always written in-app (opt-outs and mutes do not
+    # stop it, the API refuses to remove in_app from it), never held by quiet hours.
+    critical: bool = False
+    critical_reason: str = ""  # why, shown beside the locked box in the preference editor
     # Buttons on the notification (center, API, email), acting on its subject (Notification.subject_id,
     # set by the composer); offered only while the subject is open (`subject.open_ids`).
     actions: tuple[Action, ...] = ()
@@ -91,7 +94,8 @@ _TYPES = (
     NotificationType(name="payout_received", label="Payout received",
                      description="You were paid coins for a tournament placing.",
                      default_channels=(IN_APP, EMAIL), icon="🪙", colour=0xF1C40F, public=True,
-                     audience=THE_USERS, compose=composers.payout_received),
+                     audience=THE_USERS, compose=composers.payout_received, critical=True,
+                     critical_reason="Coins were moved on your account: you are always told in the app."),
     NotificationType(name="achievement_earned", label="Achievement earned",
                      description="Your team earned an achievement.",
                      default_channels=(IN_APP, EMAIL), icon="🏆", colour=0xFFD700, public=True, team_event=True,
@@ -101,12 +105,16 @@ _TYPES = (
                      audience=EVERYONE, compose=composers.as_written),
     NotificationType(name="webhook_disabled", label="Discord webhook switched off",
                      description="A Discord webhook you set up stopped existing, so we stopped posting to it.",
-                     default_channels=(IN_APP,), icon="⚠️", colour=0x95A5A6, always_in_app=True,
-                     audience=THE_USERS, compose=composers.webhook_disabled),
+                     default_channels=(IN_APP,), icon="⚠️", colour=0x95A5A6,
+                     audience=THE_USERS, compose=composers.webhook_disabled, critical=True,
+                     critical_reason="A setting of yours stopped working: you are always told in the app."),
 )
 
 NOTIFICATION_TYPES: dict[str, NotificationType] = {t.name: t for t in _TYPES}
 TYPE_NAMES: tuple[str, ...] = tuple(NOTIFICATION_TYPES)
+
+
+CRITICAL_TYPES: tuple[str, ...] = tuple(t.name for t in _TYPES if t.critical)
 
 
 def get_type(name: str) -> NotificationType:
