@@ -19,16 +19,27 @@ ORDINALS = {1: "1st", 2: "2nd", 3: "3rd"}
 def distribute_payouts_command(tournament_id):
     """Pay a completed tournament's placed teams (1st, 2nd, 3rd), exactly once.
 
-    Safe to rerun: a tournament already paid is reported as such (exit 0).
+    Safe to rerun: a tournament already paid is reported as such (exit 0). A payout at or
+    above PAYOUT_APPROVAL_THRESHOLD is held for a second admin, never paid from here.
     """
     result = distribute_tournament_payouts(tournament_id)
+    held = [p for p in result["payouts"] if p.get("status") == "pending_approval"]
     if result["status"] == "already_distributed":
         click.echo(f"Tournament {tournament_id}: payouts were already distributed; nothing paid now.")
+    elif held:
+        click.echo(f"Tournament {tournament_id}: paid {len(result['payouts']) - len(held)} placed team(s); "
+                   f"{len(held)} payout(s) held for a second admin's approval.")
     else:
         click.echo(f"Tournament {tournament_id}: paid {len(result['payouts'])} placed team(s).")
     for payout in result["payouts"]:
-        click.echo(f"  {ORDINALS.get(payout['place'], payout['place'])}  {payout['team_name']} "
-                   f"(team {payout['team_id']}): {payout['amount']} coins to captain (user {payout['user_id']})")
+        line = (f"  {ORDINALS.get(payout['place'], payout['place'])}  {payout['team_name']} "
+                f"(team {payout['team_id']}): {payout['amount']} coins ")
+        if payout.get("status") == "pending_approval":
+            line += (f"held for approval (payout {payout['payout_id']}, captain user {payout['user_id']}; "
+                     f"POST /api/v1/payouts/{payout['payout_id']}/approve)")
+        else:
+            line += f"to captain (user {payout['user_id']})"
+        click.echo(line)
 
 
 @job_command("check-wrapup", jobs.check_tournament_wrapup)
