@@ -1,5 +1,6 @@
 """The ops dashboard (/ops, admins only): queues, workers, failed and recurring
-jobs, the scheduler, job health, deliveries, outbox and payouts, with HTMX partial refreshes.
+jobs, the scheduler, job health, deliveries, outbox and payouts (and the payouts awaiting a
+second admin's approval: approve / reject, economy/approvals.py), with HTMX partial refreshes.
 
 Each panel is its own partial template; the full page includes them all, and
 HTMX requests get just the panel (after an action, with the outcome message).
