@@ -67,7 +67,7 @@ def _held(api) -> dict:
 
 
 def test_threshold_600_pays_500_and_250_at_once_and_holds_1000_until_another_admin_approves(
-        app, api, users, cup, run_jobs):
+        app, api, users, auth, cup, run_jobs):
     tid = cup["tournament_id"]
     # At once: 500 and 250. Held: 1000, with no coins yet.
     assert [_coins(app, n, users) for n in ("gold", "silver", "bronze")] == [0, 500, 250]
@@ -87,6 +87,12 @@ def test_threshold_600_pays_500_and_250_at_once_and_holds_1000_until_another_adm
     # The achievements are awarded as usual, the held place's too.
     with app.app_context():
         assert len(events("achievement_earned")) == 3
+
+    # The tournament page says so, to the captain.
+    assert auth.login("gold").status_code == 302
+    page = " ".join(api.client.get(f"/tournaments/{tid}").get_data(as_text=True).split())
+    assert "1000 coins, awaiting an admin's approval" in page and "500 coins" in page
+    auth.logout()
 
     # Four eyes: alice completed the tournament, so she may not approve its payouts.
     refused = api.post(f"/payouts/{held['id']}/approve", "alice", expect=403).json["error"]
@@ -164,7 +170,7 @@ def test_a_fresh_tournament_paid_by_the_command_holds_the_large_payout(app, user
         assert (held.amount, held.status, held.completed_by_id) == (1000, "pending_approval", None)
 
 
-def test_reject_tells_the_captain_the_reason_and_pays_nothing(app, api, users, cup, run_jobs):
+def test_reject_tells_the_captain_the_reason_and_pays_nothing(app, api, users, auth, cup, run_jobs):
     held = _held(api)
     for body, field in (({}, "reason"), ({"reason": "   "}, "reason"), ({"reason": "x" * 501}, "reason"),
                         ({"reason": 7}, "reason")):
@@ -184,6 +190,9 @@ def test_reject_tells_the_captain_the_reason_and_pays_nothing(app, api, users, c
     [note] = _notes(api, "payout_rejected")
     assert note.user_id == users.ids["gold"] and note.title == "Payout of 1000 coins rejected"
     assert "Reason: <b>Match fixing</b> under review" in note.body
+    assert auth.login("gold").status_code == 302  # the page shows it, as text
+    page = " ".join(api.client.get(f"/tournaments/{cup['tournament_id']}").get_data(as_text=True).split())
+    assert "1000 coins, rejected: &lt;b&gt;Match fixing&lt;/b&gt; under review" in page
     assert [p["id"] for p in api.get("/payouts?status=rejected", "bob", expect=200).json["items"]] == [held["id"]]
     with app.app_context():
         assert db.session.scalar(select(DedupKey.task).where(DedupKey.key == decision_dedup_key(held["id"]))) == \
