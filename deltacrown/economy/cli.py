@@ -6,8 +6,10 @@ import click
 
 from ..clitools import job_command, row_must_exist
 from ..dbutil import MAX_DB_ID
+from ..extensions import db
 from ..tournaments.models import Tournament
 from . import jobs
+from .models import Payout
 from .payouts import distribute_tournament_payouts
 from .wrapup import check_tournament_wrapup
 
@@ -34,9 +36,13 @@ def distribute_payouts_command(tournament_id):
     for payout in result["payouts"]:
         line = (f"  {ORDINALS.get(payout['place'], payout['place'])}  {payout['team_name']} "
                 f"(team {payout['team_id']}): {payout['amount']} coins ")
-        if payout.get("status") == "pending_approval":
-            line += (f"held for approval (payout {payout['payout_id']}, captain user {payout['user_id']}; "
-                     f"POST /api/v1/payouts/{payout['payout_id']}/approve)")
+        held_row = db.session.get(Payout, payout["payout_id"]) if payout.get("payout_id") else None
+        if held_row is not None and held_row.status == "pending_approval":
+            line += (f"held for approval (payout {held_row.id}, captain user {payout['user_id']}; "
+                     f"POST /api/v1/payouts/{held_row.id}/approve)")
+        elif held_row is not None:  # a rerun after the decision: say what it was
+            line += (f"held, then {'approved and paid' if held_row.status == 'paid' else 'rejected'} "
+                     f"(payout {held_row.id}) to captain (user {payout['user_id']})")
         else:
             line += f"to captain (user {payout['user_id']})"
         click.echo(line)

@@ -147,10 +147,15 @@ def test_distribute_payouts_job_and_command_never_bypass_approval(app, api, user
     out = runner.invoke(args=["distribute-payouts", str(tid)])
     assert out.exit_code == 0, out.output
     assert f"1000 coins held for approval (payout {held['id']}" in out.output
+    api.post(f"/payouts/{held['id']}/reject", "bob", {"reason": "checked: no"}, expect=200)
+    out = runner.invoke(args=["distribute-payouts", str(tid)])
+    assert f"1000 coins held, then rejected (payout {held['id']})" in out.output
+    assert _coins(app, "gold", users) == 0
     # The jobs API ("run now" for distribute-payouts) takes the same path.
     api.post("/jobs/distribute-payouts/run", "bob", {"tournament_id": tid}, expect=202)
     run_jobs()
-    assert _coins(app, "gold", users) == 0 and _held(api)["status"] == "pending_approval"
+    assert _coins(app, "gold", users) == 0
+    assert api.get("/payouts?status=rejected", "bob", expect=200).json["items"][0]["id"] == held["id"]
 
 
 def test_a_fresh_tournament_paid_by_the_command_holds_the_large_payout(app, users, runner, run_jobs):
