@@ -154,6 +154,22 @@ def check_rate_limit(value: str, name: str) -> str:
     return value
 
 
+def _payout_approval_threshold(env) -> int | None:
+    """Coins from which a payout waits for a second admin; None (unset or empty): never."""
+    name = "PAYOUT_APPROVAL_THRESHOLD"
+    raw = (env.get(name) or "").strip()
+    if raw == "":
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}: expected a whole number of coins like 600 (payouts of at least that many "
+                          f"coins wait for a second admin), or leave it unset to pay at once; got {raw!r}") from None
+    if value < 1:
+        raise ConfigError(f"{name}: must be at least 1 coin, got {value} (leave it unset to turn approval off)")
+    return value
+
+
 def _scheduler_stale_seconds(env) -> int:
     interval = _int(env, "SCHEDULER_INTERVAL", 60, minimum=1)
     stale = _int(env, "SCHEDULER_HEARTBEAT_STALE_SECONDS", 3 * interval, minimum=1)
@@ -261,6 +277,11 @@ def load_config(env=None) -> dict:
         "RETENTION_DAYS": _int(env, "RETENTION_DAYS", 90, minimum=1, maximum=36_500),
         # Money: coins paid per place (integers only).
         "PAYOUT_TABLE": {1: 1000, 2: 500, 3: 250},
+        # A payout of at least this many coins is held until a second admin approves it (None: off).
+        "PAYOUT_APPROVAL_THRESHOLD": _payout_approval_threshold(env),
+        # true: the admin who completed the tournament may approve its payouts (a platform with one
+        # admin); the audit trail marks such an approval as self-approved.
+        "PAYOUT_APPROVAL_ALLOW_SELF": _bool(env, "PAYOUT_APPROVAL_ALLOW_SELF", False),
         "INVITE_EXPIRY_DAYS": _int(env, "INVITE_EXPIRY_DAYS", 7, minimum=1),
         # Largest request body in bytes (Flask's own key): a larger one is refused with 413.
         "MAX_CONTENT_LENGTH": _int(env, "MAX_CONTENT_LENGTH", 1024 * 1024, minimum=1),

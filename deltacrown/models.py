@@ -1,7 +1,7 @@
 """Imports every model so that Alembic and `db.create_all()` see all tables."""
 from .accounts.models import User  # noqa: F401
 from .dedup import DedupKey  # noqa: F401
-from .economy.models import CoinTransaction  # noqa: F401
+from .economy.models import CoinTransaction, Payout  # noqa: F401
 from .notifications.models import (Delivery, Notification, NotificationDigest,  # noqa: F401
                                    NotificationPreference, NotificationPreferenceChange)
 from .outbox.models import OutboxEvent  # noqa: F401

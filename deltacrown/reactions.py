@@ -45,6 +45,8 @@ REACTIONS = {
     "tournament_completed": (start_wrap_up,),
     "ranking_changed": (notify("ranking_changed"),),
     "payout_received": (notify("payout_received"),),
+    "payout_held": (notify("payout_awaiting_approval"),),
+    "payout_rejected": (notify("payout_rejected"),),
     "webhook_disabled": (notify("webhook_disabled"),),
 }
 

@@ -13,6 +13,9 @@ lands at that exact moment (tests/support/pausing.py).
 Points (where, and what holds there):
 - "payout:after_coins" (economy/payouts.py): the coin rows are flushed, not
   committed; a kill here must leave no coins at all.
+- "payout_approval:after_coins" (economy/approvals.py): an approval's decision key
+  and coin row are flushed, not committed; a kill here must leave the payout
+  pending with no coins, and the next approval pays it once.
 - "digest:after_claim" (notifications/digests.py): a chunk's digest claims are
   committed, no email sent yet; the retry must send each digest once.
 - "announcement:after_chunk" (notifications/announcements.py): the first chunk

@@ -6,7 +6,8 @@ from .payouts import distribute_tournament_payouts
 
 @background_job(queue=QUEUE_DEFAULT, domain_errors="result")
 def distribute_payouts(tournament_id: int) -> dict:
-    """Pay a completed tournament's placed teams, exactly once (see economy/payouts.py).
+    """Pay a completed tournament's placed teams, exactly once (see economy/payouts.py); a payout
+    at or above PAYOUT_APPROVAL_THRESHOLD is held for a second admin, never paid here.
 
     Unknown / not completed / no placements finish with {status: "error", error: {...}};
     other errors are retried: the payout is safe to rerun.

@@ -44,6 +44,24 @@ it is not needed.
 
 Bad input is refused before anything is written: an unknown tournament
 (NotFound), one that is not completed or has no placements (Conflict).
+
+Large payouts wait for a second admin
+-------------------------------------
+With `PAYOUT_APPROVAL_THRESHOLD` set (coins; unset = off), a place whose amount is
+at least the threshold is not paid by this run: it is written, in the same
+transaction and under the same key, as a `Payout` row (economy/models.py) with
+status "pending_approval" and no coins, and a `payout_held` event tells the
+team's captain "payout of N coins awaiting approval". The smaller places of the
+same tournament are paid at once, as above. The achievement is awarded either
+way. Every caller (wrap-up, the `distribute-payouts` job, command and "run now")
+comes through here, so none of them can pay a held payout: only an approval can.
+
+What happens next is economy/approvals.py: another admin than the one who
+completed the tournament (`Tournament.completed_by_id`) approves it, which pays
+it by the same rule as this file, a unique dedup key inserted in the same
+transaction as the coins (`approval_dedup_key(payout_id)`), so racing approvals,
+a retry after a crash and a second click pay it once; or rejects it with a
+reason, and the captain is told why.
 """
 from __future__ import annotations
 
@@ -60,7 +78,7 @@ from ..signals import checkpoint
 from ..teams.models import Team, TeamAchievement
 from ..timeutil import utcnow
 from ..tournaments.models import Placement, Tournament
-from .models import CoinTransaction
+from .models import CoinTransaction, Payout
 
 TASK_NAME = "distribute_tournament_payouts"
 TRANSACTION_TYPE = "tournament_payout"
@@ -78,8 +96,10 @@ def distribute_tournament_payouts(tournament_id: int) -> dict:
     Returns {status: "distributed", dedup_key, tournament_id, payouts: [...]} on
     the run that paid, and {status: "already_distributed", dedup_key,
     tournament_id, payouts: [...]} (what that run paid) on every other run.
-    Each payout is {place, team_id, team_name, user_id, amount, transaction_id,
-    achievement, achievement_id}.
+    Each payout is {place, team_id, team_name, user_id, amount, status, transaction_id,
+    payout_id, achievement, achievement_id}: status "paid" (transaction_id is its coins)
+    or "pending_approval" (held for a second admin, payout_id is its Payout row; see
+    "Large payouts wait for a second admin" above).
     """
     # 1. Validate first, so a refused request writes nothing.
     tournament = db.session.get(Tournament, tournament_id)
@@ -97,6 +117,7 @@ def distribute_tournament_payouts(tournament_id: int) -> dict:
 
     dedup_key = payout_dedup_key(tournament_id)
     payout_table = current_app.config["PAYOUT_TABLE"]
+    threshold = current_app.config.get("PAYOUT_APPROVAL_THRESHOLD")  # None: approval is off
     job = get_current_job()  # None when run from the CLI or a request
     now = utcnow()
 
@@ -108,12 +129,19 @@ def distribute_tournament_payouts(tournament_id: int) -> dict:
         db.session.flush()
 
         # 3. The coins: one transaction per placed team, to its captain. The
-        #    metadata is the audit trail of why these coins exist.
+        #    metadata is the audit trail of why these coins exist. A payout at or
+        #    above the approval threshold gets no coins here: a held Payout row.
         payouts = []
         for placement, team in placed:
             amount = int(payout_table.get(placement.place, 0))
-            coins = None
-            if amount > 0:
+            coins = held = None
+            if amount > 0 and threshold is not None and amount >= threshold:
+                held = Payout(tournament_id=tournament_id, team_id=team.id, user_id=team.captain_id,
+                              place=placement.place, amount=amount, threshold=threshold,
+                              status="pending_approval", created_at=now,
+                              completed_by_id=tournament.completed_by_id)
+                db.session.add(held)
+            elif amount > 0:
                 coins = CoinTransaction(
                     user_id=team.captain_id, amount=amount, transaction_type=TRANSACTION_TYPE,
                     dedup_key=dedup_key, created_at=now,
@@ -122,7 +150,7 @@ def distribute_tournament_payouts(tournament_id: int) -> dict:
                           "job_id": job.id if job else None},
                 )
                 db.session.add(coins)
-            payouts.append({"placement": placement, "team": team, "amount": amount, "coins": coins})
+            payouts.append({"placement": placement, "team": team, "amount": amount, "coins": coins, "held": held})
         db.session.flush()  # coin rows written (not committed): ids for the events
         checkpoint.send("payout:after_coins")  # coins flushed, not committed
 
@@ -150,14 +178,19 @@ def distribute_tournament_payouts(tournament_id: int) -> dict:
         for payout in payouts:
             placement, team, coins, achievement = (payout["placement"], payout["team"], payout["coins"],
                                                    payout["achievement"])
+            held = payout["held"]
             if coins is not None:
                 emit("payout_received", user_id=team.captain_id, team_id=team.id, tournament_id=tournament_id,
                      place=placement.place, amount=payout["amount"], transaction_id=coins.id)
+            if held is not None:
+                emit("payout_held", payout_id=held.id)
             if payout["new_achievement"]:
                 emit("achievement_earned", achievement_id=achievement.id)
             summary.append({"place": placement.place, "team_id": team.id, "team_name": team.name,
                             "user_id": team.captain_id, "amount": payout["amount"],
+                            "status": "pending_approval" if held is not None else "paid",
                             "transaction_id": coins.id if coins else None,
+                            "payout_id": held.id if held is not None else None,
                             "achievement": achievement.kind, "achievement_id": achievement.id})
 
         # 6. Keep what was paid with the key (answers later reruns), and commit
@@ -184,9 +217,12 @@ def distribute_tournament_payouts(tournament_id: int) -> dict:
 
 
 def tournament_payouts(tournament_id: int) -> dict[int, int]:
-    """{team_id: coins} that the tournament's payout paid (empty until it ran)."""
+    """{team_id: coins} that the tournament's payout paid (empty until it ran), approved
+    payouts included (held or rejected ones are not paid: `held_payouts`)."""
+    approved = select(Payout.transaction_id).where(Payout.tournament_id == tournament_id,
+                                                   Payout.transaction_id.is_not(None))
     rows = db.session.scalars(select(CoinTransaction).where(
-        CoinTransaction.dedup_key == payout_dedup_key(tournament_id),
+        (CoinTransaction.dedup_key == payout_dedup_key(tournament_id)) | CoinTransaction.id.in_(approved),
         CoinTransaction.transaction_type == TRANSACTION_TYPE))
     paid: dict[int, int] = {}
     for row in rows:
@@ -194,3 +230,8 @@ def tournament_payouts(tournament_id: int) -> dict[int, int]:
         if team_id is not None:
             paid[team_id] = paid.get(team_id, 0) + row.amount
     return paid
+
+
+def held_payouts(tournament_id: int) -> dict[int, Payout]:
+    """{team_id: Payout} of the tournament's payouts held for approval, and how each was decided."""
+    return {p.team_id: p for p in db.session.scalars(select(Payout).where(Payout.tournament_id == tournament_id))}

@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from sqlalchemy import select
 
 from ..accounts.models import User
+from ..economy.models import Payout
 from ..extensions import db
 from ..teams.models import Team, TeamAchievement, TeamInvite, TeamPromotion, TeamSponsor
 from ..teams.services import member_ids
@@ -181,6 +182,26 @@ def payout_received(payload) -> Message:
     return Message(f"You received {amount} coins", f"{placed}{amount} coins were added to your balance.",
                    f"/tournaments/{tournament_id}" if tournament_id else None,
                    team_ids=(team_id,) if team_id else (), user_ids=(user_id,))
+
+
+def _placing(payout) -> str:
+    return f"{payout.team.name} placed #{payout.place} in {payout.tournament.name}."
+
+
+@about(Payout, "payout_id")
+def payout_awaiting_approval(payout, payload) -> Message:
+    """A held payout (PAYOUT_APPROVAL_THRESHOLD): its team's captain hears it is on its way."""
+    return Message(f"Payout of {payout.amount} coins awaiting approval",
+                   f"{_placing(payout)} Payouts this large are checked by a second admin before the "
+                   f"{payout.amount} coins are added to your balance; you will hear when it is decided.",
+                   f"/tournaments/{payout.tournament_id}", team_ids=(payout.team_id,))
+
+
+@about(Payout, "payout_id")
+def payout_rejected(payout, payload) -> Message:
+    return Message(f"Payout of {payout.amount} coins rejected",
+                   f"{_placing(payout)} An admin rejected this payout, so no coins were added. "
+                   f"Reason: {payout.reason}", f"/tournaments/{payout.tournament_id}", team_ids=(payout.team_id,))
 
 
 @about(TeamAchievement, "achievement_id")

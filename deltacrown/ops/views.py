@@ -1,5 +1,6 @@
 """The ops dashboard (/ops, admins only): queues, workers, failed and recurring
-jobs, the scheduler, job health, deliveries, outbox and payouts, with HTMX partial refreshes.
+jobs, the scheduler, job health, deliveries, outbox and payouts (and the payouts awaiting a
+second admin's approval: approve / reject, economy/approvals.py), with HTMX partial refreshes.
 
 Each panel is its own partial template; the full page includes them all, and
 HTMX requests get just the panel (after an action, with the outcome message).
@@ -18,6 +19,7 @@ from flask import (Blueprint, abort, current_app, flash, make_response, redirect
 from flask_login import current_user
 from sqlalchemy.exc import SQLAlchemyError
 
+from ..economy import approvals as payout_approvals
 from ..errors import ServiceError
 from ..extensions import db, login_manager
 from ..queue import get_redis
@@ -170,12 +172,29 @@ def failed_context(message: str | None = None, message_error: bool = False) -> d
             "failed_message": message, "failed_message_error": message_error}
 
 
+def _approvals_data():
+    now = utcnow()
+    pending = payout_approvals.pending_payouts()
+    for payout in pending:
+        payout.overdue = payout_approvals.is_overdue(payout, now)
+    return pending, payout_approvals.decided_payouts()
+
+
+def approvals_context(message: str | None = None, message_error: bool = False) -> dict:
+    """Payouts awaiting approval (flagged after 24 h), the threshold in force and the audit trail."""
+    data, error = _db_section(_approvals_data)
+    pending, decided = data if data is not None else (None, None)
+    return {"approvals_settings": payout_approvals.approval_settings(), "approvals_pending": pending,
+            "approvals_decided": decided, "approvals_error": error, "approvals_message": message,
+            "approvals_message_error": message_error, "reason_max_length": payout_approvals.REASON_MAX_LENGTH}
+
+
 # --- pages and partials --------------------------------------------------------
 
 @bp.get("")
 @admin_required
 def dashboard():
-    ctx = {**live_context(), **recurring_context(), **failed_context()}
+    ctx = {**live_context(), **approvals_context(), **recurring_context(), **failed_context()}
     return render_template("ops/dashboard.html", **ctx)
 
 
@@ -189,6 +208,12 @@ def live():
 @admin_required
 def recurring():
     return render_template("ops/_recurring.html", **recurring_context())
+
+
+@bp.get("/approvals")
+@admin_required
+def approvals():
+    return render_template("ops/_approvals.html", **approvals_context())
 
 
 @bp.get("/failed")
@@ -267,3 +292,31 @@ def run_job(name):
         return _after_action("recurring", f"Could not enqueue {spec.name} (is Redis reachable?): "
                                           f"{_describe(exc)}", True)
     return _after_action("recurring", f"Started {spec.name}: job {job.id} is on the {job.origin} queue.", False)
+
+
+def _decide_payout(decide, success_message):
+    """Approve or reject from the dashboard: the same services as the API (economy/approvals.py)."""
+    try:
+        payout = decide(current_user._get_current_object())
+        message, is_error = success_message(payout), False
+    except ServiceError as exc:
+        message, is_error = exc.message, True
+    if request.headers.get("HX-Request"):
+        return render_template("ops/_approvals.html", **approvals_context(message, is_error))
+    flash(message)
+    return redirect(url_for("ops.dashboard", _anchor="ops-approvals"))
+
+
+@bp.post("/payouts/<int:payout_id>/approve")
+@admin_required
+def approve_payout(payout_id):
+    return _decide_payout(lambda admin: payout_approvals.approve_payout(payout_id, admin),
+                          lambda p: f"Payout {p.id} approved: {p.amount} coins paid to {p.user.username}.")
+
+
+@bp.post("/payouts/<int:payout_id>/reject")
+@admin_required
+def reject_payout(payout_id):
+    reason = request.form.get("reason", "")
+    return _decide_payout(lambda admin: payout_approvals.reject_payout(payout_id, admin, reason),
+                          lambda p: f"Payout {p.id} rejected; the captain of {p.team.name} is told the reason.")

@@ -34,6 +34,10 @@ _KINDS = (
     EventKind("webhook_disabled", payload=("user_id", "team_id", "url_digest")),
     EventKind("payout_received",
               payload=("user_id", "team_id", "tournament_id", "place", "amount", "transaction_id")),
+    # A payout at or above PAYOUT_APPROVAL_THRESHOLD waits for a second admin; then it is
+    # rejected (with a reason) or paid (payout_received). economy/payouts.py, economy/approvals.py.
+    EventKind("payout_held", payload=("payout_id",)),
+    EventKind("payout_rejected", payload=("payout_id",)),
 )
 
 EVENT_KINDS: dict[str, EventKind] = {kind.name: kind for kind in _KINDS}

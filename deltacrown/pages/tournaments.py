@@ -1,13 +1,13 @@
 """The tournament page (/tournaments/<id>): status, registered teams, standings, matches
 (times in the viewer's zone, each with its `match-<id>` anchor that match notifications
-link to), placements and the coins each placed team was paid. Read-only."""
+link to), placements and the coins each placed team was paid (or held for approval). Read-only."""
 from __future__ import annotations
 
 from flask import abort, render_template
 from flask_login import current_user
 
 from ..dbutil import get_row
-from ..economy.payouts import tournament_payouts
+from ..economy.payouts import held_payouts, tournament_payouts
 from ..notifications.preferences import user_zone
 from ..notifications.views import page_login_required
 from ..tournaments.models import Tournament
@@ -28,5 +28,5 @@ def tournament(tournament_id: int):
         "pages/tournament.html", tournament=tournament, status_label=STATUS_LABELS.get(tournament.status,
                                                                                       tournament.status),
         registrations=tournament.registrations, standings=tournament_standings(tournament), matches=matches,
-        placements=tournament.placements, payouts=tournament_payouts(tournament.id),
+        placements=tournament.placements, payouts=tournament_payouts(tournament.id), held=held_payouts(tournament.id),
         zone=user_zone(current_user))

@@ -149,7 +149,7 @@ def post_result(data, match_id):
               body=CompleteSchema, response=TournamentDetailSchema, admin=True)
 def complete(data, tournament_id):
     """Complete the tournament with its podium (admin); rankings and payouts run on the queue."""
-    return services.complete_tournament(_tournament(tournament_id), data["placements"])
+    return services.complete_tournament(_tournament(tournament_id), data["placements"], actor=api_user())
 
 
 @bp.operation("POST", f"/teams/<{ID}:team_id>/achievements",

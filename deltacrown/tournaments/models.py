@@ -25,6 +25,9 @@ class Tournament(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     wrapped_up_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The admin who completed it (null when completed before this was recorded, or not by a
+    # person): the first pair of eyes on its payouts (economy/approvals.py).
+    completed_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
 
     registrations = relationship("Registration", back_populates="tournament", order_by="Registration.id")
     matches = relationship("Match", back_populates="tournament", order_by="Match.id")

@@ -98,8 +98,10 @@ def record_result(match: Match, score_a: int, score_b: int) -> Match:
     return match
 
 
-def complete_tournament(tournament: Tournament, placements: list[int]) -> Tournament:
-    """Close the tournament with its podium (team ids, 1st first); wrap-up runs on the queue."""
+def complete_tournament(tournament: Tournament, placements: list[int], actor=None) -> Tournament:
+    """Close the tournament with its podium (team ids, 1st first); wrap-up runs on the queue.
+    `actor`: the admin completing it, recorded as `completed_by_id` (the four-eyes rule of
+    held payouts keeps that admin from approving them)."""
     if not 1 <= len(placements) <= MAX_PLACES:
         raise InvalidInput("placements: give 1 to 3 team ids, first place first",
                            fields={"placements": "1 to 3 team ids"})
@@ -114,7 +116,7 @@ def complete_tournament(tournament: Tournament, placements: list[int]) -> Tourna
         raise Conflict(f"Not registered for this tournament: {unregistered}",
                        fields={"placements": f"teams not registered: {unregistered}"})
     transition(tournament, "ongoing", "The tournament was completed meanwhile.", status="completed",
-               completed_at=utcnow())
+               completed_at=utcnow(), completed_by_id=actor.id if actor is not None else None)
     for place, team_id in enumerate(placements, start=1):
         db.session.add(Placement(tournament_id=tournament.id, team_id=team_id, place=place))
     emit("tournament_completed", tournament_id=tournament.id)

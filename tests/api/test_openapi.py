@@ -14,6 +14,7 @@ CONTRACT = [
     ("get", "/notifications"), ("get", "/notifications/unread-count"),
     ("post", "/notifications/{notification_id}/read"), ("post", "/notifications/read-all"),
     ("get", "/preferences"), ("put", "/preferences"), ("post", "/announcements"),
+    ("get", "/payouts"), ("post", "/payouts/{payout_id}/approve"), ("post", "/payouts/{payout_id}/reject"),
 ]
 
 

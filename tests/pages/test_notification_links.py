@@ -19,7 +19,10 @@ from tests.api.helpers import in_days
 
 @pytest.fixture
 def app_config(discord_server):
-    return {**discord_server.config(), "DELIVERY_RETRY_INTERVALS": [0, 0], "DISCORD_TIMEOUT_SECONDS": 1}
+    # First places (1000 coins) wait for a second admin: payout_awaiting_approval, then
+    # payout_received (approved) and payout_rejected; second places (500) are paid at once.
+    return {**discord_server.config(), "DELIVERY_RETRY_INTERVALS": [0, 0], "DISCORD_TIMEOUT_SECONDS": 1,
+            "PAYOUT_APPROVAL_THRESHOLD": 1000}
 
 
 def _session(app, users, username):
@@ -79,6 +82,13 @@ def every_type(api, league, run_jobs, discord_server):
     _play(api, rematch, red, blue, 0, 2)
     _play(api, rematch, blue, red, 1, 0)
     api.post(f"/tournaments/{rematch}/complete", "admin", {"placements": [blue, red]}, expect=200)
+    run_jobs()
+    # The held first places: a second admin approves Spring Cup's and rejects Summer Cup's.
+    api.users.create("admin2", admin=True)
+    held = {p["tournament_id"]: p["id"] for p in
+            api.get("/payouts?status=pending_approval", "admin2", expect=200).json["items"]}
+    api.post(f"/payouts/{held[cup]}/approve", "admin2", expect=200)
+    api.post(f"/payouts/{held[rematch]}/reject", "admin2", {"reason": "Under review"}, expect=200)
     run_jobs()
     api.post("/announcements", "admin", {"title": "Finals week", "body": "See the Summer Cup.",
                                          "url": f"/tournaments/{rematch}"}, expect=202)
