@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import click
+from flask.cli import with_appcontext
 
 from .bounces import process_path
 
@@ -9,6 +10,7 @@ from .bounces import process_path
 @click.command("process-bounces")
 @click.argument("path", type=click.Path(exists=True, dir_okay=True, file_okay=True))
 @click.option("--remove", is_flag=True, help="Delete each message once processed (Maildir and .eml files).")
+@with_appcontext
 def process_bounces_command(path, remove):
     """Apply the bounces (RFC 3464) and complaints (RFC 5965 ARF) in PATH: a Maildir, an mbox,
     an .eml file or a directory of .eml files. Safe to run again over the same messages."""
