@@ -159,6 +159,8 @@ class Delivery(db.Model):
         CheckConstraint(sql_in("status", DELIVERY_STATUSES), name="status"),
         CheckConstraint(sql_in("channel", CHANNELS), name="channel"),
         Index("ix_deliveries_channel_status", "channel", "status"),
+        # The delivery rates of the last 24 hours / 7 days (ops), and retention, read by age.
+        Index("ix_deliveries_created_at", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -5,7 +5,7 @@ def init_app(app):
     from ..api import register_blueprint
     from ..queue import record_runs_with
     from . import api as jobs_api  # the jobs API
-    from . import demo, health, jobs, metrics, stats, views  # noqa: F401  (jobs: the diagnostic ping job)
+    from . import demo, health, jobs, mail_views, metrics, stats, views  # noqa: F401  (jobs: the diagnostic ping job)
 
     record_runs_with(stats.record_job_run)  # every job run counts on the dashboard and /metrics
     register_blueprint(app, jobs_api.bp)

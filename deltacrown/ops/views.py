@@ -175,7 +175,9 @@ def failed_context(message: str | None = None, message_error: bool = False) -> d
 @bp.get("")
 @admin_required
 def dashboard():
-    ctx = {**live_context(), **recurring_context(), **failed_context()}
+    from .mail_views import mail_context
+
+    ctx = {**live_context(), **recurring_context(), **failed_context(), **mail_context(request.args.get("q"))}
     return render_template("ops/dashboard.html", **ctx)
 
 

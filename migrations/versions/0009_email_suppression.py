@@ -1,6 +1,6 @@
 """Email bounces and complaints: the suppression list, the event ledger, and the delivery
 statuses 'bounced' (the address was refused or bounced) and 'suppressed' (not sent to a
-suppressed address)
+suppressed address); deliveries indexed by age for the delivery rates
 
 Revision ID: 0009
 Revises: 0006
@@ -32,6 +32,8 @@ def _status_check(batch_op, statuses):
 def upgrade():
     with op.batch_alter_table('deliveries', schema=None) as batch_op:
         _status_check(batch_op, _STATUSES)
+    # The delivery rates of the last 24 hours / 7 days (ops dashboard, /metrics) read by age.
+    op.create_index('ix_deliveries_created_at', 'deliveries', ['created_at'], unique=False)
 
     op.create_table(
         'email_suppressions',
@@ -87,6 +89,7 @@ def downgrade():
     op.drop_index('ix_email_suppressions_user_id', table_name='email_suppressions')
     op.drop_index('uq_email_suppressions_active_email', table_name='email_suppressions')
     op.drop_table('email_suppressions')
+    op.drop_index('ix_deliveries_created_at', table_name='deliveries')
     # Before this revision a bounced delivery was recorded as failed, a suppressed one as skipped.
     op.execute("UPDATE deliveries SET status = 'failed' WHERE status = 'bounced'")
     op.execute("UPDATE deliveries SET status = 'skipped' WHERE status = 'suppressed'")
