@@ -17,6 +17,8 @@ from email.mime.message import MIMEMessage
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 
+import re
+
 import pytest
 from sqlalchemy import func, select
 
@@ -346,3 +348,48 @@ def test_a_forged_token_matches_nothing(app, users, make, enqueue, run_jobs, smt
     response = _events_post(client, data=forged, content_type="message/rfc822")
     assert response.status_code == 202 and response.json == {"matched": False}
     assert make.get(did).status == "sent" and _rows(app, EmailSuppression) == []
+
+
+# --- what the player and the admin see ------------------------------------------------------
+
+def test_the_settings_page_says_why_mail_stopped_and_changing_the_address_lifts_it(
+        app, users, make, enqueue, run_jobs, smtp_server, client, auth):
+    users.create("mia")
+    users.create("other")
+    assert auth.login("mia").status_code == 302
+    page = client.get("/settings/notifications").get_data(as_text=True)
+    assert 'id="email-suppressed"' not in page
+    smtp_server.refuse("mia@example.com")
+    _send(app, enqueue, run_jobs, _email_to(app, make, users, "mia"))
+    page = client.get("/settings/notifications").get_data(as_text=True)
+    banner = re.search(r'id="email-suppressed">(.*?)</p>', page, re.S).group(1)
+    assert banner.startswith("Mail to m…@example.com bounced on ") and "check the address" in banner
+
+    taken = client.post("/settings/notifications/email", data={"email": "other@example.com"})
+    assert taken.status_code == 409 and "already registered" in taken.get_data(as_text=True)
+    bad = client.post("/settings/notifications/email", data={"email": "not-an-address"})
+    assert bad.status_code == 422 and "not a valid email address" in bad.get_data(as_text=True)
+    assert _rows(app, EmailSuppression)[0].lifted_at is None
+
+    changed = client.post("/settings/notifications/email", data={"email": "Mia.New@example.com"})
+    assert changed.status_code == 303
+    [row] = _rows(app, EmailSuppression)
+    assert row.lifted_at is not None and row.lifted_by == "address changed"
+    assert 'id="email-suppressed"' not in client.get("/settings/notifications").get_data(as_text=True)
+    # Mail goes to the new address.
+    did = make.delivery("email", "mia.new@example.com", notification_id=make.notification(users.ids["mia"]),
+                        user_id=users.ids["mia"])
+    _send(app, enqueue, run_jobs, did)
+    assert make.get(did).status == "sent" and smtp_server.wait_for(1)[0]["To"] == "mia.new@example.com"
+
+
+def test_the_admin_email_preview_shows_the_headers(app, users, client, auth):
+    users.create("root", admin=True)
+    auth.login("root")
+    page = client.get("/admin/email-preview").get_data(as_text=True)
+    assert "List-Id: DeltaCrown digest &lt;digest.mail.deltacrown.test&gt;" in page
+    assert "List-Id: DeltaCrown notifications &lt;notifications.mail.deltacrown.test&gt;" in page
+    assert page.count("Precedence: bulk") == 1  # the digest only
+    assert "Auto-Submitted: auto-generated" in page and "Feedback-ID: daily_digest:digest:deltacrown:" in page
+    assert "Return-Path: &lt;bounces+g0-" in page and "Message-ID: &lt;dc.d0-" in page
+    assert "List-Unsubscribe-Post: List-Unsubscribe=One-Click" in page
