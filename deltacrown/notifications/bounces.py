@@ -116,6 +116,16 @@ def _dedup_base(report: Message, raw: bytes) -> str:
     return "sha256:" + hashlib.sha256(raw).hexdigest()
 
 
+REPORT_TYPES = ("delivery-status", "feedback-report")
+
+
+def is_report(raw: bytes) -> bool:
+    """Whether `raw` is a multipart/report of a kind read here (RFC 3464 or RFC 5965)."""
+    message = _parse(raw)
+    return (message.get_content_type() == "multipart/report"
+            and (message.get_param("report-type") or "").lower() in REPORT_TYPES)
+
+
 def parse_report(raw: bytes) -> list[Report]:
     """The bounces and complaints in one message (empty: not a report this service reads)."""
     report = _parse(raw)

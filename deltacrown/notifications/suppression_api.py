@@ -11,6 +11,7 @@ from marshmallow import Schema, fields, validate
 from ..accounts.api import EMAIL_DOMAIN_PATTERN
 from ..api import ApiBlueprint, API_PREFIX, Blueprint, Unauthorized, api_user, register_blueprint
 from ..apischemas import ID, IdField, Out, Text
+from ..errors import InvalidInput
 from ..timeutil import utcnow
 from . import bounces, suppression
 from .models import SUPPRESSION_REASONS
@@ -73,6 +74,10 @@ def email_event(data, raw=None):
     Either the raw report (Content-Type: message/rfc822): an RFC 3464 delivery status notification
     or an RFC 5965 (ARF) complaint; or a JSON event. The same event twice changes nothing."""
     if raw is not None:
+        if not bounces.is_report(raw):
+            raise InvalidInput("The message is not a bounce or complaint report: expected multipart/report with "
+                               "report-type delivery-status (RFC 3464) or feedback-report (RFC 5965).",
+                               fields={"body": "not an RFC 3464 or RFC 5965 report"})
         return {"matched": bounces.process_message(raw, source=None)["matched"]}
     return {"matched": bounces.process_json_event(data, today=utcnow().date().isoformat())["matched"]}
 

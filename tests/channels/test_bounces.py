@@ -393,3 +393,71 @@ def test_the_admin_email_preview_shows_the_headers(app, users, client, auth):
     assert "Auto-Submitted: auto-generated" in page and "Feedback-ID: daily_digest:digest:deltacrown:" in page
     assert "Return-Path: &lt;bounces+g0-" in page and "Message-ID: &lt;dc.d0-" in page
     assert "List-Unsubscribe-Post: List-Unsubscribe=One-Click" in page
+
+
+def test_a_raw_body_that_is_no_report_is_refused_and_writes_nothing(app, users, client):
+    users.create("nia")
+    plain = b"From: nia@example.com\r\nTo: bounces@mail.deltacrown.test\r\nSubject: hi\r\n\r\nhello\r\n"
+    response = _events_post(client, data=plain, content_type="message/rfc822")
+    assert response.status_code == 422 and response.json["error"]["fields"] == {
+        "body": "not an RFC 3464 or RFC 5965 report"}
+    # A report whose only news is a delay is read, and is no bounce.
+    delayed = dsn(to="bounces@mail.deltacrown.test", recipient="nia@example.com", status="4.4.7", action="delayed")
+    assert _events_post(client, data=delayed, content_type="message/rfc822").json == {"matched": False}
+    assert _rows(app, EmailEvent) == [] and _rows(app, EmailSuppression) == []
+
+
+def test_a_complaint_about_the_digest_turns_the_digest_off_once(app, users, smtp_server, runner, tmp_path):
+    from datetime import datetime
+
+    from deltacrown.models import Notification
+    from deltacrown.notifications.digests import send_daily_digest
+
+    uid = users.create("ola")
+    with app.app_context():
+        db.session.add(Notification(user_id=uid, type="match_result", title="t", body="b", is_read=False,
+                                    created_at=datetime(2026, 3, 4, 12, 0, tzinfo=utcnow().tzinfo),
+                                    dedup_key="digest-complaint"))
+        db.session.commit()
+        send_daily_digest(now=datetime(2026, 3, 5, 8, 0, tzinfo=utcnow().tzinfo))
+    [mail] = smtp_server.wait_for(1)
+    (tmp_path / "complaint.eml").write_bytes(arf("ola@example.com", mail.raw))
+    for _ in range(2):
+        runner.invoke(args=["process-bounces", str(tmp_path / "complaint.eml")])
+    changes = _rows(app, NotificationPreferenceChange, NotificationPreferenceChange.source == "complaint")
+    assert [c.changes for c in changes] == [{"enable_daily_digest": [True, False]}]
+    [row] = _rows(app, EmailSuppression)
+    assert (row.email, row.reason) == ("ola@example.com", "complaint")
+    [event] = _rows(app, EmailEvent)
+    assert event.digest_id is not None and event.user_id == uid
+
+
+@pytest.mark.postgres
+def test_the_same_report_processed_by_two_processes_at_once_is_recorded_once(app, users, make, enqueue, run_jobs,
+                                                                              smtp_server, tmp_path):
+    import threading
+
+    from deltacrown.notifications.bounces import process_message
+
+    if "postgresql" not in app.config["SQLALCHEMY_DATABASE_URI"]:
+        pytest.skip("threads racing need a server database")
+    did = _email_to(app, make, users, "pia")
+    _send(app, enqueue, run_jobs, did)
+    [mail] = smtp_server.wait_for(1)
+    report = dsn(to=mail.mail_from, recipient="pia@example.com")
+    barrier, outcomes = threading.Barrier(4), []
+
+    def run():
+        with app.app_context():
+            barrier.wait()
+            outcomes.append(process_message(report))
+            db.session.remove()
+
+    threads = [threading.Thread(target=run) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(o["recorded"] for o in outcomes) == [0, 0, 0, 1]
+    assert len(_rows(app, EmailEvent)) == 1 and len(_rows(app, EmailSuppression)) == 1
+    assert make.get(did).status == "bounced"
