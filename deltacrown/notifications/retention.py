@@ -104,7 +104,9 @@ def prune_records(days: int | None = None, now: datetime | None = None, batch_si
             progress()
 
     # Deliveries first: an event is deleted only once no delivery references it.
-    prune("deliveries", Delivery, Delivery.status.in_(FINISHED_DELIVERY_STATUSES) & (Delivery.created_at < cutoff))
+    # "Not unfinished" rather than IN (every finished status): one bound parameter however many statuses.
+    unfinished = tuple(s for s in DELIVERY_STATUSES if s not in FINISHED_DELIVERY_STATUSES)
+    prune("deliveries", Delivery, Delivery.status.not_in(unfinished) & (Delivery.created_at < cutoff))
     prune("outbox_events", OutboxEvent, OutboxEvent.handled_at.is_not(None) & (OutboxEvent.created_at < cutoff)
           & ~exists().where(Delivery.event_id == OutboxEvent.id))
     # A digest's item rows go in the same batch, just before it.

@@ -461,3 +461,19 @@ def test_the_same_report_processed_by_two_processes_at_once_is_recorded_once(app
     assert sorted(o["recorded"] for o in outcomes) == [0, 0, 0, 1]
     assert len(_rows(app, EmailEvent)) == 1 and len(_rows(app, EmailSuppression)) == 1
     assert make.get(did).status == "bounced"
+
+
+def test_retention_keeps_the_bounce_ledger_at_least_a_week(app, users):
+    from sqlalchemy import insert
+
+    from deltacrown.notifications.retention import prune_records
+
+    now = utcnow()
+    with app.app_context():
+        db.session.execute(insert(EmailEvent), [
+            {"dedup_key": f"old:{age}", "kind": "bounce", "permanent": True, "email": "x@example.com",
+             "source": "api", "created_at": now - timedelta(days=age)} for age in (30, 10, 3, 1)])
+        db.session.commit()
+        result = prune_records(days=2)
+        left = sorted(round((now - e.created_at).total_seconds() / 86400) for e in db.session.scalars(select(EmailEvent)))
+    assert result["email_events"] == 2 and left == [1, 3]
