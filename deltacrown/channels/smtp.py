@@ -2,8 +2,13 @@
 
 Flask-Mail holds the SMTP settings (MAIL_*); the MIME message is built and sent
 here (SmtpSession), several over one connection when a caller has many (the
-daily digest). Errors are classified as temporary (worth a retry) or permanent
-(EmailSendError.temporary).
+daily digest). Errors are classified as temporary (worth a retry: 4xx replies, refused or
+dropped connections, timeouts) or permanent (EmailSendError.temporary); a permanent refusal
+of the recipient or the message (5xx at RCPT or DATA) is a bounce (EmailSendError.refused,
+with the server's code and reply), which the caller must never retry.
+
+A RenderedEmail may carry its own Message-ID (e.g. stable across retries) and return path
+(MAIL FROM, e.g. a VERP address that names the email); this module does not know what they mean.
 
 TLS (MAIL_USE_TLS: STARTTLS, MAIL_USE_SSL: TLS from the start) verifies the
 server's certificate and host name, against the system's CAs or MAIL_TLS_CA_FILE;
