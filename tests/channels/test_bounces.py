@@ -477,3 +477,23 @@ def test_retention_keeps_the_bounce_ledger_at_least_a_week(app, users):
         result = prune_records(days=2)
         left = sorted(round((now - e.created_at).total_seconds() / 86400) for e in db.session.scalars(select(EmailEvent)))
     assert result["email_events"] == 2 and left == [1, 3]
+
+
+def test_a_5xx_at_data_bounces_and_a_4xx_at_data_or_a_dead_server_is_retried(app, users, make, enqueue, run_jobs,
+                                                                             smtp_server):
+    app.config["DELIVERY_RETRY_INTERVALS"] = []  # one try: what it ends as is what the classification said
+    smtp_server.refuse_data_with = "554 5.7.1 Message rejected as spam"
+    refused = _email_to(app, make, users, "quin")
+    _send(app, enqueue, run_jobs, refused)
+    assert make.get(refused).status == "bounced"
+    assert [(r.email, r.code) for r in _rows(app, EmailSuppression)] == [("quin@example.com", "554")]
+
+    smtp_server.refuse_data_with = "451 4.3.0 try again later"
+    later = _email_to(app, make, users, "rex")
+    _send(app, enqueue, run_jobs, later)
+    smtp_server.refuse_data_with = None
+    smtp_server.stop()
+    down = _email_to(app, make, users, "sam")
+    _send(app, enqueue, run_jobs, down)
+    assert [make.get(d).status for d in (later, down)] == ["failed", "failed"]  # temporary, out of tries
+    assert [r.email for r in _rows(app, EmailSuppression)] == ["quin@example.com"]  # no suppression for those
