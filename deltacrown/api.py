@@ -141,18 +141,27 @@ def id_links(parameter: str, **operations: str) -> dict:
 
 class ApiBlueprint(_SmorestBlueprint):
     def operation(self, method: str, rule: str, *, body=None, body_required: bool = True, query=None,
-                  status: int = 200, response=None, admin: bool = False, links: dict | None = None):
+                  status: int = 200, response=None, admin: bool = False, links: dict | None = None,
+                  raw_body: tuple[str, int] | None = None):
         """One API operation, declared in one place: `method rule`; the JSON `body` and/or
         `query` schema it validates (the view gets the loaded dict first); the `response`
         schema sent with `status`. `admin`: admins only, refused (403) before the body is
         validated. `links`: {name: link(...)}, the operations that use this answer's ids
-        (documented on the `status` response)."""
+        (documented on the `status` response).
+
+        `raw_body`: (media type, most bytes), e.g. ("message/rfc822", 1 MiB): a body of that
+        type is accepted besides the JSON one and reaches the view unparsed, as the keyword
+        `raw` (bytes; the JSON argument is None then). Refused when empty (422) or larger
+        (413); documented as a second content type of the request body."""
         def declare(view):
             view = self.response(status, response)(view)
             if links:
                 view = self.doc(responses={status: {"links": links}})(view)
+            unparsed = view
             if body is not None:
                 view = self.arguments(body, required=body_required)(view)
+            if raw_body is not None:
+                view = _accept_raw_body(self, view, unparsed, *raw_body)
             if query is not None:
                 view = self.arguments(query, location="query")(view)
             if admin:
@@ -160,6 +169,29 @@ class ApiBlueprint(_SmorestBlueprint):
             return self.route(rule, methods=[method])(view)
 
         return declare
+
+
+def _accept_raw_body(blueprint: ApiBlueprint, parsed_view, unparsed_view, media_type: str, max_bytes: int):
+    @functools.wraps(parsed_view)
+    def view(*args, **kwargs):
+        if request.mimetype != media_type:
+            return parsed_view(*args, **kwargs)
+        if request.content_length is not None and request.content_length > max_bytes:
+            raise TooLarge(f"The {media_type} body may be at most {max_bytes} bytes.")
+        raw = request.get_data(cache=False)
+        if len(raw) > max_bytes:
+            raise TooLarge(f"The {media_type} body may be at most {max_bytes} bytes.")
+        if not raw.strip():
+            raise InvalidInput(f"The {media_type} body is empty.", fields={"body": "empty"})
+        return unparsed_view(None, *args, raw=raw, **kwargs)
+
+    view._raw_body_type = media_type  # _require_json_body lets it through
+    return blueprint.doc(requestBody={"content": {media_type: {
+        "schema": {"type": "string", "format": "binary", "maxLength": max_bytes}}}})(view)
+
+
+class TooLarge(ServiceError, status=413, code="too_large"):
+    """The body is larger than the operation takes."""
 
 
 def Blueprint(name: str, import_name: str, description: str = "", **kwargs) -> ApiBlueprint:
@@ -261,6 +293,9 @@ def _require_json_body():
             or request.routing_exception is not None):  # unknown route or method: its 404/405 comes first
         return None
     has_body = bool(request.content_length) or request.headers.get("Transfer-Encoding") == "chunked"
+    view = current_app.view_functions.get(request.endpoint)
+    if has_body and request.mimetype and request.mimetype == getattr(view, "_raw_body_type", None):
+        return None  # the operation takes this type too (ApiBlueprint.operation's raw_body)
     if has_body and not request.is_json:
         return error_response(415, "unsupported_media_type",
                               "Send the body as JSON with 'Content-Type: application/json'.")

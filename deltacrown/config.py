@@ -112,6 +112,14 @@ def check_token(value: str | None, name: str) -> str | None:
     return value
 
 
+def check_bounce_address(value: str | None, name: str) -> str | None:
+    """A plain address local@domain, without '+' (that separates the VERP token)."""
+    if value is not None and not re.fullmatch(r"[A-Za-z0-9._-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}", value):
+        raise ConfigError(f"{name}: expected a plain address like bounces@example.com (letters, digits, '.', "
+                          f"'_', '-' before the @; no '+', which separates the per-email token)")
+    return value
+
+
 def check_bind_host(value: str, name: str) -> str:
     """An IP address or host name to listen on (no port: that is PORT)."""
     try:
@@ -228,6 +236,12 @@ def load_config(env=None) -> dict:
         "UNSUBSCRIBE_MAILTO": env.get("UNSUBSCRIBE_MAILTO") or "unsubscribe@deltacrown.local",
         "UNSUBSCRIBE_TOKEN_MAX_AGE_DAYS": _int(env, "UNSUBSCRIBE_TOKEN_MAX_AGE_DAYS", 180, minimum=1),
         "MAIL_TIMEOUT_SECONDS": _int(env, "MAIL_TIMEOUT_SECONDS", 10, minimum=1),
+        # The mailbox bounces come back to: each email's return path is bounces+<delivery token>@domain
+        # (VERP), so a bounce names the email it is about. Unset: MAIL_DEFAULT_SENDER's address is the
+        # return path (no VERP; bounces are matched by the original Message-ID only).
+        "MAIL_BOUNCE_ADDRESS": check_bounce_address(env.get("MAIL_BOUNCE_ADDRESS") or None, "MAIL_BOUNCE_ADDRESS"),
+        # Bearer token of POST /api/v1/email-events (a provider's bounce/complaint events); unset: refused.
+        "EMAIL_EVENTS_TOKEN": check_token(env.get("EMAIL_EVENTS_TOKEN") or None, "EMAIL_EVENTS_TOKEN"),
         # TLS always verifies the server's certificate and name: against the system's CAs, or
         # (for a relay with a private CA) against this PEM file instead.
         "MAIL_TLS_CA_FILE": check_ca_file(env.get("MAIL_TLS_CA_FILE") or None, "MAIL_TLS_CA_FILE"),

@@ -2,8 +2,8 @@
 from .accounts.models import User  # noqa: F401
 from .dedup import DedupKey  # noqa: F401
 from .economy.models import CoinTransaction, Payout  # noqa: F401
-from .notifications.models import (Delivery, Notification, NotificationDigest,  # noqa: F401
-                                   NotificationPreference, NotificationPreferenceChange)
+from .notifications.models import (Delivery, EmailEvent, EmailSuppression, Mute, Notification,  # noqa: F401
+                                   NotificationDigest, NotificationPreference, NotificationPreferenceChange)
 from .outbox.models import OutboxEvent  # noqa: F401
 from .teams.models import (Team, TeamAchievement, TeamInvite, TeamMembership,  # noqa: F401
                            TeamPromotion, TeamSponsor)

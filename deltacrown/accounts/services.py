@@ -135,3 +135,29 @@ def set_password(user: User, password: str) -> None:
     _end_sessions(user)
     db.session.commit()
     db.session.refresh(user)
+
+
+def change_email(user: User, new_email: str, commit: bool = True) -> str:
+    """Give `user` a new email address (validated, unique, stored lower case). Returns the old
+    one. `commit=False` leaves the commit to the caller (to commit other rows with it)."""
+    new_email = (new_email or "").strip()
+    try:
+        _email(new_email)
+    except _MmValidationError:
+        raise InvalidInput("email: not a valid email address", fields={"email": "not a valid email address"}) from None
+    if len(new_email) > 254:
+        raise InvalidInput("email: at most 254 characters", fields={"email": "at most 254 characters"})
+    old = user.email
+    if new_email.lower() == (old or "").lower():
+        return old
+    if db.session.scalar(select(User.id).where(func.lower(User.email) == new_email.lower(), User.id != user.id)):
+        raise Conflict(f"email {new_email!r} is already registered", fields={"email": "already registered"})
+    user.email = new_email.lower()
+    try:
+        db.session.flush()
+        if commit:
+            db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        raise Conflict(f"email {new_email!r} is already registered", fields={"email": "already registered"}) from None
+    return old

@@ -2,8 +2,13 @@
 
 Flask-Mail holds the SMTP settings (MAIL_*); the MIME message is built and sent
 here (SmtpSession), several over one connection when a caller has many (the
-daily digest). Errors are classified as temporary (worth a retry) or permanent
-(EmailSendError.temporary).
+daily digest). Errors are classified as temporary (worth a retry: 4xx replies, refused or
+dropped connections, timeouts) or permanent (EmailSendError.temporary); a permanent refusal
+of the recipient or the message (5xx at RCPT or DATA) is a bounce (EmailSendError.refused,
+with the server's code and reply), which the caller must never retry.
+
+A RenderedEmail may carry its own Message-ID (e.g. stable across retries) and return path
+(MAIL FROM, e.g. a VERP address that names the email); this module does not know what they mean.
 
 TLS (MAIL_USE_TLS: STARTTLS, MAIL_USE_SSL: TLS from the start) verifies the
 server's certificate and host name, against the system's CAs or MAIL_TLS_CA_FILE;
@@ -27,20 +32,36 @@ CRLF = "\r\n"
 
 
 class EmailSendError(Exception):
-    """Sending failed; `temporary` says whether trying again later may work."""
+    """Sending failed; `temporary` says whether trying again later may work.
 
-    def __init__(self, message: str, temporary: bool):
+    `refused`: the receiving server refused the recipient or the message for good (a 5xx at
+    RCPT or DATA): a bounce of that address, never worth another try. `code` and `reply` are
+    the server's answer (e.g. 550, "5.1.1 No such user here") when there was one.
+    """
+
+    def __init__(self, message: str, temporary: bool, refused: bool = False, code: int | None = None,
+                 reply: str | None = None):
         super().__init__(message)
         self.temporary = temporary
+        self.refused = refused and not temporary
+        self.code = code
+        self.reply = reply
 
 
 @dataclass(frozen=True)
 class RenderedEmail:
-    """One email as it goes out: `headers` are extra ones (e.g. List-Unsubscribe)."""
+    """One email as it goes out: `headers` are extra ones (e.g. List-Unsubscribe).
+
+    `message_id`: the Message-ID to use (e.g. one stable per delivery, so a retry reuses it);
+    a fresh one when None. `envelope_from`: the return path (MAIL FROM) bounces go to; the
+    sender's address when None.
+    """
     subject: str
     html: str
     text: str
     headers: dict = field(default_factory=dict)
+    message_id: str | None = None
+    envelope_from: str | None = None
 
 
 # --- sending ------------------------------------------------------------------
@@ -89,7 +110,7 @@ def mime_message(sender: str, to: str, rendered: RenderedEmail, message_id_domai
         _header("From", sender),
         _header("To", to),
         _header("Date", formatdate(localtime=True)),
-        _header("Message-ID", make_msgid(domain=message_id_domain or _fqdn())),
+        _header("Message-ID", rendered.message_id or make_msgid(domain=message_id_domain or _fqdn())),
         *(_header(k, v) for k, v in rendered.headers.items()),
     ]
     for subtype, content in (("plain", rendered.text), ("html", rendered.html)):
@@ -144,18 +165,34 @@ def _smtp_code_temporary(code) -> bool:
     return isinstance(code, int) and 400 <= code < 500
 
 
+def _smtp_code_permanent(code) -> bool:
+    return isinstance(code, int) and 500 <= code < 600
+
+
+def _text(msg) -> str:
+    return msg.decode(errors="replace") if isinstance(msg, bytes) else str(msg)
+
+
 def classify_smtp_error(exc: BaseException) -> EmailSendError:
     """Temporary (try again): 4xx replies, refused/dropped connections, timeouts. Else permanent."""
     if isinstance(exc, EmailSendError):
         return exc
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
         codes = [code for code, _ in exc.recipients.values()]
-        detail = "; ".join(f"{addr}: {code} {msg.decode(errors='replace') if isinstance(msg, bytes) else msg}"
-                           for addr, (code, msg) in exc.recipients.items())
-        return EmailSendError(f"SMTP recipient refused: {detail}", temporary=all(map(_smtp_code_temporary, codes)))
+        replies = [_text(msg) for _, msg in exc.recipients.values()]
+        detail = "; ".join(f"{addr}: {code} {_text(msg)}" for addr, (code, msg) in exc.recipients.items())
+        temporary = all(map(_smtp_code_temporary, codes))
+        # A 5xx at RCPT: the address is refused for good (a bounce).
+        return EmailSendError(f"SMTP recipient refused: {detail}", temporary=temporary,
+                              refused=not temporary and all(_smtp_code_permanent(c) for c in codes),
+                              code=codes[0] if codes else None, reply=replies[0] if replies else None)
     if isinstance(exc, smtplib.SMTPResponseException):
-        msg = exc.smtp_error.decode(errors="replace") if isinstance(exc.smtp_error, bytes) else str(exc.smtp_error)
-        return EmailSendError(f"SMTP error {exc.smtp_code}: {msg}", temporary=_smtp_code_temporary(exc.smtp_code))
+        msg = _text(exc.smtp_error)
+        # A 5xx to DATA refuses this message for good (a bounce); a 5xx to MAIL FROM is about
+        # our sender, and one to HELO/AUTH about our setup: permanent failures, not bounces.
+        refused = isinstance(exc, smtplib.SMTPDataError) and _smtp_code_permanent(exc.smtp_code)
+        return EmailSendError(f"SMTP error {exc.smtp_code}: {msg}", temporary=_smtp_code_temporary(exc.smtp_code),
+                              refused=refused, code=exc.smtp_code, reply=msg)
     if isinstance(exc, ssl.SSLCertVerificationError):
         # Temporary: a renewed certificate or a fixed MAIL_TLS_CA_FILE lets a later try through.
         return EmailSendError(f"SMTP server certificate not trusted ({exc.verify_message or exc}); if it is signed "
@@ -209,7 +246,7 @@ class SmtpSession:
             if self._host is None:
                 self._host = _open_smtp(self._mail)
                 self._sent_on_host = 0
-            self._host.sendmail(self._sender, [to_header], data)
+            self._host.sendmail(rendered.envelope_from or self._sender, [to_header], data)
         except (smtplib.SMTPException, OSError) as exc:
             if not _connection_still_usable(exc):
                 self._drop()

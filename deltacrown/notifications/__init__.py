@@ -4,7 +4,7 @@
 def init_app(app):
     from ..api import register_blueprint
     from ..signals import user_created
-    from . import api, cli, email_views, settings_views, views
+    from . import api, bounce_cli, cli, email_views, settings_views, suppression_api, views
     from .models import NotificationPreference
 
     # A new user starts with default preferences, committed with the user.
@@ -12,6 +12,8 @@ def init_app(app):
 
     register_blueprint(app, api.bp)  # notifications, preferences, announcements
     cli.init_app(app)  # flask send-digests, cleanup-notifications
+    bounce_cli.init_app(app)  # flask process-bounces
+    suppression_api.init_app(app)  # email events, the suppression list
     # Player pages: the notification center (+ nav badge) and the preference editor.
     views.init_app(app)
     settings_views.init_app(app)

@@ -18,10 +18,14 @@ its type) and a personal Discord post the player has since turned off end
 consent of all its deliveries in one query (EmailConsent), and with it the time
 zone each recipient chose for the times their email shows.
 
+Suppression: an email to an address on the suppression list (notifications.suppression)
+ends `suppressed` without an SMTP attempt; a permanent refusal while sending (SMTP 5xx at
+RCPT or DATA) ends `bounced` after that one attempt and suppresses the address.
+
 Errors: temporary ones (timeouts, connection errors, 5xx, 429, SMTP 4xx) are
 recorded on the row and raised as RetryableDeliveryError so RQ retries with
 backoff; on the last try the row is marked failed. Permanent ones (other 4xx,
-SMTP 5xx, unknown target) mark it failed at once. A Discord 404 also switches
+other SMTP 5xx, unknown target) mark it failed at once. A Discord 404 also switches
 the webhook off and tells its owner in-app.
 """
 from __future__ import annotations
@@ -43,6 +47,7 @@ from ..outbox.services import emit
 from ..queue import get_redis
 from ..teams.models import Team
 from ..timeutil import utcnow
+from . import mail_headers, suppression
 from .content import ChannelMessage
 from .emails import send_notification_email
 from .models import Delivery, Notification, NotificationPreference, chosen_channels
@@ -72,6 +77,20 @@ class PermanentDeliveryError(Exception):
 
 class DeliverySkipped(Exception):
     """The recipient no longer wants this message (unsubscribed, channel turned off): not sent, not an error."""
+
+    status = "skipped"
+
+
+class DeliverySuppressed(DeliverySkipped):
+    """The address is on the suppression list (it bounced, or its owner complained): not sent."""
+
+    status = "suppressed"
+
+
+class DeliveryBounced(PermanentDeliveryError):
+    """The receiving server refused the address for good (5xx at RCPT/DATA); it is suppressed now."""
+
+    status = "bounced"
 
 
 class _WebhookGone(PermanentDeliveryError):
@@ -192,9 +211,17 @@ def _send_email(delivery: Delivery, preference_zone: str | None) -> tuple[str | 
     user = _recipient_user(delivery)
     if user is None:
         raise PermanentDeliveryError("email delivery without a recipient user")
+    listed = suppression.active_suppression(delivery.target)
+    if listed is not None:
+        raise DeliverySuppressed(f"not sent: {delivery.target} is on the suppression list "
+                                 f"({listed.reason}{', ' + listed.code if listed.code else ''})")
     try:
-        send_notification_email(user, delivery.target, message, user_zone(user, preference_zone))
+        send_notification_email(user, delivery.target, message, user_zone(user, preference_zone), delivery.id)
     except EmailSendError as exc:
+        if exc.refused:  # a bounce at send time: never again to this address
+            suppression.refused_while_sending(mail_headers.DELIVERY, delivery.id, delivery.target, user.id,
+                                              exc.code, exc.reply, message.type)
+            raise DeliveryBounced(str(exc)) from exc
         if exc.temporary:
             raise RetryableDeliveryError(str(exc)) from exc
         raise PermanentDeliveryError(str(exc)) from exc
@@ -298,18 +325,19 @@ def send_delivery(delivery_id: int, final_attempt: bool = True, consent: EmailCo
             else:
                 raise PermanentDeliveryError(f"channel {delivery.channel!r} is not delivered by this service")
         except DeliverySkipped as exc:
-            log.info("delivery %s (%s to %s) skipped: %s", delivery_id, delivery.channel, delivery.target, exc)
-            _finish(delivery_id, status="skipped", last_error=str(exc))
-            return {"delivery_id": delivery_id, "status": "skipped", "reason": str(exc)}
+            log.info("delivery %s (%s to %s) %s: %s", delivery_id, delivery.channel, delivery.target, exc.status, exc)
+            _finish(delivery_id, status=exc.status, last_error=str(exc))
+            return {"delivery_id": delivery_id, "status": exc.status, "reason": str(exc)}
         except _WebhookGone as exc:
             log.warning("delivery %s to %s: webhook gone, switching it off: %s", delivery_id, delivery.target, exc)
             _finish(delivery_id, status="failed", last_error=str(exc))
             switch_off_gone_webhook(delivery.target, exc.url)
             return {"delivery_id": delivery_id, "status": "failed", "error": str(exc), "webhook_disabled": True}
         except PermanentDeliveryError as exc:
-            log.warning("delivery %s (%s to %s) failed: %s", delivery_id, delivery.channel, delivery.target, exc)
-            _finish(delivery_id, status="failed", last_error=str(exc))
-            return {"delivery_id": delivery_id, "status": "failed", "error": str(exc)}
+            status = getattr(exc, "status", "failed")
+            log.warning("delivery %s (%s to %s) %s: %s", delivery_id, delivery.channel, delivery.target, status, exc)
+            _finish(delivery_id, status=status, last_error=str(exc))
+            return {"delivery_id": delivery_id, "status": status, "error": str(exc)}
         except Exception as exc:
             db.session.rollback()
             temporary = isinstance(exc, RetryableDeliveryError)

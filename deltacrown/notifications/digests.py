@@ -29,8 +29,11 @@ Daily digest (`send_daily_digest`, run hourly by the scheduler):
   accepted an email and before the chunk's mark commit, which no SMTP protocol
   can close; it covers the emails of at most one chunk (DIGEST_CHUNK_SIZE users),
   the price of not paying a commit (an fsync) per email.
-- Failures: a send error (bad address, 4xx, dropped connection) fails that
+- Failures: a temporary send error (4xx, dropped connection) fails that
   user only; their claim stays unsent and is retried after DIGEST_CLAIM_TIMEOUT.
+  A permanent refusal (5xx at RCPT or DATA) closes that user's claim unsent (is_sent
+  without sent_at) and suppresses the address; the rest of the chunk goes on. A
+  suppressed address gets no digest: its claim is closed the same way.
 - Cost: users are read in id-ordered chunks of DIGEST_CHUNK_SIZE; 1 statement
   per run (the count) and per chunk at most 7, whatever the chunk holds: users,
   their digest rows, their unread notifications, the claim INSERT, the stale
@@ -52,16 +55,17 @@ from flask import current_app
 from sqlalchemy import and_, delete, func, insert, or_, select, update
 
 from ..accounts.models import User
-from ..channels.smtp import SmtpSession
+from ..channels.smtp import EmailSendError, SmtpSession
 from ..errors import InvalidInput
 from ..extensions import db
 from ..queue import report_progress
 from ..signals import checkpoint
 from ..timeutil import UTC_ZONE, first_zone, utcnow
+from . import mail_headers, suppression
 from .content import ChannelMessage
 from .emails import send_digest_email
-from .models import (DEFAULT_DIGEST_TIME, Delivery, Notification, NotificationDigest, NotificationPreference,
-                     notification_digest_items)
+from .models import (DEFAULT_DIGEST_TIME, Delivery, EmailSuppression, Notification, NotificationDigest,
+                     NotificationPreference, notification_digest_items)
 from .types import NOTIFICATION_TYPES
 
 log = logging.getLogger(__name__)
@@ -100,6 +104,7 @@ class DigestRecipient:
     username: str
     email: str
     timezone: str  # the zone the digest's day and times are in
+    suppressed: bool = False  # the address bounced or complained: it gets no digest
 
 
 def _claim_timeout() -> timedelta:
@@ -138,7 +143,8 @@ def send_daily_digest(now: datetime | None = None, send_email=None, chunk_size: 
     """
     now = now or utcnow()
     stale_before = now - _claim_timeout()
-    counts = {"sent": 0, "skipped": 0, "already_sent": 0, "not_due": 0, "retried": 0, "failed": 0}
+    counts = {"sent": 0, "skipped": 0, "already_sent": 0, "not_due": 0, "retried": 0, "failed": 0,
+              "suppressed": 0, "bounced": 0}
 
     Pref = NotificationPreference
     # Consent: the digest is email, so "unsubscribe from all email" (opt_out_email) stops it too.
@@ -148,9 +154,14 @@ def send_daily_digest(now: datetime | None = None, send_email=None, chunk_size: 
     last_id = 0
     while True:
         # 1: the next chunk of users with the digest enabled, with their settings.
+        # (With it, whether the address is suppressed: at most one unlifted suppression per address.)
+        listed = EmailSuppression
         chunk = db.session.execute(
-            select(User.id, User.username, User.email, User.timezone, Pref.timezone, Pref.digest_time)
+            select(User.id, User.username, User.email, User.timezone, Pref.timezone, Pref.digest_time,
+                   listed.id.is_not(None))
             .outerjoin(Pref, Pref.user_id == User.id)
+            .outerjoin(listed, and_(listed.email == func.lower(User.email), listed.lifted_at.is_(None),
+                                    or_(listed.until.is_(None), listed.until > now)))
             .where(enabled, User.id > last_id)
             .order_by(User.id).limit(chunk_size)
         ).all()
@@ -159,14 +170,14 @@ def send_daily_digest(now: datetime | None = None, send_email=None, chunk_size: 
         last_id = chunk[-1][0]
         due: dict[int, tuple[date, ZoneInfo]] = {}
         recipients: dict[int, DigestRecipient] = {}
-        for user_id, username, address, user_tz, pref_tz, digest_time in chunk:
+        for user_id, username, address, user_tz, pref_tz, digest_time, suppressed in chunk:
             zone = first_zone(pref_tz, user_tz)  # the rule of preferences.user_zone, on the batch's rows
             digest_date = digest_due(now, zone, digest_time)
             if digest_date is None:
                 counts["not_due"] += 1
             else:
                 due[user_id] = (digest_date, zone)
-                recipients[user_id] = DigestRecipient(user_id, username, address, zone.key)
+                recipients[user_id] = DigestRecipient(user_id, username, address, zone.key, bool(suppressed))
         if due:
             counts_chunk = _send_chunk(now, due, recipients, stale_before, send_email)
             for key, value in counts_chunk.items():
@@ -181,7 +192,7 @@ def send_daily_digest(now: datetime | None = None, send_email=None, chunk_size: 
 
 def _send_chunk(now, due: dict[int, tuple[date, ZoneInfo]], recipients: dict[int, DigestRecipient], stale_before,
                 send_email) -> dict:
-    counts = {"sent": 0, "skipped": 0, "already_sent": 0, "retried": 0, "failed": 0}
+    counts = {"sent": 0, "skipped": 0, "already_sent": 0, "retried": 0, "failed": 0, "suppressed": 0, "bounced": 0}
     user_ids = list(due)
     # 2: digests that exist for these users' due dates.
     existing = {}
@@ -247,21 +258,39 @@ def _send_chunk(now, due: dict[int, tuple[date, ZoneInfo]], recipients: dict[int
 
     # Send (no statement until the mark), then mark what went out in one transaction.
     done_ids: list[int] = []
+    closed_ids: list[int] = []  # closed without an email: suppressed, or refused for good
+    refused: list[tuple[int, DigestRecipient, EmailSendError]] = []
     items: list[dict] = []
     with contextlib.ExitStack() as stack:
         if send_email is None:
             session = stack.enter_context(SmtpSession())
 
             def send_email(recipient, digest_date, messages):
-                send_digest_email(recipient, digest_date, messages, session=session)
+                send_digest_email(recipient, digest_date, messages, session=session,
+                                  digest_id=claimed[recipient.id])
 
         for uid, digest_id in claimed.items():
             notifications = unread.get(uid, [])
-            if notifications:
+            if notifications and recipients[uid].suppressed:
+                # Suppressed addresses (they bounced, or complained) get no digest: the claim is closed unsent.
+                counts["suppressed"] += 1
+                closed_ids.append(digest_id)
+            elif notifications:
                 by_age = [m for _, m in sorted(notifications, key=lambda p: (p[1].created_at, p[0]))]
                 ordered = [m for group in group_by_type(by_age).values() for m in group]
                 try:
                     send_email(recipients[uid], due[uid][0], ordered)
+                except EmailSendError as exc:
+                    if not exc.refused:
+                        log.warning("daily digest for user %s failed; its claim is retried later: %s", uid, exc)
+                        counts["failed"] += 1
+                        continue
+                    # Refused for good (5xx at RCPT/DATA): the rest of the chunk goes on; never retried.
+                    log.warning("daily digest for user %s bounced; the address is suppressed: %s", uid, exc)
+                    counts["bounced"] += 1
+                    closed_ids.append(digest_id)
+                    refused.append((digest_id, recipients[uid], exc))
+                    continue
                 except Exception:  # one user's bad address must not stop everyone's digest
                     log.exception("daily digest for user %s failed; its claim is retried later", uid)
                     counts["failed"] += 1
@@ -271,13 +300,20 @@ def _send_chunk(now, due: dict[int, tuple[date, ZoneInfo]], recipients: dict[int
             else:
                 counts["skipped"] += 1
             done_ids.append(digest_id)
-    # 6, 7: mark the chunk's sent digests and record their items.
-    if done_ids:
-        db.session.execute(update(NotificationDigest).where(NotificationDigest.id.in_(done_ids))
-                           .values(is_sent=True, sent_at=utcnow()).execution_options(synchronize_session=False))
+    # 6, 7: mark the chunk's sent digests and record their items (closed ones: done, never sent).
+    if done_ids or closed_ids:
+        if done_ids:
+            db.session.execute(update(NotificationDigest).where(NotificationDigest.id.in_(done_ids))
+                               .values(is_sent=True, sent_at=utcnow()).execution_options(synchronize_session=False))
+        if closed_ids:
+            db.session.execute(update(NotificationDigest).where(NotificationDigest.id.in_(closed_ids))
+                               .values(is_sent=True, sent_at=None).execution_options(synchronize_session=False))
         if items:
             db.session.execute(insert(notification_digest_items), items)
         db.session.commit()
+    for digest_id, recipient, exc in refused:
+        suppression.refused_while_sending(mail_headers.DIGEST, digest_id, recipient.email, recipient.id,
+                                          exc.code, exc.reply)
     return counts
 
 

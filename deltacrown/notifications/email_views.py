@@ -96,10 +96,11 @@ def email_preview():
     zone = user_zone(user)
     now = utcnow()
     items = emails.sample_items(now)
+    # Sample ids (0) show the Message-ID and VERP return path each email gets from its delivery/digest.
     previews = [("Single notification: " + item.type_info.label, f"single-{item.type}",
-                 emails.render_single_notification(user, item, zone)) for item in items]
+                 emails.render_single_notification(user, item, zone, delivery_id=0)) for item in items]
     digest_items = [ChannelMessage(i.type, i.title, i.body, i.url, now - timedelta(minutes=n * 7))
                     for n, i in enumerate(items + items[:3])]
-    previews.insert(0, ("Daily digest", "daily-digest", emails.render_daily_digest(user, now.date(), digest_items)))
+    previews.insert(0, ("Daily digest", "daily-digest", emails.render_daily_digest(user, now.date(), digest_items, digest_id=0)))
     response = render_template("admin/email_preview.html", previews=previews, types=NOTIFICATION_TYPES)
     return response, 200, {"Content-Security-Policy": _PREVIEW_CSP}

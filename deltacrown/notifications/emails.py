@@ -19,6 +19,7 @@ from flask import current_app
 
 from ..channels.email_render import render_email
 from ..channels.smtp import RenderedEmail, SmtpSession, send_rendered
+from . import mail_headers
 from .content import NOTIFICATION_CENTER_PATH, ChannelMessage
 from .email_actions import action_links
 from .types import NOTIFICATION_TYPES, NotificationType
@@ -72,15 +73,27 @@ def _common_context(user, scope: str) -> tuple[dict, dict]:
     }, links["headers"]
 
 
-def render_single_notification(user, item: ChannelMessage, zone: ZoneInfo) -> RenderedEmail:
-    """The email for one notification, its time in `zone`; its unsubscribe link turns off that type's email."""
+def _identity(kind: str, ident: int | None) -> dict:
+    """The Message-ID and return path of the email for this delivery/digest (none for a preview)."""
+    if ident is None:
+        return {}
+    return {"message_id": mail_headers.message_id(kind, ident),
+            "envelope_from": mail_headers.return_path(kind, ident)}
+
+
+def render_single_notification(user, item: ChannelMessage, zone: ZoneInfo,
+                               delivery_id: int | None = None) -> RenderedEmail:
+    """The email for one notification, its time in `zone`; its unsubscribe link turns off that type's email.
+    `delivery_id`: the Delivery it is sent for (its stable Message-ID and VERP return path)."""
     context, headers = _common_context(user, item.type)
+    headers = {**headers, **mail_headers.stream_headers(mail_headers.STREAM_NOTIFICATIONS, item.type)}
     subject = _one_line(f"{item.type_info.icon} {item.title}")
     html, text = _render("single_notification", subject, {
         **context, "item": item, "action_label": "View on DeltaCrown", "when": _local_time(item.created_at, zone),
         "actions": action_links(user.id, item.type, item.subject_id),
     })
-    return RenderedEmail(subject=subject, html=html, text=text, headers=headers)
+    return RenderedEmail(subject=subject, html=html, text=text, headers=headers,
+                         **_identity(mail_headers.DELIVERY, delivery_id))
 
 
 @dataclass(frozen=True)
@@ -100,27 +113,33 @@ def group_by_type(items: list[ChannelMessage]) -> list[DigestGroup]:
     return groups
 
 
-def render_daily_digest(user, digest_date: date, items: list[ChannelMessage]) -> RenderedEmail:
-    """The digest email; its unsubscribe link turns off all email (the digest is email-wide)."""
+def render_daily_digest(user, digest_date: date, items: list[ChannelMessage],
+                        digest_id: int | None = None) -> RenderedEmail:
+    """The digest email; its unsubscribe link turns off all email (the digest is email-wide).
+    `digest_id`: the NotificationDigest it is sent for (its Message-ID and VERP return path)."""
     context, headers = _common_context(user, ALL_EMAIL)
+    headers = {**headers, **mail_headers.stream_headers(mail_headers.STREAM_DIGEST, "daily_digest")}
     date_label = digest_date.strftime("%A %d %B %Y")
     subject = _one_line(f"Your DeltaCrown digest for {date_label}: {len(items)} update{'s' if len(items) != 1 else ''}")
     html, text = _render("daily_digest", subject, {
         **context, "groups": group_by_type(items), "count": len(items), "date_label": date_label,
     })
-    return RenderedEmail(subject=subject, html=html, text=text, headers=headers)
+    return RenderedEmail(subject=subject, html=html, text=text, headers=headers,
+                         **_identity(mail_headers.DIGEST, digest_id))
 
 
-def send_notification_email(user, to: str, item: ChannelMessage, zone: ZoneInfo) -> None:
-    """Send the email for one notification now; raises EmailSendError (with `temporary`)."""
-    send_rendered(to, render_single_notification(user, item, zone))
+def send_notification_email(user, to: str, item: ChannelMessage, zone: ZoneInfo,
+                            delivery_id: int | None = None) -> None:
+    """Send the email for one notification now; raises EmailSendError (with `temporary`, `refused`)."""
+    send_rendered(to, render_single_notification(user, item, zone, delivery_id))
 
 
 def _digest_items(notifications) -> list[ChannelMessage]:
     return [n if isinstance(n, ChannelMessage) else ChannelMessage.from_notification(n) for n in notifications]
 
 
-def send_digest_email(user, digest_date: date, notifications, session: SmtpSession | None = None) -> None:
+def send_digest_email(user, digest_date: date, notifications, session: SmtpSession | None = None,
+                      digest_id: int | None = None) -> None:
     """Send `user` their digest for `digest_date` (their local date) listing `notifications`.
 
     `notifications`: Notification rows or ChannelMessages; grouped by type in the
@@ -129,7 +148,7 @@ def send_digest_email(user, digest_date: date, notifications, session: SmtpSessi
     Raises EmailSendError on any SMTP failure (`.temporary` says whether a retry
     may help), so the caller can leave its digest claim unsent and retry.
     """
-    rendered = render_daily_digest(user, digest_date, _digest_items(notifications))
+    rendered = render_daily_digest(user, digest_date, _digest_items(notifications), digest_id)
     if session is None:
         send_rendered(user.email, rendered)
     else:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime, time
 
 from sqlalchemy import (JSON, Boolean, CheckConstraint, Column, Date, ForeignKey, Index, String,
-                        Table, Text, Time, UniqueConstraint, select)
+                        Table, Text, Time, UniqueConstraint, select, text)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..dbutil import sql_in
@@ -13,7 +13,9 @@ from ..extensions import db
 from ..timeutil import UTCDateTime, utcnow
 from .types import CHANNELS, DISCORD, EMAIL, IN_APP, NOTIFICATION_TYPES
 
-DELIVERY_STATUSES = ("pending", "sent", "failed", "skipped")
+# bounced: the receiving server refused the address (a 5xx at RCPT/DATA) or a bounce came back
+# for it later; suppressed: not sent because the address is on the suppression list.
+DELIVERY_STATUSES = ("pending", "sent", "failed", "bounced", "suppressed", "skipped")
 DEFAULT_DIGEST_TIME = time(8, 0)
 
 
@@ -169,6 +171,8 @@ class Delivery(db.Model):
         CheckConstraint(sql_in("status", DELIVERY_STATUSES), name="status"),
         CheckConstraint(sql_in("channel", CHANNELS), name="channel"),
         Index("ix_deliveries_channel_status", "channel", "status"),
+        # The delivery rates of the last 24 hours / 7 days (ops), and retention, read by age.
+        Index("ix_deliveries_created_at", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -212,4 +216,63 @@ class Mute(db.Model):
     team_id: Mapped[int | None] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"))
     tournament_id: Mapped[int | None] = mapped_column(ForeignKey("tournaments.id", ondelete="CASCADE"))
     until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+# --- email suppression: addresses that bounced or complained -----------------------
+
+SUPPRESSION_REASONS = ("bounce", "soft_bounce", "complaint")
+EMAIL_EVENT_KINDS = ("bounce", "complaint")
+
+
+class EmailSuppression(db.Model):
+    """An address that gets no email: it bounced (permanently, or softly three times in a week:
+    then `until` a week later) or its owner complained. Lifted by an admin, or by the user
+    changing their address; the row stays as history (`lifted_at`)."""
+
+    __tablename__ = "email_suppressions"
+    __table_args__ = (
+        CheckConstraint(sql_in("reason", SUPPRESSION_REASONS), name="reason"),
+        # At most one unlifted row per address: two bounces racing each other cannot list it twice.
+        Index("uq_email_suppressions_active_email", "email", unique=True,
+              sqlite_where=text("lifted_at IS NULL"), postgresql_where=text("lifted_at IS NULL")),
+        Index("ix_email_suppressions_user_id", "user_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(254))  # lower case
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    reason: Mapped[str] = mapped_column(String(16))
+    code: Mapped[str | None] = mapped_column(String(32))  # SMTP reply or DSN status, e.g. "550 5.1.1"
+    detail: Mapped[str | None] = mapped_column(Text)  # the server's words
+    source: Mapped[str] = mapped_column(String(16))  # smtp, dsn, arf, api
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    until: Mapped[datetime | None] = mapped_column(UTCDateTime)  # None: until lifted
+    lifted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    lifted_by: Mapped[str | None] = mapped_column(String(100))  # "admin:3", "address changed", "expired"
+
+
+class EmailEvent(db.Model):
+    """One bounce or complaint, recorded once (`dedup_key` unique: the same report twice is one
+    event): the ledger the bounce and complaint rates are counted from."""
+
+    __tablename__ = "email_events"
+    __table_args__ = (
+        CheckConstraint(sql_in("kind", EMAIL_EVENT_KINDS), name="kind"),
+        Index("ix_email_events_created_at", "created_at"),
+        Index("ix_email_events_email_created_at", "email", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dedup_key: Mapped[str] = mapped_column(String(300), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    permanent: Mapped[bool] = mapped_column(Boolean, default=True)
+    email: Mapped[str] = mapped_column(String(254))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    # What it is about (no foreign keys: retention deletes deliveries and digests, the ledger stays).
+    delivery_id: Mapped[int | None] = mapped_column()
+    digest_id: Mapped[int | None] = mapped_column()
+    source: Mapped[str] = mapped_column(String(16))  # smtp, dsn, arf, api
+    code: Mapped[str | None] = mapped_column(String(32))
+    detail: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -2,12 +2,15 @@
 
 What goes, once older than RETENTION_DAYS (by `created_at`):
 
-- deliveries that are finished (sent, failed or skipped); pending ones stay, whatever
+- deliveries that are finished (every status but pending); pending ones stay, whatever
   their age (a held or retried send still needs its row);
 - outbox events that were handled and that no delivery references any more
   (the finished deliveries go first, so usually all of them);
 - digests: sent ones, and claims whose send never succeeded, which nothing
-  retries after their own day.
+  retries after their own day;
+- bounce and complaint events (the ledger of notifications.suppression), but never
+  younger than 7 days (the rates and the soft-bounce rule read that week). The
+  suppression list itself stays: an address is mailed again only once lifted.
 
 Read notifications have their own rule and job (`cleanup-notifications`).
 
@@ -42,11 +45,12 @@ from ..extensions import db
 from ..outbox.models import OutboxEvent
 from ..queue import report_progress
 from ..timeutil import utcnow
-from .models import DELIVERY_STATUSES, Delivery, NotificationDigest, notification_digest_items
+from .models import DELIVERY_STATUSES, Delivery, EmailEvent, NotificationDigest, notification_digest_items
 
 PRUNE_BATCH_SIZE = 1000
 MAX_RETENTION_DAYS = 36_500  # beyond this the cutoff date overflows
 FINISHED_DELIVERY_STATUSES = tuple(s for s in DELIVERY_STATUSES if s != "pending")
+LEDGER_MIN_AGE = timedelta(days=7)
 
 
 def _batches(model, condition, batch_size: int):
@@ -100,12 +104,19 @@ def prune_records(days: int | None = None, now: datetime | None = None, batch_si
             progress()
 
     # Deliveries first: an event is deleted only once no delivery references it.
-    prune("deliveries", Delivery, Delivery.status.in_(FINISHED_DELIVERY_STATUSES) & (Delivery.created_at < cutoff))
+    # "Not unfinished" rather than IN (every finished status): one bound parameter however many statuses.
+    unfinished = tuple(s for s in DELIVERY_STATUSES if s not in FINISHED_DELIVERY_STATUSES)
+    prune("deliveries", Delivery, Delivery.status.not_in(unfinished) & (Delivery.created_at < cutoff))
     prune("outbox_events", OutboxEvent, OutboxEvent.handled_at.is_not(None) & (OutboxEvent.created_at < cutoff)
           & ~exists().where(Delivery.event_id == OutboxEvent.id))
     # A digest's item rows go in the same batch, just before it.
     prune("digests", NotificationDigest, NotificationDigest.created_at < cutoff,
           before_delete=lambda ids: delete(notification_digest_items).where(
               notification_digest_items.c.digest_id.in_(ids)))
+
+    # The bounce/complaint ledger: kept at least the week the rates and the soft-bounce rule read.
+    ledger_cutoff = min(cutoff, (now or utcnow()) - LEDGER_MIN_AGE)
+    counts["email_events"] = 0
+    prune("email_events", EmailEvent, EmailEvent.created_at < ledger_cutoff)
 
     return {**counts, "days": days, "cutoff": cutoff.isoformat()}

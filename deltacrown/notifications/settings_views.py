@@ -21,9 +21,11 @@ from sqlalchemy import select
 
 from ..channels.discord import send_test_message
 from ..channels.webhooks import webhook_url_problem
-from ..errors import InvalidInput
+from ..accounts.services import change_email
+from ..errors import InvalidInput, ServiceError
 from ..extensions import db, limiter
 from ..timeutil import utcnow
+from . import suppression
 from .models import NotificationPreference
 from .preferences import SOURCE_EDITOR, recent_changes, serialize_preferences, update_preferences, user_zone
 from .types import CHANNEL_LABELS, CHANNELS, NOTIFICATION_TYPES, TYPE_NAMES
@@ -119,8 +121,23 @@ def describe_change(field: str, old_new) -> str:
     return f"{label}: {_describe_value(field, old)} → {_describe_value(field, new)}"
 
 
+def suppression_banner(user, zone) -> str | None:
+    """Why mail to the user's address stopped, when it is on the suppression list."""
+    listed = suppression.active_suppression(user.email)
+    if listed is None:
+        return None
+    address, when = suppression.masked(listed.email), exact_time(listed.created_at, zone)
+    if listed.reason == "complaint":
+        return (f"Email from us to {address} was reported as spam on {when}, so we stopped sending it. "
+                f"Change the address below to get email again.")
+    if listed.reason == "soft_bounce" and listed.until is not None:
+        return (f"Mail to {address} bounced several times (last on {when}); we try again after "
+                f"{exact_time(listed.until, zone)}. Check the address.")
+    return f"Mail to {address} bounced on {when}; check the address. Changing it below lets email through again."
+
+
 def _render(values: dict, errors: dict | None = None, saved_at=None, status: int = 200,
-            webhook_result: tuple[str, bool] | None = None, partial: bool = False):
+            webhook_result: tuple[str, bool] | None = None, partial: bool = False, email_error: str | None = None):
     user = current_user
     zone = user_zone(user)
     context = {
@@ -136,6 +153,8 @@ def _render(values: dict, errors: dict | None = None, saved_at=None, status: int
         "zone": zone,
         "saved_at": exact_time(saved_at, zone) if saved_at else None,
         "webhook_result": webhook_result,
+        "suppressed": suppression_banner(user, zone),
+        "email_error": email_error,
     }
     template = "notifications/_settings_editor.html" if partial else "notifications/settings.html"
     return render_template(template, **context), status
@@ -169,6 +188,25 @@ def save():
     if htmx:
         return _render(serialize_preferences(pref), saved_at=utcnow(), partial=True)
     flash("Your notification settings are saved.")
+    return redirect(url_for(".edit"), 303)
+
+
+@bp.post("/settings/notifications/email")
+@page_login_required
+def change_email_address():
+    """A new email address: validated and unique; the old address's suppression is lifted with it."""
+    user = current_user._get_current_object()
+    try:
+        old = change_email(user, request.form.get("email", ""), commit=False)
+    except ServiceError as exc:
+        db.session.rollback()
+        message = next(iter(exc.fields.values()), exc.message) if exc.fields else exc.message
+        return _render(serialize_preferences(current_preferences(user)), status=exc.status,
+                       email_error=f"Not changed: {message}.")
+    if old.lower() != user.email:
+        suppression.lift_address(old, "address changed")
+    db.session.commit()
+    flash(f"Your email address is now {user.email}.")
     return redirect(url_for(".edit"), 303)
 
 

@@ -57,3 +57,14 @@ class SignedLinks:
             raise self.error(self.expired, status=self.expired_status, expired=True) from None
         except BadSignature:
             raise self.error(self.invalid) from None
+
+
+def short_signature(purpose: str, value: str, length: int = 16) -> str:
+    """A short HMAC of `value` under SECRET_KEY for `purpose`, in lower-case hex: for tokens
+    that travel where case may be lost (an email address's local part, a Message-ID) and
+    must stay short (a local part holds 64 characters). Compare with hmac.compare_digest."""
+    import hashlib
+    import hmac
+
+    key = f"{purpose}:{current_app.config['SECRET_KEY']}".encode()
+    return hmac.new(key, value.encode(), hashlib.sha256).hexdigest()[:length]

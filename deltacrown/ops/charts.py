@@ -79,7 +79,7 @@ def delivery_success(channels) -> Markup:
         rate = f"{c.success_rate:.1%} success" if c.success_rate is not None else "no deliveries"
         summaries.append(f"{c.channel}: {rate}")
         x = left
-        for value, cls, what in ((c.sent, "bar-ok", "sent"), (c.failed, "bar-alert", "failed"),
+        for value, cls, what in ((c.sent, "bar-ok", "sent"), (c.failed + c.bounced, "bar-alert", "failed or bounced"),
                                  (c.pending, "bar-pending", "pending")):
             w = plot_w * value / total if total else 0
             body.append(_rect(x, y + 4, w, row_h - 10, cls, f"{c.channel}: {value} {what} of {total}"))
@@ -88,3 +88,44 @@ def delivery_success(channels) -> Markup:
             body.append(_rect(left, y + 4, plot_w, row_h - 10, "bar-empty", f"{c.channel}: no deliveries"))
         body.append(_text(left + plot_w + 8, y + 17, rate, anchor="start"))
     return _svg(width, height, "Delivery success per channel: " + "; ".join(summaries), body)
+
+
+def rate_per_day(days, value, label: str, threshold: float, alert_at_or_over: bool, detail) -> Markup:
+    """Bars: a rate per day (days: delivery_rates.Window list, `value(day)` a 0..1 rate or None),
+    a dashed line at `threshold`; a bar on the wrong side of it is drawn as an alert.
+    `detail(day)`: the bar's tooltip (counts behind the rate)."""
+    width, height, left, bottom, top = 720, 180, 48, 30, 24
+    plot_w, plot_h = width - left - 10, height - bottom - top
+    rates = [value(d) for d in days]
+    if alert_at_or_over:  # bounce rate: 0 .. a little above the threshold (or the worst day)
+        low, high = 0.0, max([threshold * 2] + [r for r in rates if r is not None])
+    else:  # success rate: from a little under the threshold (or the worst day) .. 100 %
+        low, high = min([1 - (1 - threshold) * 3] + [r for r in rates if r is not None]), 1.0
+    span = (high - low) or 1.0
+
+    def y(rate):
+        return top + plot_h * (1 - (rate - low) / span)
+
+    slot = plot_w / max(len(days), 1)
+    body = [
+        f'<line class="baseline" x1="{left}" y1="{top + plot_h}" x2="{width - 10}" y2="{top + plot_h}"/>',
+        f'<line class="gridline" x1="{left}" y1="{y(threshold):.1f}" x2="{width - 10}" y2="{y(threshold):.1f}"/>',
+        _text(left - 6, y(threshold) + 4, f"{threshold:.0%}", anchor="end"),
+        _text(left - 6, top + 4, f"{high:.0%}", anchor="end"),
+        _text(left - 6, top + plot_h, f"{low:.0%}", anchor="end"),
+        _text(left, 14, f"■ {label} per day (UTC); dashed: the {threshold:.0%} line", "legend-ok", anchor="start"),
+    ]
+    summaries = []
+    for i, (day, rate) in enumerate(zip(days, rates)):
+        x = left + i * slot + 4
+        if rate is None:
+            tip = f"{day.label}: nothing sent"
+            body.append(_rect(x, top + plot_h - 2, slot - 8, 2, "bar-empty", tip))
+        else:
+            bad = rate >= threshold if alert_at_or_over else rate <= threshold
+            tip = f"{day.label}: {rate:.1%} — {detail(day)}"
+            body.append(_rect(x, y(max(rate, low)), slot - 8, top + plot_h - y(max(rate, low)),
+                              "bar-alert" if bad else "bar-ok", tip))
+        summaries.append(tip)
+        body.append(_text(x + (slot - 8) / 2, height - 10, day.label[5:]))
+    return _svg(width, height, f"{label} per day: " + "; ".join(summaries), body)

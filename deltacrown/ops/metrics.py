@@ -24,9 +24,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from ..extensions import db
+from ..notifications.models import DELIVERY_STATUSES
 from ..queue import get_redis
 from ..timeutil import utcnow
-from . import overview, stats
+from . import delivery_rates, overview, stats
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +109,7 @@ class DeltaCrownCollector(Collector):
         retried = GaugeMetricFamily("deltacrown_deliveries_retried", "Deliveries that needed more than one attempt",
                                     labels=["channel"])
         for c in channels:
-            for status in ("sent", "failed", "pending", "skipped"):
+            for status in DELIVERY_STATUSES:
                 deliveries.add_metric([c.channel, status], getattr(c, status))
             retried.add_metric([c.channel], c.retried)
         outbox = GaugeMetricFamily("deltacrown_outbox_backlog", "Outbox events not yet relayed to the queue")
@@ -117,6 +118,28 @@ class DeltaCrownCollector(Collector):
                                        "Age of the oldest unrelayed outbox event (0 when none)")
         outbox_age.add_metric([], backlog.oldest_age or 0)
         yield from (deliveries, retried, outbox, outbox_age)
+        yield from self._rate_metrics()
+
+    def _rate_metrics(self):
+        """The seed's targets over the last 24 hours and 7 days (ops.delivery_rates)."""
+        rates = delivery_rates.delivery_rates()
+        counts = GaugeMetricFamily("deltacrown_email", "Emails sent, bounced, complained about and suppressed "
+                                   "in the window", labels=["window", "outcome"])
+        ratios = GaugeMetricFamily("deltacrown_delivery_rate", "Email bounce and complaint rate, Discord webhook "
+                                   "success rate in the window (absent: nothing sent)", labels=["window", "rate"])
+        for window in rates.windows:
+            name = "24h" if window.label == "24 hours" else "7d"
+            for outcome in ("sent", "bounced", "complained", "suppressed"):
+                counts.add_metric([name, outcome], getattr(window, "email_sent" if outcome == "sent" else outcome))
+            for rate, value in (("email_bounce", window.bounce_rate), ("email_complaint", window.complaint_rate),
+                                ("discord_success", window.discord_success)):
+                if value is not None:
+                    ratios.add_metric([name, rate], value)
+        targets = GaugeMetricFamily("deltacrown_delivery_rate_target", "The seed's levels: email bounce rate "
+                                    "alert at or over, Discord success ok over", labels=["rate"])
+        targets.add_metric(["email_bounce"], delivery_rates.BOUNCE_RATE_ALERT)
+        targets.add_metric(["discord_success"], delivery_rates.DISCORD_SUCCESS_OK)
+        yield from (counts, ratios, targets)
 
 
 @bp.get("/metrics")

@@ -20,7 +20,7 @@ from rq.serializers import JSONSerializer
 
 from ..economy.models import CoinTransaction
 from ..extensions import db
-from ..notifications.models import Delivery
+from ..notifications.models import DELIVERY_STATUSES, Delivery
 from ..notifications.types import CHANNELS
 from ..outbox.models import OutboxEvent
 from ..queue import QUEUE_NAMES, AppJob
@@ -292,22 +292,26 @@ def recurring_jobs(connection, scheduler_tz: str, now: datetime | None = None,
 
 @dataclass
 class ChannelDeliveries:
+    """Deliveries of one channel by status (one attribute per DELIVERY_STATUSES entry)."""
     channel: str
     sent: int = 0
     failed: int = 0
+    # Refused or bounced by the receiving server: a failure of that send.
+    bounced: int = 0
     pending: int = 0
-    # Not sent because the recipient withdrew consent: neither a success nor a failure,
-    # so outside `total` (the chart's bars) and the success rate.
+    # Not sent because the recipient withdrew consent, or the address is suppressed: neither a
+    # success nor a failure, so outside `total` (the chart's bars) and the success rate.
     skipped: int = 0
+    suppressed: int = 0
     retried: int = 0
 
     @property
     def total(self) -> int:
-        return self.sent + self.failed + self.pending
+        return self.sent + self.failed + self.bounced + self.pending
 
     @property
     def success_rate(self) -> float | None:
-        done = self.sent + self.failed
+        done = self.sent + self.failed + self.bounced
         return self.sent / done if done else None
 
 
@@ -320,7 +324,7 @@ def deliveries_by_channel() -> list[ChannelDeliveries]:
     )
     for channel, status, count, retried in rows:
         entry = by_channel.setdefault(channel, ChannelDeliveries(channel))
-        if status in ("sent", "failed", "pending", "skipped"):
+        if status in DELIVERY_STATUSES:
             setattr(entry, status, int(count))
         entry.retried += int(retried or 0)
     return list(by_channel.values())

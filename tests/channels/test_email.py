@@ -199,14 +199,14 @@ def test_tampered_expired_or_foreign_tokens_get_a_clear_400(app, users, make, en
     assert response.status_code == 400 and b"expired" in response.data
 
 
-def test_permanently_refused_recipient_fails_at_once(app, users, make, enqueue, run_jobs, smtp_server):
+def test_permanently_refused_recipient_bounces_at_once(app, users, make, enqueue, run_jobs, smtp_server):
     uid = users.create("hana")
     smtp_server.refuse("hana@example.com")
     did = make.delivery("email", "hana@example.com", notification_id=make.notification(uid), user_id=uid)
     enqueue(did)
     run_jobs()
     d = make.get(did)
-    assert d.status == "failed" and d.attempts == 1 and "550" in d.last_error
+    assert d.status == "bounced" and d.attempts == 1 and "550" in d.last_error
     assert smtp_server.messages == []
 
 

@@ -69,8 +69,9 @@ def test_dashboard_shows_queues_failed_jobs_deliveries_and_payouts(app, admin, r
     assert re.search(r"1 event waiting to be relayed;\s+the oldest since 2\d{3}-", html)
     assert "<svg" in html and "Delivery success per channel: in_app: no deliveries; email: 50.0% success" in html
     email_row = re.search(r'<section id="deliveries".*?<th scope="row">email</th>(.*?)</tr>', html, re.S).group(1)
-    # sent, failed, skipped (the player withdrew consent: neither sent nor a failure), pending, retried
-    assert re.findall(r'<td class="num">(\d+)</td>', email_row) == ["1", "1", "1", "0", "2"]
+    # sent, failed, bounced, skipped (the player withdrew consent: neither sent nor a failure), suppressed,
+    # pending, retried
+    assert re.findall(r'<td class="num">(\d+)</td>', email_row) == ["1", "1", "0", "1", "0", "0", "2"]
     # the outcome is in words, not colour alone
     assert re.search(r'<span class="level level-ok">ok</span>', html)
 

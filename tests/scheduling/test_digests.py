@@ -233,7 +233,7 @@ def test_statements_and_connections_per_chunk_do_not_grow_with_digests_sent(app,
     assert counts == [(5, 1 + 4 * 6 + 1, 4), (20, 1 + 6 + 1, 1)]
 
 
-def test_one_refused_address_fails_only_that_digest_of_the_chunk(app, users, smtp_server):
+def test_one_refused_address_bounces_only_that_digest_of_the_chunk_and_is_never_retried(app, users, smtp_server):
     people = {f"pal{i}": ("UTC", time(8, 0), True) for i in range(5)}
     ids = set_prefs(app, users, people)
     for uid in ids.values():
@@ -244,14 +244,16 @@ def test_one_refused_address_fails_only_that_digest_of_the_chunk(app, users, smt
         result = send_daily_digest(now=now)
         rows = dict(db.session.execute(select(NotificationDigest.user_id, NotificationDigest.is_sent)).all())
         items = db.session.scalar(select(func.count()).select_from(notification_digest_items))
-    assert (result["sent"], result["failed"]) == (4, 1)
+    assert (result["sent"], result["bounced"], result["failed"]) == (4, 1, 0)
     assert sorted(m["To"] for m in smtp_server.messages) == [f"pal{i}@example.com" for i in (0, 1, 3, 4)]
     assert len(smtp_server.connections) == 1  # the refusal did not cost the connection
-    assert rows == {uid: name != "pal2" for name, uid in ids.items()} and items == 4
+    # pal2's claim is closed (a 550 is permanent): never retried, the address suppressed.
+    assert rows == {uid: True for uid in ids.values()} and items == 4
     smtp_server.refused.clear()
-    with app.app_context():  # p2's claim is retried once it is stale
-        assert send_daily_digest(now=now + timedelta(hours=1))["sent"] == 1
-    assert any(m["To"] == "pal2@example.com" for m in smtp_server.messages)
+    with app.app_context():
+        assert send_daily_digest(now=now + timedelta(hours=1))["sent"] == 0
+        assert send_daily_digest(now=now + timedelta(days=1))["suppressed"] == 0  # nothing unread for that day
+    assert not any(m["To"] == "pal2@example.com" for m in smtp_server.messages)
 
 
 def test_an_injected_sender_gets_plain_data_oldest_first_by_type(app, users, smtp_server):
