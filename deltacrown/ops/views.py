@@ -22,6 +22,7 @@ from ..errors import ServiceError
 from ..extensions import db, login_manager
 from ..queue import get_redis
 from ..notifications.preferences import user_zone
+from ..notifications.reminders import upcoming_reminders
 from ..timeutil import UTC_ZONE, utcnow
 from . import actions, charts, overview, schedule, stats
 from .runs import start_job
@@ -170,12 +171,17 @@ def failed_context(message: str | None = None, message_error: bool = False) -> d
             "failed_message": message, "failed_message_error": message_error}
 
 
+def reminders_context() -> dict:
+    reminders, error = _db_section(upcoming_reminders)
+    return {"reminders": reminders or [], "reminders_error": error}
+
+
 # --- pages and partials --------------------------------------------------------
 
 @bp.get("")
 @admin_required
 def dashboard():
-    ctx = {**live_context(), **recurring_context(), **failed_context()}
+    ctx = {**live_context(), **recurring_context(), **failed_context(), **reminders_context()}
     return render_template("ops/dashboard.html", **ctx)
 
 

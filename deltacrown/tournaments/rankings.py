@@ -40,14 +40,15 @@ from __future__ import annotations
 
 import sqlite3
 
-from sqlalchemy import bindparam, text
+from sqlalchemy import bindparam, select, text
 
 from ..dedup import generate_dedup_key
 from ..errors import NotFound
 from ..extensions import db
 from ..outbox.models import OutboxEvent
+from ..outbox.services import emit
 from ..timeutil import utcnow
-from .models import Tournament
+from .models import Match, Tournament
 
 POINTS_FOR_WIN = 3
 POINTS_FOR_DRAW = 1
@@ -177,12 +178,24 @@ def recompute_team_rankings(tournament_id: int | None = None) -> dict:
         updated_count = db.session.execute(text(_UPDATE_SQL)).rowcount
         if dialect in _DROP_STANDINGS_SQL:
             db.session.execute(text(_DROP_STANDINGS_SQL[dialect]))
+        for standing_id in _standings_to_show(tournament_id):
+            emit("standings_updated", tournament_id=standing_id)
         db.session.commit()
     except Exception:
         db.session.rollback()
         raise
     return {"status": "ok", "updated_count": updated_count, "moved_count": moved_count,
             "tournament_id": tournament_id, "dedup_key": dedup_key}
+
+
+def _standings_to_show(tournament_id: int | None) -> list[int]:
+    """The tournaments whose standings card follows this recompute (the reactions edit it):
+    the one recomputed, or every ongoing one; only those with a completed match."""
+    played = select(Match.tournament_id).where(Match.status == "completed")
+    stmt = select(Tournament.id).where(Tournament.id.in_(played))
+    stmt = stmt.where(Tournament.id == tournament_id) if tournament_id is not None \
+        else stmt.where(Tournament.status == "ongoing")
+    return list(db.session.scalars(stmt.order_by(Tournament.id)))
 
 
 def tournament_standings(tournament) -> list[dict]:
