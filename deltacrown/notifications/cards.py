@@ -84,10 +84,15 @@ def _match_card(match: Match) -> ChannelMessage:
                                   {"name": "Status", "value": "Scheduled", "inline": True}))
 
 
+def _ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
 def _standings_card(tournament: Tournament) -> ChannelMessage:
     table = tournament_standings(tournament)
-    lines = [f"{row['position']}. {row['team'].name}: {row['points']} pts "
-             f"({row['wins']}W {row['draws']}D {row['losses']}L)" for row in table]
+    lines = [f"{_ordinal(row['position'])} {row['team'].name}: {row['points']} pts, "
+             f"{row['wins']}W {row['draws']}D {row['losses']}L" for row in table]
     state = {"completed": "Final standings", "ongoing": "Standings"}.get(tournament.status, "Standings")
     return ChannelMessage(type="ranking_changed", title=f"{state}: {tournament.name}",
                           body="\n".join(lines) or "No matches played yet.", url=f"/tournaments/{tournament.id}")

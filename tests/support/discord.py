@@ -211,6 +211,13 @@ class DiscordStandIn:
         with self._lock:
             self._hooks[str(webhook_id)].deleted = True
 
+    def forget(self, webhook_id):
+        """Forget what this webhook received so far (a test's setup posts); it stays as it is."""
+        with self._lock:
+            hook = self._hooks[str(webhook_id)]
+            hook.messages.clear()
+            hook.edits.clear()
+
     def delete_message(self, webhook_id, message_id):
         """Someone deleted the message in the channel: editing it is 404 Unknown Message (10008)."""
         with self._lock:
