@@ -178,8 +178,6 @@ def recompute_team_rankings(tournament_id: int | None = None) -> dict:
         updated_count = db.session.execute(text(_UPDATE_SQL)).rowcount
         if dialect in _DROP_STANDINGS_SQL:
             db.session.execute(text(_DROP_STANDINGS_SQL[dialect]))
-        for standing_id in _standings_to_show(tournament_id):
-            emit("standings_updated", tournament_id=standing_id)
         db.session.commit()
     except Exception:
         db.session.rollback()
@@ -188,14 +186,24 @@ def recompute_team_rankings(tournament_id: int | None = None) -> dict:
             "tournament_id": tournament_id, "dedup_key": dedup_key}
 
 
-def _standings_to_show(tournament_id: int | None) -> list[int]:
-    """The tournaments whose standings card follows this recompute (the reactions edit it):
-    the one recomputed, or every ongoing one; only those with a completed match."""
+def announce_standings(result: dict) -> list[int]:
+    """After a recompute (`result`, from recompute_team_rankings): `standings_updated` for each
+    tournament whose standings card should follow it (the reactions edit the card; an edit that
+    changes nothing is not made). A tournament's own recompute (its wrap-up) always announces
+    it; the all-teams recompute announces every ongoing tournament with a completed match, and
+    only when it changed something. Its own transaction, after the recompute's."""
+    tournament_id = result.get("tournament_id")
+    if tournament_id is None and not result.get("updated_count"):
+        return []
     played = select(Match.tournament_id).where(Match.status == "completed")
     stmt = select(Tournament.id).where(Tournament.id.in_(played))
     stmt = stmt.where(Tournament.id == tournament_id) if tournament_id is not None \
         else stmt.where(Tournament.status == "ongoing")
-    return list(db.session.scalars(stmt.order_by(Tournament.id)))
+    ids = list(db.session.scalars(stmt.order_by(Tournament.id)))
+    for standing_id in ids:
+        emit("standings_updated", tournament_id=standing_id)
+    db.session.commit()
+    return ids
 
 
 def tournament_standings(tournament) -> list[dict]:
