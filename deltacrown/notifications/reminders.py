@@ -30,6 +30,7 @@ from sqlalchemy import select, update
 
 from ..extensions import db
 from ..queue import QUEUE_NOTIFICATIONS, AppJob, get_redis
+from ..signals import checkpoint
 from ..timeutil import utcnow
 from ..tournaments.models import Match, MatchReminder, Tournament
 from ..tournaments.reminders import plan_reminder
@@ -100,14 +101,15 @@ def sync_reminder_jobs_of_tournament(tournament_id: int) -> int:
 
 def send_reminder(match_id: int) -> dict:
     """Send the match's reminder if its row says it is due now (see the module doc)."""
-    from .service import NotificationService
+    from .service import NotificationService, enqueue_sends
 
     now = utcnow()
     reminder = _reminder(match_id)
     if reminder is None:
         return {"match_id": match_id, "status": "no_reminder"}
     if reminder.status != "pending":
-        return {"match_id": match_id, "status": reminder.status, "already_done": True}
+        resent = _enqueue_unsent(match_id) if reminder.status == "sent" else 0
+        return {"match_id": match_id, "status": reminder.status, "already_done": True, "sends_enqueued": resent}
     match_at, due_at = reminder.match_at, reminder.due_at
     if due_at > now:  # moved later since this job was queued: the job waits again
         db.session.rollback()
@@ -126,14 +128,32 @@ def send_reminder(match_id: int) -> dict:
     if not claimed:
         db.session.rollback()
         return {"match_id": match_id, "status": "already_done"}
-    result = NotificationService(as_of=now).notify_about(
-        "match_reminder", {"match_id": match_id, "match_at": match_at.isoformat()},
-        f"match_reminder:{match_id}:{_epoch(match_at)}", commit=True)
+    service = NotificationService(as_of=now)
+    result = service.notify_about("match_reminder", {"match_id": match_id, "match_at": match_at.isoformat()},
+                                  f"match_reminder:{match_id}:{_epoch(match_at)}", commit=False)
+    checkpoint.send("reminder:after_claim")  # claimed and written, not committed
+    db.session.commit()
+    checkpoint.send("reminder:after_commit")  # committed, its sends not yet enqueued
+    if result is not None:
+        enqueue_sends(result.delivery_ids)
     if result is None:  # nothing to say (the match is gone): the claim stands
-        db.session.commit()
         return {"match_id": match_id, "status": "sent", "notifications": 0}
     return {"match_id": match_id, "status": "sent", "notifications": result.notifications,
             "deliveries": len(result.delivery_ids)}
+
+
+def _enqueue_unsent(match_id: int) -> int:
+    """A run killed between its commit and enqueueing its sends left them pending: enqueue them
+    (a delivery already being sent is not sent twice: deliveries.py leases and claims it)."""
+    from .models import Delivery
+    from .service import enqueue_sends
+
+    pending = list(db.session.scalars(select(Delivery.id).where(
+        Delivery.dedup_key.like(f"match_reminder:{int(match_id)}:%"), Delivery.status == "pending")
+        .order_by(Delivery.id)))
+    db.session.rollback()
+    enqueue_sends(pending)
+    return len(pending)
 
 
 # --- the sweep -------------------------------------------------------------------------
