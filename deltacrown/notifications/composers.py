@@ -136,10 +136,9 @@ def match_rescheduled(match, payload) -> Message | None:
     (notifications/match_updates.py), and a short "Rescheduled" email."""
     if match.status != "scheduled":
         return None
-    previous = payload.get("previous_at")
-    was = f" (was {_when(datetime.fromisoformat(previous))})" if previous else ""
+    # The time it has now (not the event's, nor the one before: a digest shows the final time only).
     return Message(f"Match rescheduled: {match.team_a.name} vs {match.team_b.name}",
-                   f"{match.tournament.name}, now {_when(match.scheduled_at)}{was}.", match_path(match),
+                   f"{match.tournament.name}, now {_when(match.scheduled_at)}.", match_path(match),
                    team_ids=(match.team_a_id, match.team_b_id), card=f"match:{match.id}")
 
 

@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 
 from deltacrown.extensions import db
 from deltacrown.models import DiscordCard, Match, MatchReminder, Notification, OutboxEvent, Team
+from deltacrown.notifications.digests import send_daily_digest
 from deltacrown.notifications.jobs import send_match_reminder
 from deltacrown.notifications.reminders import reminder_job_id, sweep_reminders
 from deltacrown.notifications.types import NOTIFICATION_TYPES
@@ -124,6 +125,17 @@ def test_life_of_a_match_scheduled_rescheduled_twice_reminded_once_and_played(
     mails = smtp_server.wait_for(scheduled_mails + 2 * len(MEMBERS))
     assert sum("Match rescheduled" in m.subject for m in mails) == 2 * len(MEMBERS)
 
+    # The digest of the day lists the match once, at its final time.
+    tomorrow = (_now() + timedelta(days=1)).replace(hour=8, minute=0, second=0)
+    with time_machine.travel(tomorrow, tick=True), app.app_context():
+        before = len(smtp_server.messages)
+        assert send_daily_digest()["sent"] >= 1
+        [digest] = [m for m in smtp_server.messages[before:] if m["To"] == "ann@example.com"]
+    assert digest.text.count("Match rescheduled: Red vs Blue") == 1 and final_text in digest.text
+    assert second.strftime("%a %d %b %Y, %H:%M UTC") not in digest.text
+    assert start.strftime("%a %d %b %Y, %H:%M UTC") not in digest.text
+    mails_before_reminder = len(smtp_server.messages)
+
     # The reminder: not a minute early, then once, although two schedulers wake it and a
     # duplicate job runs too.
     due = final - timedelta(minutes=60)
@@ -141,7 +153,7 @@ def test_life_of_a_match_scheduled_rescheduled_twice_reminded_once_and_played(
         run_jobs()
     assert api.notified("match_reminder") == {name: 1 for name in MEMBERS}
     assert _reminder(api, match_id).status == "sent" and _job_time(app, match_id) is None
-    [reminder_mail] = [m for m in smtp_server.wait_for(scheduled_mails + 3 * len(MEMBERS))
+    [reminder_mail] = [m for m in smtp_server.wait_for(mails_before_reminder + len(MEMBERS))
                        if "Starting soon" in m.subject and m["To"] == "ann@example.com"]
     assert final_text in reminder_mail.text
     # On the team webhook the reminder is a post of its own; the card is still the one card.
@@ -311,3 +323,26 @@ def test_one_standings_card_per_tournament_edited_after_each_recompute(app, api,
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(DiscordCard)
                                  .where(DiscordCard.target == "platform")) == 1
+
+
+def test_a_rate_limited_edit_waits_and_lands_once(app, api, cup, run_jobs, discord_server):
+    match_id = _schedule(api, cup, _now() + timedelta(days=1))
+    run_jobs()
+    discord_server.rate_limit_next(TEAM_HOOK, retry_after=0.3)
+    _reschedule(api, match_id, _now() + timedelta(days=2))
+    run_jobs()
+    assert discord_server.count_429(TEAM_HOOK) == 1
+    assert len(discord_server.wait_for_edits(TEAM_HOOK, 1)) == 1 and len(discord_server.messages(TEAM_HOOK)) == 1
+
+
+def test_the_ops_dashboard_lists_upcoming_reminders(app, api, cup, run_jobs, auth):
+    start = _now() + timedelta(days=1)
+    match_id = _schedule(api, cup, start)
+    run_jobs()
+    auth.login("admin")
+    page = api.client.get("/ops").get_data(as_text=True)
+    section = page[page.index('id="ops-reminders"'):]
+    assert "Red vs Blue" in section and reminder_job_id(match_id) in section and "scheduled" in section
+    get_redis(app).delete(_scheduler(app).scheduled_jobs_key)  # the job is lost: the page says so
+    page = api.client.get("/ops").get_data(as_text=True)
+    assert "missing" in page[page.index('id="ops-reminders"'):]
