@@ -23,6 +23,11 @@ recorded on the row and raised as RetryableDeliveryError so RQ retries with
 backoff; on the last try the row is marked failed. Permanent ones (other 4xx,
 SMTP 5xx, unknown target) mark it failed at once. A Discord 404 also switches
 the webhook off and tells its owner in-app.
+
+Cards: a team or platform Discord delivery whose payload names a `card` ("match:<id>",
+"standings:<id>") is that webhook's one message about it, posted once and then edited in
+place (cards.py: `_send_discord_card`); the same error rules apply, and a card deleted in
+Discord is posted again.
 """
 from __future__ import annotations
 

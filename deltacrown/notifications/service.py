@@ -12,7 +12,8 @@ rest for any list of users:
 3. writes the `Delivery` rows in one bulk INSERT: per recipient one for email
    (target = their address) and one for Discord (only with a personal webhook,
    target "user:<id>"); and per source ONE Delivery for each team webhook
-   (types flagged `team_event`, team has a webhook, target "team:<id>") and for
+   (types flagged `team_event`, team has a webhook, target "team:<id>"; with the
+   message's `card`, e.g. "match:<id>", the team's card edited in place: cards.py) and for
    the platform webhook (types flagged `public`, DISCORD_WEBHOOK_URL set,
    target "platform");
 4. after commit, enqueues the new deliveries' sends: one `send_deliveries(ids)` job
