@@ -73,6 +73,7 @@ def sync_reminder_job(match_id: int, scheduler=None) -> str:
     if reminder is None or reminder.status != "pending":
         if job_id in scheduler:
             scheduler.cancel(job_id)
+            _delete_waiting_job(scheduler, job_id)
             return "cancelled"
         return "none"
     if reminder.due_at <= now:
@@ -89,6 +90,19 @@ def sync_reminder_job(match_id: int, scheduler=None) -> str:
     job.retries_left, job.retry_intervals = len(JOB_RETRY_INTERVALS), list(JOB_RETRY_INTERVALS)
     job.save()
     return "scheduled"
+
+
+def _delete_waiting_job(scheduler, job_id: str) -> None:
+    """Drop a cancelled reminder's job hash (rq-scheduler's jobs never expire) unless it is on a
+    queue or running: then it finishes, finds its row cancelled, and expires like any result."""
+    from rq.exceptions import NoSuchJobError
+
+    try:
+        job = AppJob.fetch(job_id, connection=scheduler.connection)
+    except NoSuchJobError:
+        return
+    if job.get_status(refresh=False) == "scheduled":
+        job.delete()
 
 
 def sync_reminder_jobs_of_tournament(tournament_id: int) -> int:
@@ -175,12 +189,19 @@ def sweep_reminders() -> dict:
     pending = db.session.execute(select(MatchReminder.match_id, MatchReminder.due_at)
                                  .where(MatchReminder.status == "pending").order_by(MatchReminder.due_at)).all()
     db.session.rollback()
-    scheduler = _scheduler()
     for match_id, due_at in pending:
         if due_at <= now:
             outcome = send_reminder(match_id)
             counts["sent"] += outcome["status"] == "sent"
-        elif sync_reminder_job(match_id, scheduler) == "scheduled":
+    # Future ones: one pipelined ZSCORE each; only a missing or misplaced job is written again.
+    future = [(match_id, due_at) for match_id, due_at in pending if due_at > now]
+    scheduler = _scheduler()
+    with scheduler.connection.pipeline(transaction=False) as pipe:
+        for match_id, _ in future:
+            pipe.zscore(scheduler.scheduled_jobs_key, reminder_job_id(match_id))
+        scores = pipe.execute() if future else []
+    for (match_id, due_at), score in zip(future, scores):
+        if score != _epoch(due_at) and sync_reminder_job(match_id, scheduler) == "scheduled":
             counts["rescheduled"] += 1
     if counts["sent"] or counts["rescheduled"]:
         log.warning("match reminder sweep: %s (jobs were lost or late)", counts)

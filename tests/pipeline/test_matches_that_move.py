@@ -179,6 +179,7 @@ def test_result_cancels_the_reminder_and_edits_the_card(app, api, cup, run_jobs,
     run_jobs()
     assert _reminder(api, match_id).status == "cancelled"
     assert _job_time(app, match_id) is None
+    assert not get_redis(app).exists(AppJob.key_for(reminder_job_id(match_id)))  # nothing left waiting
     [card] = discord_server.messages(TEAM_HOOK)
     [edit] = discord_server.wait_for_edits(TEAM_HOOK, 1)
     assert edit["id"] == card["id"] and edit["embeds"][0]["description"] == "Winter Cup. Draw."
