@@ -24,7 +24,7 @@ queue when due). The job is only a wake-up call; everything is decided on the ro
 from __future__ import annotations
 
 import logging
-from datetime import timedelta, timezone
+from datetime import timezone
 
 from sqlalchemy import select, update
 
