@@ -289,6 +289,8 @@ def load_config(env=None) -> dict:
         # Daily retention (prune-records): handled outbox events, finished deliveries and digests
         # older than this many days are deleted (at most 100 years: the cutoff date must exist).
         "RETENTION_DAYS": _int(env, "RETENTION_DAYS", 90, minimum=1, maximum=36_500),
+        # Match reminders go out this many minutes before a match (never for a time already past).
+        "MATCH_REMINDER_MINUTES": _int(env, "MATCH_REMINDER_MINUTES", 60, minimum=1, maximum=7 * 24 * 60),
         # Money: coins paid per place (integers only).
         "PAYOUT_TABLE": {1: 1000, 2: 500, 3: 250},
         # A payout of at least this many coins is held until a second admin approves it (None: off).

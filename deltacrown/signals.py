@@ -21,6 +21,9 @@ Points (where, and what holds there):
 - "announcement:after_chunk" (notifications/announcements.py): the first chunk
   of recipients is committed, the rest not written; the retry must finish the
   others and not write the first chunk's again.
+- "reminder:after_claim" / "reminder:after_commit" (notifications/reminders.py): a
+  match reminder claimed and its notifications written, before / after the commit;
+  the retry must send it once.
 """
 from __future__ import annotations
 

@@ -10,7 +10,8 @@ this module knows Discord, not what the message is about.
   UTF-16 code units, as Discord's JavaScript does: never under-counted), so a post
   is never rejected for length.
 - Posts go only to URLs that pass `webhook_url_problem` (under DISCORD_API_BASE),
-  with `?wait=true` so Discord confirms the message and returns its id,
+  with `?wait=true` so Discord confirms the message and returns its id (which
+  `edit_webhook_message` needs to edit it in place: PATCH .../messages/{id}),
   through the shared Redis rate limiter (deltacrown.channels.ratelimit), and
   never follow a redirect (the answer is reported, not obeyed).
 - The settings page's test message (`send_test_message`) takes the same path and
@@ -54,12 +55,13 @@ class DiscordError(Exception):
     """A post failed. `temporary`: retrying may work. `webhook_gone`: Discord says it was deleted."""
 
     def __init__(self, message: str, temporary: bool, status: int | None = None, webhook_gone: bool = False,
-                 rate_limited: bool = False):
+                 rate_limited: bool = False, message_gone: bool = False):
         super().__init__(mask_secrets(message))  # stored in last_error, job results and logs
         self.temporary = temporary
         self.status = status
         self.webhook_gone = webhook_gone
         self.rate_limited = rate_limited  # our limiter or Discord's 429 said wait
+        self.message_gone = message_gone  # an edit's message was deleted (the webhook still exists)
 
 
 # --- making user text inert and short enough -----------------------------------
@@ -190,6 +192,29 @@ def post_to_webhook(url: str, payload: dict, max_wait: float | None = None,
     Raises DiscordError; `temporary` ones (timeout, connection error, 5xx, 429,
     rate-limit wait too long) are worth retrying later.
     """
+    return _send("POST", url, url, payload, {"wait": "true"}, max_wait, inline_429_retries)
+
+
+def edit_webhook_message(url: str, message_id: str, payload: dict, max_wait: float | None = None,
+                         inline_429_retries: int = INLINE_429_RETRIES) -> PostResult:
+    """Edit a message this webhook posted: `PATCH {url}/messages/{message_id}`, through the same
+    URL check, rate limiter (the webhook's own bucket) and 429 handling as a post.
+
+    Raises DiscordError like `post_to_webhook`; a 404 that says the *message* is unknown (Discord
+    code 10008: deleted in the channel) has `message_gone` set and `webhook_gone` not, so the
+    caller can post it afresh. A 404 for the webhook itself (10015) is `webhook_gone`.
+    """
+    if not str(message_id).isdigit():
+        raise DiscordError(f"refusing to edit: {message_id!r} is not a Discord message id", temporary=False)
+    return _send("PATCH", url, f"{url.rstrip('/')}/messages/{message_id}", payload, None, max_wait,
+                 inline_429_retries)
+
+
+UNKNOWN_MESSAGE = 10008  # Discord's JSON error code for a message that does not exist (any more)
+
+
+def _send(method: str, url: str, request_url: str, payload: dict, params, max_wait, inline_429_retries) -> PostResult:
+    """One webhook request (`url` is the webhook's; `request_url` what is requested under it)."""
     problem = webhook_url_problem(url)
     if problem:
         raise DiscordError(f"refusing to post: webhook URL {problem}", temporary=False)
@@ -198,14 +223,15 @@ def post_to_webhook(url: str, payload: dict, max_wait: float | None = None,
     key = webhook_key(url)
     limiter = WebhookRateLimiter(get_redis(), cfg["DISCORD_MAX_REQUESTS_PER_SECOND"])
     timeout = cfg["DISCORD_TIMEOUT_SECONDS"]
+    verb = "edit" if method == "PATCH" else "post"
     for attempt in range(inline_429_retries + 1):
         try:
             seq = limiter.acquire(key, max_wait=max_wait)
         except RateLimitWaitTooLong as exc:
             raise DiscordError(str(exc), temporary=True, rate_limited=True) from exc
         try:
-            response = requests.post(url, params={"wait": "true"}, json=payload, timeout=timeout,
-                                     allow_redirects=False, headers={"User-Agent": "DeltaCrown (notifications)"})
+            response = requests.request(method, request_url, params=params, json=payload, timeout=timeout,
+                                        allow_redirects=False, headers={"User-Agent": "DeltaCrown (notifications)"})
         # `from None`: requests' own exception names the full URL, token included; the masked
         # message says what happened and tracebacks (logs, failed jobs) must not carry it.
         except requests.Timeout as exc:
@@ -240,6 +266,9 @@ def post_to_webhook(url: str, payload: dict, max_wait: float | None = None,
             # Never followed: Discord does not redirect webhook posts, so this is not Discord.
             raise DiscordError(f"Discord answered with a redirect ({status}), not followed", temporary=False,
                                status=status)
+        if status == 404 and method == "PATCH" and isinstance(body, dict) and body.get("code") == UNKNOWN_MESSAGE:
+            raise DiscordError(f"Discord says the message to edit no longer exists (404: {detail})",
+                               temporary=False, status=404, message_gone=True)
         if status == 404:
             raise DiscordError(f"Discord says the webhook no longer exists (404: {detail})",
                                temporary=False, status=404, webhook_gone=True)
@@ -250,7 +279,7 @@ def post_to_webhook(url: str, payload: dict, max_wait: float | None = None,
                                temporary=False, status=401, webhook_gone=True)
         if status >= 500:
             raise DiscordError(f"Discord server error {status}: {detail}", temporary=True, status=status)
-        raise DiscordError(f"Discord refused the post ({status}: {detail})", temporary=False, status=status)
+        raise DiscordError(f"Discord refused the {verb} ({status}: {detail})", temporary=False, status=status)
     raise AssertionError("unreachable")  # the loop always returns or raises
 
 

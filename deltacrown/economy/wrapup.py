@@ -21,7 +21,7 @@ from ..errors import Conflict, NotFound, ServiceError
 from ..extensions import db
 from ..timeutil import utcnow
 from ..tournaments.models import Tournament
-from ..tournaments.rankings import recompute_team_rankings
+from ..tournaments.rankings import announce_standings, recompute_team_rankings
 from .payouts import distribute_tournament_payouts
 
 
@@ -42,6 +42,7 @@ def wrap_up_tournament(tournament_id: int) -> dict:
     db.session.rollback()  # end the read transaction; each step runs its own
 
     rankings = recompute_team_rankings(tournament_id)
+    announce_standings(rankings)  # the tournament's standings card shows the final table
     payouts = distribute_tournament_payouts(tournament_id)
 
     now = utcnow()

@@ -1,4 +1,5 @@
-"""`flask send-digests`, `flask cleanup-notifications`, `flask prune-records`: the same services as the jobs."""
+"""`flask send-digests`, `flask cleanup-notifications`, `flask prune-records`, `flask match-reminders`: the same
+services as the jobs."""
 from __future__ import annotations
 
 import click
@@ -6,6 +7,7 @@ import click
 from ..clitools import job_command, run_with_progress
 from . import jobs
 from .digests import cleanup_old_notifications, send_daily_digest
+from .reminders import sweep_reminders
 from .retention import prune_records
 
 
@@ -39,7 +41,16 @@ def prune_records_command(days):
                f"event(s) and {result['digests']} digest(s) older than {result['days']} days.")
 
 
+@job_command("match-reminders", jobs.sweep_match_reminders)
+def match_reminders_command():
+    """Send match reminders whose job was lost and re-add missing reminder jobs (safe any time)."""
+    result = sweep_reminders()
+    click.echo(f"Match reminders: {result['sent']} sent late by the sweep, {result['planned']} planned, "
+               f"{result['rescheduled']} job(s) re-added.")
+
+
 def init_app(app):
     app.cli.add_command(send_digests_command)
     app.cli.add_command(cleanup_notifications_command)
     app.cli.add_command(prune_records_command)
+    app.cli.add_command(match_reminders_command)

@@ -38,6 +38,8 @@ class Message:
     actor_id: int | None = None  # who made the change: not told about it
     dedup_key: str | None = None  # once per this key instead of once per event (e.g. per webhook URL)
     subject_id: int | None = None  # the row its type's actions act on (types.py `actions`): the invite
+    # A message that is one Discord message per team webhook, edited in place (cards.py): "match:<id>".
+    card: str | None = None
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,28 @@ def tournament_registered(reg, payload) -> Message:
 def match_scheduled(match, payload) -> Message:
     return Message(f"Match scheduled: {match.team_a.name} vs {match.team_b.name}",
                    f"{match.tournament.name}, {_when(match.scheduled_at)}.", match_path(match),
+                   team_ids=(match.team_a_id, match.team_b_id), card=f"match:{match.id}")
+
+
+@about(Match, "match_id")
+def match_rescheduled(match, payload) -> Message | None:
+    """Not a type of its own: the match_scheduled notification, rewritten in place
+    (notifications/match_updates.py), and a short "Rescheduled" email."""
+    if match.status != "scheduled":
+        return None
+    # The time it has now (not the event's, nor the one before: a digest shows the final time only).
+    return Message(f"Match rescheduled: {match.team_a.name} vs {match.team_b.name}",
+                   f"{match.tournament.name}, now {_when(match.scheduled_at)}.", match_path(match),
+                   team_ids=(match.team_a_id, match.team_b_id), card=f"match:{match.id}")
+
+
+@about(Match, "match_id")
+def match_reminder(match, payload) -> Message | None:
+    """Sent MATCH_REMINDER_MINUTES before the match (notifications/reminders.py)."""
+    if match.status != "scheduled":
+        return None
+    return Message(f"Starting soon: {match.team_a.name} vs {match.team_b.name}",
+                   f"{match.tournament.name}, {_when(match.scheduled_at)}. Get ready!", match_path(match),
                    team_ids=(match.team_a_id, match.team_b_id))
 
 
@@ -136,7 +160,7 @@ def match_result(match, payload) -> Message | None:
     a, b = match.team_a.name, match.team_b.name
     outcome = "Draw." if match.winner_id is None else f"{a if match.winner_id == match.team_a_id else b} won."
     return Message(f"{a} {match.score_a} : {match.score_b} {b}", f"{match.tournament.name}. {outcome}",
-                   match_path(match), team_ids=(match.team_a_id, match.team_b_id))
+                   match_path(match), team_ids=(match.team_a_id, match.team_b_id), card=f"match:{match.id}")
 
 
 @about(Tournament, "tournament_id")

@@ -27,6 +27,11 @@ recorded on the row and raised as RetryableDeliveryError so RQ retries with
 backoff; on the last try the row is marked failed. Permanent ones (other 4xx,
 other SMTP 5xx, unknown target) mark it failed at once. A Discord 404 also switches
 the webhook off and tells its owner in-app.
+
+Cards: a team or platform Discord delivery whose payload names a `card` ("match:<id>",
+"standings:<id>") is that webhook's one message about it, posted once and then edited in
+place (cards.py: `_send_discord_card`); the same error rules apply, and a card deleted in
+Discord is posted again.
 """
 from __future__ import annotations
 
@@ -47,7 +52,7 @@ from ..outbox.services import emit
 from ..queue import get_redis
 from ..teams.models import Team
 from ..timeutil import utcnow
-from . import mail_headers, suppression
+from . import cards, mail_headers, suppression
 from .content import ChannelMessage
 from .emails import send_notification_email
 from .models import Delivery, Notification, NotificationPreference, chosen_channels
@@ -234,6 +239,9 @@ def _send_discord(delivery: Delivery) -> tuple[str | None, str | None]:
     if kind == "user" and DISCORD not in NotificationPreference.get_or_create_for_user(owner).get_channels_for_type(message.type):
         raise DeliverySkipped("not sent: the recipient has turned Discord off for this type")
     url = _webhook_url(kind, owner, delivery.target)
+    card = (delivery.payload or {}).get("card") if kind in ("team", "platform") else None
+    if card:
+        return _send_discord_card(delivery, card, url, message)
     try:
         result = discord_channel.post_to_webhook(url, discord_channel.build_payload(message.discord_embed()))
     except discord_channel.DiscordError as exc:
@@ -243,6 +251,20 @@ def _send_discord(delivery: Delivery) -> tuple[str | None, str | None]:
             raise RetryableDeliveryError(str(exc)) from exc
         raise PermanentDeliveryError(str(exc)) from exc
     return result.message_id, result.warning
+
+
+def _send_discord_card(delivery: Delivery, card: str, url: str, message: ChannelMessage) -> tuple[str | None, str | None]:
+    """A card (cards.py): the webhook's one message about the match / the standings, edited in place."""
+    try:
+        return cards.send_card(card, delivery.target, url, message)
+    except cards.CardBusy as exc:
+        raise RetryableDeliveryError(str(exc)) from exc
+    except discord_channel.DiscordError as exc:
+        if exc.webhook_gone:
+            raise _WebhookGone(str(exc), url) from exc
+        if exc.temporary:
+            raise RetryableDeliveryError(str(exc)) from exc
+        raise PermanentDeliveryError(str(exc)) from exc
 
 
 # --- the webhook is gone -----------------------------------------------------------

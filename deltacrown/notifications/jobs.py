@@ -1,8 +1,8 @@
 """Notification jobs (thin: each calls a service). Paths fixed by ops/schedule.py."""
 from __future__ import annotations
 
-from ..queue import QUEUE_DEFAULT, QUEUE_SCHEDULED, background_job
-from . import announcements, digests, retention
+from ..queue import QUEUE_DEFAULT, QUEUE_NOTIFICATIONS, QUEUE_SCHEDULED, background_job
+from . import announcements, digests, reminders, retention
 
 
 @background_job(queue=QUEUE_DEFAULT)
@@ -28,3 +28,15 @@ def cleanup_notifications(days: int = 90) -> dict:
 def prune_records(days: int | None = None) -> dict:
     """Delete finished deliveries, handled outbox events and digests older than `days` (RETENTION_DAYS)."""
     return retention.prune_records(days)
+
+
+@background_job(queue=QUEUE_NOTIFICATIONS, timeout=reminders.JOB_TIMEOUT, retry_intervals=reminders.JOB_RETRY_INTERVALS)
+def send_match_reminder(match_id: int) -> dict:
+    """A match's reminder, if its row says it is due (idempotent: claimed once in the database)."""
+    return reminders.send_reminder(match_id)
+
+
+@background_job(queue=QUEUE_SCHEDULED)
+def sweep_match_reminders() -> dict:
+    """Every minute: plan missing reminders, send due ones whose job was lost, re-add lost jobs."""
+    return reminders.sweep_reminders()

@@ -276,3 +276,23 @@ class EmailEvent(db.Model):
     code: Mapped[str | None] = mapped_column(String(32))
     detail: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class DiscordCard(db.Model):
+    """One Discord message that is edited in place instead of posted again (cards.py): a
+    match's card on each of its teams' webhooks, a tournament's standings on the platform's."""
+
+    __tablename__ = "discord_cards"
+    __table_args__ = (UniqueConstraint("card_key", "target"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    card_key: Mapped[str] = mapped_column(String(100))  # "match:<id>" or "standings:<tournament id>"
+    target: Mapped[str] = mapped_column(String(50))  # "team:<id>" or "platform"
+    # The webhook it was posted to (sha256 of the URL, cut): a new webhook gets a new card.
+    webhook_digest: Mapped[str | None] = mapped_column(String(64))
+    message_id: Mapped[str | None] = mapped_column(String(100))
+    content_digest: Mapped[str | None] = mapped_column(String(64))  # what it shows: no edit if unchanged
+    posts: Mapped[int] = mapped_column(default=0)
+    edits: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

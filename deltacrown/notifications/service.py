@@ -12,7 +12,8 @@ rest for any list of users:
 3. writes the `Delivery` rows in one bulk INSERT: per recipient one for email
    (target = their address) and one for Discord (only with a personal webhook,
    target "user:<id>"); and per source ONE Delivery for each team webhook
-   (types flagged `team_event`, team has a webhook, target "team:<id>") and for
+   (types flagged `team_event`, team has a webhook, target "team:<id>"; with the
+   message's `card`, e.g. "match:<id>", the team's card edited in place: cards.py) and for
    the platform webhook (types flagged `public`, DISCORD_WEBHOOK_URL set,
    target "platform");
 4. after commit, enqueues the new deliveries' sends: one `send_deliveries(ids)` job
@@ -181,12 +182,14 @@ class NotificationService:
             return None
         return self.notify(spec.audience.recipients(message, self.as_of), type_name, message.title, message.body,
                            message.url, message.dedup_key or dedup_key, event_id=event_id, team_ids=message.team_ids,
-                           commit=commit, subject_id=message.subject_id)
+                           commit=commit, subject_id=message.subject_id, card=message.card)
 
     def notify(self, user_ids, type: str, title: str, body: str = "", url: str | None = None,
                dedup_key: str | None = None, *, event_id: int | None = None, team_ids=(),
-               commit: bool = True, enqueue: bool = True, subject_id: int | None = None) -> NotifyResult:
-        """Notify these users (and the teams' / platform webhook, by the type's flags)."""
+               commit: bool = True, enqueue: bool = True, subject_id: int | None = None,
+               card: str | None = None) -> NotifyResult:
+        """Notify these users (and the teams' / platform webhook, by the type's flags). `card`: the
+        team webhook posts are that Discord card, edited in place (cards.py), not new messages."""
         dedup_key = dedup_key or f"adhoc:{uuid.uuid4().hex}"
         message = outgoing_message(type, title, body, url, subject_id)
         result = NotifyResult()
@@ -194,7 +197,7 @@ class NotificationService:
         for chunk in chunked(ids, CHUNK_SIZE):
             rows = db.session.execute(recipients_query().where(User.id.in_(chunk))).all()
             self.write_for_recipients(rows, message, dedup_key, event_id, result)
-        self.write_shared_deliveries(message, dedup_key, event_id, team_ids, result)
+        self.write_shared_deliveries(message, dedup_key, event_id, team_ids, result, card=card)
         if commit:
             db.session.commit()
             if enqueue:
@@ -245,9 +248,10 @@ class NotificationService:
         self._insert_deliveries(delivery_rows, result)
 
     def write_shared_deliveries(self, message: dict, dedup_key: str, event_id: int | None, team_ids,
-                                result: NotifyResult) -> None:
+                                result: NotifyResult, card: str | None = None) -> None:
         """One Delivery per source for each team webhook and for the platform webhook."""
         spec = get_type(message["type"])
+        team_message = {**message, "card": card} if card else message
         now = utcnow()
         rows = []
         team_ids = sorted({int(t) for t in team_ids or ()})
@@ -256,7 +260,7 @@ class NotificationService:
                 Team.id.in_(team_ids), Team.discord_webhook_url.is_not(None), Team.discord_webhook_url != ""))
             for team_id in with_webhook:
                 rows.append(self._delivery_row(f"{dedup_key}:discord:team:{team_id}", DISCORD, f"team:{team_id}",
-                                               message, event_id, now=now))
+                                               team_message, event_id, now=now))
         if spec.public and current_app.config.get("DISCORD_WEBHOOK_URL"):
             rows.append(self._delivery_row(f"{dedup_key}:discord:platform", DISCORD, "platform", message,
                                            event_id, now=now))

@@ -25,6 +25,7 @@ from ..extensions import db, login_manager
 from ..queue import get_redis
 from ..notifications import suppression
 from ..notifications.preferences import user_zone
+from ..notifications.reminders import upcoming_reminders
 from ..timeutil import UTC_ZONE, utcnow
 from . import actions, charts, delivery_rates, overview, schedule, stats
 from .runs import start_job
@@ -190,13 +191,18 @@ def approvals_context(message: str | None = None, message_error: bool = False) -
             "approvals_message_error": message_error, "reason_max_length": payout_approvals.REASON_MAX_LENGTH}
 
 
+def reminders_context() -> dict:
+    reminders, error = _db_section(upcoming_reminders)
+    return {"reminders": reminders or [], "reminders_error": error}
+
+
 # --- pages and partials --------------------------------------------------------
 
 @bp.get("")
 @admin_required
 def dashboard():
     ctx = {**live_context(), **approvals_context(), **mail_context(request.args.get("q")), **recurring_context(),
-           **failed_context()}
+           **reminders_context(), **failed_context()}
     return render_template("ops/dashboard.html", **ctx)
 
 

@@ -25,7 +25,10 @@ _KINDS = (
     EventKind("achievement_earned", payload=("achievement_id",)),
     EventKind("tournament_registered", payload=("registration_id",)),
     EventKind("match_scheduled", payload=("match_id",)),
+    EventKind("match_rescheduled", payload=("match_id", "previous_at", "scheduled_at")),
     EventKind("match_result", payload=("match_id",)),
+    # A rankings recompute ran (tournaments/rankings.py): the tournament's standings card follows.
+    EventKind("standings_updated", payload=("tournament_id",)),
     EventKind("bracket_ready", payload=("tournament_id",)),
     EventKind("tournament_completed", payload=("tournament_id",)),
     # Written by the ranking recompute's INSERT .. SELECT (tournaments/rankings.py), not by emit().

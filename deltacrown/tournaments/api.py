@@ -73,6 +73,10 @@ class MatchCreateSchema(Schema):
     scheduled_at = When(required=True)
 
 
+class RescheduleSchema(Schema):
+    scheduled_at = When(required=True, metadata={"description": "the match's new time; the same time is a no-op"})
+
+
 class ResultSchema(Schema):
     score_a = fields.Integer(strict=True, required=True, validate=validate.Range(min=0, max=MAX_SCORE))
     score_b = fields.Integer(strict=True, required=True, validate=validate.Range(min=0, max=MAX_SCORE))
@@ -132,7 +136,8 @@ def bracket_ready(tournament_id):
 
 @bp.operation("POST", f"/tournaments/<{ID}:tournament_id>/matches",
               body=MatchCreateSchema, status=201, response=MatchSchema, admin=True,
-              links=id_links("match_id", post_result="POST /matches/{match_id}/result"))
+              links=id_links("match_id", post_result="POST /matches/{match_id}/result",
+                             reschedule="PATCH /matches/{match_id}"))
 def schedule_match(data, tournament_id):
     """Schedule a match between two registered teams (admin)."""
     return services.schedule_match(_tournament(tournament_id), data["team_a_id"], data["team_b_id"],
@@ -143,6 +148,14 @@ def schedule_match(data, tournament_id):
 def post_result(data, match_id):
     """Record a match's final score (admin); winner_id is null on a draw."""
     return services.record_result(get_or_404(Match, match_id, "Match"), data["score_a"], data["score_b"])
+
+
+@bp.operation("PATCH", f"/matches/<{ID}:match_id>", body=RescheduleSchema, response=MatchSchema, admin=True)
+def reschedule_match(data, match_id):
+    """Move a match that has not been played (admin): its teams' match notification shows the
+    new time (unread again), their Discord card is edited, the reminder moves; 409 when the
+    match is completed; the same time again changes nothing."""
+    return services.reschedule_match(get_or_404(Match, match_id, "Match"), data["scheduled_at"])
 
 
 @bp.operation("POST", f"/tournaments/<{ID}:tournament_id>/complete",

@@ -11,7 +11,7 @@ from ..clitools import job_command, row_must_exist
 from ..dbutil import MAX_DB_ID
 from . import jobs
 from .models import Tournament
-from .rankings import recompute_team_rankings
+from .rankings import announce_standings, recompute_team_rankings
 
 
 @job_command("recompute-rankings", jobs.recompute_rankings, check=row_must_exist(Tournament, "tournament_id"))
@@ -20,6 +20,7 @@ from .rankings import recompute_team_rankings
 def recompute_rankings_command(tournament_id):
     """Recompute team points, wins, losses and ranks from completed matches."""
     result = recompute_team_rankings(tournament_id)
+    announce_standings(result)
     scope = "all teams" if tournament_id is None else f"teams of tournament {tournament_id}"
     click.echo(f"Rankings recomputed ({scope}): {result['updated_count']} team(s) updated, "
                f"{result['moved_count']} moved in rank.")

@@ -12,4 +12,6 @@ from . import rankings
 @background_job(queue=QUEUE_SCHEDULED, domain_errors="result")
 def recompute_rankings(tournament_id: int | None = None) -> dict:
     """Recompute team points, wins, losses and ranks (all teams, or one tournament's)."""
-    return rankings.recompute_team_rankings(tournament_id)
+    result = rankings.recompute_team_rankings(tournament_id)
+    rankings.announce_standings(result)  # the standings cards follow (reactions)
+    return result

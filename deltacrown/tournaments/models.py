@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, ForeignKey, String, UniqueConstraint
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..dbutil import sql_in
@@ -12,6 +12,9 @@ from ..timeutil import UTCDateTime, utcnow
 
 TOURNAMENT_STATUSES = ("registration", "ongoing", "completed")
 MATCH_STATUSES = ("scheduled", "completed")
+# A match's reminder: pending (a job waits for due_at), sent, cancelled (completed, tournament
+# ended), skipped (due_at had already passed when the match was set for match_at).
+REMINDER_STATUSES = ("pending", "sent", "cancelled", "skipped")
 
 
 class Tournament(db.Model):
@@ -85,3 +88,23 @@ class Placement(db.Model):
 
     tournament = relationship("Tournament", back_populates="placements")
     team = relationship("Team")
+
+
+class MatchReminder(db.Model):
+    """The truth about a match's reminder (tournaments/reminders.py): one row per match, moved
+    with it. The job that sends it (notifications/reminders.py) only acts on what this row says,
+    and claims it with one conditional UPDATE, so it is sent once whatever the jobs do."""
+
+    __tablename__ = "match_reminders"
+    __table_args__ = (CheckConstraint(sql_in("status", REMINDER_STATUSES), name="status"),
+                      Index("ix_match_reminders_status_due_at", "status", "due_at"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    match_id: Mapped[int] = mapped_column(ForeignKey("matches.id", ondelete="CASCADE"), unique=True)
+    match_at: Mapped[datetime] = mapped_column(UTCDateTime)  # the match time it reminds of
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime)  # match_at - MATCH_REMINDER_MINUTES
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    match = relationship("Match")

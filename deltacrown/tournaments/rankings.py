@@ -40,14 +40,15 @@ from __future__ import annotations
 
 import sqlite3
 
-from sqlalchemy import bindparam, text
+from sqlalchemy import bindparam, select, text
 
 from ..dedup import generate_dedup_key
 from ..errors import NotFound
 from ..extensions import db
 from ..outbox.models import OutboxEvent
+from ..outbox.services import emit
 from ..timeutil import utcnow
-from .models import Tournament
+from .models import Match, Tournament
 
 POINTS_FOR_WIN = 3
 POINTS_FOR_DRAW = 1
@@ -183,6 +184,26 @@ def recompute_team_rankings(tournament_id: int | None = None) -> dict:
         raise
     return {"status": "ok", "updated_count": updated_count, "moved_count": moved_count,
             "tournament_id": tournament_id, "dedup_key": dedup_key}
+
+
+def announce_standings(result: dict) -> list[int]:
+    """After a recompute (`result`, from recompute_team_rankings): `standings_updated` for each
+    tournament whose standings card should follow it (the reactions edit the card; an edit that
+    changes nothing is not made). A tournament's own recompute (its wrap-up) always announces
+    it; the all-teams recompute announces every ongoing tournament with a completed match, and
+    only when it changed something. Its own transaction, after the recompute's."""
+    tournament_id = result.get("tournament_id")
+    if tournament_id is None and not result.get("updated_count"):
+        return []
+    played = select(Match.tournament_id).where(Match.status == "completed")
+    stmt = select(Tournament.id).where(Tournament.id.in_(played))
+    stmt = stmt.where(Tournament.id == tournament_id) if tournament_id is not None \
+        else stmt.where(Tournament.status == "ongoing")
+    ids = list(db.session.scalars(stmt.order_by(Tournament.id)))
+    for standing_id in ids:
+        emit("standings_updated", tournament_id=standing_id)
+    db.session.commit()
+    return ids
 
 
 def tournament_standings(tournament) -> list[dict]:

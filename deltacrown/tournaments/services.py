@@ -18,6 +18,7 @@ from ..teams.models import Team, TeamAchievement
 from ..teams.services import is_captain
 from ..timeutil import utcnow
 from .models import Match, Placement, Registration, Tournament
+from .reminders import cancel_reminders, plan_reminder
 
 MAX_PLACES = 3
 
@@ -80,7 +81,26 @@ def schedule_match(tournament: Tournament, team_a_id: int, team_b_id: int, sched
                   scheduled_at=scheduled_at, status="scheduled")
     db.session.add(match)
     flush()
+    plan_reminder(match)
     emit("match_scheduled", match_id=match.id)
+    commit()
+    return match
+
+
+def reschedule_match(match: Match, scheduled_at) -> Match:
+    """Move a match that has not been played: its reminder moves with it (same transaction),
+    and `match_rescheduled` tells its teams. The same time again changes nothing."""
+    if match.status == "completed":
+        raise Conflict("This match already has a result; it can no longer be rescheduled.")
+    if match.tournament.status == "completed":
+        raise Conflict("The tournament is completed; its matches can no longer move.")
+    if match.scheduled_at == scheduled_at:
+        return match
+    previous = match.scheduled_at
+    transition(match, "scheduled", "This match got a result meanwhile.", scheduled_at=scheduled_at)
+    plan_reminder(match)
+    emit("match_rescheduled", match_id=match.id, previous_at=previous.isoformat(),
+         scheduled_at=scheduled_at.isoformat())
     commit()
     return match
 
@@ -93,6 +113,7 @@ def record_result(match: Match, score_a: int, score_b: int) -> Match:
     winner_id = match.team_a_id if score_a > score_b else match.team_b_id if score_b > score_a else None
     transition(match, "scheduled", "This match got a result meanwhile.", score_a=score_a, score_b=score_b,
                winner_id=winner_id, status="completed", completed_at=utcnow())
+    cancel_reminders(match_id=match.id)
     emit("match_result", match_id=match.id)
     commit()
     return match
@@ -119,6 +140,7 @@ def complete_tournament(tournament: Tournament, placements: list[int], actor=Non
                completed_at=utcnow(), completed_by_id=actor.id if actor is not None else None)
     for place, team_id in enumerate(placements, start=1):
         db.session.add(Placement(tournament_id=tournament.id, team_id=team_id, place=place))
+    cancel_reminders(tournament_id=tournament.id)
     emit("tournament_completed", tournament_id=tournament.id)
     commit()
     return tournament

@@ -8,6 +8,7 @@ CONTRACT = [
     ("post", "/tournaments"), ("get", "/tournaments/{tournament_id}"),
     ("post", "/tournaments/{tournament_id}/registrations"), ("post", "/tournaments/{tournament_id}/bracket-ready"),
     ("post", "/tournaments/{tournament_id}/matches"), ("post", "/matches/{match_id}/result"),
+    ("patch", "/matches/{match_id}"),
     ("post", "/tournaments/{tournament_id}/complete"), ("post", "/teams/{team_id}/sponsors"),
     ("post", "/sponsors/{sponsor_id}/approve"), ("post", "/teams/{team_id}/promotions"),
     ("post", "/teams/{team_id}/achievements"), ("get", "/users/{user_id}/coins"),

@@ -36,7 +36,7 @@ def test_create_operations_link_to_the_operations_that_use_their_ids(client):
     links = _links(client.get("/api/v1/openapi.json").json)
     assert {"invite", "add_member", "create_sponsor", "create_promotion"} <= links["POST /teams"]
     assert {"register", "schedule_match", "bracket_ready", "complete"} <= links["POST /tournaments"]
-    assert links["POST /tournaments/{tournament_id}/matches"] == {"post_result"}
+    assert links["POST /tournaments/{tournament_id}/matches"] == {"post_result", "reschedule"}
     assert links["POST /teams/{team_id}/invites"] == {"accept", "decline"}
     assert links["GET /notifications"] == {"act"}
 

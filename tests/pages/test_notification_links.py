@@ -5,9 +5,11 @@ recipient in a browser session: 200, and the page names what the notification is
 from __future__ import annotations
 
 import re
+from datetime import datetime, timedelta
 from html import unescape
 
 import pytest
+import time_machine
 from sqlalchemy import select
 
 from deltacrown.extensions import db
@@ -71,7 +73,15 @@ def every_type(api, league, run_jobs, discord_server):
         api.post(f"/tournaments/{cup}/registrations", "admin", {"team_id": team}, expect=201)
     api.post(f"/tournaments/{cup}/bracket-ready", "admin", expect=200)
     _play(api, cup, red, blue, 3, 1)
+    # A match that moves, then is reminded of (match_reminder), at its time less the reminder's.
+    moved = api.post(f"/tournaments/{cup}/matches", "admin",
+                     {"team_a_id": blue, "team_b_id": red, "scheduled_at": in_days(1)}, expect=201).json
+    starts = datetime.fromisoformat(in_days(2))
+    api.call("PATCH", f"/matches/{moved['id']}", "admin", json={"scheduled_at": starts.isoformat()}, expect=200)
     run_jobs()
+    with time_machine.travel(starts - timedelta(minutes=59), tick=True):
+        api.post("/jobs/match-reminders/run", "admin", expect=202)
+        run_jobs()
     api.post(f"/tournaments/{cup}/complete", "admin", {"placements": [red, blue]}, expect=200)
     run_jobs()
     # Cup two: Blue wins twice, so the ranks swap (ranking_changed).

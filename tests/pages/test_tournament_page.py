@@ -115,9 +115,11 @@ def test_match_result_email_and_discord_link_to_the_match_and_land_there_after_l
     mails = [m for m in smtp_server.wait_for(4) if m["Subject"] and "Red 0 : 4 Blue" in m.subject]
     ann_mail = next(m for m in mails if m["To"] == "ann@example.com")
     assert f'href="{link}"' in ann_mail.html and link in ann_mail.text
-    for hook in (7, 8):  # ann's own webhook, and the team's (a post from the event's payload)
-        discord_server.wait_for_messages(hook, 1)
-        [embed] = [m["embeds"][0] for m in discord_server.messages(hook) if "Red 0 : 4 Blue" in m["embeds"][0]["title"]]
+    # ann's own webhook (a new post), and the team's (the match's card, edited to the result)
+    discord_server.wait_for_messages(7, 1)
+    discord_server.wait_for_edits(8, 1)
+    for shown in (discord_server.messages(7), discord_server.current(8).values()):
+        [embed] = [m["embeds"][0] for m in shown if "Red 0 : 4 Blue" in m["embeds"][0]["title"]]
         assert embed["url"] == link
 
     # Ann follows the link from the email, logged out: login, then the page with the match.

@@ -179,6 +179,8 @@ EXPECTATIONS: dict[tuple[str, str], Op] = {
         {"team_a_id": w.red, "team_b_id": w.blue, "scheduled_at": in_days(1)}, None), "cap"),
     ("POST", "/api/v1/matches/{match_id}/result"): Op(_exp(owner=403, admin=200), lambda w, r: (
         f"/matches/{w.fresh_match()}/result", {"score_a": 2, "score_b": 1}, None), "cap"),
+    ("PATCH", "/api/v1/matches/{match_id}"): Op(_exp(owner=403, admin=200), lambda w, r: (
+        f"/matches/{w.fresh_match()}", {"scheduled_at": in_days(3)}, None), "cap"),
     ("POST", "/api/v1/tournaments/{tournament_id}/complete"): Op(_exp(owner=403, admin=200), lambda w, r: (
         f"/tournaments/{w.fresh_tournament((w.red, w.blue), ongoing=True)}/complete",
         {"placements": [w.red, w.blue]}, None), "cap"),

@@ -12,6 +12,11 @@ Fixture `discord_server` (function scope) yields a `DiscordStandIn` serving
   starting with the first request), sent as X-RateLimit-* headers; over it:
   429 with `retry_after` (JSON) and `Retry-After`;
 - `?wait=true`: 200 with the message object (`id`); otherwise 204;
+- `PATCH /webhooks/{id}/{token}/messages/{message_id}` edits a message the webhook posted,
+  by Discord's rules: 404 Unknown Webhook (10015) for a deleted webhook, 404 Unknown Message
+  (10008) for a message id it never posted or that was deleted (`delete_message(id, mid)`),
+  the same body checks, rate limit and faults as a post; 200 with the message. Accepted
+  edits are recorded (`.edits(id)`); `.current(id)` is what each message shows now;
 - records every request's arrival time per webhook (`.arrivals(id)`), and
   accepted messages (`.messages(id)`).
 
@@ -44,6 +49,7 @@ import pytest
 LIMITS = {"title": 256, "description": 4096, "fields": 25, "field_name": 256, "field_value": 1024,
           "footer": 2048, "author": 256, "total": 6000, "content": 2000, "username": 80, "embeds": 10}
 _PATH = re.compile(r"^/api/webhooks/(\d+)/([A-Za-z0-9_\-]+)/?$")
+_MESSAGE_PATH = re.compile(r"^/api/webhooks/(\d+)/([A-Za-z0-9_\-]+)/messages/(\d+)/?$")
 
 
 def discord_length(text) -> int:
@@ -107,6 +113,8 @@ class _Webhook:
     def __init__(self):
         self.arrivals: list[float] = []  # every request, time.monotonic()
         self.messages: list[dict] = []  # accepted payloads, with "id"
+        self.edits: list[dict] = []  # accepted edits (PATCH .../messages/{id}): the payload, with "id"
+        self.current: dict[str, dict] = {}  # message id -> what the message shows now
         self.window_start: float | None = None
         self.window_count = 0
         self.faults: list[tuple] = []  # queued one-shot faults
@@ -135,6 +143,10 @@ class DiscordStandIn:
                 pass
 
             def do_POST(self):
+                stand_in._record(self)
+                stand_in._handle(self)
+
+            def do_PATCH(self):
                 stand_in._record(self)
                 stand_in._handle(self)
 
@@ -199,6 +211,18 @@ class DiscordStandIn:
         with self._lock:
             self._hooks[str(webhook_id)].deleted = True
 
+    def forget(self, webhook_id):
+        """Forget what this webhook received so far (a test's setup posts); it stays as it is."""
+        with self._lock:
+            hook = self._hooks[str(webhook_id)]
+            hook.messages.clear()
+            hook.edits.clear()
+
+    def delete_message(self, webhook_id, message_id):
+        """Someone deleted the message in the channel: editing it is 404 Unknown Message (10008)."""
+        with self._lock:
+            self._hooks[str(webhook_id)].current.pop(str(message_id), None)
+
     def hang(self, webhook_id):
         """Requests to this webhook get no answer until the test ends."""
         with self._lock:
@@ -208,6 +232,26 @@ class DiscordStandIn:
     def messages(self, webhook_id) -> list[dict]:
         with self._lock:
             return list(self._hooks[str(webhook_id)].messages)
+
+    def edits(self, webhook_id) -> list[dict]:
+        with self._lock:
+            return list(self._hooks[str(webhook_id)].edits)
+
+    def current(self, webhook_id) -> dict[str, dict]:
+        """{message id: what it shows now} of the messages still in the channel."""
+        with self._lock:
+            return dict(self._hooks[str(webhook_id)].current)
+
+    def wait_for_edits(self, webhook_id, count: int, timeout: float = 15.0) -> list[dict]:
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while len(self._hooks[str(webhook_id)].edits) < count:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    got = len(self._hooks[str(webhook_id)].edits)
+                    raise AssertionError(f"webhook {webhook_id}: expected {count} edits within {timeout} s, got {got}")
+                self._changed.wait(left)
+            return list(self._hooks[str(webhook_id)].edits)
 
     def arrivals(self, webhook_id) -> list[float]:
         with self._lock:
@@ -255,8 +299,15 @@ class DiscordStandIn:
         parts = urlsplit(req.path)
         length = int(req.headers.get("Content-Length") or 0)
         raw = req.rfile.read(length) if length else b""
-        match = _PATH.match(parts.path)
+        edit_id = None
+        if req.command == "PATCH":
+            match = _MESSAGE_PATH.match(parts.path)
+            edit_id = match.group(3) if match else None
+        else:
+            match = _PATH.match(parts.path)
         if not match:
+            if req.command == "PATCH" and _PATH.match(parts.path):
+                return req._send(405, {"message": "405: Method Not Allowed", "code": 0})
             return req._send(404, {"message": "404: Not Found", "code": 0})
         webhook_id = match.group(1)
         wait = parse_qs(parts.query).get("wait", ["false"])[0].lower() == "true"
@@ -307,15 +358,27 @@ class DiscordStandIn:
                 payload = json.loads(raw or b"null")
             except ValueError:
                 payload = None
+            if edit_id is not None and edit_id not in hook.current:
+                return req._send(404, {"message": "Unknown Message", "code": 10008}, headers=headers)
             problems = payload_problems(payload)
             if problems:
                 self.violations.append((webhook_id, problems, payload))
                 return req._send(400, {"code": 50035, "message": "Invalid Form Body", "errors": problems},
                                  headers=headers)
+            if edit_id is not None:  # an edit answers 200 with the message, ?wait or not
+                message = {"id": edit_id, "webhook_id": webhook_id, "type": 0,
+                           "content": payload.get("content", hook.current[edit_id].get("content", "")),
+                           "embeds": payload.get("embeds", hook.current[edit_id].get("embeds", [])),
+                           "edited_timestamp": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())}
+                hook.current[edit_id] = {**hook.current[edit_id], **payload, "id": edit_id}
+                hook.edits.append({**payload, "id": edit_id})
+                self._changed.notify_all()
+                return req._send(200, message, headers=headers)
             message = {"id": str(next(self._ids)), "webhook_id": webhook_id, "type": 0,
                        "content": payload.get("content", ""), "embeds": payload.get("embeds", []),
                        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())}
             hook.messages.append({**payload, "id": message["id"]})
+            hook.current[message["id"]] = {**payload, "id": message["id"]}
             self._changed.notify_all()
         if wait:
             return req._send(200, message, headers=headers)

@@ -1,0 +1,72 @@
+"""A rescheduled match: the notification that announced it follows it.
+
+Each member's `match_scheduled` notification about the match is rewritten, not joined by a
+second item: it gets the new time in its title and body, is unread (and unseen) again and
+moves to the top of the center. The center pages newest-first by id, so "to the top" is a
+new row: the fresh notification is written by the fan-out (keyed on the reschedule event,
+like any other), the old row's deliveries and digest entries are moved onto it, and the old
+row is deleted, all in the event's one transaction. Everything else goes the usual way of
+the fan-out: a short "Rescheduled" email (an email cannot be edited) and personal Discord
+posts on the channels each member chose for match_scheduled, and the match's card on the
+team webhooks, edited in place (cards.py). A digest shows the one row: the final time.
+
+A second run for the same event finds the rows keyed on it and changes nothing.
+"""
+from __future__ import annotations
+
+from sqlalchemy import delete, select, update
+
+from ..extensions import db
+from . import composers
+from .models import Delivery, Notification, notification_digest_items
+from .service import NotificationService, enqueue_sends
+from .types import get_type
+
+TYPE = "match_scheduled"
+
+
+def notify_rescheduled(event) -> int:
+    """Reaction to match_rescheduled; returns how many sends were enqueued."""
+    message = composers.match_rescheduled(event.payload or {})
+    if message is None:  # the match is gone, or got its result meanwhile
+        return 0
+    dedup_key = f"event:{event.id}"
+    recipients = {int(u) for u in get_type(TYPE).audience.recipients(message, event.created_at)}
+    done = set(db.session.scalars(select(Notification.user_id).where(
+        Notification.dedup_key == dedup_key, Notification.user_id.in_(recipients)))) if recipients else set()
+    old = list(db.session.scalars(select(Notification).where(
+        Notification.type == TYPE, Notification.url == message.url,
+        Notification.user_id.in_(recipients - done)).order_by(Notification.id))) if recipients - done else []
+    for note in old:  # frees (user, dedup_key) for nothing: the old key names the first event
+        note.dedup_key = None
+    db.session.flush()
+
+    NotificationService(as_of=event.created_at).notify(
+        recipients, TYPE, message.title, message.body, message.url, dedup_key, event_id=event.id,
+        team_ids=message.team_ids, commit=False, card=message.card)
+
+    fresh = dict(db.session.execute(select(Notification.user_id, Notification.id).where(
+        Notification.dedup_key == dedup_key, Notification.user_id.in_({n.user_id for n in old}))).all()) \
+        if old else {}
+    for note in old:
+        new_id = fresh.get(note.user_id)
+        if new_id is None:  # in-app is off for them now: rewrite their old item where it stands
+            note.title, note.body, note.dedup_key = message.title[:300], message.body, dedup_key
+            note.is_read, note.read_at = False, None
+            if hasattr(Notification, "seen_at"):
+                note.seen_at = None
+            continue
+        db.session.execute(update(Delivery).where(Delivery.notification_id == note.id)
+                           .values(notification_id=new_id).execution_options(synchronize_session=False))
+        db.session.execute(update(notification_digest_items)
+                           .where(notification_digest_items.c.notification_id == note.id)
+                           .values(notification_id=new_id))
+        db.session.execute(delete(Notification).where(Notification.id == note.id)
+                           .execution_options(synchronize_session=False))
+        db.session.expunge(note)
+    pending = list(db.session.scalars(select(Delivery.id).where(Delivery.event_id == event.id,
+                                                                Delivery.status == "pending")
+                                      .order_by(Delivery.id)))
+    db.session.commit()
+    enqueue_sends(pending)
+    return len(pending)
