@@ -4,13 +4,14 @@
 def init_app(app):
     from ..api import register_blueprint
     from ..signals import user_created
-    from . import api, cli, email_views, settings_views, views
+    from . import api, cli, email_views, mutes_api, settings_views, views
     from .models import NotificationPreference
 
     # A new user starts with default preferences, committed with the user.
     user_created.connect(NotificationPreference.get_or_create_for_user)
 
     register_blueprint(app, api.bp)  # notifications, preferences, announcements
+    register_blueprint(app, mutes_api.bp)  # the caller's mutes
     cli.init_app(app)  # flask send-digests, cleanup-notifications
     # Player pages: the notification center (+ nav badge) and the preference editor.
     views.init_app(app)

@@ -37,6 +37,7 @@ class Message:
     actor_id: int | None = None  # who made the change: not told about it
     dedup_key: str | None = None  # once per this key instead of once per event (e.g. per webhook URL)
     subject_id: int | None = None  # the row its type's actions act on (types.py `actions`): the invite
+    tournament_id: int | None = None  # the tournament it is about (with team_ids: what a mute silences)
 
 
 @dataclass(frozen=True)
@@ -118,14 +119,14 @@ def roster_changed(team, payload) -> Message:
 def tournament_registered(reg, payload) -> Message:
     return Message(f"{reg.team.name} is registered for {reg.tournament.name}",
                    f"Starts {_when(reg.tournament.starts_at)}.", f"/tournaments/{reg.tournament_id}",
-                   team_ids=(reg.team_id,))
+                   team_ids=(reg.team_id,), tournament_id=reg.tournament_id)
 
 
 @about(Match, "match_id")
 def match_scheduled(match, payload) -> Message:
     return Message(f"Match scheduled: {match.team_a.name} vs {match.team_b.name}",
                    f"{match.tournament.name}, {_when(match.scheduled_at)}.", match_path(match),
-                   team_ids=(match.team_a_id, match.team_b_id))
+                   team_ids=(match.team_a_id, match.team_b_id), tournament_id=match.tournament_id)
 
 
 @about(Match, "match_id")
@@ -135,7 +136,7 @@ def match_result(match, payload) -> Message | None:
     a, b = match.team_a.name, match.team_b.name
     outcome = "Draw." if match.winner_id is None else f"{a if match.winner_id == match.team_a_id else b} won."
     return Message(f"{a} {match.score_a} : {match.score_b} {b}", f"{match.tournament.name}. {outcome}",
-                   match_path(match), team_ids=(match.team_a_id, match.team_b_id))
+                   match_path(match), team_ids=(match.team_a_id, match.team_b_id), tournament_id=match.tournament_id)
 
 
 @about(Tournament, "tournament_id")
@@ -143,7 +144,7 @@ def bracket_ready(tournament, payload) -> Message:
     team_ids = tuple(registered_team_ids(tournament.id))
     return Message(f"The bracket for {tournament.name} is ready",
                    f"{len(team_ids)} teams are in. Check your first match.", f"/tournaments/{tournament.id}",
-                   team_ids=team_ids)
+                   team_ids=team_ids, tournament_id=tournament.id)
 
 
 @about(Team, "team_id")
@@ -180,7 +181,7 @@ def payout_received(payload) -> Message:
     placed = f"{team.name} placed #{place}{where}. " if team and place else ""
     return Message(f"You received {amount} coins", f"{placed}{amount} coins were added to your balance.",
                    f"/tournaments/{tournament_id}" if tournament_id else None,
-                   team_ids=(team_id,) if team_id else (), user_ids=(user_id,))
+                   team_ids=(team_id,) if team_id else (), user_ids=(user_id,), tournament_id=tournament_id)
 
 
 @about(TeamAchievement, "achievement_id")
@@ -189,7 +190,7 @@ def achievement_earned(achievement, payload) -> Message:
     tournament = db.session.get(Tournament, achievement.tournament_id) if achievement.tournament_id else None
     return Message(f"{team.name} earned {achievement.kind}",
                    f"Earned in {tournament.name}." if tournament else f"Well played, {team.name}.",
-                   f"/teams/{team.id}", team_ids=(team.id,))
+                   f"/teams/{team.id}", team_ids=(team.id,), tournament_id=achievement.tournament_id)
 
 
 def as_written(payload) -> Message:

@@ -1,8 +1,8 @@
 """Notification jobs (thin: each calls a service). Paths fixed by ops/schedule.py."""
 from __future__ import annotations
 
-from ..queue import QUEUE_DEFAULT, QUEUE_SCHEDULED, background_job
-from . import announcements, digests, retention
+from ..queue import QUEUE_DEFAULT, QUEUE_NOTIFICATIONS, QUEUE_SCHEDULED, background_job
+from . import announcements, digests, held, retention
 
 
 @background_job(queue=QUEUE_DEFAULT)
@@ -28,3 +28,9 @@ def cleanup_notifications(days: int = 90) -> dict:
 def prune_records(days: int | None = None) -> dict:
     """Delete finished deliveries, handled outbox events and digests older than `days` (RETENTION_DAYS)."""
     return retention.prune_records(days)
+
+
+@background_job(queue=QUEUE_NOTIFICATIONS, retry_intervals=())
+def sweep_held_sends() -> dict:
+    """Every minute: re-create the job of any held send (quiet hours, email delay) whose job was lost."""
+    return held.sweep_held()
