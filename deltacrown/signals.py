@@ -18,6 +18,8 @@ Points (where, and what holds there):
 - "announcement:after_chunk" (notifications/announcements.py): the first chunk
   of recipients is committed, the rest not written; the retry must finish the
   others and not write the first chunk's again.
+- "held:before_send" (notifications/delivery_jobs.py: send_held): a user's due held
+  sends (quiet hours, email delay) are read, none sent; the retry must send each once.
 """
 from __future__ import annotations
 
