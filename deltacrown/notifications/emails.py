@@ -104,9 +104,12 @@ def render_daily_digest(user, digest_date: date, items: list[ChannelMessage]) ->
     """The digest email; its unsubscribe link turns off all email (the digest is email-wide)."""
     context, headers = _common_context(user, ALL_EMAIL)
     date_label = digest_date.strftime("%A %d %B %Y")
-    subject = _one_line(f"Your DeltaCrown digest for {date_label}: {len(items)} update{'s' if len(items) != 1 else ''}")
+    # Muted items (their team or tournament was muted) are not "new": listed apart, not counted.
+    fresh, muted = [i for i in items if not i.muted], [i for i in items if i.muted]
+    subject = _one_line(f"Your DeltaCrown digest for {date_label}: {len(fresh)} update{'s' if len(fresh) != 1 else ''}")
     html, text = _render("daily_digest", subject, {
-        **context, "groups": group_by_type(items), "count": len(items), "date_label": date_label,
+        **context, "groups": group_by_type(fresh), "count": len(fresh), "date_label": date_label,
+        "muted": muted,
     })
     return RenderedEmail(subject=subject, html=html, text=text, headers=headers)
 

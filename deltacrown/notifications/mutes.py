@@ -119,5 +119,11 @@ def muted_user_ids(user_ids, team_ids=(), tournament_id: int | None = None,
         and_(Mute.user_id.in_(user_ids), or_(*subjects), _active(now or utcnow())))))
 
 
+def written_muted(created_at, seen_at) -> bool:
+    """Whether a notification was written while muted: the fan-out writes those already seen, at
+    the very moment of their creation (a player's own "seen" always comes later)."""
+    return seen_at is not None and created_at is not None and seen_at == created_at
+
+
 def serialize_mute(row: Mute) -> dict:
     return {"id": row.id, "team_id": row.team_id, "tournament_id": row.tournament_id, "until": row.until}
