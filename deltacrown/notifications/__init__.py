@@ -4,7 +4,7 @@
 def init_app(app):
     from ..api import register_blueprint
     from ..signals import user_created
-    from . import api, cli, email_views, mutes_api, settings_views, views
+    from . import api, cli, email_views, mute_views, mutes_api, settings_views, views
     from .models import NotificationPreference
 
     # A new user starts with default preferences, committed with the user.
@@ -16,4 +16,5 @@ def init_app(app):
     # Player pages: the notification center (+ nav badge) and the preference editor.
     views.init_app(app)
     settings_views.init_app(app)
-    email_views.init_app(app)  # the unsubscribe link's page, the admin email preview
+    email_views.init_app(app)
+    mute_views.init_app(app)  # mute controls (team, tournament, notification menu, editor)  # the unsubscribe link's page, the admin email preview

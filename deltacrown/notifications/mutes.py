@@ -125,5 +125,12 @@ def written_muted(created_at, seen_at) -> bool:
     return seen_at is not None and created_at is not None and seen_at == created_at
 
 
+def describe_until(until: datetime | None, zone) -> str:
+    """"until you unmute" / "until Tue 02 Dec, 08:00" (in the viewer's zone)."""
+    if until is None:
+        return "until you unmute"
+    return "until " + until.astimezone(zone).strftime("%a %d %b, %H:%M")
+
+
 def serialize_mute(row: Mute) -> dict:
     return {"id": row.id, "team_id": row.team_id, "tournament_id": row.tournament_id, "until": row.until}
