@@ -53,7 +53,8 @@ def test_mute_a_team_from_its_page_then_no_badge_and_no_email(api, league, page,
     assert [m for m in smtp_server.messages if "cap@example.com" in m.rcpt_tos]  # cap did not mute Red
 
     page.goto(f"{live_server.url}/notifications")
-    expect(page.get_by_text("Red 3 : 0 Blue")).to_be_visible()
+    expect(page.get_by_role("button", name="Red 3 : 0 Blue", exact=True)).to_be_visible()
+    expect(page.get_by_role("button", name=re.compile(r"^Mute this tournament\s*: Red 3 : 0 Blue"))).to_be_visible()
 
     page.goto(f"{live_server.url}/settings/notifications")
     when, muted = page.locator("#when"), page.locator("#muted")
