@@ -201,6 +201,13 @@ EXPECTATIONS: dict[tuple[str, str], Op] = {
                                        lambda w, r: ("/preferences", None, None), "ann"),
     ("PUT", "/api/v1/preferences"): Op(_exp(other=200, owner=200, admin=200),
                                        lambda w, r: ("/preferences", {"enable_daily_digest": True}, None), "ann"),
+    # mutes: always the caller's own; someone else's is as good as missing
+    ("GET", "/api/v1/mutes"): Op(_exp(other=200, owner=200, admin=200), lambda w, r: ("/mutes", None, None), "ann"),
+    ("POST", "/api/v1/mutes"): Op(_exp(other=201, owner=201, admin=201), lambda w, r: (
+        "/mutes", {"team_id": w.red, "until": None}, None), "ann"),
+    ("DELETE", "/api/v1/mutes/{mute_id}"): Op(_exp(other=404, owner=204, admin=404), lambda w, r: (
+        f"/mutes/{w.api.post('/mutes', 'ann', {'tournament_id': w.tournament, 'until': None}, expect=201).json['id']}",
+        None, None), "ann"),
     # admin
     ("POST", "/api/v1/announcements"): Op(_exp(admin=202), lambda w, r: (
         "/announcements", {"title": "News", "body": "text", "user_ids": [w.id("ann")]}, None)),
