@@ -226,3 +226,16 @@ def test_preferences_validate_quiet_hours_and_the_delay(api, league):
                            "email_after_unseen_minutes": [0, 60]}
     assert changes[-1] == {"quiet_hours": [{"start": "22:00", "end": "07:30"}, None],
                            "email_after_unseen_minutes": [60, 0]}
+
+
+def test_delayed_email_is_skipped_when_read_in_the_app(api, waiter, run_jobs, smtp_server):
+    start = datetime.now(timezone.utc)
+    with time_machine.travel(start, tick=True):
+        results_at_night(api, waiter, 1)
+        run_jobs(with_scheduler=True)
+        [item] = api.get("/notifications?type=match_result", "ann", expect=200).json["items"]
+        api.post(f"/notifications/{item['id']}/read", "ann", expect=200)  # opened: seen all the more
+    with time_machine.travel(start + timedelta(minutes=16), tick=True):
+        run_jobs(with_scheduler=True)
+    assert emails_to(smtp_server, "ann") == []
+    assert [(d.status, d.last_error) for d in ann_deliveries(api)] == [("skipped", "seen in app")]
