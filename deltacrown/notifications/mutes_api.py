@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields
 
-from ..api import Blueprint, api_user
+from ..api import Blueprint, api_user, id_links
 from ..apischemas import ID, IdField, Out, When
 from . import mutes
 
@@ -36,7 +36,8 @@ def list_mutes():
     return {"items": [mutes.serialize_mute(m) for m in mutes.active_mutes(api_user().id)]}
 
 
-@bp.operation("POST", "/mutes", body=MuteCreateSchema, status=201, response=MuteSchema)
+@bp.operation("POST", "/mutes", body=MuteCreateSchema, status=201, response=MuteSchema,
+              links=id_links("mute_id", unmute="DELETE /mutes/{mute_id}"))
 def create_mute(data):
     """Mute a team or a tournament until `until` (null: until unmuted). While muted, notifications about
     it are written in-app already seen and sent by neither email nor personal Discord; critical types are

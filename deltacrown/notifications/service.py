@@ -34,6 +34,13 @@ Rules:
   ":platform"). Inserts are INSERT .. ON CONFLICT DO NOTHING (PostgreSQL and
   SQLite), so handling the same source twice writes nothing new and never fails.
 - URLs are site-relative paths ("/teams/3"); senders prefix PUBLIC_BASE_URL.
+- Mutes (mutes.py): a recipient who muted a team or the tournament the message is about
+  (the composer's team_ids / tournament_id) gets the in-app row already seen and no
+  email or personal Discord; critical types are never muted. One query per chunk.
+- Held sends (held.py): an email or personal Discord send inside the recipient's quiet
+  hours, or an email under their "only if unseen after N minutes" rule, gets `send_after`
+  and goes out with the user's other held sends at that time (one held job per user and
+  time), never before.
 """
 from __future__ import annotations
 
