@@ -24,6 +24,8 @@ Points (where, and what holds there):
 - "reminder:after_claim" / "reminder:after_commit" (notifications/reminders.py): a
   match reminder claimed and its notifications written, before / after the commit;
   the retry must send it once.
+- "held:before_send" (notifications/delivery_jobs.py: send_held): a user's due held
+  sends (quiet hours, email delay) are read, none sent; the retry must send each once.
 """
 from __future__ import annotations
 

@@ -54,8 +54,9 @@ def batch_send_notifications(user_ids, type: str, title: str, body: str = "", ur
 
     def finish_chunk():
         db.session.commit()
-        enqueue_sends(result.delivery_ids)
+        enqueue_sends(result.delivery_ids, result.held)
         result.delivery_ids.clear()
+        result.held.clear()
         checkpoint.send("announcement:after_chunk")  # a chunk committed
 
     if user_ids is None:

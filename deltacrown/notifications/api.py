@@ -77,6 +77,9 @@ class PreferencesOutSchema(Schema):
     digest_time = fields.String()
     timezone = fields.String()
     discord_webhook_url = fields.String(allow_none=True)
+    quiet_hours = fields.Dict(allow_none=True, metadata={
+        "description": "{start, end} as HH:MM in the user's zone (may span midnight), or null: off"})
+    email_after_unseen_minutes = fields.Integer(metadata={"description": "0, 5, 15, 60 or 240"})
 
 
 # The largest list whose request, at the longest ids and texts, still fits under the default

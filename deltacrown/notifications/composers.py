@@ -40,6 +40,7 @@ class Message:
     subject_id: int | None = None  # the row its type's actions act on (types.py `actions`): the invite
     # A message that is one Discord message per team webhook, edited in place (cards.py): "match:<id>".
     card: str | None = None
+    tournament_id: int | None = None  # the tournament it is about (with team_ids: what a mute silences)
 
 
 @dataclass(frozen=True)
@@ -121,14 +122,15 @@ def roster_changed(team, payload) -> Message:
 def tournament_registered(reg, payload) -> Message:
     return Message(f"{reg.team.name} is registered for {reg.tournament.name}",
                    f"Starts {_when(reg.tournament.starts_at)}.", f"/tournaments/{reg.tournament_id}",
-                   team_ids=(reg.team_id,))
+                   team_ids=(reg.team_id,), tournament_id=reg.tournament_id)
 
 
 @about(Match, "match_id")
 def match_scheduled(match, payload) -> Message:
     return Message(f"Match scheduled: {match.team_a.name} vs {match.team_b.name}",
                    f"{match.tournament.name}, {_when(match.scheduled_at)}.", match_path(match),
-                   team_ids=(match.team_a_id, match.team_b_id), card=f"match:{match.id}")
+                   team_ids=(match.team_a_id, match.team_b_id), card=f"match:{match.id}",
+                   tournament_id=match.tournament_id)
 
 
 @about(Match, "match_id")
@@ -140,7 +142,8 @@ def match_rescheduled(match, payload) -> Message | None:
     # The time it has now (not the event's, nor the one before: a digest shows the final time only).
     return Message(f"Match rescheduled: {match.team_a.name} vs {match.team_b.name}",
                    f"{match.tournament.name}, now {_when(match.scheduled_at)}.", match_path(match),
-                   team_ids=(match.team_a_id, match.team_b_id), card=f"match:{match.id}")
+                   team_ids=(match.team_a_id, match.team_b_id), card=f"match:{match.id}",
+                   tournament_id=match.tournament_id)
 
 
 @about(Match, "match_id")
@@ -150,7 +153,7 @@ def match_reminder(match, payload) -> Message | None:
         return None
     return Message(f"Starting soon: {match.team_a.name} vs {match.team_b.name}",
                    f"{match.tournament.name}, {_when(match.scheduled_at)}. Get ready!", match_path(match),
-                   team_ids=(match.team_a_id, match.team_b_id))
+                   team_ids=(match.team_a_id, match.team_b_id), tournament_id=match.tournament_id)
 
 
 @about(Match, "match_id")
@@ -160,7 +163,8 @@ def match_result(match, payload) -> Message | None:
     a, b = match.team_a.name, match.team_b.name
     outcome = "Draw." if match.winner_id is None else f"{a if match.winner_id == match.team_a_id else b} won."
     return Message(f"{a} {match.score_a} : {match.score_b} {b}", f"{match.tournament.name}. {outcome}",
-                   match_path(match), team_ids=(match.team_a_id, match.team_b_id), card=f"match:{match.id}")
+                   match_path(match), team_ids=(match.team_a_id, match.team_b_id), card=f"match:{match.id}",
+                   tournament_id=match.tournament_id)
 
 
 @about(Tournament, "tournament_id")
@@ -168,7 +172,7 @@ def bracket_ready(tournament, payload) -> Message:
     team_ids = tuple(registered_team_ids(tournament.id))
     return Message(f"The bracket for {tournament.name} is ready",
                    f"{len(team_ids)} teams are in. Check your first match.", f"/tournaments/{tournament.id}",
-                   team_ids=team_ids)
+                   team_ids=team_ids, tournament_id=tournament.id)
 
 
 @about(Team, "team_id")
@@ -205,7 +209,7 @@ def payout_received(payload) -> Message:
     placed = f"{team.name} placed #{place}{where}. " if team and place else ""
     return Message(f"You received {amount} coins", f"{placed}{amount} coins were added to your balance.",
                    f"/tournaments/{tournament_id}" if tournament_id else None,
-                   team_ids=(team_id,) if team_id else (), user_ids=(user_id,))
+                   team_ids=(team_id,) if team_id else (), user_ids=(user_id,), tournament_id=tournament_id)
 
 
 def _placing(payout) -> str:
@@ -234,7 +238,7 @@ def achievement_earned(achievement, payload) -> Message:
     tournament = db.session.get(Tournament, achievement.tournament_id) if achievement.tournament_id else None
     return Message(f"{team.name} earned {achievement.kind}",
                    f"Earned in {tournament.name}." if tournament else f"Well played, {team.name}.",
-                   f"/teams/{team.id}", team_ids=(team.id,))
+                   f"/teams/{team.id}", team_ids=(team.id,), tournament_id=achievement.tournament_id)
 
 
 def as_written(payload) -> Message:

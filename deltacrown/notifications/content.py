@@ -38,6 +38,7 @@ class ChannelMessage:
     # Extra embed fields for Discord: [{"name", "value", "inline"?}] (payload only).
     fields: tuple = field(default=())
     subject_id: int | None = None  # what its type's actions act on (the invite), when it has any
+    muted: bool = False  # written while its team or tournament was muted (the digest lists it apart)
 
     @property
     def type_info(self) -> NotificationType:

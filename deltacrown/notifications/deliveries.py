@@ -22,6 +22,10 @@ Suppression: an email to an address on the suppression list (notifications.suppr
 ends `suppressed` without an SMTP attempt; a permanent refusal while sending (SMTP 5xx at
 RCPT or DATA) ends `bounced` after that one attempt and suppresses the address.
 
+Held sends (held.py): a delivery whose `send_after` has not come is never claimed (it
+answers "held" and stays pending for its held job). An email held by the user's email
+delay whose in-app copy was seen meanwhile ends `skipped` with "seen in app".
+
 Errors: temporary ones (timeouts, connection errors, 5xx, 429, SMTP 4xx) are
 recorded on the row and raised as RetryableDeliveryError so RQ retries with
 backoff; on the last try the row is marked failed. Permanent ones (other 4xx,
@@ -41,7 +45,7 @@ import time
 import uuid
 from collections import Counter
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 
 from ..accounts.models import User
 from ..channels import discord as discord_channel
@@ -154,7 +158,8 @@ def _webhook_url(kind: str, owner, target: str) -> str:
 
 # --- consent at send time -------------------------------------------------------
 
-CONSENT_MAX_AGE_SECONDS = 5.0  # a long batch re-reads consent for its remaining deliveries after this
+CONSENT_MAX_AGE_SECONDS = 5.0
+SEEN_IN_APP = "seen in app"  # a long batch re-reads consent for its remaining deliveries after this
 
 
 def email_consent(delivery_ids) -> dict[int, tuple[str | None, str | None]]:
@@ -164,15 +169,18 @@ def email_consent(delivery_ids) -> dict[int, tuple[str | None, str | None]]:
     pref = NotificationPreference
     recipient = func.coalesce(Delivery.user_id, Notification.user_id)
     rows = db.session.execute(
-        select(Delivery.id, Notification.type, Delivery.payload, pref.opt_out_email, pref.channels, pref.timezone)
+        select(Delivery.id, Notification.type, Delivery.payload, pref.opt_out_email, pref.channels, pref.timezone,
+               Notification.seen_at, Notification.is_read, pref.email_after_unseen_minutes)
         .select_from(Delivery)
         .outerjoin(Notification, Notification.id == Delivery.notification_id)
         .outerjoin(pref, pref.user_id == recipient)
         .where(Delivery.id.in_(list(delivery_ids)), Delivery.channel == EMAIL))
     consent: dict[int, tuple[str | None, str | None]] = {}
-    for delivery_id, notification_type, payload, opt_out_email, channels, zone_name in rows:
+    for delivery_id, notification_type, payload, opt_out_email, channels, zone_name, seen_at, read, delay in rows:
         type_name = notification_type or (payload or {}).get("type")
-        if opt_out_email:
+        if (seen_at is not None or read) and delay:  # (opened or marked read: seen all the more)
+            refusal = SEEN_IN_APP  # "email only when the app was not enough" (held.py)
+        elif opt_out_email:
             refusal = "not sent: the recipient unsubscribed from all email"
         elif type_name in NOTIFICATION_TYPES and EMAIL not in chosen_channels(channels, type_name):
             label = NOTIFICATION_TYPES[type_name].label
@@ -317,17 +325,23 @@ def send_delivery(delivery_id: int, final_attempt: bool = True, consent: EmailCo
     `final_attempt`: no retry will follow, so a temporary failure is recorded as failed.
     `consent`: the batch's EmailConsent (without it, an email's consent is read for it alone).
     """
-    status = db.session.scalar(select(Delivery.status).where(Delivery.id == delivery_id))
-    if status is None:
+    row = db.session.execute(select(Delivery.status, Delivery.send_after).where(Delivery.id == delivery_id)).first()
+    if row is None:
         return {"delivery_id": delivery_id, "status": "missing"}
+    status, send_after = row
     if status != "pending":
         return {"delivery_id": delivery_id, "status": status, "already_done": True}
+    if send_after is not None and send_after > utcnow():
+        # Held (quiet hours, email delay): never before its time; its held job sends it (held.py).
+        db.session.rollback()
+        return {"delivery_id": delivery_id, "status": "held", "send_after": send_after.isoformat()}
     release = _lease(delivery_id)
     if release is None:
         raise DeliveryBusy(f"delivery {delivery_id} is being sent by another job")
     try:
         claimed = db.session.execute(
-            update(Delivery).where(Delivery.id == delivery_id, Delivery.status == "pending")
+            update(Delivery).where(Delivery.id == delivery_id, Delivery.status == "pending",
+                                   or_(Delivery.send_after.is_(None), Delivery.send_after <= utcnow()))
             .values(attempts=Delivery.attempts + 1)).rowcount
         db.session.commit()
         if not claimed:  # sent by another job between our read and the lease

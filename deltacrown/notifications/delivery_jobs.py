@@ -12,7 +12,8 @@ from rq import get_current_job
 from rq.job import Retry
 
 from ..queue import QUEUE_NOTIFICATIONS, background_job, get_queue
-from . import deliveries
+from ..signals import checkpoint
+from . import deliveries, held
 
 SEND_DELIVERY_TIMEOUT = 180  # rate-limit waits plus a few 5 s posts; below the delivery lease
 # A batch stops taking new sends after this long and hands the rest to a new batch job, so it
@@ -43,6 +44,19 @@ def send_deliveries(delivery_ids: list[int]) -> dict:
     retries = bool(current_app.config["DELIVERY_RETRY_INTERVALS"])
     return deliveries.send_batch(delivery_ids, retry_later=retry_send_later if retries else None,
                       budget_seconds=SEND_BATCH_BUDGET_SECONDS, continue_later=send_deliveries.enqueue)
+
+
+@background_job(queue=QUEUE_NOTIFICATIONS, timeout=SEND_BATCH_TIMEOUT)
+def send_held(user_id: int, epoch: int) -> dict:
+    """Send a user's held deliveries whose time has come (quiet hours ended, email delay over),
+    in one go, oldest first. Scheduled at `epoch` under the id held-<user_id>-<epoch> (held.py);
+    safe to run again: a sent delivery is never resent."""
+    ids = held.due_held_ids(user_id)
+    checkpoint.send("held:before_send")  # the due held sends are read, none sent yet
+    retries = bool(current_app.config["DELIVERY_RETRY_INTERVALS"])
+    counts = deliveries.send_batch(ids, retry_later=retry_send_later if retries else None,
+                                   budget_seconds=SEND_BATCH_BUDGET_SECONDS, continue_later=send_deliveries.enqueue)
+    return {"user_id": user_id, "epoch": epoch, "due": len(ids), **counts}
 
 
 def _send_delivery_options(intervals) -> dict:

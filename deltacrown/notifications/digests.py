@@ -15,7 +15,8 @@ Daily digest (`send_daily_digest`, run hourly by the scheduler):
   hourly run sends at 08:00 UTC and finds nothing to do in the other 23 runs,
   i.e. it behaves like a daily 08:00 job.
 - What: the user's unread notifications created during local day D-1, grouped
-  by type, in one email. Users with nothing unread get no email and no row
+  by type, in one email; those written while their team or tournament was muted
+  (mutes.written_muted) are not counted as new but listed under "Muted". Users with nothing unread get no email and no row
   (that answer cannot change later in the day: only reading lowers it).
 - Exactly once: a NotificationDigest row, unique per (user, digest_date), is
   inserted and committed as a claim *before* the email goes out; whichever
@@ -66,6 +67,7 @@ from .content import ChannelMessage
 from .emails import send_digest_email
 from .models import (DEFAULT_DIGEST_TIME, Delivery, EmailSuppression, Notification, NotificationDigest,
                      NotificationPreference, notification_digest_items)
+from .mutes import written_muted
 from .types import NOTIFICATION_TYPES
 
 log = logging.getLogger(__name__)
@@ -209,16 +211,17 @@ def _send_chunk(now, due: dict[int, tuple[date, ZoneInfo]], recipients: dict[int
     lo = min(start for start, _ in windows.values())
     hi = max(end for _, end in windows.values())
     unread: dict[int, list[tuple[int, ChannelMessage]]] = defaultdict(list)
-    for nid, uid, type_, title, body, url, created_at in db.session.execute(
+    for nid, uid, type_, title, body, url, created_at, seen_at in db.session.execute(
         select(Notification.id, Notification.user_id, Notification.type, Notification.title, Notification.body,
-               Notification.url, Notification.created_at)
+               Notification.url, Notification.created_at, Notification.seen_at)
         .where(Notification.user_id.in_(user_ids), Notification.is_read.is_(False),
                Notification.created_at >= lo, Notification.created_at < hi)
     ):
         start, end = windows[uid]
         if start <= created_at < end:
             unread[uid].append((nid, ChannelMessage(type=type_, title=title, body=body or "", url=url,
-                                                    created_at=created_at)))
+                                                    created_at=created_at,
+                                                    muted=written_muted(created_at, seen_at))))
 
     fresh, stale = [], []
     for uid in user_ids:

@@ -120,9 +120,12 @@ def render_daily_digest(user, digest_date: date, items: list[ChannelMessage],
     context, headers = _common_context(user, ALL_EMAIL)
     headers = {**headers, **mail_headers.stream_headers(mail_headers.STREAM_DIGEST, "daily_digest")}
     date_label = digest_date.strftime("%A %d %B %Y")
-    subject = _one_line(f"Your DeltaCrown digest for {date_label}: {len(items)} update{'s' if len(items) != 1 else ''}")
+    # Muted items (their team or tournament was muted) are not "new": listed apart, not counted.
+    fresh, muted = [i for i in items if not i.muted], [i for i in items if i.muted]
+    subject = _one_line(f"Your DeltaCrown digest for {date_label}: {len(fresh)} update{'s' if len(fresh) != 1 else ''}")
     html, text = _render("daily_digest", subject, {
-        **context, "groups": group_by_type(items), "count": len(items), "date_label": date_label,
+        **context, "groups": group_by_type(fresh), "count": len(fresh), "date_label": date_label,
+        "muted": muted,
     })
     return RenderedEmail(subject=subject, html=html, text=text, headers=headers,
                          **_identity(mail_headers.DIGEST, digest_id))

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..queue import QUEUE_DEFAULT, QUEUE_NOTIFICATIONS, QUEUE_SCHEDULED, background_job
-from . import announcements, digests, reminders, retention
+from . import announcements, digests, held, reminders, retention
 
 
 @background_job(queue=QUEUE_DEFAULT)
@@ -40,3 +40,9 @@ def send_match_reminder(match_id: int) -> dict:
 def sweep_match_reminders() -> dict:
     """Every minute: plan missing reminders, send due ones whose job was lost, re-add lost jobs."""
     return reminders.sweep_reminders()
+
+
+@background_job(queue=QUEUE_NOTIFICATIONS, retry_intervals=())
+def sweep_held_sends() -> dict:
+    """Every minute: re-create the job of any held send (quiet hours, email delay) whose job was lost."""
+    return held.sweep_held()

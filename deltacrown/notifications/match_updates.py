@@ -19,7 +19,7 @@ from sqlalchemy import delete, select, update
 from ..extensions import db
 from . import composers
 from .models import Delivery, Notification, notification_digest_items
-from .service import NotificationService, enqueue_sends
+from .service import NotificationService, enqueue_pending, pending_sends
 from .types import get_type
 
 TYPE = "match_scheduled"
@@ -43,7 +43,7 @@ def notify_rescheduled(event) -> int:
 
     NotificationService(as_of=event.created_at).notify(
         recipients, TYPE, message.title, message.body, message.url, dedup_key, event_id=event.id,
-        team_ids=message.team_ids, commit=False, card=message.card)
+        team_ids=message.team_ids, commit=False, card=message.card, tournament_id=message.tournament_id)
 
     fresh = dict(db.session.execute(select(Notification.user_id, Notification.id).where(
         Notification.dedup_key == dedup_key, Notification.user_id.in_({n.user_id for n in old}))).all()) \
@@ -53,8 +53,7 @@ def notify_rescheduled(event) -> int:
         if new_id is None:  # in-app is off for them now: rewrite their old item where it stands
             note.title, note.body, note.dedup_key = message.title[:300], message.body, dedup_key
             note.is_read, note.read_at = False, None
-            if hasattr(Notification, "seen_at"):
-                note.seen_at = None
+            note.seen_at = None
             continue
         db.session.execute(update(Delivery).where(Delivery.notification_id == note.id)
                            .values(notification_id=new_id).execution_options(synchronize_session=False))
@@ -64,9 +63,7 @@ def notify_rescheduled(event) -> int:
         db.session.execute(delete(Notification).where(Notification.id == note.id)
                            .execution_options(synchronize_session=False))
         db.session.expunge(note)
-    pending = list(db.session.scalars(select(Delivery.id).where(Delivery.event_id == event.id,
-                                                                Delivery.status == "pending")
-                                      .order_by(Delivery.id)))
+    pending = pending_sends(Delivery.event_id == event.id)
     db.session.commit()
-    enqueue_sends(pending)
+    enqueue_pending(pending)
     return len(pending)

@@ -19,6 +19,7 @@ from ..errors import InvalidInput
 from ..extensions import db
 from ..timeutil import first_zone
 from .models import NotificationPreference, NotificationPreferenceChange
+from .held import EMAIL_DELAYS
 from .types import CHANNELS, TYPE_NAMES
 
 _HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
@@ -52,6 +53,29 @@ class PreferencesSchema(Schema):
     discord_webhook_url = fields.String(allow_none=True, metadata={
         "description": "<DISCORD_API_BASE>/webhooks/<id>/<token> (at most 500 characters), or null or \"\" to remove"})
 
+    quiet_hours = fields.Dict(allow_none=True, metadata={
+        "description": "hold email and personal Discord sends inside this window of the user's day (it may "
+                       "span midnight) until it ends; critical types are not held; null: off",
+        "properties": {"start": {"type": "string", "pattern": _HHMM.pattern, "example": "22:00"},
+                       "end": {"type": "string", "pattern": _HHMM.pattern, "example": "08:00"}},
+        "required": ["start", "end"], "additionalProperties": False})
+    email_after_unseen_minutes = fields.Integer(
+        strict=True, validate=validate.OneOf(EMAIL_DELAYS, error="must be one of 0, 5, 15, 60, 240"),
+        metadata={"description": "send a notification's email only if its in-app copy is still unseen after "
+                                 "this many minutes (0: at once)", "enum": list(EMAIL_DELAYS)})
+
+    @validates("quiet_hours")
+    def _quiet_hours(self, value, **kwargs):
+        if value is None:
+            return
+        if set(value) != {"start", "end"}:
+            raise ValidationError('quiet_hours must be {"start": "HH:MM", "end": "HH:MM"} or null')
+        for key in ("start", "end"):
+            if not isinstance(value[key], str) or not _HHMM.match(value[key]):
+                raise ValidationError(f"quiet_hours.{key} must be HH:MM between 00:00 and 23:59")
+        if value["start"] == value["end"]:
+            raise ValidationError("quiet_hours: start and end must differ")
+
     @validates("digest_time")
     def _digest_time(self, value, **kwargs):
         if not _HHMM.match(value or ""):
@@ -80,6 +104,9 @@ def serialize_preferences(pref: NotificationPreference) -> dict:
         "digest_time": pref.digest_time.strftime("%H:%M"),
         "timezone": pref.timezone,
         "discord_webhook_url": pref.discord_webhook_url,
+        "quiet_hours": None if pref.quiet_hours_start is None or pref.quiet_hours_end is None else
+        {"start": pref.quiet_hours_start.strftime("%H:%M"), "end": pref.quiet_hours_end.strftime("%H:%M")},
+        "email_after_unseen_minutes": pref.email_after_unseen_minutes or 0,
     }
 
 
@@ -114,6 +141,12 @@ def update_preferences(user, changes: dict, source: str) -> NotificationPreferen
         pref.digest_time = time(hours, minutes)
     if "discord_webhook_url" in changes:
         pref.discord_webhook_url = changes["discord_webhook_url"] or None
+    if "quiet_hours" in changes:
+        window = changes["quiet_hours"]
+        pref.quiet_hours_start, pref.quiet_hours_end = (None, None) if window is None else (
+            _clock(window["start"]), _clock(window["end"]))
+    if "email_after_unseen_minutes" in changes:
+        pref.email_after_unseen_minutes = changes["email_after_unseen_minutes"]
     after = serialize_preferences(pref)
     diff = {}
     for key in after:
@@ -128,6 +161,11 @@ def update_preferences(user, changes: dict, source: str) -> NotificationPreferen
         db.session.add(NotificationPreferenceChange(user_id=user.id, source=source, changes=diff))
     db.session.commit()
     return pref
+
+
+def _clock(hhmm: str) -> time:
+    hours, minutes = map(int, hhmm.split(":"))
+    return time(hours, minutes)
 
 
 def recent_changes(user, limit: int = 5) -> list[NotificationPreferenceChange]:

@@ -149,7 +149,7 @@ def send_reminder(match_id: int) -> dict:
     db.session.commit()
     checkpoint.send("reminder:after_commit")  # committed, its sends not yet enqueued
     if result is not None:
-        enqueue_sends(result.delivery_ids)
+        enqueue_sends(result.delivery_ids, result.held)
     if result is None:  # nothing to say (the match is gone): the claim stands
         return {"match_id": match_id, "status": "sent", "notifications": 0}
     return {"match_id": match_id, "status": "sent", "notifications": result.notifications,
@@ -160,13 +160,11 @@ def _enqueue_unsent(match_id: int) -> int:
     """A run killed between its commit and enqueueing its sends left them pending: enqueue them
     (a delivery already being sent is not sent twice: deliveries.py leases and claims it)."""
     from .models import Delivery
-    from .service import enqueue_sends
+    from .service import enqueue_pending, pending_sends
 
-    pending = list(db.session.scalars(select(Delivery.id).where(
-        Delivery.dedup_key.like(f"match_reminder:{int(match_id)}:%"), Delivery.status == "pending")
-        .order_by(Delivery.id)))
+    pending = pending_sends(Delivery.dedup_key.like(f"match_reminder:{int(match_id)}:%"))
     db.session.rollback()
-    enqueue_sends(pending)
+    enqueue_pending(pending)
     return len(pending)
 
 

@@ -35,9 +35,17 @@ Rules:
   ":platform"). Inserts are INSERT .. ON CONFLICT DO NOTHING (PostgreSQL and
   SQLite), so handling the same source twice writes nothing new and never fails.
 - URLs are site-relative paths ("/teams/3"); senders prefix PUBLIC_BASE_URL.
+- Mutes (mutes.py): a recipient who muted a team or the tournament the message is about
+  (the composer's team_ids / tournament_id) gets the in-app row already seen and no
+  email or personal Discord; critical types are never muted. One query per chunk.
+- Held sends (held.py): an email or personal Discord send inside the recipient's quiet
+  hours, or an email under their "only if unseen after N minutes" rule, gets `send_after`
+  and goes out with the user's other held sends at that time (one held job per user and
+  time), never before.
 """
 from __future__ import annotations
 
+import math
 import uuid
 from dataclasses import dataclass, field
 
@@ -49,8 +57,10 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from ..accounts.models import User
 from ..extensions import db
 from ..teams.models import Team
-from ..timeutil import utcnow
+from ..timeutil import first_zone, utcnow
 from .delivery_jobs import send_deliveries
+from .held import schedule_held, send_after_for
+from .mutes import muted_user_ids
 from .models import Delivery, Notification, NotificationPreference, channels_for_type
 from .types import DISCORD, EMAIL, IN_APP, get_type
 
@@ -61,8 +71,11 @@ CHUNK_SIZE = 2000  # recipients per round of bulk statements (statements are con
 @dataclass
 class NotifyResult:
     notifications: int = 0
-    delivery_ids: list[int] = field(default_factory=list)
+    delivery_ids: list[int] = field(default_factory=list)  # to send now
     recipients: int = 0
+    # Held sends (quiet hours, email delay; held.py): (user id, epoch) of each held job to schedule.
+    held: set[tuple[int, int]] = field(default_factory=set)
+    held_ids: list[int] = field(default_factory=list)
 
 
 def insert_ignoring_duplicates(table, rows: list[dict], returning=()):
@@ -116,20 +129,25 @@ def _unnest_insert(table, rows: list[dict]):
 
 
 def recipients_query():
-    """(user id, email, channels, opt-out in-app, email, discord, personal webhook) per user;
-    the preference columns are NULL for a user without a preference row (= defaults)."""
+    """(user id, email, channels, opt-out in-app, email, discord, personal webhook, quiet hours
+    start, end, email delay, preference zone, account zone) per user; the preference columns are
+    NULL for a user without a preference row (= defaults)."""
     pref = NotificationPreference
     return (select(User.id, User.email, pref.channels, pref.opt_out_in_app, pref.opt_out_email,
-                   pref.opt_out_discord, pref.discord_webhook_url)
+                   pref.opt_out_discord, pref.discord_webhook_url, pref.quiet_hours_start, pref.quiet_hours_end,
+                   pref.email_after_unseen_minutes, pref.timezone, User.timezone)
             .outerjoin(pref, pref.user_id == User.id))
 
 
-def enqueue_sends(delivery_ids) -> None:
-    """One send job per batch of deliveries (delivery_jobs.send_deliveries)."""
+def enqueue_sends(delivery_ids, held_pairs=()) -> None:
+    """One send job per batch of deliveries (delivery_jobs.send_deliveries); held sends
+    ((user id, epoch) pairs) get their held job at their time instead (held.py)."""
     batch_size = current_app.config["DELIVERY_BATCH_SIZE"]
     batches = [(batch,) for batch in chunked(list(delivery_ids), batch_size)]
     if batches:
         send_deliveries.enqueue_many(batches)
+    if held_pairs:
+        schedule_held(held_pairs)
 
 
 def notify_for_event(type_name: str, event) -> int:
@@ -142,13 +160,26 @@ def notify_for_event(type_name: str, event) -> int:
     """
     NotificationService(as_of=event.created_at).notify_about(type_name, event.payload or {}, f"event:{event.id}",
                                                              event_id=event.id, commit=False)
-    pending = list(db.session.scalars(select(Delivery.id).where(Delivery.event_id == event.id,
-                                                                Delivery.status == "pending")
-                                      .order_by(Delivery.id)))
+    pending = pending_sends(Delivery.event_id == event.id)
     if pending:
         db.session.commit()
-        enqueue_sends(pending)
+        enqueue_pending(pending)
     return len(pending)
+
+
+def pending_sends(*where) -> list:
+    """(id, user id, send_after) of the pending deliveries matching `where`, in order."""
+    return db.session.execute(select(Delivery.id, Delivery.user_id, Delivery.send_after)
+                              .where(Delivery.status == "pending", *where).order_by(Delivery.id)).all()
+
+
+def enqueue_pending(pending) -> None:
+    """Enqueue the sends of `pending_sends` rows: due ones now; held ones (quiet hours, email
+    delay) never before their time: their held job sends them."""
+    now = utcnow()
+    enqueue_sends([d for d, _, after in pending if after is None or after <= now],
+                  {(u, math.ceil(after.timestamp())) for _, u, after in pending
+                   if after is not None and after > now and u is not None})
 
 
 def outgoing_message(type_name: str, title: str, body: str = "", url: str | None = None,
@@ -182,13 +213,15 @@ class NotificationService:
             return None
         return self.notify(spec.audience.recipients(message, self.as_of), type_name, message.title, message.body,
                            message.url, message.dedup_key or dedup_key, event_id=event_id, team_ids=message.team_ids,
-                           commit=commit, subject_id=message.subject_id, card=message.card)
+                           commit=commit, subject_id=message.subject_id, card=message.card,
+                           tournament_id=message.tournament_id)
 
     def notify(self, user_ids, type: str, title: str, body: str = "", url: str | None = None,
                dedup_key: str | None = None, *, event_id: int | None = None, team_ids=(),
                commit: bool = True, enqueue: bool = True, subject_id: int | None = None,
-               card: str | None = None) -> NotifyResult:
-        """Notify these users (and the teams' / platform webhook, by the type's flags). `card`: the
+               card: str | None = None, tournament_id: int | None = None) -> NotifyResult:
+        """Notify these users (and the teams' / platform webhook, by the type's flags). `team_ids`
+        and `tournament_id`: what it is about (their webhooks; the recipients' mutes). `card`: the
         team webhook posts are that Discord card, edited in place (cards.py), not new messages."""
         dedup_key = dedup_key or f"adhoc:{uuid.uuid4().hex}"
         message = outgoing_message(type, title, body, url, subject_id)
@@ -196,36 +229,52 @@ class NotificationService:
         ids = sorted({int(u) for u in user_ids})
         for chunk in chunked(ids, CHUNK_SIZE):
             rows = db.session.execute(recipients_query().where(User.id.in_(chunk))).all()
-            self.write_for_recipients(rows, message, dedup_key, event_id, result)
+            self.write_for_recipients(rows, message, dedup_key, event_id, result,
+                                      about=(tuple(team_ids or ()), tournament_id))
         self.write_shared_deliveries(message, dedup_key, event_id, team_ids, result, card=card)
         if commit:
             db.session.commit()
             if enqueue:
-                enqueue_sends(result.delivery_ids)
+                enqueue_sends(result.delivery_ids, result.held)
         return result
 
     def write_for_recipients(self, rows, message: dict, dedup_key: str, event_id: int | None,
-                             result: NotifyResult) -> None:
-        """Bulk-write notifications and personal deliveries for (user_id, email, pref) rows.
+                             result: NotifyResult, about=((), None)) -> None:
+        """Bulk-write notifications and personal deliveries for `recipients_query` rows.
 
-        Two INSERT statements whatever the number of rows.
+        Two INSERT statements whatever the number of rows, plus ONE read of the chunk's mutes
+        when the message is about a team or a tournament (`about`: (team ids, tournament id)).
+        Muted recipients (mutes.py) get the in-app row already seen and no personal sends;
+        critical types are never muted. Email and personal Discord sends get `send_after`
+        when quiet hours or the email delay hold them (held.py).
         """
-        type_name = get_type(message["type"]).name
+        spec = get_type(message["type"])
+        type_name = spec.name
         now = utcnow()
-        notification_rows, channels_by_user, choices = [], {}, {}
-        for user_id, email, chosen_map, no_in_app, no_email, no_discord, webhook in rows:
+        team_ids, tournament_id = about
+        muted = set() if spec.critical or not (team_ids or tournament_id) else \
+            muted_user_ids([row[0] for row in rows], team_ids, tournament_id, now=now)
+        notification_rows, channels_by_user, choices, timing = [], {}, {}, {}
+        for row in rows:
+            user_id, email, chosen_map, no_in_app, no_email, no_discord, webhook = row[:7]
+            quiet_start, quiet_end, delay, pref_zone, user_zone_name = row[7:12]
+            if quiet_start is not None or delay:
+                timing[user_id] = (quiet_start, quiet_end, delay, pref_zone, user_zone_name)
             chosen = (chosen_map or {}).get(type_name)
             # Most recipients share a handful of choices: decide each distinct one once.
             key = (None if chosen is None else tuple(chosen), bool(no_in_app), bool(no_email), bool(no_discord))
             channels = choices.get(key)
             if channels is None:
                 channels = choices[key] = channels_for_type(type_name, chosen_map, no_in_app, no_email, no_discord)
+            if user_id in muted:  # in-app only (already seen), however they chose
+                channels = [c for c in channels if c == IN_APP]
             channels_by_user[user_id] = (email, webhook, channels)
             if IN_APP in channels:
                 notification_rows.append({"user_id": user_id, "type": type_name, "title": message["title"],
                                           "body": message["body"], "url": message["url"], "is_read": False,
                                           "created_at": now, "read_at": None, "dedup_key": dedup_key,
-                                          "subject_id": message.get("subject_id")})
+                                          "subject_id": message.get("subject_id"),
+                                          "seen_at": now if user_id in muted else None})
         # RETURNING: the ids link personal deliveries to their notification, and count only
         # rows really inserted (a retry inserts none; executemany's rowcount is -1 on psycopg).
         inserted = insert_ignoring_duplicates(Notification.__table__, notification_rows,
@@ -242,9 +291,17 @@ class NotificationService:
             if DISCORD in channels and webhook:
                 targets.append((DISCORD, f"user:{user_id}"))
             for channel, target in targets:
+                send_after = None
+                if user_id in timing:
+                    quiet_start, quiet_end, delay, pref_zone, user_zone_name = timing[user_id]
+                    send_after = send_after_for(now, channel, critical=spec.critical,
+                                                zone=first_zone(pref_zone, user_zone_name), quiet_start=quiet_start,
+                                                quiet_end=quiet_end, delay_minutes=delay,
+                                                has_in_app=user_id in notification_by_user)
                 delivery_rows.append(self._delivery_row(
                     f"{dedup_key}:{channel}:user:{user_id}", channel, target, message, event_id,
-                    user_id=user_id, notification_id=notification_by_user.get(user_id), now=now))
+                    user_id=user_id, notification_id=notification_by_user.get(user_id), now=now,
+                    send_after=send_after))
         self._insert_deliveries(delivery_rows, result)
 
     def write_shared_deliveries(self, message: dict, dedup_key: str, event_id: int | None, team_ids,
@@ -267,12 +324,20 @@ class NotificationService:
         self._insert_deliveries(rows, result)
 
     @staticmethod
-    def _delivery_row(key, channel, target, message, event_id, user_id=None, notification_id=None, now=None):
+    def _delivery_row(key, channel, target, message, event_id, user_id=None, notification_id=None, now=None,
+                      send_after=None):
         return {"dedup_key": key, "notification_id": notification_id, "event_id": event_id, "user_id": user_id,
                 "channel": channel, "target": target, "payload": message, "status": "pending", "attempts": 0,
-                "last_error": None, "external_id": None, "created_at": now or utcnow(), "sent_at": None}
+                "last_error": None, "external_id": None, "created_at": now or utcnow(), "sent_at": None,
+                "send_after": send_after}
 
     @staticmethod
     def _insert_deliveries(rows, result: NotifyResult) -> None:
-        inserted = insert_ignoring_duplicates(Delivery.__table__, rows, returning=(Delivery.id,))
-        result.delivery_ids.extend(sorted(r[0] for r in inserted))
+        inserted = insert_ignoring_duplicates(Delivery.__table__, rows,
+                                              returning=(Delivery.id, Delivery.user_id, Delivery.send_after))
+        for delivery_id, user_id, send_after in sorted(inserted):
+            if send_after is None:
+                result.delivery_ids.append(delivery_id)
+            else:  # held: sent by its held job at that time (held.py)
+                result.held_ids.append(delivery_id)
+                result.held.add((user_id, math.ceil(send_after.timestamp())))

@@ -27,6 +27,7 @@ from ..extensions import db, limiter
 from ..timeutil import utcnow
 from . import suppression
 from .models import NotificationPreference
+from .mute_views import muted_list
 from .preferences import SOURCE_EDITOR, recent_changes, serialize_preferences, update_preferences, user_zone
 from .types import CHANNEL_LABELS, CHANNELS, NOTIFICATION_TYPES, TYPE_NAMES
 from .views import exact_time, htmx, page_login_required, refuse_without_csrf
@@ -73,6 +74,13 @@ def form_to_changes(form) -> dict:
             changes[field] = form.get(field, "").strip()
     if "discord_webhook_url" in form:
         changes["discord_webhook_url"] = form.get("discord_webhook_url", "").strip() or None
+    if "quiet_hours_start" in form or "quiet_hours_end" in form:  # the "When" section
+        changes["quiet_hours"] = {"start": form.get("quiet_hours_start", "").strip(),
+                                  "end": form.get("quiet_hours_end", "").strip()} \
+            if "quiet_hours_on" in form else None
+    if "email_after_unseen_minutes" in form:
+        raw = form.get("email_after_unseen_minutes", "").strip()
+        changes["email_after_unseen_minutes"] = int(raw) if raw.isdigit() and len(raw) < 6 else raw
     return changes
 
 
@@ -98,6 +106,8 @@ def _describe_value(field: str, value) -> str:
         return "on" if value else "off"
     if value in (None, ""):
         return "none"
+    if field == "quiet_hours" and isinstance(value, dict):
+        return f"{value.get('start')}–{value.get('end')}"
     if field == "discord_webhook_url":
         return "set"  # the token in the URL is a secret; do not print it back
     return str(value)
@@ -106,7 +116,8 @@ def _describe_value(field: str, value) -> str:
 FIELD_LABELS = {
     "opt_out_email": "Email opt-out", "opt_out_in_app": "In-app opt-out", "opt_out_discord": "Discord opt-out",
     "enable_daily_digest": "Daily digest", "digest_time": "Digest time", "timezone": "Time zone",
-    "discord_webhook_url": "Discord webhook",
+    "discord_webhook_url": "Discord webhook", "quiet_hours": "Quiet hours",
+    "email_after_unseen_minutes": "Email only if unseen after (minutes)",
 }
 
 
@@ -155,6 +166,7 @@ def _render(values: dict, errors: dict | None = None, saved_at=None, status: int
         "webhook_result": webhook_result,
         "suppressed": suppression_banner(user, zone),
         "email_error": email_error,
+        "muted": muted_list(user),  # the "Muted" section (mute_views.py)
     }
     template = "notifications/_settings_editor.html" if partial else "notifications/settings.html"
     return render_template(template, **context), status

@@ -100,12 +100,13 @@ def _team(team_id: int) -> Team:
 
 
 @bp.operation("POST", "/teams", body=TeamCreateSchema, status=201, response=TeamDetailSchema, admin=True,
-              links=id_links("team_id", get_team="GET /teams/{team_id}",
-                             set_webhook="PUT /teams/{team_id}/discord-webhook",
-                             invite="POST /teams/{team_id}/invites", add_member="POST /teams/{team_id}/members",
-                             create_sponsor="POST /teams/{team_id}/sponsors",
-                             create_promotion="POST /teams/{team_id}/promotions",
-                             award_achievement="POST /teams/{team_id}/achievements"))
+              links={**id_links("team_id", get_team="GET /teams/{team_id}",
+                                set_webhook="PUT /teams/{team_id}/discord-webhook",
+                                invite="POST /teams/{team_id}/invites", add_member="POST /teams/{team_id}/members",
+                                create_sponsor="POST /teams/{team_id}/sponsors",
+                                create_promotion="POST /teams/{team_id}/promotions",
+                                award_achievement="POST /teams/{team_id}/achievements"),
+                     "mute": link("POST /mutes", "Mute the new team's notifications", body={"team_id": "id"})})
 def create_team(data):
     """Create a team (admin); the captain becomes its first member."""
     return services.create_team(data["name"], data["captain_id"], data.get("tag"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from ..api import Blueprint, api_user, id_links
+from ..api import Blueprint, api_user, id_links, link
 from ..apischemas import ID, IdField, Out, Text, When
 from ..dbutil import get_or_404
 from ..teams.models import Team
@@ -109,7 +109,9 @@ def _tournament(tournament_id: int) -> Tournament:
                              register="POST /tournaments/{tournament_id}/registrations",
                              schedule_match="POST /tournaments/{tournament_id}/matches",
                              bracket_ready="POST /tournaments/{tournament_id}/bracket-ready",
-                             complete="POST /tournaments/{tournament_id}/complete"))
+                             complete="POST /tournaments/{tournament_id}/complete")
+              | {"mute": link("POST /mutes", "Mute the new tournament's notifications",
+                              body={"tournament_id": "id"})})
 def create(data):
     """Create a tournament (admin), open for registration."""
     return services.create_tournament(data["name"], data["starts_at"])

@@ -238,3 +238,93 @@ def test_worker_killed_between_announcement_chunks_notifies_everyone_exactly_onc
     record_figures("crash_announcement", rounds=ROUNDS, killed=ROUNDS, recipients_per_round=recipients,
                    chunk_size=chunk, killed_after_first_chunk=partial_seen, notifications=ROUNDS * recipients,
                    duplicates=duplicates, lost=lost)
+
+
+# --- (d) held sends: quiet hours and delayed emails ---------------------------------------
+
+def add_held_users(prefix: str, now):
+    """Two users whose emails are held: q (quiet hours ending a minute ago, in UTC) and d (an email
+    delay of 5 minutes); each is sent two announcements 10 minutes ago, so every send is due now."""
+    from datetime import time as clock
+
+    def hhmm(moment):
+        return clock(moment.hour, moment.minute)
+
+    created = now - timedelta(minutes=10)
+    names = [f"{prefix}-q", f"{prefix}-d"]
+    db.session.execute(insert(User.__table__), [
+        {"username": n, "email": f"{n}@example.com", "password_hash": "!", "is_admin": False,
+         "timezone": "UTC", "created_at": created} for n in names])
+    q, d = db.session.scalars(select(User.id).where(User.username.in_(names)).order_by(User.username.desc())).all()
+    base = {"channels": {}, "opt_out_email": False, "opt_out_in_app": False, "opt_out_discord": False,
+            "enable_daily_digest": False, "digest_time": clock(8), "timezone": "UTC", "updated_at": created}
+    db.session.execute(insert(NotificationPreference.__table__), [
+        {**base, "user_id": q, "quiet_hours_start": hhmm(created - timedelta(minutes=20)),
+         "quiet_hours_end": hhmm(now - timedelta(minutes=1)), "email_after_unseen_minutes": 0},
+        {**base, "user_id": d, "quiet_hours_start": None, "quiet_hours_end": None, "email_after_unseen_minutes": 5}])
+    db.session.commit()
+    return q, d, created
+
+
+def test_worker_killed_holding_quiet_hours_and_delayed_emails_sends_each_once(digest_app, smtp_server, worker_env,
+                                                                              spawn, tmp_path):
+    import time_machine
+
+    from deltacrown.notifications.held import sweep_held
+    from deltacrown.notifications.service import NotificationService
+    from rq.registry import ScheduledJobRegistry
+
+    from deltacrown.queue import get_queue, get_redis
+
+    app = digest_app
+    env = worker_env(**smtp_server.env())
+    expected: Counter = Counter()
+    held_total = redis_lost_rounds = sent_before_kill = 0
+    for round_no in range(ROUNDS):
+        prefix = f"h{round_no}-{uuid.uuid4().hex[:4]}"
+        with app.app_context():
+            q, d, created = add_held_users(prefix, utcnow())
+            with time_machine.travel(created, tick=False):  # written 10 minutes ago, held until now
+                for k in (1, 2):
+                    NotificationService().notify([q, d], "announcement", f"{prefix} news {k}", "", None,
+                                                 f"crash:{prefix}:{k}")
+            held = db.session.scalars(select(Delivery).where(Delivery.user_id.in_([q, d]))).all()
+            assert len(held) == 4 and all(h.send_after is not None and h.status == "pending" for h in held)
+            db.session.rollback()
+        held_total += 4
+        for who in ("q", "d"):
+            for k in (1, 2):
+                expected[(f"{prefix}-{who}@example.com", f"{prefix} news {k}")] = 1
+        # Their held jobs are scheduled at their (past) times; due now, moved to the queue at once (a
+        # killed worker's scheduler lock would otherwise hold RQ's scheduler back until it expires).
+        with app.app_context():
+            scheduled = ScheduledJobRegistry(queue=get_queue("notifications"))
+            assert len(scheduled.get_job_ids()) == 2  # one held job per user
+            for job_id in scheduled.get_job_ids():
+                scheduled.requeue(job_id)
+        worker = PausedWorker(spawn, env, tmp_path / f"pause-{round_no}", "held:before_send", f"worker-{round_no}")
+        worker.wait_paused()
+        sent_before_kill += sum(1 for m in smtp_server.messages if prefix in m.subject)
+        worker.kill()
+        if round_no % 2:
+            # Redis loses everything too: the jobs are gone; the rows are the truth and the sweep re-creates them.
+            get_redis(app).flushall()
+            redis_lost_rounds += 1
+            with app.app_context():
+                assert sweep_held()["rescheduled"] == 2
+        else:
+            recover_abandoned_jobs(app)  # RQ's own recovery of the dead worker's job
+        run_burst(app, with_scheduler=True)
+        with app.app_context():
+            statuses = Counter(db.session.scalars(select(Delivery.status).where(Delivery.user_id.in_([q, d]))))
+            db.session.rollback()
+        assert statuses == {"sent": 4}, (round_no, statuses)
+
+    received = Counter((rcpt, m.subject.split(" ", 1)[1]) for m in smtp_server.messages for rcpt in m.rcpt_tos
+                       if " news " in m.subject)
+    duplicates = sum(n - 1 for n in received.values() if n > 1)
+    lost = sum(1 for key in expected if received[key] == 0)
+    assert sent_before_kill == 0 and duplicates == 0 and lost == 0, (duplicates, lost)
+    assert set(received) == set(expected)
+    record_figures("crash_held_sends", rounds=ROUNDS, killed=ROUNDS, held_emails=held_total,
+                   redis_lost_rounds=redis_lost_rounds, duplicates=duplicates, lost=lost)

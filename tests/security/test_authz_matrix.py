@@ -23,13 +23,21 @@ import pytest
 from sqlalchemy import select
 
 from deltacrown.accounts.services import create_user
+from deltacrown.economy.models import Payout
 from deltacrown.extensions import db
+from deltacrown.notifications import suppression
 from deltacrown.notifications.models import Notification
 from deltacrown.notifications.service import NotificationService
 from tests.api.helpers import ApiDriver, in_days
 
 ROLES = ("anonymous", "other", "owner", "admin")
 _seq = itertools.count(1)
+
+
+@pytest.fixture
+def app_config():
+    # A first place (1000 coins) waits for approval; the world's one admin may approve it.
+    return {"PAYOUT_APPROVAL_THRESHOLD": 600, "PAYOUT_APPROVAL_ALLOW_SELF": True}
 
 
 def _uniq(prefix: str) -> str:
@@ -41,7 +49,7 @@ class World:
     eve, invitee ivy; a notification for ann; a job run."""
 
     def __init__(self, app, client, users, run_jobs):
-        self.app, self.users = app, users
+        self.app, self.users, self.run_jobs = app, users, run_jobs
         self.api = ApiDriver(app, client, users)
         for name, admin in (("admin", True), ("cap", False), ("ann", False), ("eve", False),
                             ("ivy", False), ("cyd", False)):
@@ -100,6 +108,22 @@ class World:
         return self.api.post(f"/tournaments/{tid}/matches", "admin",
                              {"team_a_id": self.red, "team_b_id": self.blue, "scheduled_at": in_days(1)},
                              expect=201).json["id"]
+
+    def fresh_held_payout(self) -> int:
+        """A completed tournament's first place (1000 coins), held for approval by the wrap-up."""
+        tid = self.fresh_tournament((self.red, self.blue), ongoing=True)
+        self.api.post(f"/tournaments/{tid}/complete", "admin", {"placements": [self.red, self.blue]}, expect=200)
+        self.run_jobs()
+        with self.app.app_context():
+            return db.session.scalar(select(Payout.id).where(Payout.tournament_id == tid,
+                                                             Payout.status == "pending_approval"))
+
+    def fresh_suppression(self) -> int:
+        with self.app.app_context():
+            address = f"{_uniq('gone')}@example.com"
+            suppression.suppress(address, "bounce", "smtp", "550 5.1.1")
+            db.session.commit()
+            return suppression.active_suppression(address).id
 
 
 @dataclass
@@ -203,6 +227,25 @@ EXPECTATIONS: dict[tuple[str, str], Op] = {
                                        lambda w, r: ("/preferences", None, None), "ann"),
     ("PUT", "/api/v1/preferences"): Op(_exp(other=200, owner=200, admin=200),
                                        lambda w, r: ("/preferences", {"enable_daily_digest": True}, None), "ann"),
+    # mutes: always the caller's own; someone else's is as good as missing
+    ("GET", "/api/v1/mutes"): Op(_exp(other=200, owner=200, admin=200), lambda w, r: ("/mutes", None, None), "ann"),
+    ("POST", "/api/v1/mutes"): Op(_exp(other=201, owner=201, admin=201), lambda w, r: (
+        "/mutes", {"team_id": w.red, "until": None}, None), "ann"),
+    ("DELETE", "/api/v1/mutes/{mute_id}"): Op(_exp(other=404, owner=204, admin=404), lambda w, r: (
+        f"/mutes/{w.api.post('/mutes', 'ann', {'tournament_id': w.tournament, 'until': None}, expect=201).json['id']}",
+        None, None), "ann"),
+    # payouts held for approval (admin; the one who completed may approve: PAYOUT_APPROVAL_ALLOW_SELF)
+    ("GET", "/api/v1/payouts"): Op(_exp(owner=403, admin=200), lambda w, r: ("/payouts", None, None), "cap"),
+    ("POST", "/api/v1/payouts/{payout_id}/approve"): Op(_exp(owner=403, admin=200), lambda w, r: (
+        f"/payouts/{w.fresh_held_payout()}/approve", None, None), "cap"),
+    ("POST", "/api/v1/payouts/{payout_id}/reject"): Op(_exp(owner=403, admin=200), lambda w, r: (
+        f"/payouts/{w.fresh_held_payout()}/reject", {"reason": "duplicate entry"}, None), "cap"),
+    # email deliverability: the suppression list (admin); events need EMAIL_EVENTS_TOKEN, no user's token
+    ("GET", "/api/v1/suppressions"): Op(_exp(admin=200), lambda w, r: ("/suppressions", None, None)),
+    ("DELETE", "/api/v1/suppressions/{suppression_id}"): Op(_exp(admin=204), lambda w, r: (
+        f"/suppressions/{w.fresh_suppression()}", None, None)),
+    ("POST", "/api/v1/email-events"): Op(_exp(other=401, admin=401), lambda w, r: (
+        "/email-events", {"type": "bounce", "email": "x@example.com", "permanent": True}, None)),
     # admin
     ("POST", "/api/v1/announcements"): Op(_exp(admin=202), lambda w, r: (
         "/announcements", {"title": "News", "body": "text", "user_ids": [w.id("ann")]}, None)),

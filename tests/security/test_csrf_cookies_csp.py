@@ -76,8 +76,11 @@ def test_every_state_changing_page_route_needs_the_token(app, client, users):
         team_services.add_member(root, team, member)
         invite = team_services.invite_user(root, team, invitee)
         team_id, invite_id = team.id, invite.id
+        from deltacrown.notifications.mutes import mute
+
+        mute_id = mute(admin, team_id=team_id).id  # so the unmute route hits a real row
     values = {"notification_id": nid, "job_id": "some-failed-job", "name": "recompute-rankings",
-              "team_id": team_id, "user_id": member, "invite_id": invite_id}
+              "team_id": team_id, "user_id": member, "invite_id": invite_id, "mute_id": mute_id}
     rules = state_changing_page_rules(app)
     endpoints = {rule.endpoint for rule, _ in rules}
     # the ones we know of are all found (the enumeration itself works)

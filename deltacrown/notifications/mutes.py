@@ -1,0 +1,136 @@
+"""Mutes: a player silencing a team or a tournament for a while, or until they unmute it.
+
+While a mute lasts, notifications about its team or tournament (the composer's
+`Message.team_ids` / `Message.tournament_id`) are still written in-app, but already seen
+(no badge), and get no email and no personal Discord post (the fan-out,
+service.py, reads the mutes of a whole chunk of recipients in one query:
+`muted_user_ids`). Critical types are never muted. Nothing is queued while muted,
+so a mute that ends restores normal delivery without a backlog burst.
+
+One mute per (user, subject): muting the same team or tournament again replaces its end.
+Expired mutes are simply ignored (and listed no more); "unmute" deletes the row.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, delete, or_, select
+
+from ..errors import InvalidInput, NotFound
+from ..extensions import db
+from ..teams.models import Team
+from ..timeutil import utcnow
+from ..tournaments.models import Tournament
+from .models import Mute
+
+# The choices the pages offer: (form value, label, duration; None = until unmuted).
+DURATIONS: tuple[tuple[str, str, timedelta | None], ...] = (
+    ("1h", "for 1 hour", timedelta(hours=1)),
+    ("8h", "for 8 hours", timedelta(hours=8)),
+    ("24h", "for 24 hours", timedelta(hours=24)),
+    ("1w", "for a week", timedelta(weeks=1)),
+    ("forever", "until I unmute", None),
+)
+DURATION_BY_KEY = {key: duration for key, _, duration in DURATIONS}
+
+
+def until_for(choice: str, now: datetime | None = None) -> datetime | None:
+    """The end of a mute chosen on a page ("1h", "8h", "24h", "1w", "forever")."""
+    if choice not in DURATION_BY_KEY:
+        raise InvalidInput("Choose how long to mute: 1 hour, 8 hours, 24 hours, a week or until you unmute.",
+                           fields={"duration": f"must be one of {', '.join(DURATION_BY_KEY)}"})
+    duration = DURATION_BY_KEY[choice]
+    return None if duration is None else (now or utcnow()) + duration
+
+
+def _active(now):
+    return or_(Mute.until.is_(None), Mute.until > now)
+
+
+def active_mutes(user_id: int, now: datetime | None = None) -> list[Mute]:
+    """The user's mutes still in force, newest first."""
+    return list(db.session.scalars(select(Mute).where(Mute.user_id == user_id, _active(now or utcnow()))
+                                   .order_by(Mute.id.desc())))
+
+
+def active_mute_for(user_id: int, team_id: int | None = None, tournament_id: int | None = None,
+                    now: datetime | None = None) -> Mute | None:
+    """The user's mute of this team or tournament in force now, if any (for the pages' control)."""
+    subject = Mute.team_id == team_id if team_id is not None else Mute.tournament_id == tournament_id
+    return db.session.scalar(select(Mute).where(Mute.user_id == user_id, subject, _active(now or utcnow())))
+
+
+def mute(user_id: int, *, team_id: int | None = None, tournament_id: int | None = None,
+         until: datetime | None = None, now: datetime | None = None) -> Mute:
+    """Mute a team or a tournament (exactly one) until `until` (None: until unmuted); muting it
+    again replaces the end. Raises InvalidInput (nothing written) for both/neither, an unknown
+    id or an end not in the future. Commits."""
+    now = now or utcnow()
+    if (team_id is None) == (tournament_id is None):
+        message = "Mute either a team or a tournament, not both." if team_id is not None else \
+            "Say what to mute: a team_id or a tournament_id."
+        raise InvalidInput(message, fields={"team_id": message, "tournament_id": message})
+    if team_id is not None and db.session.get(Team, team_id) is None:
+        raise InvalidInput(f"There is no team {team_id}.", fields={"team_id": f"unknown team {team_id}"})
+    if tournament_id is not None and db.session.get(Tournament, tournament_id) is None:
+        raise InvalidInput(f"There is no tournament {tournament_id}.",
+                           fields={"tournament_id": f"unknown tournament {tournament_id}"})
+    if until is not None and until <= now:
+        raise InvalidInput("A mute must end in the future (or be until unmuted).",
+                           fields={"until": "must be in the future, or null for until unmuted"})
+    subject = Mute.team_id == team_id if team_id is not None else Mute.tournament_id == tournament_id
+    rows = list(db.session.scalars(select(Mute).where(Mute.user_id == user_id, subject).order_by(Mute.id)))
+    if rows:
+        row = rows[0]
+        for extra in rows[1:]:  # two requests racing each other: keep one row
+            db.session.delete(extra)
+        row.until, row.created_at = until, now
+    else:
+        row = Mute(user_id=user_id, team_id=team_id, tournament_id=tournament_id, until=until, created_at=now)
+        db.session.add(row)
+    db.session.commit()
+    return row
+
+
+def unmute(user_id: int, mute_id: int) -> None:
+    """Delete one of the user's mutes (NotFound if it is not theirs). Commits."""
+    deleted = db.session.execute(delete(Mute).where(Mute.id == mute_id, Mute.user_id == user_id)
+                                 .execution_options(synchronize_session=False)).rowcount
+    if not deleted:
+        db.session.rollback()
+        raise NotFound(f"You have no mute {mute_id}.")
+    db.session.commit()
+
+
+def muted_user_ids(user_ids, team_ids=(), tournament_id: int | None = None,
+                   now: datetime | None = None) -> set[int]:
+    """Of `user_ids`, those with a mute in force of any of `team_ids` or of `tournament_id`:
+    ONE query whatever the number of users (the fan-out's chunk)."""
+    team_ids = [int(t) for t in team_ids or ()]
+    subjects = []
+    if team_ids:
+        subjects.append(Mute.team_id.in_(team_ids))
+    if tournament_id is not None:
+        subjects.append(Mute.tournament_id == int(tournament_id))
+    user_ids = list(user_ids)
+    if not subjects or not user_ids:
+        return set()
+    return set(db.session.scalars(select(Mute.user_id).distinct().where(
+        and_(Mute.user_id.in_(user_ids), or_(*subjects), _active(now or utcnow())))))
+
+
+def written_muted(created_at, seen_at) -> bool:
+    """Whether a notification was written while muted: the fan-out writes those already seen, at
+    the very moment of their creation (a player's own "seen" always comes later)."""
+    return seen_at is not None and created_at is not None and seen_at == created_at
+
+
+def describe_until(until: datetime | None, zone) -> str:
+    """"until you unmute" / "until Tue 02 Dec, 08:00" (in the viewer's zone)."""
+    if until is None:
+        return "until you unmute"
+    return "until " + until.astimezone(zone).strftime("%a %d %b, %H:%M")
+
+
+def serialize_mute(row: Mute) -> dict:
+    return {"id": row.id, "team_id": row.team_id, "tournament_id": row.tournament_id, "until": row.until}
