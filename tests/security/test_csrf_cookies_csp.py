@@ -80,7 +80,9 @@ def test_every_state_changing_page_route_needs_the_token(app, client, users):
 
         mute_id = mute(admin, team_id=team_id).id  # so the unmute route hits a real row
     values = {"notification_id": nid, "job_id": "some-failed-job", "name": "recompute-rankings",
-              "team_id": team_id, "user_id": member, "invite_id": invite_id, "mute_id": mute_id}
+              "team_id": team_id, "user_id": member, "invite_id": invite_id, "mute_id": mute_id,
+              # refused for the token before any lookup: no row needed
+              "payout_id": 1, "suppression_id": 1}
     rules = state_changing_page_rules(app)
     endpoints = {rule.endpoint for rule, _ in rules}
     # the ones we know of are all found (the enumeration itself works)
