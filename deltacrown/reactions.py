@@ -46,6 +46,7 @@ REACTIONS = {
     "ranking_changed": (notify("ranking_changed"),),
     "payout_received": (notify("payout_received"),),
     "webhook_disabled": (notify("webhook_disabled"),),
+    "api_token_replaced": (notify("api_token_replaced"),),
 }
 
 

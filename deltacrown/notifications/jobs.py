@@ -1,8 +1,8 @@
 """Notification jobs (thin: each calls a service). Paths fixed by ops/schedule.py."""
 from __future__ import annotations
 
-from ..queue import QUEUE_DEFAULT, QUEUE_SCHEDULED, background_job
-from . import announcements, digests, retention
+from ..queue import QUEUE_DEFAULT, QUEUE_NOTIFICATIONS, QUEUE_SCHEDULED, background_job
+from . import announcements, center, digests, retention
 
 
 @background_job(queue=QUEUE_DEFAULT)
@@ -28,3 +28,17 @@ def cleanup_notifications(days: int = 90) -> dict:
 def prune_records(days: int | None = None) -> dict:
     """Delete finished deliveries, handled outbox events and digests older than `days` (RETENTION_DAYS)."""
     return retention.prune_records(days)
+
+
+# Scheduled by rq-scheduler under the id "snooze-<id>" (wakeups.py); no retries: the sweep
+# below wakes whatever a failed or lost run left asleep.
+@background_job(queue=QUEUE_NOTIFICATIONS, retry_intervals=None)
+def wake_snoozed(notification_id: int) -> int:
+    """A snoozed notification's time has come: back unread and unseen (nothing if moved or woken)."""
+    return center.wake(notification_id)
+
+
+@background_job(queue=QUEUE_SCHEDULED)
+def wake_snoozed_sweep() -> dict:
+    """Every minute: wake overdue snoozes and re-create wake-up jobs Redis lost."""
+    return center.sweep_snoozes()
