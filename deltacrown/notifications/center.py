@@ -5,7 +5,7 @@ function is scoped to one user: someone else's notification is as good as missin
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, time, timedelta, timezone
 
 from sqlalchemy import and_, delete, false, func, or_, select, true, update
 
@@ -165,9 +165,13 @@ def mark_seen(user_id: int, ids=None, up_to_id: int | None = None) -> int:
 def seen_now(user_id: int, notifications) -> list[int]:
     """The center rendered these: mark them seen. Returns the ids that were unseen until now
     (the page shows those as just arrived)."""
+    notifications = list(notifications)
+    shown = [n.id for n in notifications]
     fresh = [n.id for n in notifications if n.seen_at is None and not _asleep(n)]
     if fresh:
         mark_seen(user_id, ids=fresh)
+        # The commit expired them: load them again in one query, not one per item.
+        db.session.scalars(select(Notification).where(Notification.id.in_(shown))).all()
     return fresh
 
 
@@ -217,6 +221,30 @@ def snooze_problem(until, now: datetime | None = None) -> str | None:
     if until > now + SNOOZE_MAX + SNOOZE_GRACE:
         return "at most 90 days from now"
     return None
+
+
+SNOOZE_CHOICES = {"1h": "1 hour", "3h": "3 hours", "tomorrow": "Tomorrow 09:00"}
+TOMORROW_AT = time(9, 0)
+
+
+def snooze_choice_until(choice: str, zone, at: str | None = None, now: datetime | None = None) -> datetime:
+    """The time a "Remind me later" choice means for a player in `zone`: in 1 hour, in 3
+    hours, tomorrow 09:00 (their time), or `at` ("YYYY-MM-DDTHH:MM", their time) for "at"."""
+    now = now or utcnow()
+    if choice == "1h":
+        return now + timedelta(hours=1)
+    if choice == "3h":
+        return now + timedelta(hours=3)
+    if choice == "tomorrow":
+        tomorrow = now.astimezone(zone).date() + timedelta(days=1)
+        return datetime.combine(tomorrow, TOMORROW_AT, tzinfo=zone)
+    if choice == "at":
+        try:
+            local = datetime.fromisoformat((at or "").strip())
+        except ValueError:
+            raise InvalidInput("until: pick a date and a time", fields={"until": "pick a date and a time"}) from None
+        return local.replace(tzinfo=zone) if local.tzinfo is None else local
+    raise InvalidInput("until: pick one of the choices", fields={"until": "pick one of the choices"})
 
 
 def snooze(user_id: int, notification_id: int, until: datetime) -> Notification:
