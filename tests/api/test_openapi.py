@@ -14,6 +14,10 @@ CONTRACT = [
     ("get", "/notifications"), ("get", "/notifications/unread-count"),
     ("post", "/notifications/{notification_id}/read"), ("post", "/notifications/read-all"),
     ("get", "/preferences"), ("put", "/preferences"), ("post", "/announcements"),
+    # v1.1 "Attention"
+    ("post", "/notifications/seen"), ("post", "/notifications/{notification_id}/archive"),
+    ("post", "/notifications/{notification_id}/unarchive"), ("post", "/notifications/{notification_id}/snooze"),
+    ("delete", "/notifications/{notification_id}/snooze"),
 ]
 
 
