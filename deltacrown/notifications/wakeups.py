@@ -17,7 +17,7 @@ from datetime import datetime
 from redis.exceptions import RedisError
 from rq.exceptions import NoSuchJobError
 
-from ..queue import QUEUE_NOTIFICATIONS, AppJob, get_redis
+from ..queue import QUEUE_NOTIFICATIONS, AppJob, RedisUnavailable, get_redis
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ def schedule_wake(notification_id: int, when: datetime) -> bool:
                              timeout=WAKE_TIMEOUT, job_result_ttl=WAKE_RESULT_TTL,
                              job_description=f"wake snoozed notification {notification_id}")
         return True
-    except RedisError as exc:
+    except (RedisError, RedisUnavailable) as exc:
         log.warning("wake-up of notification %s not scheduled (Redis: %s); the sweep will", notification_id, exc)
         return False
 
@@ -69,7 +69,7 @@ def cancel_wake(notification_id: int) -> None:
     finds nothing to wake)."""
     try:
         _drop(_scheduler(), wake_job_id(notification_id))
-    except RedisError as exc:
+    except (RedisError, RedisUnavailable) as exc:
         log.warning("wake-up of notification %s not cancelled (Redis: %s); it will find nothing to do",
                     notification_id, exc)
 
