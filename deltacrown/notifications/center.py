@@ -250,10 +250,10 @@ def snooze_choice_until(choice: str, zone, at: str | None = None, now: datetime 
 def snooze(user_id: int, notification_id: int, until: datetime) -> Notification:
     """Hide it until `until` (3 minutes to 90 days ahead): out of lists and counts, then back
     unread and unseen. Snoozing again moves the wake-up; a snoozed one is not archived."""
+    note = own_notification(user_id, notification_id)  # a wrong id is a 404 whatever the time
     problem = snooze_problem(until)
     if problem:
         raise InvalidInput(f"until: {problem}", fields={"until": problem})
-    note = own_notification(user_id, notification_id)
     until = until.astimezone(timezone.utc)
     # Unread and unseen from now on: whenever the snooze ends, it comes back so, even if the
     # wake-up job never runs (lists count `snoozed_until <= now` as awake).
