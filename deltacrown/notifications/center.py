@@ -121,10 +121,13 @@ def mark_all_read(user_id: int, type_name: str | None = None) -> int:
     return updated
 
 
-def clear_read(user_id: int, type_name: str | None = None) -> int:
+def clear_read(user_id: int, type_name: str | None = None, archived: bool = False) -> int:
     """Delete the user's read notifications (with what cascades from them on PostgreSQL;
-    done explicitly so SQLite, which does not enforce foreign keys here, ends up the same)."""
-    ids = select(Notification.id).where(Notification.user_id == user_id, Notification.is_read == true())
+    done explicitly so SQLite, which does not enforce foreign keys here, ends up the same).
+    Archived ones were put away to be kept: only cleared from the archived box (`archived`)."""
+    ids = select(Notification.id).where(Notification.user_id == user_id, Notification.is_read == true(),
+                                        Notification.archived_at.is_not(None) if archived
+                                        else Notification.archived_at.is_(None))
     if type_name:
         ids = ids.where(Notification.type == type_name)
     db.session.execute(delete(notification_digest_items)

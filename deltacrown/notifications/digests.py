@@ -205,7 +205,7 @@ def _send_chunk(now, due: dict[int, tuple[date, ZoneInfo]], recipients: dict[int
         .where(Notification.user_id.in_(user_ids), Notification.is_read.is_(False),
                Notification.created_at >= lo, Notification.created_at < hi)
         # put away (archived) or snoozed until later: not for the digest
-        .where(Notification.archived_at.is_(None), awake(utcnow()))
+        .where(Notification.archived_at.is_(None), awake(now))
     ):
         start, end = windows[uid]
         if start <= created_at < end:

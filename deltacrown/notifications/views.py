@@ -379,7 +379,8 @@ def read_all():
 @bp.post("/notifications/clear-read")
 @page_login_required
 def clear():
-    return _bulk_action(center_service.clear_read,
+    archived = CenterFilters(request.form).archived  # clears the box it was pressed in
+    return _bulk_action(lambda user_id, type_name: center_service.clear_read(user_id, type_name, archived),
                         lambda n: f"Cleared {n} read notification{'s' if n != 1 else ''}.")
 
 

@@ -63,10 +63,16 @@ def test_archive_from_the_menu_with_htmx_and_the_archived_box(app, client, alice
     assert _ids_in(client.get("/notifications").get_data(as_text=True)) == [first]
     archived = client.get("/notifications?show=archived").get_data(as_text=True)
     assert _ids_in(archived) == [second] and "Move back to notifications" in archived
+    # "Clear all read ones" in the inbox keeps archived ones (put away to be kept)
+    client.post(f"/notifications/{second}/read", headers=HX)
+    client.post(f"/notifications/{first}/read", headers=HX)
+    cleared = client.post("/notifications/clear-read", headers=HX).get_data(as_text=True)
+    assert "Cleared 1 read notification." in cleared and _ids_in(cleared) == []
+    assert _ids_in(client.get("/notifications?show=archived").get_data(as_text=True)) == [second]
     # undo (unarchive), without JavaScript this time: back to the page it came from
     response = client.post(f"/notifications/{second}/unarchive", data={"next": "/notifications?show=archived"})
     assert response.status_code == 303 and response.headers["Location"] == "/notifications?show=archived"
-    assert _ids_in(client.get("/notifications").get_data(as_text=True)) == [second, first]
+    assert _ids_in(client.get("/notifications").get_data(as_text=True)) == [second]
 
 
 def test_remind_me_later_choices(app, client, alice, notify, users, auth):
