@@ -217,12 +217,12 @@ SNOOZE_GRACE = timedelta(seconds=30)  # a client's "in 3 minutes" arrives a mome
 def snooze_problem(until, now: datetime | None = None) -> str | None:
     """Why `until` is not a snooze time (None: it is)."""
     if not isinstance(until, datetime) or until.tzinfo is None or until.utcoffset() is None:
-        return "an ISO 8601 time with its offset, e.g. 2026-12-01T18:00:00+01:00"
+        return "must be an ISO 8601 time with its offset, e.g. 2026-12-01T18:00:00+01:00"
     now = now or utcnow()
     if until < now + SNOOZE_MIN - SNOOZE_GRACE:
-        return "at least 3 minutes from now"
+        return "must be at least 3 minutes from now"
     if until > now + SNOOZE_MAX + SNOOZE_GRACE:
-        return "at most 90 days from now"
+        return "must be at most 90 days from now"
     return None
 
 
@@ -245,9 +245,9 @@ def snooze_choice_until(choice: str, zone, at: str | None = None, now: datetime 
         try:
             local = datetime.fromisoformat((at or "").strip())
         except ValueError:
-            raise InvalidInput("until: pick a date and a time", fields={"until": "pick a date and a time"}) from None
+            raise InvalidInput("until: must be a date and a time", fields={"until": "must be a date and a time"}) from None
         return local.replace(tzinfo=zone) if local.tzinfo is None else local
-    raise InvalidInput("until: pick one of the choices", fields={"until": "pick one of the choices"})
+    raise InvalidInput("until: must be one of the choices", fields={"until": "must be one of the choices"})
 
 
 def snooze(user_id: int, notification_id: int, until: datetime) -> Notification:

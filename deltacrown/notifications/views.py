@@ -331,7 +331,7 @@ def snooze(notification_id: int):
         until = center_service.snooze_choice_until(request.form.get("choice", ""), zone, request.form.get("at"))
         center_service.snooze(current_user.id, notification.id, until)
     except InvalidInput as exc:
-        problem = f"Not snoozed: the time must be {exc.fields.get('until', exc.message)}."
+        problem = f"Not snoozed: the time {exc.fields.get('until', exc.message)}."
         if htmx:
             center_service.attach_actions([notification])
             return (render_template("notifications/_item.html", n=notification, zone=zone, types=NOTIFICATION_TYPES,
