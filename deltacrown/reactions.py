@@ -67,6 +67,7 @@ REACTIONS = {
     "payout_held": (notify("payout_awaiting_approval"),),
     "payout_rejected": (notify("payout_rejected"),),
     "webhook_disabled": (notify("webhook_disabled"),),
+    "api_token_replaced": (notify("api_token_replaced"),),
 }
 
 

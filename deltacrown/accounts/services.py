@@ -13,6 +13,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from ..errors import Conflict, InvalidInput
 from ..extensions import db
+from ..outbox.services import emit
 from ..signals import user_created
 from .models import User, hash_token
 
@@ -118,10 +119,12 @@ def end_all_sessions(user: User) -> None:
 
 def rotate_api_token(user: User) -> str:
     """A new API token (returned once; only its hash is kept). The old one stops working at
-    once, and the user's browser sessions end (a token change is a credential change)."""
+    once, and the user's browser sessions end (a token change is a credential change). The
+    user is told (`api_token_replaced`, a critical notification: in-app whatever they chose)."""
     token = secrets.token_urlsafe(32)
     user.api_token_hash = hash_token(token)
     _end_sessions(user)
+    emit("api_token_replaced", user_id=user.id)
     db.session.commit()
     db.session.refresh(user)
     return token

@@ -3,16 +3,16 @@ from __future__ import annotations
 
 import logging
 
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from ..api import Blueprint, api_user, error_response, keyset_page, link
-from ..apischemas import ID, IdField, Link, ListSchema, Out, PageSchema, Text
+from ..apischemas import ID, IdField, Link, ListSchema, Out, PageSchema, Text, When
 from ..errors import NotFound
 from ..extensions import db
 from . import center
 from .models import Notification, NotificationPreference
 from .preferences import SOURCE_API, PreferencesSchema, serialize_preferences, update_preferences
-from .types import CHANNELS, TYPE_NAMES
+from .types import CHANNELS, CRITICAL_TYPES, TYPE_NAMES
 from .announcements import new_announcement_id, unknown_user_ids
 from .jobs import batch_send_notifications
 
@@ -35,6 +35,10 @@ class NotificationSchema(Schema):
     is_read = fields.Boolean()
     created_at = Out()
     read_at = Out(allow_none=True)
+    seen_at = Out(allow_none=True, metadata={"description": "when it was first shown (the badge counts unseen ones)"})
+    archived_at = Out(allow_none=True, metadata={"description": "when it was put away (out of the default list)"})
+    snoozed_until = Out(allow_none=True, metadata={
+        "description": "hidden from lists and counts until then, when it comes back unread and unseen"})
     actions = fields.List(fields.Nested(NotificationActionSchema), attribute="available_actions", metadata={
         "description": "What the recipient can do about it here (invite_sent: accept, decline). Listed while "
                        "its subject is open (the invite pending and not expired); empty once it was answered "
@@ -58,10 +62,30 @@ class NotificationPageSchema(PageSchema):
 class NotificationListArgs(ListSchema):
     unread = fields.Boolean(load_default=None, metadata={"description": "true: only unread; false: only read"})
     type = fields.String(load_default=None, validate=validate.OneOf(TYPE_NAMES))
+    archived = fields.Boolean(load_default=False, metadata={
+        "description": "true: only archived ones; false (default): archived ones are left out"})
+    snoozed = fields.Boolean(load_default=False, metadata={
+        "description": "true: only the ones snoozed until later (hidden otherwise)"})
 
 
 class CountSchema(Schema):
-    count = fields.Integer()
+    count = fields.Integer(metadata={"description": "unread (archived and snoozed ones left out)"})
+    unseen = fields.Integer(metadata={"description": "not yet shown: what the badge counts"})
+
+
+class SeenSchema(Schema):
+    ids = fields.List(IdField(), validate=validate.Length(min=1, max=center.MAX_SEEN_IDS), metadata={
+        "description": "these notifications (others' ids and missing ones are passed over)"})
+    up_to_id = IdField(metadata={"description": "every one of the caller's notifications with an id up to this"})
+
+    @validates_schema
+    def _one_of(self, data, **kwargs):
+        if ("ids" in data) == ("up_to_id" in data):
+            raise ValidationError("give ids or up_to_id (one of them)", field_name="ids")
+
+
+class SnoozeSchema(Schema):
+    until = When(required=True, metadata={"description": "3 minutes to 90 days from now"})
 
 
 class UpdatedSchema(Schema):
@@ -69,6 +93,9 @@ class UpdatedSchema(Schema):
 
 
 class PreferencesOutSchema(Schema):
+    critical = fields.List(fields.String(validate=validate.OneOf(TYPE_NAMES)), metadata={
+        "description": "read-only: the types always delivered in-app (their channels always hold in_app)",
+        "example": list(CRITICAL_TYPES)})
     channels = fields.Dict(keys=fields.String(), values=fields.List(fields.String(validate=validate.OneOf(CHANNELS))))
     opt_out_email = fields.Boolean()
     opt_out_in_app = fields.Boolean()
@@ -106,15 +133,49 @@ class JobAcceptedSchema(Schema):
                                  notification_id="items/0/id", action_name="items/0/actions/0/name")})
 def list_notifications(args):
     """The caller's notifications, newest first."""
-    stmt = center.center_query(api_user().id, args["unread"], args["type"])
+    stmt = center.center_query(api_user().id, args["unread"], args["type"], archived=args["archived"],
+                               snoozed=args["snoozed"])
     items, next_cursor = keyset_page(stmt, Notification.id, args["cursor"], args["limit"])
     return {"items": center.attach_actions(items), "next_cursor": next_cursor}
 
 
 @bp.operation("GET", "/notifications/unread-count", response=CountSchema)
 def unread_count():
-    """How many of the caller's notifications are unread."""
-    return {"count": center.unread_count(api_user().id)}
+    """How many of the caller's notifications are unread (count) and not yet seen (unseen)."""
+    return center.counts(api_user().id)
+
+
+@bp.operation("POST", "/notifications/seen", body=SeenSchema, response=UpdatedSchema)
+def mark_seen(data):
+    """Mark the caller's notifications seen (shown to them): `ids`, or all up to `up_to_id`."""
+    return {"updated": center.mark_seen(api_user().id, data.get("ids"), data.get("up_to_id"))}
+
+
+@bp.operation("POST", f"/notifications/<{ID}:notification_id>/archive", response=NotificationSchema)
+def archive(notification_id):
+    """Put one of the caller's notifications away: out of the default list and the counts
+    (listed with ?archived=true). Ends a snooze on it."""
+    return center.attach_actions([center.archive(api_user().id, notification_id)])[0]
+
+
+@bp.operation("POST", f"/notifications/<{ID}:notification_id>/unarchive", response=NotificationSchema)
+def unarchive(notification_id):
+    """Bring an archived notification back to the default list."""
+    return center.attach_actions([center.unarchive(api_user().id, notification_id)])[0]
+
+
+@bp.operation("POST", f"/notifications/<{ID}:notification_id>/snooze", body=SnoozeSchema,
+              response=NotificationSchema)
+def snooze(data, notification_id):
+    """Hide a notification until `until` (3 minutes to 90 days ahead; else 422 naming `until`); it then
+    comes back unread and unseen. Snoozing again moves the time."""
+    return center.attach_actions([center.snooze(api_user().id, notification_id, data["until"])])[0]
+
+
+@bp.operation("DELETE", f"/notifications/<{ID}:notification_id>/snooze", response=NotificationSchema)
+def unsnooze(notification_id):
+    """End a snooze now: the notification is back in the lists."""
+    return center.attach_actions([center.unsnooze(api_user().id, notification_id)])[0]
 
 
 @bp.operation("POST", f"/notifications/<{ID}:notification_id>/read", response=NotificationSchema)

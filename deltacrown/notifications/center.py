@@ -4,20 +4,47 @@ function is scoped to one user: someone else's notification is as good as missin
 (NotFound), never revealed."""
 from __future__ import annotations
 
-from sqlalchemy import delete, false, func, select, true, update
+import logging
+from datetime import datetime, time, timedelta, timezone
+
+from sqlalchemy import and_, delete, false, func, or_, select, true, update
 
 from ..dbutil import MAX_DB_ID
-from ..errors import Conflict, NotFound
+from ..errors import Conflict, InvalidInput, NotFound
 from ..extensions import db
 from ..timeutil import utcnow
+from . import wakeups
 from .actions import ActionResult
 from .models import Delivery, Notification, notification_digest_items
 from .types import NOTIFICATION_TYPES
 
+log = logging.getLogger(__name__)
 
-def center_query(user_id: int, unread: bool | None = None, type_name: str | None = None):
-    """The user's notifications (filtered); callers order and page it (keyset on id)."""
+
+def awake(now: datetime | None = None):
+    """Not snoozed, or its snooze is over (whether or not its wake-up job ran yet: the
+    database is the truth)."""
+    now = now or utcnow()
+    return or_(Notification.snoozed_until.is_(None), Notification.snoozed_until <= now)
+
+
+def asleep(now: datetime | None = None):
+    now = now or utcnow()
+    return and_(Notification.snoozed_until.is_not(None), Notification.snoozed_until > now)
+
+
+def center_query(user_id: int, unread: bool | None = None, type_name: str | None = None,
+                 archived: bool | None = False, snoozed: bool = False):
+    """The user's notifications (filtered); callers order and page it (keyset on id).
+
+    archived False (the default list): not archived; True: only archived; None: both.
+    snoozed False: leaves out the ones snoozed until later; True: only those."""
     stmt = select(Notification).where(Notification.user_id == user_id)
+    stmt = stmt.where(asleep() if snoozed else awake())
+    if archived is True:
+        stmt = stmt.where(Notification.archived_at.is_not(None))
+    elif archived is False:
+        stmt = stmt.where(Notification.archived_at.is_(None))
     if unread is True:
         stmt = stmt.where(Notification.is_read == false())
     elif unread is False:
@@ -32,12 +59,28 @@ def center_query(user_id: int, unread: bool | None = None, type_name: str | None
 BADGE_COUNT_CAP = 100
 
 
-def unread_count(user_id: int, cap: int | None = None) -> int:
-    """The user's unread notifications; with `cap`, at most `cap` (counting stops there)."""
-    unread = select(Notification.id).where(Notification.user_id == user_id, Notification.is_read == false())
+def _counted(user_id: int, condition, cap: int | None) -> int:
+    """How many of the user's notifications in the default list (not archived, not snoozed)
+    meet `condition`; with `cap`, at most `cap` (counting stops there)."""
+    rows = select(Notification.id).where(Notification.user_id == user_id, Notification.archived_at.is_(None),
+                                         awake(), condition)
     if cap is not None:
-        unread = unread.limit(cap)
-    return db.session.scalar(select(func.count()).select_from(unread.subquery()))
+        rows = rows.limit(cap)
+    return db.session.scalar(select(func.count()).select_from(rows.subquery()))
+
+
+def unread_count(user_id: int, cap: int | None = None) -> int:
+    """The user's unread notifications (archived and snoozed ones left out)."""
+    return _counted(user_id, Notification.is_read == false(), cap)
+
+
+def unseen_count(user_id: int, cap: int | None = None) -> int:
+    """The user's notifications not yet shown to them: what the badge counts."""
+    return _counted(user_id, Notification.seen_at.is_(None), cap)
+
+
+def counts(user_id: int) -> dict:
+    return {"count": unread_count(user_id), "unseen": unseen_count(user_id)}
 
 
 def own_notification(user_id: int, notification_id: int) -> Notification:
@@ -49,18 +92,28 @@ def own_notification(user_id: int, notification_id: int) -> Notification:
     return note
 
 
+def _read_now(note: Notification, now: datetime) -> None:
+    """Read implies seen."""
+    if not note.is_read:
+        note.is_read, note.read_at = True, now
+    if note.seen_at is None:
+        note.seen_at = now
+
+
 def mark_read(user_id: int, notification_id: int) -> Notification:
     note = own_notification(user_id, notification_id)
-    if not note.is_read:
-        note.is_read, note.read_at = True, utcnow()
+    if not note.is_read or note.seen_at is None:
+        _read_now(note, utcnow())
         db.session.commit()
     return note
 
 
 def mark_all_read(user_id: int, type_name: str | None = None) -> int:
+    """Every unread one the user can see (snoozed ones stay out of it until they wake)."""
+    now = utcnow()
     stmt = (update(Notification)
-            .where(Notification.user_id == user_id, Notification.is_read == false())
-            .values(is_read=True, read_at=utcnow()))
+            .where(Notification.user_id == user_id, Notification.is_read == false(), awake(now))
+            .values(is_read=True, read_at=now, seen_at=func.coalesce(Notification.seen_at, now)))
     if type_name:
         stmt = stmt.where(Notification.type == type_name)
     updated = db.session.execute(stmt.execution_options(synchronize_session=False)).rowcount
@@ -68,10 +121,13 @@ def mark_all_read(user_id: int, type_name: str | None = None) -> int:
     return updated
 
 
-def clear_read(user_id: int, type_name: str | None = None) -> int:
+def clear_read(user_id: int, type_name: str | None = None, archived: bool = False) -> int:
     """Delete the user's read notifications (with what cascades from them on PostgreSQL;
-    done explicitly so SQLite, which does not enforce foreign keys here, ends up the same)."""
-    ids = select(Notification.id).where(Notification.user_id == user_id, Notification.is_read == true())
+    done explicitly so SQLite, which does not enforce foreign keys here, ends up the same).
+    Archived ones were put away to be kept: only cleared from the archived box (`archived`)."""
+    ids = select(Notification.id).where(Notification.user_id == user_id, Notification.is_read == true(),
+                                        Notification.archived_at.is_not(None) if archived
+                                        else Notification.archived_at.is_(None))
     if type_name:
         ids = ids.where(Notification.type == type_name)
     db.session.execute(delete(notification_digest_items)
@@ -82,6 +138,186 @@ def clear_read(user_id: int, type_name: str | None = None) -> int:
                                  .execution_options(synchronize_session=False)).rowcount
     db.session.commit()
     return removed
+
+
+# --- seen, archived ----------------------------------------------------------------
+
+MAX_SEEN_IDS = 1000  # one request's list (PostgreSQL bind parameters stay far below the limit)
+
+
+def mark_seen(user_id: int, ids=None, up_to_id: int | None = None) -> int:
+    """Mark the user's notifications seen: those in `ids`, or every one up to `up_to_id`.
+    Ids of someone else's notifications, or missing ones, are passed over (never revealed);
+    snoozed ones stay unseen (they are not shown). Returns how many became seen."""
+    if (ids is None) == (up_to_id is None):
+        raise InvalidInput("Give ids or up_to_id, not both", fields={"ids": "give ids or up_to_id, not both"})
+    now = utcnow()
+    stmt = update(Notification).where(Notification.user_id == user_id, Notification.seen_at.is_(None), awake(now))
+    if ids is not None:
+        wanted = sorted({i for i in ids if 0 < i <= MAX_DB_ID})[:MAX_SEEN_IDS]
+        if not wanted:
+            return 0
+        stmt = stmt.where(Notification.id.in_(wanted))
+    else:
+        stmt = stmt.where(Notification.id <= up_to_id)
+    updated = db.session.execute(stmt.values(seen_at=now).execution_options(synchronize_session=False)).rowcount
+    db.session.commit()
+    return updated
+
+
+def seen_now(user_id: int, notifications) -> list[int]:
+    """The center rendered these: mark them seen. Returns the ids that were unseen until now
+    (the page shows those as just arrived)."""
+    notifications = list(notifications)
+    shown = [n.id for n in notifications]
+    fresh = [n.id for n in notifications if n.seen_at is None and not _asleep(n)]
+    if fresh:
+        mark_seen(user_id, ids=fresh)
+        # The commit expired them: load them again in one query, not one per item.
+        db.session.scalars(select(Notification).where(Notification.id.in_(shown))).all()
+    return fresh
+
+
+def _asleep(note: Notification, now: datetime | None = None) -> bool:
+    return note.snoozed_until is not None and note.snoozed_until > (now or utcnow())
+
+
+def archive(user_id: int, notification_id: int) -> Notification:
+    """Put it away: out of the default list and the counts (a snooze on it ends: archived
+    and snoozed are one or the other)."""
+    note = own_notification(user_id, notification_id)
+    now = utcnow()
+    was_snoozed = note.snoozed_until is not None
+    if note.archived_at is None:
+        note.archived_at = now
+    if note.seen_at is None:
+        note.seen_at = now
+    note.snoozed_until = None
+    db.session.commit()
+    if was_snoozed:
+        wakeups.cancel_wake(note.id)
+    return note
+
+
+def unarchive(user_id: int, notification_id: int) -> Notification:
+    note = own_notification(user_id, notification_id)
+    if note.archived_at is not None:
+        note.archived_at = None
+        db.session.commit()
+    return note
+
+
+# --- snooze --------------------------------------------------------------------------
+
+SNOOZE_MIN = timedelta(minutes=3)
+SNOOZE_MAX = timedelta(days=90)
+SNOOZE_GRACE = timedelta(seconds=30)  # a client's "in 3 minutes" arrives a moment later
+
+
+def snooze_problem(until, now: datetime | None = None) -> str | None:
+    """Why `until` is not a snooze time (None: it is)."""
+    if not isinstance(until, datetime) or until.tzinfo is None or until.utcoffset() is None:
+        return "must be an ISO 8601 time with its offset, e.g. 2026-12-01T18:00:00+01:00"
+    now = now or utcnow()
+    if until < now + SNOOZE_MIN - SNOOZE_GRACE:
+        return "must be at least 3 minutes from now"
+    if until > now + SNOOZE_MAX + SNOOZE_GRACE:
+        return "must be at most 90 days from now"
+    return None
+
+
+SNOOZE_CHOICES = {"1h": "1 hour", "3h": "3 hours", "tomorrow": "Tomorrow 09:00"}
+TOMORROW_AT = time(9, 0)
+
+
+def snooze_choice_until(choice: str, zone, at: str | None = None, now: datetime | None = None) -> datetime:
+    """The time a "Remind me later" choice means for a player in `zone`: in 1 hour, in 3
+    hours, tomorrow 09:00 (their time), or `at` ("YYYY-MM-DDTHH:MM", their time) for "at"."""
+    now = now or utcnow()
+    if choice == "1h":
+        return now + timedelta(hours=1)
+    if choice == "3h":
+        return now + timedelta(hours=3)
+    if choice == "tomorrow":
+        tomorrow = now.astimezone(zone).date() + timedelta(days=1)
+        return datetime.combine(tomorrow, TOMORROW_AT, tzinfo=zone)
+    if choice == "at":
+        try:
+            local = datetime.fromisoformat((at or "").strip())
+        except ValueError:
+            raise InvalidInput("until: must be a date and a time", fields={"until": "must be a date and a time"}) from None
+        return local.replace(tzinfo=zone) if local.tzinfo is None else local
+    raise InvalidInput("until: must be one of the choices", fields={"until": "must be one of the choices"})
+
+
+def snooze(user_id: int, notification_id: int, until: datetime) -> Notification:
+    """Hide it until `until` (3 minutes to 90 days ahead): out of lists and counts, then back
+    unread and unseen. Snoozing again moves the wake-up; a snoozed one is not archived."""
+    note = own_notification(user_id, notification_id)  # a wrong id is a 404 whatever the time
+    problem = snooze_problem(until)
+    if problem:
+        raise InvalidInput(f"until: {problem}", fields={"until": problem})
+    until = until.astimezone(timezone.utc)
+    # Unread and unseen from now on: whenever the snooze ends, it comes back so, even if the
+    # wake-up job never runs (lists count `snoozed_until <= now` as awake).
+    note.snoozed_until, note.archived_at = until, None
+    note.is_read, note.read_at, note.seen_at = False, None, None
+    db.session.commit()
+    wakeups.schedule_wake(note.id, until)
+    return note
+
+
+def unsnooze(user_id: int, notification_id: int) -> Notification:
+    """Bring it back now (its wake-up job is cancelled)."""
+    note = own_notification(user_id, notification_id)
+    if note.snoozed_until is not None:
+        note.snoozed_until = None
+        db.session.commit()
+    wakeups.cancel_wake(note.id)
+    return note
+
+
+def _wake(condition, now: datetime) -> int:
+    stmt = (update(Notification)
+            .where(Notification.snoozed_until.is_not(None), Notification.snoozed_until <= now, condition)
+            .values(snoozed_until=None, is_read=False, read_at=None, seen_at=None)
+            .execution_options(synchronize_session=False))
+    woken = db.session.execute(stmt).rowcount
+    db.session.commit()
+    return woken
+
+
+def wake(notification_id: int) -> int:
+    """The wake-up job: if its snooze is over, the notification comes back unread and unseen.
+    Nothing happens if it was moved, un-snoozed or woken already (so running twice is safe)."""
+    return _wake(Notification.id == notification_id, utcnow())
+
+
+SWEEP_BATCH = 1000
+
+
+def sweep_snoozes() -> dict:
+    """The periodic sweep: wake every overdue snooze (its job was lost with Redis, or a worker
+    died running it), and schedule again the wake-up jobs Redis no longer has."""
+    now = utcnow()
+    woken = _wake(true(), now)
+    rescheduled, after = 0, 0
+    while True:
+        rows = db.session.execute(
+            select(Notification.id, Notification.snoozed_until)
+            .where(Notification.snoozed_until > now, Notification.id > after)
+            .order_by(Notification.id).limit(SWEEP_BATCH)).all()
+        db.session.rollback()
+        if not rows:
+            break
+        after = rows[-1].id
+        scheduled = wakeups.scheduled_wakes(r.id for r in rows)
+        for row in rows:
+            if scheduled.get(row.id) is None and wakeups.schedule_wake(row.id, row.snoozed_until):
+                rescheduled += 1
+    if woken or rescheduled:
+        log.info("snooze sweep: %s woken, %s wake-up jobs scheduled again", woken, rescheduled)
+    return {"woken": woken, "rescheduled": rescheduled}
 
 
 # --- actions -------------------------------------------------------------------
@@ -120,8 +356,7 @@ def run_action(user, notification_id: int, name: str) -> tuple[Notification, Act
     if note.subject_id is None:
         raise Conflict("This notification has nothing left to answer.")
     try:
-        if not note.is_read:
-            note.is_read, note.read_at = True, utcnow()
+        _read_now(note, utcnow())
         result = action.handler(note.subject_id, user)  # the domain service commits, the read mark with it
         db.session.commit()
     except Exception:

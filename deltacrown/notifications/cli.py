@@ -1,11 +1,11 @@
-"""`flask send-digests`, `flask cleanup-notifications`, `flask prune-records`, `flask match-reminders`: the same
-services as the jobs."""
+"""`flask send-digests`, `flask cleanup-notifications`, `flask prune-records`, `flask match-reminders`,
+`flask wake-snoozed`: the same services as the jobs."""
 from __future__ import annotations
 
 import click
 
 from ..clitools import job_command, run_with_progress
-from . import jobs
+from . import center, jobs
 from .digests import cleanup_old_notifications, send_daily_digest
 from .reminders import sweep_reminders
 from .retention import prune_records
@@ -49,8 +49,16 @@ def match_reminders_command():
                f"{result['rescheduled']} job(s) re-added.")
 
 
+@job_command("wake-snoozed", jobs.wake_snoozed_sweep)
+def wake_snoozed_command():
+    """Wake snoozed notifications whose time has come; schedule again wake-ups Redis lost."""
+    result = center.sweep_snoozes()
+    click.echo(f"Snoozes: {result['woken']} woken, {result['rescheduled']} wake-up job(s) scheduled again.")
+
+
 def init_app(app):
     app.cli.add_command(send_digests_command)
     app.cli.add_command(cleanup_notifications_command)
     app.cli.add_command(prune_records_command)
     app.cli.add_command(match_reminders_command)
+    app.cli.add_command(wake_snoozed_command)

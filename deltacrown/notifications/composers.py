@@ -232,6 +232,16 @@ def payout_rejected(payout, payload) -> Message:
                    f"Reason: {payout.reason}", f"/tournaments/{payout.tournament_id}", team_ids=(payout.team_id,))
 
 
+def api_token_replaced(payload) -> Message:
+    """An account-security notice: the player's API token was replaced (by them, or by whoever
+    held their token or session)."""
+    return Message("Your API token was replaced",
+                   "A new API token was made for your account, so the old one stopped working and your "
+                   "browser sessions were ended. If this was not you, log in again, log out everywhere and "
+                   "tell an admin.",
+                   "/settings/notifications", user_ids=(payload["user_id"],))
+
+
 @about(TeamAchievement, "achievement_id")
 def achievement_earned(achievement, payload) -> Message:
     team = achievement.team

@@ -63,6 +63,7 @@ from ..queue import report_progress
 from ..signals import checkpoint
 from ..timeutil import UTC_ZONE, first_zone, utcnow
 from . import mail_headers, suppression
+from .center import awake
 from .content import ChannelMessage
 from .emails import send_digest_email
 from .models import (DEFAULT_DIGEST_TIME, Delivery, EmailSuppression, Notification, NotificationDigest,
@@ -216,6 +217,8 @@ def _send_chunk(now, due: dict[int, tuple[date, ZoneInfo]], recipients: dict[int
                Notification.url, Notification.created_at, Notification.seen_at)
         .where(Notification.user_id.in_(user_ids), Notification.is_read.is_(False),
                Notification.created_at >= lo, Notification.created_at < hi)
+        # put away (archived) or snoozed until later: not for the digest
+        .where(Notification.archived_at.is_(None), awake(now))
     ):
         start, end = windows[uid]
         if start <= created_at < end:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from flask import current_app
-from sqlalchemy import false, update
+from sqlalchemy import false, func, update
 
 from ..accounts.models import User
 from ..errors import ServiceError
@@ -112,7 +112,8 @@ def apply_link(token: str) -> tuple[ActionLink, ActionResult]:
         db.session.execute(update(Notification).where(
             Notification.user_id == link.user.id, Notification.type == link.type_info.name,
             Notification.subject_id == link.subject_id, Notification.is_read == false(),
-        ).values(is_read=True, read_at=utcnow()).execution_options(synchronize_session=False))
+        ).values(is_read=True, read_at=utcnow(), seen_at=func.coalesce(Notification.seen_at, utcnow()))
+            .execution_options(synchronize_session=False))  # read implies seen
         result = link.action.handler(link.subject_id, link.user)  # the domain service commits
         db.session.commit()
     except ServiceError as exc:  # Conflict: answered or expired meanwhile

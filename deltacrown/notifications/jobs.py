@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..queue import QUEUE_DEFAULT, QUEUE_NOTIFICATIONS, QUEUE_SCHEDULED, background_job
-from . import announcements, digests, held, reminders, retention
+from . import announcements, center, digests, held, reminders, retention
 
 
 @background_job(queue=QUEUE_DEFAULT)
@@ -46,3 +46,17 @@ def sweep_match_reminders() -> dict:
 def sweep_held_sends() -> dict:
     """Every minute: re-create the job of any held send (quiet hours, email delay) whose job was lost."""
     return held.sweep_held()
+
+
+# Scheduled by rq-scheduler under the id "snooze-<id>" (wakeups.py); no retries: the sweep
+# below wakes whatever a failed or lost run left asleep.
+@background_job(queue=QUEUE_NOTIFICATIONS, retry_intervals=None)
+def wake_snoozed(notification_id: int) -> int:
+    """A snoozed notification's time has come: back unread and unseen (nothing if moved or woken)."""
+    return center.wake(notification_id)
+
+
+@background_job(queue=QUEUE_SCHEDULED)
+def wake_snoozed_sweep() -> dict:
+    """Every minute: wake overdue snoozes and re-create wake-up jobs Redis lost."""
+    return center.sweep_snoozes()

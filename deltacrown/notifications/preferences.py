@@ -20,7 +20,7 @@ from ..extensions import db
 from ..timeutil import first_zone
 from .models import NotificationPreference, NotificationPreferenceChange
 from .held import EMAIL_DELAYS
-from .types import CHANNELS, TYPE_NAMES
+from .types import CHANNELS, CRITICAL_TYPES, IN_APP, NOTIFICATION_TYPES, TYPE_NAMES
 
 _HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 
@@ -94,9 +94,18 @@ class PreferencesSchema(Schema):
                 raise ValidationError(problem)
 
 
+def shown_channels(pref: NotificationPreference, type_name: str) -> list[str]:
+    """The channels of a type as the player sees them: a critical type's always hold in_app."""
+    chosen = pref.chosen_channels(type_name)
+    if type_name in CRITICAL_TYPES and IN_APP not in chosen:
+        chosen = [c for c in CHANNELS if c == IN_APP or c in chosen]
+    return chosen
+
+
 def serialize_preferences(pref: NotificationPreference) -> dict:
     return {
-        "channels": {name: pref.chosen_channels(name) for name in TYPE_NAMES},
+        "critical": list(CRITICAL_TYPES),
+        "channels": {name: shown_channels(pref, name) for name in TYPE_NAMES},
         "opt_out_email": pref.opt_out_email,
         "opt_out_in_app": pref.opt_out_in_app,
         "opt_out_discord": pref.opt_out_discord,
@@ -120,12 +129,22 @@ def validate_preferences(data: dict) -> dict:
         raise InvalidInput("Invalid preferences: " + ", ".join(sorted(fields_)), fields=fields_) from None
 
 
+def critical_problems(channels: dict) -> dict[str, str]:
+    """{"channels.<type>": why} for each critical type whose channels leave out in_app."""
+    return {f"channels.{name}": f"in_app cannot be removed from {NOTIFICATION_TYPES[name].label}: "
+                                f"{NOTIFICATION_TYPES[name].critical_reason}"
+            for name, chosen in channels.items() if name in CRITICAL_TYPES and IN_APP not in chosen}
+
+
 def update_preferences(user, changes: dict, source: str) -> NotificationPreference:
     """Apply validated `changes` (any subset), record what changed, and commit.
 
-    `changes` is validated here too, so callers cannot skip validation.
+    `changes` is validated here too, so callers cannot skip validation. Removing in_app from
+    a critical type is refused (InvalidInput naming `channels.<type>`) and nothing is written.
     """
     changes = validate_preferences(changes)
+    if problems := critical_problems(changes.get("channels") or {}):
+        raise InvalidInput("Invalid preferences: " + ", ".join(sorted(problems)), fields=problems)
     pref = NotificationPreference.get_or_create_for_user(user)
     before = serialize_preferences(pref)
     if "channels" in changes:
@@ -150,6 +169,8 @@ def update_preferences(user, changes: dict, source: str) -> NotificationPreferen
     after = serialize_preferences(pref)
     diff = {}
     for key in after:
+        if key == "critical":
+            continue
         if key == "channels":
             for type_name in TYPE_NAMES:
                 old, new = before["channels"][type_name], after["channels"][type_name]

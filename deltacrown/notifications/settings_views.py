@@ -29,7 +29,7 @@ from . import suppression
 from .models import NotificationPreference
 from .mute_views import muted_list
 from .preferences import SOURCE_EDITOR, recent_changes, serialize_preferences, update_preferences, user_zone
-from .types import CHANNEL_LABELS, CHANNELS, NOTIFICATION_TYPES, TYPE_NAMES
+from .types import CHANNEL_LABELS, CHANNELS, CRITICAL_TYPES, IN_APP, NOTIFICATION_TYPES, TYPE_NAMES
 from .views import exact_time, htmx, page_login_required, refuse_without_csrf
 
 bp = Blueprint("notification_settings", __name__)
@@ -66,6 +66,11 @@ def form_to_changes(form) -> dict:
     for key in form:
         if key.startswith(CHANNELS_PREFIX):
             channels[key[len(CHANNELS_PREFIX):]] = form.getlist(key)
+    # A critical type's in-app box is locked on: the editor cannot switch it off, whatever a
+    # form (an old page, a hand-made post) leaves out. The API refuses it instead (422).
+    for name in CRITICAL_TYPES:
+        if IN_APP not in channels[name]:
+            channels[name] = [IN_APP, *channels[name]]
     changes = {"channels": channels}
     for field in (*OPT_OUT_FIELDS.values(), "enable_daily_digest"):
         changes[field] = field in form

@@ -122,6 +122,11 @@ _TYPES = (
                      default_channels=(IN_APP,), icon="⚠️", colour=0x95A5A6,
                      audience=THE_USERS, compose=composers.webhook_disabled, critical=True,
                      critical_reason="A setting of yours stopped working: you are always told in the app."),
+    NotificationType(name="api_token_replaced", label="API token replaced",
+                     description="A new API token was made for your account (an account-security notice).",
+                     default_channels=(IN_APP, EMAIL), icon="🔑", colour=0xED4245,
+                     audience=THE_USERS, compose=composers.api_token_replaced, critical=True,
+                     critical_reason="It is about your account's security: you are always told in the app."),
 )
 
 NOTIFICATION_TYPES: dict[str, NotificationType] = {t.name: t for t in _TYPES}

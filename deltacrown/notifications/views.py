@@ -143,6 +143,9 @@ def own_notification_or_404(user, notification_id: int) -> Notification:
 
 # --- filters -----------------------------------------------------------------
 
+SHOW_CHOICES = {"archived": "Archived", "snoozed": "Snoozed"}
+
+
 class CenterFilters:
     """The center's filters, read from the query string (GET) or the form (POST)."""
 
@@ -154,23 +157,34 @@ class CenterFilters:
             self.errors.append(f"There is no notification type called “{raw_type[:40]}”; showing all types.")
             self.type = None
         self.unread = (source.get("unread") or "").lower() in ("1", "true", "on", "yes")
+        # Which box: the inbox (default), the archived ones, or the ones snoozed until later.
+        self.show = source.get("show") if source.get("show") in SHOW_CHOICES else None
         self.cursor = (source.get("cursor") or "").strip() or None
 
     def args(self, **extra) -> dict:
-        args = {"type": self.type, "unread": "1" if self.unread else None}
+        args = {"type": self.type, "unread": "1" if self.unread else None, "show": self.show}
         args.update(extra)
         return {k: v for k, v in args.items() if v}
 
     @property
     def active(self) -> bool:
-        return bool(self.type or self.unread)
+        return bool(self.type or self.unread or self.show)
+
+    @property
+    def archived(self) -> bool:
+        return self.show == "archived"
+
+    @property
+    def snoozed(self) -> bool:
+        return self.show == "snoozed"
 
     def url(self, **extra) -> str:
         return url_for("notification_pages.center", **self.args(**extra))
 
 
 def _page(user, filters: CenterFilters):
-    stmt = center_service.center_query(user.id, True if filters.unread else None, filters.type)
+    stmt = center_service.center_query(user.id, True if filters.unread else None, filters.type,
+                                       archived=filters.archived, snoozed=filters.snoozed)
     try:
         return keyset_page(stmt, Notification.id, filters.cursor, PAGE_SIZE)
     except InvalidInput:
@@ -181,8 +195,12 @@ def _page(user, filters: CenterFilters):
 
 def _context(user, filters: CenterFilters, status_message: str | None = None) -> dict:
     items, next_cursor = _page(user, filters)
+    # Rendering them is showing them: they are seen now (the badge counts unseen ones). Those
+    # that were not seen until now are marked as just arrived on the page.
+    fresh = set(center_service.seen_now(user.id, items)) if not filters.snoozed else set()
     return {
         "items": center_service.attach_actions(items),
+        "fresh_ids": fresh,
         "next_cursor": next_cursor,
         "filters": filters,
         "zone": user_zone(user),
@@ -195,9 +213,10 @@ def _context(user, filters: CenterFilters, status_message: str | None = None) ->
 def _nav_helpers():
     # Functions, so the nav bar costs a query only when it is actually rendered.
     return {
-        "unread_badge_count": lambda: center_service.unread_count(current_user.id, cap=center_service.BADGE_COUNT_CAP)
+        "unread_badge_count": lambda: center_service.unseen_count(current_user.id, cap=center_service.BADGE_COUNT_CAP)
         if current_user.is_authenticated else 0,
         "badge_poll_seconds": lambda: current_app.config.get("BADGE_POLL_SECONDS", BADGE_POLL_SECONDS),
+        "snooze_choices": center_service.SNOOZE_CHOICES,
     }
 
 
@@ -209,18 +228,20 @@ def center():
     filters = CenterFilters(request.args)
     context = _context(current_user, filters)
     status = 400 if filters.errors else 200
+    # Items shown for the first time were marked seen: the nav badge must follow.
+    headers = REFRESH_BADGE if context["fresh_ids"] else {}
     if htmx and not htmx.history_restore_request:
         if filters.cursor and htmx.target == "load-more":
             # "load more": the next items plus the next "load more", appended in place
-            return render_template("notifications/_items.html", **context), status
-        return render_template("notifications/_region.html", **context), (422 if filters.errors else 200)
+            return render_template("notifications/_items.html", **context), status, headers
+        return render_template("notifications/_region.html", **context), (422 if filters.errors else 200), headers
     return render_template("notifications/center.html", **context), status
 
 
 @bp.get("/notifications/badge")
 @page_login_required
 def badge():
-    count = center_service.unread_count(current_user.id, cap=center_service.BADGE_COUNT_CAP)
+    count = center_service.unseen_count(current_user.id, cap=center_service.BADGE_COUNT_CAP)
     # The poller sends the count it shows. Unchanged: 204, htmx leaves the DOM alone (no
     # churn, no repeated screen-reader announcement every 10 s). More arrived: tell the
     # page, so an open center puts the new ones on top without a reload.
@@ -272,6 +293,63 @@ def act(notification_id: int, name: str):
     return redirect(_safe_next(request.form.get("next")) or url_for(".center"), 303)
 
 
+# --- archive and "remind me later" --------------------------------------------
+
+def _put_away(notification, message: str, undo: str | None = None):
+    """The item left the list it was in (archived, snoozed, back from either): htmx swaps it
+    for a line saying so (with an undo button); without JavaScript, back to the list with it."""
+    if htmx:
+        return (render_template("notifications/_item_gone.html", n=notification, message=message, undo=undo,
+                                filters=CenterFilters(request.form)), 200, REFRESH_BADGE)
+    flash(message)
+    return redirect(_safe_next(request.form.get("next")) or url_for(".center"), 303)
+
+
+@bp.post("/notifications/<int:notification_id>/archive")
+@page_login_required
+def archive(notification_id: int):
+    notification = own_notification_or_404(current_user, notification_id)
+    center_service.archive(current_user.id, notification.id)
+    return _put_away(notification, f"Archived “{notification.title}”.", undo="unarchive")
+
+
+@bp.post("/notifications/<int:notification_id>/unarchive")
+@page_login_required
+def unarchive(notification_id: int):
+    notification = own_notification_or_404(current_user, notification_id)
+    center_service.unarchive(current_user.id, notification.id)
+    return _put_away(notification, f"“{notification.title}” is back in your notifications.")
+
+
+@bp.post("/notifications/<int:notification_id>/snooze")
+@page_login_required
+def snooze(notification_id: int):
+    """Remind me later: 1 hour, 3 hours, tomorrow 09:00 (the player's zone) or a chosen time."""
+    notification = own_notification_or_404(current_user, notification_id)
+    zone = user_zone(current_user)
+    try:
+        until = center_service.snooze_choice_until(request.form.get("choice", ""), zone, request.form.get("at"))
+        center_service.snooze(current_user.id, notification.id, until)
+    except InvalidInput as exc:
+        problem = f"Not snoozed: the time {exc.fields.get('until', exc.message)}."
+        if htmx:
+            center_service.attach_actions([notification])
+            return (render_template("notifications/_item.html", n=notification, zone=zone, types=NOTIFICATION_TYPES,
+                                    filters=CenterFilters(request.form), problem=problem), 422)
+        flash(problem)
+        return redirect(_safe_next(request.form.get("next")) or url_for(".center"), 303)
+    return _put_away(notification, f"Snoozed “{notification.title}” until {exact_time(until, zone)}.",
+                     undo="unsnooze")
+
+
+@bp.post("/notifications/<int:notification_id>/unsnooze")
+@page_login_required
+def unsnooze(notification_id: int):
+    notification = own_notification_or_404(current_user, notification_id)
+    center_service.unsnooze(current_user.id, notification.id)
+    return _put_away(notification, f"“{notification.title}” is back in your notifications.")
+
+
 @bp.post("/notifications/<int:notification_id>/open")
 @page_login_required
 def open_(notification_id: int):
@@ -301,7 +379,8 @@ def read_all():
 @bp.post("/notifications/clear-read")
 @page_login_required
 def clear():
-    return _bulk_action(center_service.clear_read,
+    archived = CenterFilters(request.form).archived  # clears the box it was pressed in
+    return _bulk_action(lambda user_id, type_name: center_service.clear_read(user_id, type_name, archived),
                         lambda n: f"Cleared {n} read notification{'s' if n != 1 else ''}.")
 
 

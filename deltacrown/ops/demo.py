@@ -79,6 +79,7 @@ def _notify(user, type_, title, body, url, key, read, created, subject_id=None):
     if exists is None:
         db.session.add(Notification(user_id=user.id, type=type_, title=title, body=body, url=url,
                                     is_read=read, read_at=utcnow() if read else None, dedup_key=key,
+                                    seen_at=utcnow() if read else None,
                                     subject_id=subject_id))
         created["notifications"] += 1
 

@@ -35,6 +35,8 @@ _KINDS = (
     EventKind("ranking_changed", payload=("team_id", "old_rank", "new_rank")),
     # A Discord webhook that no longer exists was switched off (notifications/deliveries.py).
     EventKind("webhook_disabled", payload=("user_id", "team_id", "url_digest")),
+    # A user's API token was replaced (accounts/services.py: rotate_api_token): an account-security notice.
+    EventKind("api_token_replaced", payload=("user_id",)),
     EventKind("payout_received",
               payload=("user_id", "team_id", "tournament_id", "place", "amount", "transaction_id")),
     # A payout at or above PAYOUT_APPROVAL_THRESHOLD waits for a second admin; then it is

@@ -297,12 +297,12 @@ def test_notification_center(api, league, users, app):
     assert len(second["items"]) == 10 and second["next_cursor"] is None
     results = api.get("/notifications?type=match_result&limit=100", "ann", expect=200).json["items"]
     assert len(results) == 15 and {n["type"] for n in results} == {"match_result"}
-    assert api.get("/notifications/unread-count", "ann", expect=200).json == {"count": 30}
+    assert api.get("/notifications/unread-count", "ann", expect=200).json == {"count": 30, "unseen": 30}
 
     one = first["items"][0]
     read = api.post(f"/notifications/{one['id']}/read", "ann", expect=200).json
     assert read["is_read"] is True
-    assert api.get("/notifications/unread-count", "ann").json == {"count": 29}
+    assert api.get("/notifications/unread-count", "ann").json == {"count": 29, "unseen": 29}  # read implies seen
     unread = api.get("/notifications?unread=true&limit=100", "ann").json["items"]
     assert len(unread) == 29 and one["id"] not in [n["id"] for n in unread]
     bobs = api.get("/notifications", "bob").json["items"][0]
@@ -310,8 +310,8 @@ def test_notification_center(api, league, users, app):
     error(api.get("/notifications?type=nonsense", "ann"), 422)
     error(api.get("/notifications?limit=101", "ann"), 422)
     assert api.post("/notifications/read-all", "ann", expect=200).json == {"updated": 29}
-    assert api.get("/notifications/unread-count", "ann").json == {"count": 0}
-    assert api.get("/notifications/unread-count", "bob").json == {"count": 1}
+    assert api.get("/notifications/unread-count", "ann").json == {"count": 0, "unseen": 0}
+    assert api.get("/notifications/unread-count", "bob").json == {"count": 1, "unseen": 1}
     error(api.get("/notifications", None), 401)
 
 

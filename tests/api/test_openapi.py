@@ -16,6 +16,10 @@ CONTRACT = [
     ("post", "/notifications/{notification_id}/read"), ("post", "/notifications/read-all"),
     ("get", "/preferences"), ("put", "/preferences"), ("post", "/announcements"),
     ("get", "/payouts"), ("post", "/payouts/{payout_id}/approve"), ("post", "/payouts/{payout_id}/reject"),
+    # v1.1 "Attention"
+    ("post", "/notifications/seen"), ("post", "/notifications/{notification_id}/archive"),
+    ("post", "/notifications/{notification_id}/unarchive"), ("post", "/notifications/{notification_id}/snooze"),
+    ("delete", "/notifications/{notification_id}/snooze"),
 ]
 
 

@@ -18,7 +18,10 @@ from schemathesis import GenerationMode
 
 # Answers that say nothing about whether the data fit the document (the caller, the state).
 STATE_STATUSES = {401, 403, 404, 409, 429}
-SCENARIOS, STEPS = 50, 10  # 500 calls at most
+# A scenario's first steps go to the operations without parameters (GET /me, /jobs, /mutes,
+# /notifications, /payouts, /suppressions...), two negative cases each; with 10 steps, six of
+# them left no room for a single positive call. 25 steps reach the linked operations.
+SCENARIOS, STEPS = 50, 25  # 1250 calls at most
 MIN_CALLS = 5  # fewer schema-valid calls to an operation say nothing about it
 
 
@@ -44,8 +47,11 @@ def test_create_operations_link_to_the_operations_that_use_their_ids(client):
 @pytest.mark.timeout(300)
 def test_stateful_run_finds_no_server_error_nor_validation_mismatch(app, users, league, api, monkeypatch):  # noqa: ARG001
     auth = {"Authorization": f"Bearer {users.tokens['admin']}"}
-    # The token rotation would end the run's authentication: it has tests of its own.
-    schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", app).exclude(path="/api/v1/me/token")
+    # The token rotation would end the run's authentication: it has tests of its own. The email
+    # events endpoint takes its own token (EMAIL_EVENTS_TOKEN), never a user's, and a raw
+    # message/rfc822 body the state machine cannot generate: tests/channels/test_bounces.py.
+    schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", app).exclude(
+        path=["/api/v1/me/token", "/api/v1/email-events"])
     seen: dict[str, list[int]] = defaultdict(list)
     server_errors = []
 

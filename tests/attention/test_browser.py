@@ -43,6 +43,8 @@ def test_mute_a_team_from_its_page_then_no_badge_and_no_email(api, league, page,
     page.locator("#mute-team").click()
     expect(page.locator(".mute-control")).to_contain_text("Muted until")
     screenshot(page, "team-muted")
+    badge = page.get_by_role("link", name=re.compile(r"^Notifications\b"))
+    badge_before = badge.inner_text()
 
     api.post(f"/matches/{match}/result", "admin", {"score_a": 3, "score_b": 0}, expect=200)
     run_jobs()
@@ -52,8 +54,11 @@ def test_mute_a_team_from_its_page_then_no_badge_and_no_email(api, league, page,
     assert not [m for m in smtp_server.messages if "ann@example.com" in m.rcpt_tos]
     assert [m for m in smtp_server.messages if "cap@example.com" in m.rcpt_tos]  # cap did not mute Red
 
+    page.goto(f"{live_server.url}/me/teams")  # not the center (showing an item marks it seen)
+    expect(badge).to_have_text(badge_before)  # the muted result did not bump the badge
     page.goto(f"{live_server.url}/notifications")
     expect(page.get_by_role("button", name="Red 3 : 0 Blue", exact=True)).to_be_visible()
+    page.get_by_text(re.compile(r"^More\s*for: Red 3 : 0 Blue")).click()  # the item's menu
     expect(page.get_by_role("button", name=re.compile(r"^Mute this tournament\s*: Red 3 : 0 Blue"))).to_be_visible()
 
     page.goto(f"{live_server.url}/settings/notifications")

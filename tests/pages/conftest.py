@@ -27,6 +27,8 @@ def notify(app):
                                  body=fields.get("body", ""), url=fields.get("url"),
                                  is_read=fields.get("is_read", False),
                                  created_at=start + timedelta(minutes=minutes_apart * i))
+                if n.is_read:  # read implies seen
+                    n.read_at = n.seen_at = n.created_at
                 db.session.add(n)
                 db.session.flush()
                 ids.append(n.id)

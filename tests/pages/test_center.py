@@ -63,8 +63,9 @@ def test_center_lists_own_notifications_newest_first(client, alice, users, notif
     assert "is-unread" in unread_item and ">New<" in unread_item and "🏁" in unread_item
     read_item = html[html.index(f'id="notification-{read_one}"'):html.index(f'id="notification-{new}"')]
     assert "is-read" in read_item and "New" not in read_item and "🪙" in read_item
-    # the badge in the nav bar counts the unread ones
-    assert 'data-count="2"' in html
+    # the badge in the nav bar counts the unseen ones: showing them here made them seen
+    assert 'data-count="0"' in html
+    assert "is-fresh" in unread_item and "is-fresh" not in read_item  # shown for the first time
 
 
 def test_user_text_is_escaped(client, alice, notify):
@@ -234,7 +235,7 @@ def test_badge_partial(client, alice, notify):
     response = client.get("/notifications/badge", headers=HX)
     html = response.get_data(as_text=True)
     assert response.status_code == 200 and "<html" not in html
-    assert 'data-count="3"' in html and ">3<" in html and "unread" in html
+    assert 'data-count="3"' in html and ">3<" in html and " new" in html
     assert response.headers["Cache-Control"] == "no-store"
     assert 'name="shown" value="3"' in html  # the poller sends back what it shows
     # more than the page shows: the open center is told to put the new ones on top
@@ -252,9 +253,9 @@ def test_badge_stops_counting_at_99_plus_but_the_api_count_is_exact(app, client,
     html = client.get("/notifications/badge", headers=HX).get_data(as_text=True)
     assert ">99+<" in html and 'data-count="100"' in html  # counted up to the cap, no further
     page = client.get("/notifications").get_data(as_text=True)
-    assert ">99+<" in page
+    assert ">99+<" in page  # the page showed (and so made seen) its first 20 only
     answer = app.test_client().get("/api/v1/notifications/unread-count", headers=users.headers("alice"))
-    assert answer.json == {"count": 150}
+    assert answer.json == {"count": 150, "unseen": 150 - PAGE_SIZE}
 
 
 def test_times_are_relative_in_the_players_zone_with_exact_time(app, client, alice, notify):

@@ -103,6 +103,9 @@ def every_type(api, league, run_jobs, discord_server):
     api.post("/announcements", "admin", {"title": "Finals week", "body": "See the Summer Cup.",
                                          "url": f"/tournaments/{rematch}"}, expect=202)
     run_jobs()
+    # An account-security notice (api_token_replaced): dee replaces her API token (last: her old one stops).
+    api.post("/me/token", "dee", expect=200)
+    run_jobs()
     return league
 
 

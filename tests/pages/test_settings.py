@@ -84,6 +84,9 @@ def test_grid_has_every_type_by_every_channel(client, alice):
     for name, t in NOTIFICATION_TYPES.items():
         assert t.description in html
         for channel in ("in_app", "email", "discord"):
+            if t.critical and channel == "in_app":  # locked on (tests/pages/test_attention_settings.py)
+                assert f'id="ch-{name}-in_app" checked disabled' in html
+                continue
             box = f'id="ch-{name}-{channel}" name="channels.{name}" value="{channel}"'
             assert box in html
             assert f'<label for="ch-{name}-{channel}"' in html  # every box has a label

@@ -221,6 +221,20 @@ EXPECTATIONS: dict[tuple[str, str], Op] = {
         f"/notifications/{w.ann_notification}/read", None, None), "ann"),
     ("POST", "/api/v1/notifications/{notification_id}/actions/{action_name}"): Op(
         _exp(other=404, owner=200, admin=404), _invite_action, "ivy"),
+    ("POST", "/api/v1/notifications/seen"): Op(_exp(other=200, owner=200, admin=200), lambda w, r: (
+        "/notifications/seen", {"ids": [w.ann_notification]}, None), "ann"),
+    ("POST", "/api/v1/notifications/{notification_id}/archive"): Op(
+        _exp(other=404, owner=200, admin=404), lambda w, r: (f"/notifications/{w.ann_notification}/archive", None, None),
+        "ann"),
+    ("POST", "/api/v1/notifications/{notification_id}/unarchive"): Op(
+        _exp(other=404, owner=200, admin=404),
+        lambda w, r: (f"/notifications/{w.ann_notification}/unarchive", None, None), "ann"),
+    ("POST", "/api/v1/notifications/{notification_id}/snooze"): Op(
+        _exp(other=404, owner=200, admin=404),
+        lambda w, r: (f"/notifications/{w.ann_notification}/snooze", {"until": in_days(1)}, None), "ann"),
+    ("DELETE", "/api/v1/notifications/{notification_id}/snooze"): Op(
+        _exp(other=404, owner=200, admin=404),
+        lambda w, r: (f"/notifications/{w.ann_notification}/snooze", None, None), "ann"),
     ("POST", "/api/v1/notifications/read-all"): Op(_exp(other=200, owner=200, admin=200),
                                                    lambda w, r: ("/notifications/read-all", None, None), "ann"),
     ("GET", "/api/v1/preferences"): Op(_exp(other=200, owner=200, admin=200),
