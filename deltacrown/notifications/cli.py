@@ -1,11 +1,11 @@
 """`flask send-digests`, `flask cleanup-notifications`, `flask prune-records`, `flask match-reminders`,
-`flask wake-snoozed`: the same services as the jobs."""
+`flask wake-snoozed`, `flask sweep-held-sends`: the same services as the jobs."""
 from __future__ import annotations
 
 import click
 
 from ..clitools import job_command, run_with_progress
-from . import center, jobs
+from . import center, held, jobs
 from .digests import cleanup_old_notifications, send_daily_digest
 from .reminders import sweep_reminders
 from .retention import prune_records
@@ -56,9 +56,17 @@ def wake_snoozed_command():
     click.echo(f"Snoozes: {result['woken']} woken, {result['rescheduled']} wake-up job(s) scheduled again.")
 
 
+@job_command("sweep-held-sends", jobs.sweep_held_sends)
+def sweep_held_sends_command():
+    """Re-create the jobs of held sends (quiet hours, email delay) that Redis lost (safe any time)."""
+    result = held.sweep_held()
+    click.echo(f"Held sends: {result['held']} (user, time) pair(s) waiting, {result['rescheduled']} job(s) re-created.")
+
+
 def init_app(app):
     app.cli.add_command(send_digests_command)
     app.cli.add_command(cleanup_notifications_command)
     app.cli.add_command(prune_records_command)
     app.cli.add_command(match_reminders_command)
     app.cli.add_command(wake_snoozed_command)
+    app.cli.add_command(sweep_held_sends_command)
