@@ -253,12 +253,17 @@ def _send_discord(delivery: Delivery) -> tuple[str | None, str | None]:
     try:
         result = discord_channel.post_to_webhook(url, discord_channel.build_payload(message.discord_embed()))
     except discord_channel.DiscordError as exc:
-        if exc.webhook_gone:
-            raise _WebhookGone(str(exc), url) from exc
-        if exc.temporary:
-            raise RetryableDeliveryError(str(exc)) from exc
-        raise PermanentDeliveryError(str(exc)) from exc
+        raise _delivery_error(exc, url) from exc
     return result.message_id, result.warning
+
+
+def _delivery_error(exc: discord_channel.DiscordError, url: str) -> Exception:
+    """What a Discord failure means for the delivery: the webhook is gone, try again, or give up."""
+    if exc.webhook_gone:
+        return _WebhookGone(str(exc), url)
+    if exc.temporary:
+        return RetryableDeliveryError(str(exc))
+    return PermanentDeliveryError(str(exc))
 
 
 def _send_discord_card(delivery: Delivery, card: str, url: str, message: ChannelMessage) -> tuple[str | None, str | None]:
@@ -268,11 +273,7 @@ def _send_discord_card(delivery: Delivery, card: str, url: str, message: Channel
     except cards.CardBusy as exc:
         raise RetryableDeliveryError(str(exc)) from exc
     except discord_channel.DiscordError as exc:
-        if exc.webhook_gone:
-            raise _WebhookGone(str(exc), url) from exc
-        if exc.temporary:
-            raise RetryableDeliveryError(str(exc)) from exc
-        raise PermanentDeliveryError(str(exc)) from exc
+        raise _delivery_error(exc, url) from exc
 
 
 # --- the webhook is gone -----------------------------------------------------------
