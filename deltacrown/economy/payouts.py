@@ -59,7 +59,7 @@ comes through here, so none of them can pay a held payout: only an approval can.
 What happens next is economy/approvals.py: another admin than the one who
 completed the tournament (`Tournament.completed_by_id`) approves it, which pays
 it by the same rule as this file, a unique dedup key inserted in the same
-transaction as the coins (`approval_dedup_key(payout_id)`), so racing approvals,
+transaction as the coins (`approvals.decision_dedup_key(payout_id)`), so racing approvals,
 a retry after a crash and a second click pay it once; or rejects it with a
 reason, and the captain is told why.
 """

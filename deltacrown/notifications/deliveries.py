@@ -170,15 +170,20 @@ def email_consent(delivery_ids) -> dict[int, tuple[str | None, str | None]]:
     recipient = func.coalesce(Delivery.user_id, Notification.user_id)
     rows = db.session.execute(
         select(Delivery.id, Notification.type, Delivery.payload, pref.opt_out_email, pref.channels, pref.timezone,
-               Notification.seen_at, Notification.is_read, pref.email_after_unseen_minutes)
+               Notification.seen_at, Notification.is_read, Notification.snoozed_until, Notification.archived_at,
+               pref.email_after_unseen_minutes)
         .select_from(Delivery)
         .outerjoin(Notification, Notification.id == Delivery.notification_id)
         .outerjoin(pref, pref.user_id == recipient)
         .where(Delivery.id.in_(list(delivery_ids)), Delivery.channel == EMAIL))
     consent: dict[int, tuple[str | None, str | None]] = {}
-    for delivery_id, notification_type, payload, opt_out_email, channels, zone_name, seen_at, read, delay in rows:
+    for (delivery_id, notification_type, payload, opt_out_email, channels, zone_name, seen_at, read, snoozed_until,
+         archived_at, delay) in rows:
         type_name = notification_type or (payload or {}).get("type")
-        if (seen_at is not None or read) and delay:  # (opened or marked read: seen all the more)
+        # Seen, opened, or dealt with in the app (snoozing resets "seen" for when it comes back;
+        # archiving puts it away): the app was enough.
+        handled_in_app = seen_at is not None or read or snoozed_until is not None or archived_at is not None
+        if handled_in_app and delay:
             refusal = SEEN_IN_APP  # "email only when the app was not enough" (held.py)
         elif opt_out_email:
             refusal = "not sent: the recipient unsubscribed from all email"

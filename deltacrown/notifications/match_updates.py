@@ -20,7 +20,7 @@ from ..extensions import db
 from . import composers
 from .models import Delivery, Notification, notification_digest_items
 from .service import NotificationService, enqueue_pending, pending_sends
-from .types import get_type
+from .types import EMAIL, get_type
 
 TYPE = "match_scheduled"
 
@@ -55,6 +55,12 @@ def notify_rescheduled(event) -> int:
             note.is_read, note.read_at = False, None
             note.seen_at = None
             continue
+        # An email of the old time still waiting (quiet hours, email delay) would tell the old time:
+        # the "Rescheduled" email replaces it.
+        db.session.execute(update(Delivery).where(Delivery.notification_id == note.id, Delivery.channel == EMAIL,
+                                                  Delivery.status == "pending")
+                           .values(status="skipped", last_error="superseded: the match was rescheduled")
+                           .execution_options(synchronize_session=False))
         db.session.execute(update(Delivery).where(Delivery.notification_id == note.id)
                            .values(notification_id=new_id).execution_options(synchronize_session=False))
         db.session.execute(update(notification_digest_items)

@@ -16,12 +16,26 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import and_, delete, or_, select
 
+from ..dbutil import MAX_DB_ID
 from ..errors import InvalidInput, NotFound
 from ..extensions import db
 from ..teams.models import Team
 from ..timeutil import utcnow
 from ..tournaments.models import Tournament
-from .models import Mute
+from .models import Mute, NotificationPreferenceChange
+
+SOURCE_PAGE = "page"  # the mute controls on the team, tournament and notification pages and the editor
+
+
+def _log(user_id: int, row_or_subject, old_until, new_until, source: str, existed: bool, exists: bool) -> None:
+    """A mute is a preference too: logged in the preference-change log like the others."""
+    kind, ident = row_or_subject
+    def shown(until, present):
+        if not present:
+            return None
+        return until.isoformat() if until is not None else "until unmuted"
+    db.session.add(NotificationPreferenceChange(user_id=user_id, source=source, changed_at=utcnow(), changes={
+        f"mute.{kind}:{ident}": [shown(old_until, existed), shown(new_until, exists)]}))
 
 # The choices the pages offer: (form value, label, duration; None = until unmuted).
 DURATIONS: tuple[tuple[str, str, timedelta | None], ...] = (
@@ -61,7 +75,7 @@ def active_mute_for(user_id: int, team_id: int | None = None, tournament_id: int
 
 
 def mute(user_id: int, *, team_id: int | None = None, tournament_id: int | None = None,
-         until: datetime | None = None, now: datetime | None = None) -> Mute:
+         until: datetime | None = None, now: datetime | None = None, source: str = SOURCE_PAGE) -> Mute:
     """Mute a team or a tournament (exactly one) until `until` (None: until unmuted); muting it
     again replaces the end. Raises InvalidInput (nothing written) for both/neither, an unknown
     id or an end not in the future. Commits."""
@@ -80,25 +94,33 @@ def mute(user_id: int, *, team_id: int | None = None, tournament_id: int | None 
                            fields={"until": "must be in the future, or null for until unmuted"})
     subject = Mute.team_id == team_id if team_id is not None else Mute.tournament_id == tournament_id
     rows = list(db.session.scalars(select(Mute).where(Mute.user_id == user_id, subject).order_by(Mute.id)))
+    subject_key = ("team", team_id) if team_id is not None else ("tournament", tournament_id)
     if rows:
         row = rows[0]
         for extra in rows[1:]:  # two requests racing each other: keep one row
             db.session.delete(extra)
+        in_force = row.until is None or row.until > now
+        _log(user_id, subject_key, row.until, until, source, existed=in_force, exists=True)
         row.until, row.created_at = until, now
     else:
         row = Mute(user_id=user_id, team_id=team_id, tournament_id=tournament_id, until=until, created_at=now)
         db.session.add(row)
+        _log(user_id, subject_key, None, until, source, existed=False, exists=True)
     db.session.commit()
     return row
 
 
-def unmute(user_id: int, mute_id: int) -> None:
+def unmute(user_id: int, mute_id: int, source: str = SOURCE_PAGE) -> None:
     """Delete one of the user's mutes (NotFound if it is not theirs). Commits."""
-    deleted = db.session.execute(delete(Mute).where(Mute.id == mute_id, Mute.user_id == user_id)
-                                 .execution_options(synchronize_session=False)).rowcount
-    if not deleted:
+    row = db.session.scalar(select(Mute).where(Mute.id == mute_id, Mute.user_id == user_id)) \
+        if 0 < mute_id <= MAX_DB_ID else None
+    if row is None:
         db.session.rollback()
         raise NotFound(f"You have no mute {mute_id}.")
+    subject_key = ("team", row.team_id) if row.team_id is not None else ("tournament", row.tournament_id)
+    in_force = row.until is None or row.until > utcnow()
+    _log(user_id, subject_key, row.until, None, source, existed=in_force, exists=False)
+    db.session.execute(delete(Mute).where(Mute.id == row.id).execution_options(synchronize_session=False))
     db.session.commit()
 
 

@@ -6,6 +6,7 @@ from marshmallow import Schema, fields
 from ..api import Blueprint, api_user, id_links
 from ..apischemas import ID, IdField, Out, When
 from . import mutes
+from .preferences import SOURCE_API
 
 bp = Blueprint("mutes_api", __name__, description="Mutes: silence a team or a tournament for a while")
 
@@ -44,12 +45,12 @@ def create_mute(data):
     never muted. Muting the same team or tournament again replaces the end. 422 for both or neither id,
     an unknown id, or an end not in the future."""
     row = mutes.mute(api_user().id, team_id=data["team_id"], tournament_id=data["tournament_id"],
-                     until=data["until"])
+                     until=data["until"], source=SOURCE_API)
     return mutes.serialize_mute(row)
 
 
 @bp.operation("DELETE", f"/mutes/<{ID}:mute_id>", status=204)
 def delete_mute(mute_id):
     """Unmute (404 if it is not one of the caller's mutes)."""
-    mutes.unmute(api_user().id, mute_id)
+    mutes.unmute(api_user().id, mute_id, source=SOURCE_API)
     return None

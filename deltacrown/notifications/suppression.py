@@ -31,6 +31,7 @@ from sqlalchemy import and_, func, or_, select, update
 
 from ..accounts.models import User
 from ..errors import NotFound
+from ..dbutil import get_row
 from ..extensions import db
 from ..timeutil import utcnow
 from . import mail_headers
@@ -203,7 +204,7 @@ def apply_event(*, dedup_key: str, kind: str, permanent: bool, address: str | No
 
 def _opt_out_after_complaint(subject: Subject) -> None:
     """The user complained about email of this type: no more of it (a preference change)."""
-    from .preferences import update_preferences
+    from .preferences import shown_channels, update_preferences
 
     user = db.session.get(User, subject.user_id)
     if user is None:
@@ -213,7 +214,8 @@ def _opt_out_after_complaint(subject: Subject) -> None:
         changes = {"enable_daily_digest": False}
     elif subject.type_name in NOTIFICATION_TYPES:
         pref = NotificationPreference.get_or_create_for_user(user)
-        changes = {"channels": {subject.type_name: [c for c in pref.chosen_channels(subject.type_name) if c != EMAIL]}}
+        # shown_channels: a critical type keeps in_app even if an older choice left it out
+        changes = {"channels": {subject.type_name: [c for c in shown_channels(pref, subject.type_name) if c != EMAIL]}}
     else:  # a complaint we cannot tie to a type: no more email at all
         changes = {"opt_out_email": True}
     update_preferences(user, changes, SOURCE_COMPLAINT)
@@ -231,9 +233,8 @@ def refused_while_sending(kind: str, ident: int, address: str, user_id: int | No
 
 # --- reading and lifting ---------------------------------------------------------------
 
-def list_suppressions(search: str | None = None, include_lifted: bool = False, limit: int = 200,
-                      now: datetime | None = None) -> list[EmailSuppression]:
-    """Newest first; `search`: part of the address (any case)."""
+def suppressions_query(search: str | None = None, include_lifted: bool = False, now: datetime | None = None):
+    """The suppressions in force (or all), optionally those whose address contains `search` (any case)."""
     S = EmailSuppression
     stmt = select(S)
     if not include_lifted:
@@ -241,12 +242,19 @@ def list_suppressions(search: str | None = None, include_lifted: bool = False, l
     if search:
         escaped = normalize(search).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         stmt = stmt.where(S.email.like(f"%{escaped}%", escape="\\"))
-    return list(db.session.scalars(stmt.order_by(S.id.desc()).limit(limit)))
+    return stmt
+
+
+def list_suppressions(search: str | None = None, include_lifted: bool = False, limit: int = 200,
+                      now: datetime | None = None) -> list[EmailSuppression]:
+    """Newest first (the ops dashboard's list)."""
+    stmt = suppressions_query(search, include_lifted, now)
+    return list(db.session.scalars(stmt.order_by(EmailSuppression.id.desc()).limit(limit)))
 
 
 def lift(suppression_id: int, by: str, now: datetime | None = None) -> EmailSuppression:
     """Lift one suppression (no-op if lifted already); NotFound when there is no such row."""
-    row = db.session.get(EmailSuppression, suppression_id)
+    row = get_row(EmailSuppression, suppression_id)  # range-checked: an id too large is simply missing
     if row is None:
         raise NotFound(f"There is no suppression {suppression_id}.")
     if row.lifted_at is None:

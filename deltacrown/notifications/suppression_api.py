@@ -9,12 +9,12 @@ from flask import current_app, request
 from marshmallow import Schema, fields, validate
 
 from ..accounts.api import EMAIL_DOMAIN_PATTERN
-from ..api import ApiBlueprint, API_PREFIX, Blueprint, Unauthorized, api_user, register_blueprint
-from ..apischemas import ID, IdField, Out, Text
+from ..api import ApiBlueprint, API_PREFIX, Blueprint, Unauthorized, api_user, keyset_page, register_blueprint
+from ..apischemas import ID, IdField, ListSchema, Out, PageSchema, Text
 from ..errors import InvalidInput
 from ..timeutil import utcnow
 from . import bounces, suppression
-from .models import SUPPRESSION_REASONS
+from .models import SUPPRESSION_REASONS, EmailSuppression
 
 MAX_RAW_MESSAGE_BYTES = 1024 * 1024
 EVENTS_SECURITY = "emailEventsToken"
@@ -61,8 +61,12 @@ class SuppressionSchema(Schema):
     until = Out(allow_none=True, metadata={"description": "null: until lifted"})
 
 
-class SuppressionQuerySchema(Schema):
+class SuppressionQuerySchema(ListSchema):
     email = Text(254, load_default=None, metadata={"description": "part of the address, any case"})
+
+
+class SuppressionPageSchema(PageSchema):
+    items = fields.List(fields.Nested(SuppressionSchema))
 
 
 @events_bp.operation("POST", "/email-events", body=EmailEventSchema, status=202,
@@ -82,11 +86,12 @@ def email_event(data, raw=None):
     return {"matched": bounces.process_json_event(data, today=utcnow().date().isoformat())["matched"]}
 
 
-@bp.operation("GET", "/suppressions", query=SuppressionQuerySchema, response=SuppressionSchema(many=True),
-              admin=True)
+@bp.operation("GET", "/suppressions", query=SuppressionQuerySchema, response=SuppressionPageSchema, admin=True)
 def list_suppressions(args):
-    """Addresses that get no email now (newest first, at most 200), optionally searched by address."""
-    return suppression.list_suppressions(args["email"])
+    """Addresses that get no email now (newest first, cursor paged), optionally searched by address."""
+    items, next_cursor = keyset_page(suppression.suppressions_query(args["email"]), EmailSuppression.id,
+                                     args["cursor"], args["limit"])
+    return {"items": items, "next_cursor": next_cursor}
 
 
 @bp.operation("DELETE", f"/suppressions/<{ID}:suppression_id>", status=204, admin=True)

@@ -15,7 +15,7 @@ from flask import current_app
 from ..accounts.models import User
 from ..extensions import db
 from .models import NotificationPreference
-from .preferences import SOURCE_UNSUBSCRIBE, update_preferences
+from .preferences import SOURCE_UNSUBSCRIBE, shown_channels, update_preferences
 from .signed_links import InvalidLink, SignedLinks
 from .types import EMAIL, NOTIFICATION_TYPES
 
@@ -86,7 +86,8 @@ def apply_unsubscribe(token: str) -> UnsubscribeRequest:
         changes = {"opt_out_email": True}
     else:
         pref = NotificationPreference.get_or_create_for_user(request.user)
-        remaining = [c for c in pref.chosen_channels(request.scope) if c != EMAIL]
+        # shown_channels: a critical type keeps in_app even if an older choice left it out
+        remaining = [c for c in shown_channels(pref, request.scope) if c != EMAIL]
         changes = {"channels": {request.scope: remaining}}
     update_preferences(request.user, changes, SOURCE_UNSUBSCRIBE)
     return request

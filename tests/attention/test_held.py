@@ -239,3 +239,20 @@ def test_delayed_email_is_skipped_when_read_in_the_app(api, waiter, run_jobs, sm
         run_jobs(with_scheduler=True)
     assert emails_to(smtp_server, "ann") == []
     assert [(d.status, d.last_error) for d in ann_deliveries(api)] == [("skipped", "seen in app")]
+
+
+def test_delayed_email_is_skipped_when_seen_then_snoozed_in_the_app(api, waiter, run_jobs, smtp_server):
+    """Remind me later resets "seen" for when it comes back; the app was still enough: no email."""
+    start = datetime.now(timezone.utc)
+    with time_machine.travel(start, tick=True):
+        results_at_night(api, waiter, 1)
+        run_jobs(with_scheduler=True)
+        [item] = api.get("/notifications?type=match_result", "ann", expect=200).json["items"]
+        api.post("/notifications/seen", "ann", {"ids": [item["id"]]}, expect=200)
+        until = (datetime.now(timezone.utc) + timedelta(hours=3)).isoformat()
+        snoozed = api.post(f"/notifications/{item['id']}/snooze", "ann", {"until": until}, expect=200).json
+        assert snoozed["seen_at"] is None  # unseen again for when it comes back
+    with time_machine.travel(start + timedelta(minutes=16), tick=True):
+        run_jobs(with_scheduler=True)
+    assert emails_to(smtp_server, "ann") == []
+    assert [(d.status, d.last_error) for d in ann_deliveries(api)] == [("skipped", "seen in app")]

@@ -5,7 +5,7 @@ from datetime import datetime, timedelta, timezone
 
 import time_machine
 
-from deltacrown.models import Delivery, Notification
+from deltacrown.models import Delivery, Notification, NotificationPreferenceChange
 from deltacrown.notifications.service import NotificationService
 from tests.api.helpers import iso
 
@@ -37,6 +37,15 @@ def test_mute_api_lists_replaces_and_deletes(api, league, users):
     api.delete(f"/mutes/{first['id']}", "ann", expect=204)
     assert [m["id"] for m in api.get("/mutes", "ann", expect=200).json["items"]] == [forever["id"]]
     api.delete(f"/mutes/{first['id']}", "ann", expect=404)
+
+    # Each change is in the preference-change log, like the other preferences.
+    ann = users.ids["ann"]
+    log = [c.changes for c in api.rows(NotificationPreferenceChange, NotificationPreferenceChange.user_id == ann,
+                                       NotificationPreferenceChange.source == "api")]
+    key = f"mute.team:{red}"
+    assert [list(c) for c in log] == [[key], [f"mute.tournament:{tid}"], [key], [key]]
+    assert log[0][key] == [None, first["until"]] and log[1] == {f"mute.tournament:{tid}": [None, "until unmuted"]}
+    assert log[2][key] == [first["until"], again["until"]] and log[3][key] == [again["until"], None]
 
 
 def test_mute_api_refuses_bad_input_naming_the_field(api, league):

@@ -137,13 +137,14 @@ def test_a_550_bounces_after_one_attempt_suppresses_and_the_address_is_never_mai
 
     # An admin lifts it (the API): mail flows again; the row stays as history.
     listed = client.get("/api/v1/suppressions?email=HANA@", headers=users.headers("root"))
-    assert listed.status_code == 200 and [s["email"] for s in listed.json] == ["hana@example.com"]
-    assert set(listed.json[0]) == {"id", "email", "reason", "code", "created_at", "until"}
+    assert listed.status_code == 200 and [s["email"] for s in listed.json["items"]] == ["hana@example.com"]
+    assert set(listed.json["items"][0]) == {"id", "email", "reason", "code", "created_at", "until"}
+    assert listed.json["next_cursor"] is None
     assert client.delete(f"/api/v1/suppressions/{row.id}", headers=users.headers("hana")).status_code == 403
     assert client.delete(f"/api/v1/suppressions/{row.id}", headers=users.headers("root")).status_code == 204
     assert client.delete(f"/api/v1/suppressions/{row.id}", headers=users.headers("root")).status_code == 204
     assert client.delete("/api/v1/suppressions/999999", headers=users.headers("root")).status_code == 404
-    assert client.get("/api/v1/suppressions", headers=users.headers("root")).json == []
+    assert client.get("/api/v1/suppressions", headers=users.headers("root")).json == {"items": [], "next_cursor": None}
     third = _email_to(app, make, users, "hana")
     _send(app, enqueue, run_jobs, third)
     assert make.get(third).status == "sent" and len(smtp_server.wait_for(1)) == 1
@@ -304,6 +305,24 @@ def test_an_arf_complaint_posted_raw_suppresses_and_opts_out_of_that_type_once(
         assert "email" not in pref.chosen_channels("match_result")
         assert db.session.scalar(select(func.count(EmailEvent.id)).where(EmailEvent.kind == "complaint")) == 1
     assert make.get(did).status == "sent"  # a complaint means it was delivered
+
+
+def test_a_complaint_about_a_critical_type_keeps_it_in_app(app, users, make, enqueue, run_jobs, smtp_server, client):
+    """An older choice of email only for a critical type (saved before types could be critical): the
+    complaint still suppresses the address and turns the email off, and the type keeps in-app."""
+    did = _email_to(app, make, users, "kai", type_="payout_received")
+    with app.app_context():
+        pref = db.session.scalar(select(NotificationPreference).where(NotificationPreference.user_id == users.ids["kai"]))
+        pref.channels = {"payout_received": ["email"]}
+        db.session.commit()
+    _send(app, enqueue, run_jobs, did)
+    [mail] = smtp_server.wait_for(1)
+    response = _events_post(client, data=arf("kai@example.com", mail.raw), content_type="message/rfc822")
+    assert response.status_code == 202 and response.json == {"matched": True}
+    [row] = _rows(app, EmailSuppression)
+    assert (row.email, row.reason) == ("kai@example.com", "complaint")
+    [change] = _rows(app, NotificationPreferenceChange, NotificationPreferenceChange.source == "complaint")
+    assert change.changes == {"channels.payout_received": [["in_app", "email"], ["in_app"]]}  # as the editor shows it
 
 
 def test_json_events_need_the_token_are_validated_and_count_once(app, users, make, client):
