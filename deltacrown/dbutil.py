@@ -2,11 +2,14 @@
 
 `get_or_404` looks a row up by id; `commit`/`flush` turn a unique-constraint clash
 into a 409; `transition` changes a row's status only if it still has the expected
-one; `sql_in` spells the CHECK constraint that keeps a column among fixed values.
+one; `sql_in` spells the CHECK constraint that keeps a column among fixed values;
+`insert_ignoring_duplicates` is the bulk INSERT .. ON CONFLICT DO NOTHING of the fan-out.
 """
 from __future__ import annotations
 
-from sqlalchemy import update
+from sqlalchemy import bindparam, cast, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
 
 from .errors import Conflict, NotFound
@@ -61,3 +64,53 @@ def transition(obj, expected_status: str, conflict_message: str, **values) -> No
 def sql_in(column: str, values) -> str:
     """CHECK constraint text: `column` holds one of `values`."""
     return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+def insert_ignoring_duplicates(table, rows: list[dict], returning=()):
+    """Bulk INSERT .. ON CONFLICT DO NOTHING; returns the rows actually inserted (`returning`)."""
+    if not rows:
+        return []
+    if db.session.get_bind().dialect.name == "postgresql":
+        stmt, params = _unnest_insert(table, rows), None
+    else:  # SQLite: SQLAlchemy's multi-row VALUES (fast there)
+        stmt, params = sqlite.insert(table).on_conflict_do_nothing(), rows
+    if returning:
+        return db.session.execute(stmt.returning(*returning), params).all()
+    db.session.execute(stmt, params)
+    return []
+
+
+def _unnest_insert(table, rows: list[dict]):
+    """PostgreSQL: INSERT .. SELECT FROM unnest(arrays), one short statement for any number of rows.
+
+    SQLAlchemy's multi-row VALUES for RETURNING puts a placeholder per value in the SQL, and
+    psycopg parses such long statements afresh each time (it caches none past 4 KB), which
+    dominated a fan-out's time (BENCHMARKS.md). Here values that differ between rows travel as one array
+    per column, values shared by every row (type, title, payload, ...) as one parameter.
+    """
+    varying, constant = [], {}
+    first = rows[0]
+    for name in first:
+        value = first[name]
+        if all(row[name] is value or row[name] == value for row in rows):
+            if value is not None:  # an omitted column is NULL
+                constant[name] = value
+        else:
+            varying.append(name)
+    columns = table.c
+    if varying:
+        arrays = [cast(bindparam(None, [row[name] for row in rows], type_=ARRAY(columns[name].type)),
+                       ARRAY(columns[name].type)) for name in varying]
+        source = func.unnest(*arrays).table_valued(*varying).render_derived()
+        selected = [source.c[name] for name in varying]
+    else:
+        source, selected = None, []
+    selected += [cast(bindparam(None, value, type_=columns[name].type), columns[name].type)
+                 for name, value in constant.items()]
+    query = select(*selected)
+    if source is None:
+        query = query.select_from(select(func.generate_series(1, len(rows))).subquery())
+    else:
+        query = query.select_from(source)
+    return postgresql.insert(table).from_select(varying + list(constant), query, include_defaults=False) \
+        .on_conflict_do_nothing()

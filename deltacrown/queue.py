@@ -192,6 +192,16 @@ def background_job(queue: str = QUEUE_DEFAULT, timeout: int | None = None, resul
     return decorate
 
 
+def registered_job(path: str) -> Callable:
+    """The job declared at `path` ("package.module.function"), by name: for a service that
+    schedules a job whose module imports that service (an import would close a circle)."""
+    try:
+        return JOBS[path]
+    except KeyError:
+        raise LookupError(f"no job {path!r} is declared (is its module imported? create_app imports every part)") \
+            from None
+
+
 class JobIdFilter(logging.Filter):
     """Stamps each log record with the id of the RQ job running it (or '-')."""
 

@@ -19,8 +19,7 @@ from __future__ import annotations
 from functools import partial
 
 from .economy.jobs import wrap_up_tournament
-from .notifications.cards import queue_standings_card
-from .notifications.match_updates import notify_rescheduled
+from .notifications.match_updates import notify_rescheduled, queue_standings_card
 from .notifications.reminders import sync_reminder_job, sync_reminder_jobs_of_tournament
 from .notifications.service import notify_for_event
 from .outbox.dispatch import install_reactions

@@ -6,7 +6,7 @@
   match_scheduled / match_rescheduled / match_result to a team webhook carry
   `payload["card"] = "match:<id>"` (the fan-out puts it there, service.py).
 - A tournament has one standings card on the platform webhook, edited after each rankings
-  recompute (`standings_updated`; `queue_standings_card`). The platform's public results
+  recompute (`standings_updated`; match_updates.py: `queue_standings_card`). The platform's public results
   feed stays new posts.
 
 What a card shows is rendered from the current state of its subject at send time, not from
@@ -28,6 +28,7 @@ from flask import current_app
 from sqlalchemy import select
 
 from ..channels import discord as discord_channel
+from ..dbutil import insert_ignoring_duplicates
 from ..extensions import db
 from ..queue import get_redis
 from ..timeutil import utcnow
@@ -112,8 +113,6 @@ def _lock(key: str):
 
 
 def _card_row(card_key: str, target: str) -> DiscordCard:
-    from .service import insert_ignoring_duplicates
-
     now = utcnow()
     insert_ignoring_duplicates(DiscordCard.__table__, [{
         "card_key": card_key, "target": target, "webhook_digest": None, "message_id": None,
@@ -154,24 +153,3 @@ def send_card(card_key: str, target: str, url: str, fallback: ChannelMessage) ->
         return result.message_id, result.warning
     finally:
         release()
-
-
-def queue_standings_card(event) -> int:
-    """Reaction to standings_updated: one platform delivery for the tournament's standings card."""
-    from .service import NotificationService, NotifyResult, enqueue_sends, outgoing_message
-
-    tournament_id = event.payload["tournament_id"]
-    if not current_app.config.get("DISCORD_WEBHOOK_URL"):
-        return 0
-    tournament = db.session.get(Tournament, tournament_id)
-    if tournament is None:
-        return 0
-    message = {**outgoing_message("ranking_changed", f"Standings: {tournament.name}", "",
-                                  f"/tournaments/{tournament.id}"), "card": f"standings:{tournament.id}"}
-    result = NotifyResult()
-    row = NotificationService._delivery_row(f"event:{event.id}:discord:platform", "discord", "platform", message,
-                                            event.id)
-    NotificationService._insert_deliveries([row], result)
-    db.session.commit()
-    enqueue_sends(result.delivery_ids)
-    return len(result.delivery_ids)

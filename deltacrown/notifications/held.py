@@ -32,7 +32,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 
 from ..extensions import db
-from ..queue import QUEUE_NOTIFICATIONS, fetch_job, get_queue, get_redis
+from ..queue import QUEUE_NOTIFICATIONS, fetch_job, get_queue, get_redis, registered_job
 from ..timeutil import utcnow
 from .models import Delivery
 from .types import DISCORD, EMAIL
@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 
 EMAIL_DELAYS = (0, 5, 15, 60, 240)  # minutes: the choices of email_after_unseen_minutes
 LIVE_JOB_STATUSES = ("queued", "scheduled", "started", "deferred")
+# By name: delivery_jobs.py imports this module (the held job reads `due_held_ids`).
+SEND_HELD_JOB = "deltacrown.notifications.delivery_jobs.send_held"
 SWEEP_LIMIT = 5000  # (user, time) pairs per sweep run; the next run takes the rest
 
 
@@ -90,8 +92,7 @@ def schedule_held(pairs, check_existing: bool = False) -> int:
     """Schedule `send_held(user_id, epoch)` at `epoch` for each (user_id, epoch) pair, under its
     deterministic id (scheduling one twice replaces it, never doubles it). `check_existing`: leave
     alone pairs whose job is still alive (the sweep). Returns how many were (re)scheduled."""
-    from .delivery_jobs import send_held
-
+    send_held = registered_job(SEND_HELD_JOB)
     pairs = sorted(set((int(u), int(e)) for u, e in pairs))
     if not pairs:
         return 0

@@ -11,15 +11,20 @@ posts on the channels each member chose for match_scheduled, and the match's car
 team webhooks, edited in place (cards.py). A digest shows the one row: the final time.
 
 A second run for the same event finds the rows keyed on it and changes nothing.
+
+A recompute of a tournament's rankings (`standings_updated`) queues one delivery of its
+standings card on the platform webhook (`queue_standings_card`; the card itself: cards.py).
 """
 from __future__ import annotations
 
+from flask import current_app
 from sqlalchemy import delete, select, update
 
 from ..extensions import db
+from ..tournaments.models import Tournament
 from . import composers
 from .models import Delivery, Notification, notification_digest_items
-from .service import NotificationService, enqueue_pending, pending_sends
+from .service import NotificationService, NotifyResult, enqueue_pending, enqueue_sends, outgoing_message, pending_sends
 from .types import EMAIL, get_type
 
 TYPE = "match_scheduled"
@@ -73,3 +78,22 @@ def notify_rescheduled(event) -> int:
     db.session.commit()
     enqueue_pending(pending)
     return len(pending)
+
+
+def queue_standings_card(event) -> int:
+    """Reaction to standings_updated: one platform delivery for the tournament's standings card."""
+    tournament_id = event.payload["tournament_id"]
+    if not current_app.config.get("DISCORD_WEBHOOK_URL"):
+        return 0
+    tournament = db.session.get(Tournament, tournament_id)
+    if tournament is None:
+        return 0
+    message = {**outgoing_message("ranking_changed", f"Standings: {tournament.name}", "",
+                                  f"/tournaments/{tournament.id}"), "card": f"standings:{tournament.id}"}
+    result = NotifyResult()
+    row = NotificationService._delivery_row(f"event:{event.id}:discord:platform", "discord", "platform", message,
+                                            event.id)
+    NotificationService._insert_deliveries([row], result)
+    db.session.commit()
+    enqueue_sends(result.delivery_ids)
+    return len(result.delivery_ids)

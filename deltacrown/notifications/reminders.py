@@ -29,7 +29,7 @@ from datetime import timezone
 from sqlalchemy import select, update
 
 from ..extensions import db
-from ..queue import QUEUE_NOTIFICATIONS, AppJob, get_redis
+from ..queue import QUEUE_NOTIFICATIONS, AppJob, get_redis, registered_job
 from ..signals import checkpoint
 from ..timeutil import utcnow
 from ..tournaments.models import Match, MatchReminder, Tournament
@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 JOB_PREFIX = "match-reminder-"
 JOB_TIMEOUT = 120
 JOB_RETRY_INTERVALS = (10, 30, 60)
+# By name: jobs.py imports this module (the job calls `send_reminder`).
+SEND_REMINDER_JOB = "deltacrown.notifications.jobs.send_match_reminder"
 
 
 def reminder_job_id(match_id: int) -> str:
@@ -64,8 +66,7 @@ def _reminder(match_id: int) -> MatchReminder | None:
 
 def sync_reminder_job(match_id: int, scheduler=None) -> str:
     """Make the match's reminder job agree with its row; returns what it did."""
-    from .jobs import send_match_reminder
-
+    send_match_reminder = registered_job(SEND_REMINDER_JOB)
     scheduler = scheduler or _scheduler()
     job_id = reminder_job_id(match_id)
     reminder = _reminder(match_id)

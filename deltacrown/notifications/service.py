@@ -50,11 +50,10 @@ import uuid
 from dataclasses import dataclass, field
 
 from flask import current_app
-from sqlalchemy import bindparam, cast, func, select
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import select
 
 from ..accounts.models import User
+from ..dbutil import insert_ignoring_duplicates
 from ..extensions import db
 from ..teams.models import Team
 from ..timeutil import first_zone, utcnow
@@ -76,56 +75,6 @@ class NotifyResult:
     # Held sends (quiet hours, email delay; held.py): (user id, epoch) of each held job to schedule.
     held: set[tuple[int, int]] = field(default_factory=set)
     held_ids: list[int] = field(default_factory=list)
-
-
-def insert_ignoring_duplicates(table, rows: list[dict], returning=()):
-    """Bulk INSERT .. ON CONFLICT DO NOTHING; returns the rows actually inserted (`returning`)."""
-    if not rows:
-        return []
-    if db.session.get_bind().dialect.name == "postgresql":
-        stmt, params = _unnest_insert(table, rows), None
-    else:  # SQLite: SQLAlchemy's multi-row VALUES (fast there)
-        stmt, params = sqlite.insert(table).on_conflict_do_nothing(), rows
-    if returning:
-        return db.session.execute(stmt.returning(*returning), params).all()
-    db.session.execute(stmt, params)
-    return []
-
-
-def _unnest_insert(table, rows: list[dict]):
-    """PostgreSQL: INSERT .. SELECT FROM unnest(arrays), one short statement for any number of rows.
-
-    SQLAlchemy's multi-row VALUES for RETURNING puts a placeholder per value in the SQL, and
-    psycopg parses such long statements afresh each time (it caches none past 4 KB), which
-    dominated a fan-out's time (BENCHMARKS.md). Here values that differ between rows travel as one array
-    per column, values shared by every row (type, title, payload, ...) as one parameter.
-    """
-    varying, constant = [], {}
-    first = rows[0]
-    for name in first:
-        value = first[name]
-        if all(row[name] is value or row[name] == value for row in rows):
-            if value is not None:  # an omitted column is NULL
-                constant[name] = value
-        else:
-            varying.append(name)
-    columns = table.c
-    if varying:
-        arrays = [cast(bindparam(None, [row[name] for row in rows], type_=ARRAY(columns[name].type)),
-                       ARRAY(columns[name].type)) for name in varying]
-        source = func.unnest(*arrays).table_valued(*varying).render_derived()
-        selected = [source.c[name] for name in varying]
-    else:
-        source, selected = None, []
-    selected += [cast(bindparam(None, value, type_=columns[name].type), columns[name].type)
-                 for name, value in constant.items()]
-    query = select(*selected)
-    if source is None:
-        query = query.select_from(select(func.generate_series(1, len(rows))).subquery())
-    else:
-        query = query.select_from(source)
-    return postgresql.insert(table).from_select(varying + list(constant), query, include_defaults=False) \
-        .on_conflict_do_nothing()
 
 
 def recipients_query():
