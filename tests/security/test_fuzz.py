@@ -17,7 +17,7 @@ from werkzeug.datastructures import MultiDict
 
 from deltacrown.extensions import db
 from deltacrown.notifications.models import NotificationPreferenceChange
-from deltacrown.notifications.types import CHANNELS, TYPE_NAMES
+from deltacrown.notifications.types import CHANNELS, CRITICAL_TYPES, TYPE_NAMES
 from tests.api.conftest import api, fuzz_every_operation, league  # noqa: F401  (same world as the API tests)
 
 EXAMPLES_PER_OPERATION = 12
@@ -194,6 +194,8 @@ def test_preference_form_fuzz(app, client, users, discord_server):
             for key, values in checkboxes.items():
                 if values:  # a type without a ticked box is not in the form at all
                     sent["channels"][key[len("channels."):]] = values
+            for critical in CRITICAL_TYPES:  # the editor keeps in_app on for these (its box is locked)
+                sent["channels"][critical] = sorted(set(sent["channels"][critical]) | {"in_app"})
             for flag in ("opt_out_email", "opt_out_in_app", "opt_out_discord", "enable_daily_digest"):
                 sent[flag] = flag in flags
             sent.update({k: v for k, v in scalars.items() if k != "surprise"})
