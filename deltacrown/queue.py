@@ -28,7 +28,7 @@ from rq import Queue, worker_registration
 from rq.job import Job, Retry
 from rq.serializers import JSONSerializer
 from rq.utils import now as rq_now, utcformat
-from rq.worker import HerokuWorker, SimpleWorker
+from rq.worker import HerokuWorker, SimpleWorker, WorkerStatus
 
 from .errors import ServiceError
 
@@ -133,6 +133,7 @@ class JobPolicy:
     failure_ttl: int | None = None  # None: RQ_FAILURE_TTL
     retry_intervals: tuple[int, ...] | None = DEFAULT_RETRY_INTERVALS
     domain_errors: str = "raise"
+    in_process: bool = False  # run inside the worker process, no work horse (see WarmWorker)
 
     def enqueue_options(self) -> dict:
         cfg = current_app.config
@@ -151,12 +152,17 @@ JOBS: dict[str, Callable] = {}
 
 def background_job(queue: str = QUEUE_DEFAULT, timeout: int | None = None, result_ttl: int | None = None,
                    failure_ttl: int | None = None, retry_intervals=DEFAULT_RETRY_INTERVALS,
-                   domain_errors: str = "raise"):
-    """Declare a function as an RQ job with its `JobPolicy`, and list it in `JOBS`."""
+                   domain_errors: str = "raise", in_process: bool = False):
+    """Declare a function as an RQ job with its `JobPolicy`, and list it in `JOBS`.
+
+    in_process=True: a short job that only talks to the database and Redis (no SMTP, no
+    HTTP) runs inside worker.py's own process, with its warm connections, instead of a
+    freshly forked work horse (see `WarmWorker`).
+    """
     if domain_errors not in ("raise", "result"):
         raise ValueError(f"domain_errors must be 'raise' or 'result', not {domain_errors!r}")
     policy = JobPolicy(queue, timeout, result_ttl, failure_ttl,
-                       tuple(retry_intervals) if retry_intervals else retry_intervals, domain_errors)
+                       tuple(retry_intervals) if retry_intervals else retry_intervals, domain_errors, in_process)
 
     def decorate(fn):
         job = fn
@@ -222,11 +228,71 @@ def configure_logging(level: str = "INFO") -> None:
     root.setLevel(level)
 
 
-def make_worker(app, queues=QUEUE_NAMES, worker_class=HerokuWorker, name: str | None = None, **kwargs):
+def runs_in_process(job: Job) -> bool:
+    """Whether `job` was declared `in_process` (an unknown function: no, it forks)."""
+    try:
+        declared = JOBS.get(job.func_name)
+    except Exception:  # noqa: BLE001 - an unreadable job is RQ's to fail, in a horse as usual
+        return False
+    return declared is not None and declared.policy.in_process
+
+
+class _JobHeartbeats(threading.Thread):
+    """Keeps an in-process job's heartbeats going, as a forking worker does while it waits
+    for its horse (`monitor_work_horse`): without them a job longer than the heartbeat TTL
+    would look abandoned to other workers, and with them a SIGKILLed worker's job lapses
+    as soon as a horse's would (retried within two minutes)."""
+
+    def __init__(self, worker, job, execution):
+        super().__init__(name=f"heartbeats-{job.id}", daemon=True)
+        self.worker, self.job, self.execution = worker, job, execution
+        self._done = threading.Event()
+
+    def run(self):
+        while not self._done.wait(self.worker.job_monitoring_interval):
+            try:
+                self.worker.maintain_heartbeats(self.job, self.execution)
+            except Exception:  # noqa: BLE001 - a missed beat is retried at the next interval
+                log.warning("heartbeat for job %s failed", self.job.id, exc_info=True)
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._done.set()
+        self.join(5)
+
+
+class WarmWorker(HerokuWorker):
+    """worker.py's worker: short database-only jobs run in this process, the rest fork.
+
+    A forked work horse costs a fork and a cold start (empty connection pool, no compiled
+    statements) for every job, several times the work of an outbox event itself. Jobs
+    declared `in_process` (`background_job(in_process=True)`: handling an outbox event,
+    waking a snooze) run here the way RQ's SimpleWorker runs every job, on connections
+    kept warm across jobs; their timeout is still enforced (RQ's death penalty, SIGALRM in
+    this process) and their heartbeats still beat (`_JobHeartbeats`). Everything else
+    (sends over SMTP and HTTP, digests, payouts, batches) keeps HerokuWorker's horse: one
+    job's crash or leak stays in one process, and SIGTERM (a PaaS restart) stops the horse
+    and fails the job for its retry. On SIGTERM during an in-process job the worker lets
+    that short job finish, then exits.
+    """
+
+    def execute_job(self, job: Job, queue: Queue):
+        if not runs_in_process(job):
+            return super().execute_job(job, queue)
+        execution = self.prepare_execution(job)
+        with _JobHeartbeats(self, job, execution):
+            self.perform_job(job, queue, execution)
+        self.set_state(WorkerStatus.IDLE)
+
+
+def make_worker(app, queues=QUEUE_NAMES, worker_class=WarmWorker, name: str | None = None, **kwargs):
     """A worker whose jobs run in `app`'s context.
 
-    HerokuWorker: on SIGTERM (a PaaS restart) it stops the job and requeues it
-    instead of waiting forever. Short worker TTL, job-monitoring and maintenance
+    WarmWorker (a HerokuWorker): on SIGTERM (a PaaS restart) it stops a forked job and
+    requeues it instead of waiting forever. Short worker TTL, job-monitoring and maintenance
     intervals (config RQ_WORKER_TTL, RQ_JOB_MONITORING_INTERVAL, RQ_MAINTENANCE_INTERVAL)
     so a job whose worker was SIGKILLed is noticed and retried within two minutes
     (measured: tests/reliability/test_crash.py, RELIABILITY.md).

@@ -26,6 +26,9 @@ Points (where, and what holds there):
   the retry must send it once.
 - "held:before_send" (notifications/delivery_jobs.py: send_held): a user's due held
   sends (quiet hours, email delay) are read, none sent; the retry must send each once.
+- "event:before_mark" (outbox/dispatch.py: handle_event, run inside worker.py's own
+  process): an event's reactions are done and their rows flushed, the event not yet
+  marked handled; the retry must write each notification once.
 """
 from __future__ import annotations
 

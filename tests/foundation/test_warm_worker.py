@@ -1,0 +1,91 @@
+"""worker.py's WarmWorker: jobs declared in_process run in the worker's own process on warm
+connections; every other job still gets a forked work horse. Timeouts and heartbeats hold
+for in-process jobs as for forked ones.
+
+The workers here run in the test process (burst mode) on the test's real Redis, so a job's
+answer can name the process it ran in.
+"""
+from __future__ import annotations
+
+import os
+import time
+
+from rq.job import JobStatus
+
+from deltacrown.queue import JOBS, QUEUE_DEFAULT, background_job, fetch_job, get_redis, make_worker, runs_in_process
+
+@background_job(queue=QUEUE_DEFAULT, in_process=True, retry_intervals=())
+def report_pid_in_process() -> int:
+    return os.getpid()
+
+
+@background_job(queue=QUEUE_DEFAULT, retry_intervals=())
+def report_pid_forked() -> int:
+    return os.getpid()
+
+
+@background_job(queue=QUEUE_DEFAULT, in_process=True, timeout=1, retry_intervals=())
+def run_past_timeout() -> str:
+    deadline = time.monotonic() + 20  # bounded: the 1 s timeout must end it long before
+    while time.monotonic() < deadline:
+        time.sleep(0.05)  # the job's own work, standing in for a slow statement
+    return "not stopped"
+
+
+@background_job(queue=QUEUE_DEFAULT, in_process=True, retry_intervals=())
+def watch_own_heartbeat() -> bool:
+    """True once the job's last_heartbeat in Redis moves on while this job is still running."""
+    from rq import get_current_job
+
+    job = get_current_job()
+    first = job.connection.hget(job.key, "last_heartbeat")
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if job.connection.hget(job.key, "last_heartbeat") != first:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _run(app, *jobs, **worker_options):
+    with app.app_context():
+        enqueued = [job.enqueue() for job in jobs]
+    worker = make_worker(app, [QUEUE_DEFAULT], name=f"warm-test-{os.getpid()}-{time.monotonic_ns()}",
+                         **worker_options)
+    worker.work(burst=True, logging_level="WARNING")
+    return [fetch_job(job.id, app) for job in enqueued]
+
+
+def test_the_event_handler_is_declared_in_process_and_sends_are_not():
+    from deltacrown.notifications.delivery_jobs import send_deliveries, send_delivery
+    from deltacrown.outbox.dispatch import handle_event
+
+    assert JOBS["deltacrown.outbox.dispatch.handle_event"].policy.in_process
+    # Sends talk to SMTP and Discord: a hung connection or a crash stays in a horse.
+    assert not send_deliveries.policy.in_process and not send_delivery.policy.in_process
+
+
+def test_in_process_jobs_run_in_the_worker_and_the_rest_in_a_horse(app):
+    get_redis(app).flushdb()
+    in_process, forked = _run(app, report_pid_in_process, report_pid_forked)
+    assert runs_in_process(in_process) and not runs_in_process(forked)
+    assert in_process.get_status() == JobStatus.FINISHED and forked.get_status() == JobStatus.FINISHED
+    assert in_process.return_value() == os.getpid()
+    assert forked.return_value() not in (None, os.getpid())
+
+
+def test_an_in_process_job_past_its_timeout_is_stopped_and_fails(app):
+    get_redis(app).flushdb()
+    started = time.monotonic()
+    (job,) = _run(app, run_past_timeout)
+    assert time.monotonic() - started < 15
+    assert job.get_status() == JobStatus.FAILED
+    assert "JobTimeoutException" in job.latest_result().exc_string
+
+
+def test_an_in_process_job_keeps_its_heartbeat_going(app):
+    """Without beats, a job longer than the heartbeat TTL would look abandoned to other workers."""
+    get_redis(app).flushdb()
+    (job,) = _run(app, watch_own_heartbeat, job_monitoring_interval=1)
+    assert job.get_status() == JobStatus.FINISHED
+    assert job.return_value() is True
