@@ -1,5 +1,5 @@
-"""A worker process like `python worker.py`, but a SimpleWorker in burst mode, so every job
-runs in this one process and its RSS over many jobs is what we measure.
+"""The floor of any Python worker: `python worker.py`'s set-up, but RQ's SimpleWorker in burst
+mode, so every job runs warm in this one process with no fork (the throughput case's no-op floor).
 
 `python -m bench.worker_proc QUEUE [QUEUE ...]` (DATABASE_URL / REDIS_URL from the environment).
 """

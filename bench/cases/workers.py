@@ -1,14 +1,17 @@
-"""Worker cases: throughput (jobs/s, one worker), end-to-end latency, and worker memory over many jobs.
+"""Worker cases: throughput (events/s, one worker), end-to-end latency, and worker memory over many jobs.
 
-Throughput and end-to-end use a real `python worker.py` process (the Procfile's worker:
-a forking HerokuWorker with the app context), on the same Redis for ours and the baseline.
-Memory uses `bench.worker_proc`, the same worker set-up as a SimpleWorker (no fork per
-job), so every job runs in the one process whose RSS we watch.
+Ours is always a real `python worker.py` process (the Procfile's worker: WarmWorker, which
+handles outbox events in its own process and forks a horse for everything else). The
+baseline is what a team gets from RQ out of the box: a stock `rq worker` (a fork per job)
+running no-op jobs, on the same Redis. Throughput also reports the floor of any Python
+worker, a warm non-forking no-op (`bench.worker_proc`: RQ's SimpleWorker), and ours with
+two worker.py processes. Memory watches worker.py's own RSS over many event jobs.
 """
 from __future__ import annotations
 
 import contextlib
 import os
+from pathlib import Path
 import signal
 import subprocess
 import sys
@@ -23,8 +26,8 @@ from .. import seed
 from ..harness import PROJECT_ROOT, BenchEnv, CaseResult, Measurement, percentile, python_subprocess
 
 TARGETS = {
-    "throughput": "≥ 50% of RQ no-op jobs/s",
-    "e2e": "p50 and p99 ≤ 3× the RQ no-op round trip",
+    "throughput": "≥ 1.0× a stock `rq worker`'s no-op jobs/s (stretch 3×)",
+    "e2e": "p50 and p99 ≤ 1.5× the stock RQ no-op round trip",
     "memory": "RSS after all jobs within 10% of RSS after the first 1,000",
 }
 
@@ -35,26 +38,47 @@ def _redis(env: BenchEnv):
     return get_redis(env.app)
 
 
+STOCK_RQ = "stock `rq worker` (fork per job)"
+SIMPLE_FLOOR = "warm SimpleWorker (no fork)"
+
+
+def _stock_rq_worker_command(env: BenchEnv, *queues: str) -> list[str]:
+    """RQ's own CLI worker as installed: a fork per job, no app; JSON because our queues are JSON."""
+    rq_cli = str(Path(sys.executable).with_name("rq"))
+    return [rq_cli, "worker", "--url", env.redis_url, "--serializer", "json", "--path", str(PROJECT_ROOT),
+            "--logging_level", "WARNING", *queues]
+
+
 @contextlib.contextmanager
-def worker_process(env: BenchEnv, *queues: str, module: str | None = None):
-    """`python worker.py QUEUES` (or `python -m module QUEUES`) on this database and Redis."""
+def worker_process(env: BenchEnv, *queues: str, module: str | None = None, stock: bool = False,
+                   processes: int = 1):
+    """`python worker.py QUEUES` (or `python -m module QUEUES`, or a stock `rq worker`) on this
+    database and Redis; `processes` of them at once."""
     redis = _redis(env)
     before = Worker.count(connection=redis)
-    if module:
-        proc = python_subprocess(module, *queues, env=env.subprocess_env())
-    else:
-        proc = subprocess.Popen([sys.executable, "worker.py", *queues], cwd=str(PROJECT_ROOT),
-                                env=env.subprocess_env())
+    procs = []
+    for _ in range(processes):
+        if module:
+            procs.append(python_subprocess(module, *queues, env=env.subprocess_env()))
+        elif stock:
+            procs.append(subprocess.Popen(_stock_rq_worker_command(env, *queues), cwd=str(PROJECT_ROOT),
+                                          env=env.subprocess_env()))
+        else:
+            procs.append(subprocess.Popen([sys.executable, "worker.py", *queues], cwd=str(PROJECT_ROOT),
+                                          env=env.subprocess_env()))
     try:
         if not module:
-            wait_for(lambda: Worker.count(connection=redis) > before or proc.poll() is not None, 60,
-                     interval=0.02, message="worker.py to register")
-            if proc.poll() is not None:
-                raise RuntimeError(f"worker.py exited with {proc.returncode}")
-        yield proc
+            wait_for(lambda: Worker.count(connection=redis) >= before + processes
+                     or any(p.poll() is not None for p in procs), 60, interval=0.02, message="workers to register")
+            for proc in procs:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"the worker exited with {proc.returncode}")
+        yield procs[0] if processes == 1 else procs
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in procs:
             try:
                 proc.wait(30)
             except subprocess.TimeoutExpired:
@@ -69,9 +93,11 @@ def _queue(env: BenchEnv, name: str) -> Queue:
         return get_queue(name)
 
 
-def _drain_rate(env: BenchEnv, enqueue_jobs, queue_names, count: int, timeout: float) -> float:
-    """Enqueue `count` jobs, start worker.py, wait until all finished; jobs/s from the jobs' own
-    start/end stamps (first started → last ended), so process start-up is not counted."""
+def _drain_rate(env: BenchEnv, enqueue_jobs, queue_names, count: int, timeout: float, finished_at=None,
+                **workers) -> float:
+    """Enqueue `count` jobs, start the worker(s), wait until all finished; per second from the
+    jobs' own stamps (first started → last ended, or → `finished_at()` when given, e.g. the last
+    event's handled time), so process start-up is not counted."""
     job_ids = enqueue_jobs()
     assert len(job_ids) == count
     redis = _redis(env)
@@ -85,12 +111,18 @@ def _drain_rate(env: BenchEnv, enqueue_jobs, queue_names, count: int, timeout: f
             raise RuntimeError(f"{len(failed)} benchmark jobs failed (see the worker's log)")
         return all(s is not None and s.value == "finished" for s in statuses)
 
-    with worker_process(env, *queue_names):
+    with worker_process(env, *queue_names, **workers):
         wait_for(all_done, timeout, interval=0.2, message=f"{count} jobs to finish")
     jobs = AppJob.fetch_many(job_ids, connection=redis, serializer=JSONSerializer)
     first = min(j.started_at for j in jobs)
-    last = max(j.ended_at for j in jobs)
-    return count / (last - first).total_seconds()
+    last = finished_at() if finished_at else max(j.ended_at for j in jobs)
+    return count / (_utc(last) - _utc(first)).total_seconds()
+
+
+def _utc(moment):
+    from datetime import timezone
+
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
 
 
 def _noop_ids(env: BenchEnv, count: int) -> list[str]:
@@ -108,25 +140,51 @@ def _rate_measurement(label: str, rates: list[float]) -> Measurement:
 
 def run_throughput(env: BenchEnv) -> CaseResult:
     s = env.sizes
-    result = CaseResult("throughput", env.kind, size=f"{s.throughput_jobs:,} jobs per run, one worker.py",
-                        target=TARGETS["throughput"], ratio_label="ours / no-op (jobs/s)")
+    result = CaseResult("throughput", env.kind, size=f"{s.throughput_jobs:,} events per run, one worker.py",
+                        target=TARGETS["throughput"], ratio_label="ours / stock rq worker no-op (per second)")
     timeout = 60 + s.throughput_jobs / 5
-    rates = [_drain_rate(env, lambda: _noop_ids(env, s.throughput_jobs), ["default"], s.throughput_jobs, timeout)
-             for _ in range(s.repeats)]
-    result.baseline = _rate_measurement("RQ no-op jobs", rates)
+    noop = lambda: _noop_ids(env, s.throughput_jobs)  # noqa: E731
+    stock = [_drain_rate(env, noop, ["default"], s.throughput_jobs, timeout, stock=True) for _ in range(s.repeats)]
+    result.baseline = _rate_measurement(f"no-op jobs, {STOCK_RQ}", stock)
     ours = _notification_event_jobs(env)
     if ours is None:
         result.status, result.reason = "not run", _PIPELINE_MISSING
         return result
     prepare, enqueue, check = ours
-    rates = []
-    for _ in range(s.repeats):
-        prepare(s.throughput_jobs)
-        rates.append(_drain_rate(env, enqueue, ["notifications", "default"], s.throughput_jobs, timeout))
-        check()
-    result.ours = _rate_measurement("notification event jobs (handle_event)", rates)
+
+    def last_handled():
+        from sqlalchemy import func, select
+
+        from deltacrown.outbox.models import OutboxEvent
+
+        with env.app.app_context():
+            moment = env.db.session.scalar(select(func.max(OutboxEvent.handled_at)))
+            env.db.session.remove()
+        return moment
+
+    def events_per_second(**workers) -> list[float]:
+        rates = []
+        for _ in range(s.repeats):
+            prepare(s.throughput_jobs)
+            rates.append(_drain_rate(env, enqueue, ["notifications", "default"], s.throughput_jobs, timeout,
+                                     finished_at=last_handled, **workers))
+            check()
+        return rates
+
+    result.ours = _rate_measurement("outbox events handled (handle_event jobs), one worker.py", events_per_second())
+    two = _rate_measurement("two worker.py", events_per_second(processes=2))
+    floor = _rate_measurement(SIMPLE_FLOOR, [
+        _drain_rate(env, noop, ["default"], s.throughput_jobs, timeout, module="bench.worker_proc")
+        for _ in range(s.repeats)])
     result.ratio = result.ours.value / result.baseline.value
-    result.met = result.ratio >= 0.5
+    result.met = result.ratio >= 1.0
+    result.notes.append(f"stretch 3×: {'met' if result.ratio >= 3 else 'not met'}; {two.label} "
+                        f"(median {two.value:,.0f}/s, {two.value / result.baseline.value:.2f}× the stock no-op); "
+                        f"floor of any Python worker, no-op jobs in a {floor.label} (median {floor.value:,.0f}/s): "
+                        f"ours is {result.ours.value / floor.value:.2f}× it; each event: roster_changed for a team "
+                        "of 6 (reads the event, the team, its members and their preferences; writes 6 in-app "
+                        "notifications); per second from the first job's start to the last event's handled time (a job "
+                        "also handles the ready events after its own; the later jobs then find theirs handled)")
     return result
 
 
@@ -196,7 +254,7 @@ def run_e2e(env: BenchEnv) -> CaseResult:
     latencies = []
     import time
 
-    with worker_process(env, "notifications", "default"):
+    with worker_process(env, "default", stock=True):
         with env.app.app_context():
             for _ in range(s.e2e_trips + 3):
                 start = time.perf_counter()
@@ -205,7 +263,7 @@ def run_e2e(env: BenchEnv) -> CaseResult:
                     raise TimeoutError("no-op job did not finish within 30 s")
                 latencies.append(time.perf_counter() - start)
     latencies = latencies[3:]  # the first trips warm the worker up
-    result.baseline = _latency_measurement("RQ no-op enqueue → finished (Result stream)", latencies)
+    result.baseline = _latency_measurement(f"no-op enqueue → finished (Result stream), {STOCK_RQ}", latencies)
     try:
         from deltacrown.outbox.relay import relay  # noqa: F401
         from deltacrown.teams.api import invite  # noqa: F401
@@ -218,9 +276,9 @@ def run_e2e(env: BenchEnv) -> CaseResult:
     p50 = percentile(result.ours.seconds, 50) / percentile(result.baseline.seconds, 50)
     p99 = percentile(result.ours.seconds, 99) / percentile(result.baseline.seconds, 99)
     result.ratio = max(p50, p99)
-    result.met = result.ratio <= 3.0
+    result.met = result.ratio <= 1.5
     result.notes.append(f"ratios: p50 {p50:.2f}, p99 {p99:.2f}; Flask test client in the bench process (not "
-                        "gunicorn), a real worker.py process running handle_event; the invitee polls its "
+                        "gunicorn), a real worker.py process running handle_event in its own process; the invitee polls its "
                         "notifications every ~1 ms (each poll is a full API request), so ours is quantised by "
                         "one poll; invitees opted out of email so no SMTP send queues behind the next trip")
     return result
@@ -277,7 +335,7 @@ def run_memory(env: BenchEnv) -> CaseResult:
     import time
 
     s = env.sizes
-    result = CaseResult("memory", env.kind, size=f"{s.memory_jobs:,} jobs in one SimpleWorker process",
+    result = CaseResult("memory", env.kind, size=f"{s.memory_jobs:,} jobs in one worker.py process",
                         target=TARGETS["memory"], ratio_label=f"RSS at end / RSS after first {s.memory_first:,}")
     q = _queue(env, "notifications")
     events = _notification_event_jobs(env)
@@ -295,10 +353,14 @@ def run_memory(env: BenchEnv) -> CaseResult:
                                 for i in range(start, min(start + 5_000, s.memory_jobs + 1))])
         job_kind = "stand-in jobs (a SELECT through the app's session + commit each)"
     total = q.count
-    proc = python_subprocess("bench.worker_proc", "notifications", env=env.subprocess_env())
+    # worker.py itself: the event jobs run in its own process (WarmWorker), so its RSS is theirs.
+    proc = subprocess.Popen([sys.executable, "worker.py", "notifications"], cwd=str(PROJECT_ROOT),
+                            env=env.subprocess_env())
     samples = []  # (jobs done, RSS bytes), sampled from outside the worker
     page = os.sysconf("SC_PAGE_SIZE")
     usage = None
+    running = q.started_job_registry
+    stopping = False
     while True:
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
         if pid:
@@ -309,8 +371,12 @@ def run_memory(env: BenchEnv) -> CaseResult:
                 rss = int(f.read().split()[1]) * page
         except (OSError, IndexError, ValueError):
             rss = 0
-        if rss:
-            samples.append((total - q.count, rss))
+        left = q.count
+        if rss and not stopping:
+            samples.append((total - left, rss))
+        if not left and not running.count and not stopping:
+            proc.send_signal(signal.SIGTERM)  # all done: stop it (warm shutdown) and read its rusage
+            stopping = True
         time.sleep(0.05)  # sampling interval, not a wait for completion
     if proc.returncode != 0 or q.count:
         raise RuntimeError(f"worker exited with {proc.returncode}, {q.count} jobs left")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Index, String
+from sqlalchemy import JSON, Index, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..extensions import db
@@ -12,8 +12,10 @@ from ..timeutil import UTCDateTime, utcnow
 
 class OutboxEvent(db.Model):
     __tablename__ = "outbox_events"
-    # The sweep looks for unrelayed events, oldest first.
-    __table_args__ = (Index("ix_outbox_events_relayed_at_id", "relayed_at", "id"),)
+    # The sweep looks for unrelayed events, oldest first; an event job for the next unhandled ones.
+    __table_args__ = (Index("ix_outbox_events_relayed_at_id", "relayed_at", "id"),
+                      Index("ix_outbox_events_unhandled", "id", postgresql_where=text("handled_at IS NULL"),
+                            sqlite_where=text("handled_at IS NULL")))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     type: Mapped[str] = mapped_column(String(64))
