@@ -36,11 +36,14 @@ from .errors import ServiceError
 log = logging.getLogger(__name__)
 
 # Queue split: user-visible notification work must not wait behind a long
-# scheduled batch, and interactive "run now" work goes to default.
+# scheduled batch, and interactive "run now" work goes to default. Sends (email,
+# Discord) come right after the in-app work: under load an in-app notification is
+# not held up by the emails queued before it, and the sends catch up after.
 QUEUE_NOTIFICATIONS = "notifications"
+QUEUE_SENDS = "sends"
 QUEUE_DEFAULT = "default"
 QUEUE_SCHEDULED = "scheduled"
-QUEUE_NAMES = (QUEUE_NOTIFICATIONS, QUEUE_DEFAULT, QUEUE_SCHEDULED)  # worker priority order
+QUEUE_NAMES = (QUEUE_NOTIFICATIONS, QUEUE_SENDS, QUEUE_DEFAULT, QUEUE_SCHEDULED)  # worker priority order
 
 # Transient failures (database or network) are retried with backoff.
 DEFAULT_RETRY_INTERVALS = (10, 30, 60, 120, 300)
@@ -134,7 +137,6 @@ class JobPolicy:
     failure_ttl: int | None = None  # None: RQ_FAILURE_TTL
     retry_intervals: tuple[int, ...] | None = DEFAULT_RETRY_INTERVALS
     domain_errors: str = "raise"
-    in_process: bool = False  # run inside the worker process, no work horse (see WarmWorker)
 
     def enqueue_options(self) -> dict:
         cfg = current_app.config
@@ -153,17 +155,12 @@ JOBS: dict[str, Callable] = {}
 
 def background_job(queue: str = QUEUE_DEFAULT, timeout: int | None = None, result_ttl: int | None = None,
                    failure_ttl: int | None = None, retry_intervals=DEFAULT_RETRY_INTERVALS,
-                   domain_errors: str = "raise", in_process: bool = False):
-    """Declare a function as an RQ job with its `JobPolicy`, and list it in `JOBS`.
-
-    in_process=True: a short job that only talks to the database and Redis (no SMTP, no
-    HTTP) runs inside worker.py's own process, with its warm connections, instead of a
-    freshly forked work horse (see `WarmWorker`).
-    """
+                   domain_errors: str = "raise"):
+    """Declare a function as an RQ job with its `JobPolicy`, and list it in `JOBS`."""
     if domain_errors not in ("raise", "result"):
         raise ValueError(f"domain_errors must be 'raise' or 'result', not {domain_errors!r}")
     policy = JobPolicy(queue, timeout, result_ttl, failure_ttl,
-                       tuple(retry_intervals) if retry_intervals else retry_intervals, domain_errors, in_process)
+                       tuple(retry_intervals) if retry_intervals else retry_intervals, domain_errors)
 
     def decorate(fn):
         job = fn
@@ -229,13 +226,8 @@ def configure_logging(level: str = "INFO") -> None:
     root.setLevel(level)
 
 
-def runs_in_process(job: Job) -> bool:
-    """Whether `job` was declared `in_process` (an unknown function: no, it forks)."""
-    try:
-        declared = JOBS.get(job.func_name)
-    except Exception:  # noqa: BLE001 - an unreadable job is RQ's to fail, in a horse as usual
-        return False
-    return declared is not None and declared.policy.in_process
+# The hot queue: its jobs run in worker.py's own process (WarmWorker); the others fork.
+IN_PROCESS_QUEUES = frozenset({QUEUE_NOTIFICATIONS, QUEUE_SENDS})
 
 
 class _JobHeartbeats(threading.Thread):
@@ -266,22 +258,24 @@ class _JobHeartbeats(threading.Thread):
 
 
 class WarmWorker(HerokuWorker):
-    """worker.py's worker: short database-only jobs run in this process, the rest fork.
+    """worker.py's worker: the hot queue's jobs run in this process, the batches fork.
 
-    A forked work horse costs a fork and a cold start (empty connection pool, no compiled
-    statements) for every job, several times the work of an outbox event itself. Jobs
-    declared `in_process` (`background_job(in_process=True)`: handling an outbox event,
-    waking a snooze) run here the way RQ's SimpleWorker runs every job, on connections
-    kept warm across jobs; their timeout is still enforced (RQ's death penalty, SIGALRM in
-    this process) and their heartbeats still beat (`_JobHeartbeats`). Everything else
-    (sends over SMTP and HTTP, digests, payouts, batches) keeps HerokuWorker's horse: one
-    job's crash or leak stays in one process, and SIGTERM (a PaaS restart) stops the horse
-    and fails the job for its retry. On SIGTERM during an in-process job the worker lets
-    that short job finish, then exits.
+    A forked work horse costs a fork and a cold start (an empty connection pool, no
+    compiled statements) for every job: several times the work of handling an outbox
+    event or making a send. The jobs of IN_PROCESS_QUEUES (notifications: outbox events,
+    reminders, snooze wake-ups; sends: email and Discord) run here the way RQ's SimpleWorker runs every job,
+    on connections kept warm across jobs; their timeout is still enforced (RQ's death
+    penalty: SIGALRM in this process) and their heartbeats still beat (`_JobHeartbeats`),
+    so a SIGKILLed worker's job is retried as soon as a horse's would be. The other queues'
+    jobs (digests, announcements, payouts, the scheduled batches) keep HerokuWorker's horse:
+    a long batch's crash or leak stays in one process, and SIGTERM (a PaaS restart) stops
+    the horse and fails the job for its retry. On SIGTERM during a hot job the worker lets
+    that job finish (they are short; each send is claimed once, so one cut short by the
+    platform's SIGKILL is retried without sending twice), then exits.
     """
 
     def execute_job(self, job: Job, queue: Queue):
-        if not runs_in_process(job):
+        if queue.name not in IN_PROCESS_QUEUES:
             return super().execute_job(job, queue)
         execution = self.prepare_execution(job)
         with _JobHeartbeats(self, job, execution):

@@ -11,7 +11,7 @@ from flask import current_app
 from rq import get_current_job
 from rq.job import Retry
 
-from ..queue import QUEUE_NOTIFICATIONS, background_job, get_queue
+from ..queue import QUEUE_SENDS, background_job, get_queue
 from ..signals import checkpoint
 from . import deliveries, held
 
@@ -22,7 +22,7 @@ SEND_BATCH_TIMEOUT = 30 * 60
 SEND_BATCH_BUDGET_SECONDS = 10 * 60
 
 
-@background_job(queue=QUEUE_NOTIFICATIONS, timeout=SEND_DELIVERY_TIMEOUT, retry_intervals=None)
+@background_job(queue=QUEUE_SENDS, timeout=SEND_DELIVERY_TIMEOUT, retry_intervals=None)
 def send_delivery(delivery_id: int) -> dict:
     """Send one Delivery row over its channel (idempotent: a sent delivery is never resent)."""
     job = get_current_job()
@@ -31,7 +31,7 @@ def send_delivery(delivery_id: int) -> dict:
     return deliveries.send_delivery(delivery_id, final_attempt=final_attempt)
 
 
-@background_job(queue=QUEUE_NOTIFICATIONS, timeout=SEND_BATCH_TIMEOUT)
+@background_job(queue=QUEUE_SENDS, timeout=SEND_BATCH_TIMEOUT)
 def send_deliveries(delivery_ids: list[int]) -> dict:
     """Send a batch of deliveries, each once: the first try of every send the pipeline makes.
 
@@ -46,7 +46,7 @@ def send_deliveries(delivery_ids: list[int]) -> dict:
                       budget_seconds=SEND_BATCH_BUDGET_SECONDS, continue_later=send_deliveries.enqueue)
 
 
-@background_job(queue=QUEUE_NOTIFICATIONS, timeout=SEND_BATCH_TIMEOUT)
+@background_job(queue=QUEUE_SENDS, timeout=SEND_BATCH_TIMEOUT)
 def send_held(user_id: int, epoch: int) -> dict:
     """Send a user's held deliveries whose time has come (quiet hours ended, email delay over),
     in one go, oldest first. Scheduled at `epoch` under the id held-<user_id>-<epoch> (held.py);
@@ -68,7 +68,7 @@ def _send_delivery_options(intervals) -> dict:
 
 def _enqueue_send_delivery(delivery_id: int, job_id: str | None = None, meta: dict | None = None):
     """Like every job's `.enqueue`, with the retry intervals from DELIVERY_RETRY_INTERVALS."""
-    return get_queue(QUEUE_NOTIFICATIONS).enqueue(
+    return get_queue(QUEUE_SENDS).enqueue(
         send_delivery, delivery_id, job_id=job_id, meta=meta,
         **_send_delivery_options(current_app.config["DELIVERY_RETRY_INTERVALS"]))
 
@@ -78,7 +78,7 @@ def retry_send_later(delivery_id: int):
     interval, with the remaining intervals as its retries (the same schedule as a lone send)."""
     first, *rest = current_app.config["DELIVERY_RETRY_INTERVALS"]
     options = _send_delivery_options(rest)
-    queue = get_queue(QUEUE_NOTIFICATIONS)
+    queue = get_queue(QUEUE_SENDS)
     if first <= 0:  # like RQ's own retry: no wait means straight onto the queue
         return queue.enqueue(send_delivery, delivery_id, **options)
     return queue.enqueue_in(timedelta(seconds=first), send_delivery, delivery_id, **options)

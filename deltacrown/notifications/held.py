@@ -32,7 +32,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 
 from ..extensions import db
-from ..queue import QUEUE_NOTIFICATIONS, fetch_job, get_queue, get_redis, registered_job
+from ..queue import QUEUE_SENDS, fetch_job, get_queue, get_redis, registered_job
 from ..timeutil import utcnow
 from .models import Delivery
 from .types import DISCORD, EMAIL
@@ -96,7 +96,7 @@ def schedule_held(pairs, check_existing: bool = False) -> int:
     pairs = sorted(set((int(u), int(e)) for u, e in pairs))
     if not pairs:
         return 0
-    queue = get_queue(QUEUE_NOTIFICATIONS)
+    queue = get_queue(QUEUE_SENDS)
     options = send_held.policy.enqueue_options()
     now = utcnow().timestamp()
     scheduled = 0

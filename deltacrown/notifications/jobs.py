@@ -50,7 +50,7 @@ def sweep_held_sends() -> dict:
 
 # Scheduled by rq-scheduler under the id "snooze-<id>" (wakeups.py); no retries: the sweep
 # below wakes whatever a failed or lost run left asleep.
-@background_job(queue=QUEUE_NOTIFICATIONS, retry_intervals=None, in_process=True)
+@background_job(queue=QUEUE_NOTIFICATIONS, retry_intervals=None)
 def wake_snoozed(notification_id: int) -> int:
     """A snoozed notification's time has come: back unread and unseen (nothing if moved or woken)."""
     return center.wake(notification_id)

@@ -9,7 +9,7 @@ handled and commits, so rows written without sends commit together with the mark
 Having handled its own event, a job goes on to the unhandled events committed after it
 (`handle_ready_events_after`): under load the queue holds a job per event, and the first
 job drains what is ready while the later ones find their event handled. The job runs in
-worker.py's own process (`in_process`: no fork, warm connections; queue.WarmWorker).
+worker.py's own process (the hot queue: no fork, warm connections; queue.WarmWorker).
 """
 from __future__ import annotations
 
@@ -53,8 +53,7 @@ MORE_EVENTS_PER_JOB = 1000
 MORE_EVENTS_BUDGET_SECONDS = 5.0
 
 
-# In the worker process itself (no horse): the hot path, a few statements per event.
-@background_job(queue=QUEUE_NOTIFICATIONS, in_process=True)
+@background_job(queue=QUEUE_NOTIFICATIONS)
 def handle_event(event_id: int) -> dict:
     """Run the event's reactions and mark it handled; then handle the ready events after it.
 

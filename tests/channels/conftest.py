@@ -86,7 +86,7 @@ class WorkerProcesses:
                "LOG_LEVEL": "WARNING", "PYTHONPATH": PROJECT_ROOT, **self.env, **extra_env}
         for _ in range(count):
             log_path = self.tmp_path / f"worker-{len(self.workers)}.log"
-            self.workers.append(WorkerProcess(self.app, log_path, ("notifications",), env).start(wait=False))
+            self.workers.append(WorkerProcess(self.app, log_path, ("notifications", "sends"), env).start(wait=False))
         return self
 
     def stop(self):

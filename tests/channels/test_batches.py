@@ -9,7 +9,7 @@ from deltacrown.notifications.delivery_jobs import send_deliveries
 from deltacrown.extensions import db
 from deltacrown.models import Delivery
 from deltacrown.notifications.service import enqueue_sends
-from deltacrown.queue import QUEUE_NOTIFICATIONS, get_queue
+from deltacrown.queue import QUEUE_SENDS, get_queue
 
 
 def _email_deliveries(users, make, names):
@@ -25,7 +25,7 @@ def test_enqueue_sends_makes_one_job_per_batch(app, users, make):
     ids = _email_deliveries(users, make, ["ada", "ben", "cal", "dan", "eli"])
     with app.app_context():
         enqueue_sends(ids)
-        jobs = get_queue(QUEUE_NOTIFICATIONS).get_jobs()
+        jobs = get_queue(QUEUE_SENDS).get_jobs()
     assert [job.func_name for job in jobs] == ["deltacrown.notifications.delivery_jobs.send_deliveries"] * 3
     assert [job.args[0] for job in jobs] == [ids[0:2], ids[2:4], ids[4:5]]
 

@@ -1,6 +1,6 @@
-"""worker.py's WarmWorker: jobs declared in_process run in the worker's own process on warm
-connections; every other job still gets a forked work horse. Timeouts and heartbeats hold
-for in-process jobs as for forked ones.
+"""worker.py's WarmWorker: the hot queue's jobs (notifications) run in the worker's own
+process on warm connections; the other queues' jobs still get a forked work horse. Timeouts
+and heartbeats hold for in-process jobs as for forked ones.
 
 The workers here run in the test process (burst mode) on the test's real Redis, so a job's
 answer can name the process it ran in.
@@ -12,9 +12,11 @@ import time
 
 from rq.job import JobStatus
 
-from deltacrown.queue import JOBS, QUEUE_DEFAULT, background_job, fetch_job, get_redis, make_worker, runs_in_process
+from deltacrown.queue import (QUEUE_DEFAULT, QUEUE_NAMES, QUEUE_NOTIFICATIONS, background_job,
+                              fetch_job, get_redis, make_worker)
 
-@background_job(queue=QUEUE_DEFAULT, in_process=True, retry_intervals=())
+
+@background_job(queue=QUEUE_NOTIFICATIONS, retry_intervals=())
 def report_pid_in_process() -> int:
     return os.getpid()
 
@@ -24,7 +26,7 @@ def report_pid_forked() -> int:
     return os.getpid()
 
 
-@background_job(queue=QUEUE_DEFAULT, in_process=True, timeout=1, retry_intervals=())
+@background_job(queue=QUEUE_NOTIFICATIONS, timeout=1, retry_intervals=())
 def run_past_timeout() -> str:
     deadline = time.monotonic() + 20  # bounded: the 1 s timeout must end it long before
     while time.monotonic() < deadline:
@@ -32,7 +34,7 @@ def run_past_timeout() -> str:
     return "not stopped"
 
 
-@background_job(queue=QUEUE_DEFAULT, in_process=True, retry_intervals=())
+@background_job(queue=QUEUE_NOTIFICATIONS, retry_intervals=())
 def watch_own_heartbeat() -> bool:
     """True once the job's last_heartbeat in Redis moves on while this job is still running."""
     from rq import get_current_job
@@ -50,25 +52,16 @@ def watch_own_heartbeat() -> bool:
 def _run(app, *jobs, **worker_options):
     with app.app_context():
         enqueued = [job.enqueue() for job in jobs]
-    worker = make_worker(app, [QUEUE_DEFAULT], name=f"warm-test-{os.getpid()}-{time.monotonic_ns()}",
+    worker = make_worker(app, QUEUE_NAMES, name=f"warm-test-{os.getpid()}-{time.monotonic_ns()}",
                          **worker_options)
     worker.work(burst=True, logging_level="WARNING")
     return [fetch_job(job.id, app) for job in enqueued]
 
 
-def test_the_event_handler_is_declared_in_process_and_sends_are_not():
-    from deltacrown.notifications.delivery_jobs import send_deliveries, send_delivery
-    from deltacrown.outbox.dispatch import handle_event
-
-    assert JOBS["deltacrown.outbox.dispatch.handle_event"].policy.in_process
-    # Sends talk to SMTP and Discord: a hung connection or a crash stays in a horse.
-    assert not send_deliveries.policy.in_process and not send_delivery.policy.in_process
-
-
 def test_in_process_jobs_run_in_the_worker_and_the_rest_in_a_horse(app):
     get_redis(app).flushdb()
     in_process, forked = _run(app, report_pid_in_process, report_pid_forked)
-    assert runs_in_process(in_process) and not runs_in_process(forked)
+    assert in_process.origin == QUEUE_NOTIFICATIONS and forked.origin == QUEUE_DEFAULT
     assert in_process.get_status() == JobStatus.FINISHED and forked.get_status() == JobStatus.FINISHED
     assert in_process.return_value() == os.getpid()
     assert forked.return_value() not in (None, os.getpid())

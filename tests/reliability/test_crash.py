@@ -298,7 +298,7 @@ def test_worker_killed_holding_quiet_hours_and_delayed_emails_sends_each_once(di
         # Their held jobs are scheduled at their (past) times; due now, moved to the queue at once (a
         # killed worker's scheduler lock would otherwise hold RQ's scheduler back until it expires).
         with app.app_context():
-            scheduled = ScheduledJobRegistry(queue=get_queue("notifications"))
+            scheduled = ScheduledJobRegistry(queue=get_queue("sends"))
             assert len(scheduled.get_job_ids()) == 2  # one held job per user
             for job_id in scheduled.get_job_ids():
                 scheduled.requeue(job_id)

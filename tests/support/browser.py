@@ -79,7 +79,7 @@ class WorkerProcess:
     `env` adds or overrides environment variables (e.g. an SMTP stand-in's `env()`).
     """
 
-    def __init__(self, app, log_path: Path, queues=("notifications", "default"), env: dict | None = None):
+    def __init__(self, app, log_path: Path, queues=("notifications", "sends", "default"), env: dict | None = None):
         self.app = app
         self.log_path = log_path
         self.queues = queues
