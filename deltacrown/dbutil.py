@@ -7,7 +7,9 @@ one; `sql_in` spells the CHECK constraint that keeps a column among fixed values
 """
 from __future__ import annotations
 
-from sqlalchemy import bindparam, cast, func, select, update
+import json
+
+from sqlalchemy import String, bindparam, cast, func, select, true, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
@@ -72,12 +74,56 @@ def insert_ignoring_duplicates(table, rows: list[dict], returning=()):
         return []
     if db.session.get_bind().dialect.name == "postgresql":
         stmt, params = _unnest_insert(table, rows), None
-    else:  # SQLite: SQLAlchemy's multi-row VALUES (fast there)
+    elif _json_safe(rows):  # SQLite: the rows as one JSON parameter
+        stmt, params = _json_each_insert(table, rows), None
+    else:  # SQLite, with dates or JSON differing per row: SQLAlchemy's multi-row VALUES
         stmt, params = sqlite.insert(table).on_conflict_do_nothing(), rows
     if returning:
         return db.session.execute(stmt.returning(*returning), params).all()
     db.session.execute(stmt, params)
     return []
+
+
+def _split_columns(rows: list[dict]) -> tuple[list[str], dict]:
+    """(names of the columns whose value differs between rows, {column: value shared by all})."""
+    varying, constant = [], {}
+    first = rows[0]
+    for name in first:
+        value = first[name]
+        if all(row[name] is value or row[name] == value for row in rows):
+            if value is not None:  # an omitted column is NULL
+                constant[name] = value
+        else:
+            varying.append(name)
+    return varying, constant
+
+
+def _json_safe(rows: list[dict]) -> bool:
+    """Whether every value that differs between rows is a plain int, str or None (it can
+    travel in JSON and be stored as it is, with no type processing)."""
+    varying, _ = _split_columns(rows)
+    return all(type(row[name]) in (int, str, type(None)) for name in varying for row in rows)
+
+
+def _json_each_insert(table, rows: list[dict]):
+    """SQLite: INSERT .. SELECT FROM json_each(one JSON array of rows), for any number of rows.
+
+    SQLAlchemy's multi-row VALUES binds and type-processes every value of every row in
+    Python: most of an in-app fan-out's time on SQLite (bench/FINDINGS.md). Here the values
+    that differ between rows travel as one JSON text, read by SQLite's own json_each; values
+    shared by every row as one ordinary (type-processed) parameter each.
+    """
+    varying, constant = _split_columns(rows)
+    columns = table.c
+    source = func.json_each(bindparam(None, json.dumps([[row[name] for name in varying] for row in rows]),
+                                      type_=String)).table_valued("value")
+    selected = [func.json_extract(source.c.value, f"$[{i}]").label(name) for i, name in enumerate(varying)]
+    # No CAST: SQLite would give a type it does not know (DATETIME, JSON) numeric affinity.
+    selected += [bindparam(None, value, type_=columns[name].type).label(name) for name, value in constant.items()]
+    # "WHERE true": SQLite's documented fix for the INSERT .. SELECT .. ON CONFLICT parsing ambiguity.
+    query = select(*selected).select_from(source).where(true())
+    return sqlite.insert(table).from_select(varying + list(constant), query, include_defaults=False) \
+        .on_conflict_do_nothing()
 
 
 def _unnest_insert(table, rows: list[dict]):
@@ -88,15 +134,7 @@ def _unnest_insert(table, rows: list[dict]):
     dominated a fan-out's time (BENCHMARKS.md). Here values that differ between rows travel as one array
     per column, values shared by every row (type, title, payload, ...) as one parameter.
     """
-    varying, constant = [], {}
-    first = rows[0]
-    for name in first:
-        value = first[name]
-        if all(row[name] is value or row[name] == value for row in rows):
-            if value is not None:  # an omitted column is NULL
-                constant[name] = value
-        else:
-            varying.append(name)
+    varying, constant = _split_columns(rows)
     columns = table.c
     if varying:
         arrays = [cast(bindparam(None, [row[name] for row in rows], type_=ARRAY(columns[name].type)),
