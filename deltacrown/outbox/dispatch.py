@@ -1,4 +1,5 @@
-"""The dispatcher: `handle_event(event_id)`, the job the relay enqueues for every event.
+"""The dispatcher: `handle_event(event_id)`, the job the relay enqueues for a new event
+(`handle_events(ids)` for the events of one commit that wrote several).
 
 It runs the reactions registered for the event's kind. The reactions live above the
 domains (deltacrown/reactions.py) and hand their table to `install_reactions` at start;
@@ -61,6 +62,33 @@ def handle_event(event_id: int) -> dict:
     commits its rows and enqueues the sends before the mark, so a retry after a failure
     re-enqueues the event's still-pending sends.
     """
+    result = _handle_one(event_id)
+    more = handle_ready_events_after(event_id) if result["status"] == "handled" else 0
+    return {**result, **({"more": more} if more else {})}
+
+
+@background_job(queue=QUEUE_NOTIFICATIONS)
+def handle_events(event_ids: list[int]) -> dict:
+    """The events one commit or sweep relayed together (a rankings recompute writes thousands):
+    each handled as by `handle_event`, in its own transaction. One that fails does not stop
+    the others; the job then fails, and RQ's retry runs it again (handled events are skipped)."""
+    counts: dict[str, int] = {}
+    failed = []
+    for event_id in event_ids:
+        try:
+            status = _handle_one(event_id)["status"]
+        except Exception:  # noqa: BLE001 - the others still go; the retry takes this one again
+            db.session.rollback()
+            log.warning("outbox event %s failed; the job will be retried", event_id, exc_info=True)
+            failed.append(event_id)
+            continue
+        counts[status] = counts.get(status, 0) + 1
+    if failed:
+        raise RuntimeError(f"outbox events {failed} failed (the others are handled)")
+    return {"events": len(event_ids), **counts}
+
+
+def _handle_one(event_id: int) -> dict:
     if not _reactions:  # retried later, rather than marking events handled with nothing done
         raise RuntimeError("no reactions installed (deltacrown.reactions.init_app did not run)")
     # FOR UPDATE (PostgreSQL): if another job is handling this event, wait for it, then see it handled.
@@ -70,9 +98,7 @@ def handle_event(event_id: int) -> dict:
     if event.handled_at is not None:
         db.session.rollback()
         return {"event_id": event_id, "status": "already handled"}
-    deliveries = _react_and_mark(event)
-    more = handle_ready_events_after(event_id)
-    return {"event_id": event_id, "status": "handled", "deliveries": deliveries, **({"more": more} if more else {})}
+    return {"event_id": event_id, "status": "handled", "deliveries": _react_and_mark(event)}
 
 
 def handle_ready_events_after(event_id: int, limit: int = MORE_EVENTS_PER_JOB,

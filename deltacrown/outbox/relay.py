@@ -1,8 +1,9 @@
-"""After-commit relay: one RQ job per new outbox event.
+"""After-commit relay: the new outbox events go to the queue right after their commit.
 
 Every event committed by a session's transaction is enqueued right after that
-commit as `handle_event(event_id)` and marked `relayed_at`, in a new short
-transaction, however it was written:
+commit, as `handle_event(event_id)` (or, when a relay takes several, as
+`handle_events(ids)` per EVENTS_PER_JOB of them), and marked `relayed_at`, in a new
+short transaction, however it was written:
 
 - ORM objects (`emit()`): their ids are collected as they are flushed.
 - SQL executed through the session (`session.execute` of a Core `insert()`,
@@ -39,7 +40,7 @@ from sqlalchemy.sql import Insert, TextClause
 
 from ..extensions import db
 from ..timeutil import utcnow
-from .dispatch import handle_event
+from .dispatch import handle_event, handle_events
 from .models import OutboxEvent
 
 log = logging.getLogger(__name__)
@@ -108,7 +109,8 @@ def _after_soft_rollback(session, previous_transaction):
         _forget(session)
 
 
-RELAY_CHUNK = 1000  # jobs per Redis pipeline; ids per statement when un-claiming
+RELAY_CHUNK = 1000  # events per Redis pipeline; ids per statement when un-claiming
+EVENTS_PER_JOB = 100  # events of one relay handled by one handle_events job
 
 
 def relay(event_ids=(), id_range: tuple[int, int] | None = None) -> list[int]:
@@ -139,7 +141,11 @@ def relay(event_ids=(), id_range: tuple[int, int] | None = None) -> list[int]:
     try:
         for start in range(0, len(ids), RELAY_CHUNK):
             chunk = ids[start:start + RELAY_CHUNK]
-            handle_event.enqueue_many([(event_id,) for event_id in chunk])
+            if len(chunk) == 1:
+                handle_event.enqueue_many([(chunk[0],)])
+            else:  # a job per EVENTS_PER_JOB: enqueueing a job per event was most of a big commit's relay
+                handle_events.enqueue_many([(chunk[at:at + EVENTS_PER_JOB],)
+                                            for at in range(0, len(chunk), EVENTS_PER_JOB)])
             relayed.extend(chunk)
     except Exception as exc:  # Redis down or unreachable: the sweep will try again
         missed = ids[len(relayed):]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from sqlalchemy import select
+from sqlalchemy import func, insert, select
 
 from deltacrown.extensions import db
 from deltacrown.models import Notification, OutboxEvent
@@ -85,3 +85,54 @@ def test_a_failing_event_taken_along_is_left_to_its_own_job(app, api, league, ru
     run_jobs()
     assert handled(app, ids) == [True, True, True]
     assert invite_notifications(app) == Counter({api.users.ids["eve"]: 1, api.users.ids["cyd"]: 1})
+
+
+def test_a_commit_with_many_events_is_relayed_as_jobs_of_a_hundred(app, api, league, run_jobs):
+    """A rankings recompute commits thousands of events: one job per 100 of them, each event
+    handled once; a failing one fails its job for the retry and does not stop the others."""
+    from deltacrown.outbox.relay import EVENTS_PER_JOB
+    from deltacrown.outbox.services import emit
+    from deltacrown.queue import get_queue
+
+    run_jobs()
+    with app.app_context():
+        get_queue("notifications").empty()
+        before = db.session.scalar(select(func.max(OutboxEvent.id)))
+        for _ in range(EVENTS_PER_JOB + 5):
+            emit("roster_changed", team_id=league["red"], user_id=api.users.ids["ann"], action="added", actor_id=None)
+        db.session.commit()
+        jobs = get_queue("notifications").jobs
+        ids = list(db.session.scalars(select(OutboxEvent.id).where(OutboxEvent.id > before)
+                                      .order_by(OutboxEvent.id)))
+    assert [j.func_name for j in jobs] == ["deltacrown.outbox.dispatch.handle_events"] * 2
+    assert [j.args[0] for j in jobs] == [ids[:EVENTS_PER_JOB], ids[EVENTS_PER_JOB:]]
+    run_jobs()
+    assert handled(app, ids) == [True] * len(ids)
+    with app.app_context():
+        per_event = Counter(db.session.scalars(select(Notification.dedup_key).where(
+            Notification.type == "roster_changed", Notification.user_id == api.users.ids["cap"])))
+    assert all(per_event[f"event:{i}"] == 1 for i in ids) and set(per_event.values()) == {1}
+
+
+def test_handle_events_goes_on_past_a_failing_event_and_fails_for_the_retry(app, api, league, run_jobs,
+                                                                            monkeypatch):
+    import pytest
+
+    from deltacrown.outbox.dispatch import handle_events
+
+    run_jobs()
+    from deltacrown.timeutil import utcnow
+
+    with app.app_context(), db.engine.begin() as conn:  # outside the session: not relayed; by hand below
+        ids = [conn.scalar(insert(OutboxEvent).values(**row).returning(OutboxEvent.id)) for row in (
+            {"type": "sponsor_approved", "payload": {"sponsor_id": 1}, "created_at": utcnow()},
+            {"type": "roster_changed", "created_at": utcnow(), "payload": {
+                "team_id": league["red"], "user_id": api.users.ids["ann"], "action": "added", "actor_id": None}})]
+
+    def broken(event):
+        raise RuntimeError("the sponsor reaction failed")
+
+    monkeypatch.setitem(dispatch._reactions, "sponsor_approved", (broken,))
+    with app.app_context(), pytest.raises(RuntimeError, match=str(ids[0])):
+        handle_events(ids)
+    assert handled(app, ids) == [False, True]
