@@ -226,7 +226,7 @@ def configure_logging(level: str = "INFO") -> None:
     root.setLevel(level)
 
 
-# The hot queue: its jobs run in worker.py's own process (WarmWorker); the others fork.
+# The hot queues: their jobs run in worker.py's own process (WarmWorker); the others fork.
 IN_PROCESS_QUEUES = frozenset({QUEUE_NOTIFICATIONS, QUEUE_SENDS})
 
 
@@ -258,13 +258,13 @@ class _JobHeartbeats(threading.Thread):
 
 
 class WarmWorker(HerokuWorker):
-    """worker.py's worker: the hot queue's jobs run in this process, the batches fork.
+    """worker.py's worker: the hot queues' jobs run in this process, the batches fork.
 
     A forked work horse costs a fork and a cold start (an empty connection pool, no
     compiled statements) for every job: several times the work of handling an outbox
     event or making a send. The jobs of IN_PROCESS_QUEUES (notifications: outbox events,
-    reminders, snooze wake-ups; sends: email and Discord) run here the way RQ's SimpleWorker runs every job,
-    on connections kept warm across jobs; their timeout is still enforced (RQ's death
+    reminders, snooze wake-ups; sends: email and Discord) run here the way RQ's
+    SimpleWorker runs every job, on connections kept warm across jobs; their timeout is still enforced (RQ's death
     penalty: SIGALRM in this process) and their heartbeats still beat (`_JobHeartbeats`),
     so a SIGKILLed worker's job is retried as soon as a horse's would be. The other queues'
     jobs (digests, announcements, payouts, the scheduled batches) keep HerokuWorker's horse:
