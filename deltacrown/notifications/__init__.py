@@ -11,7 +11,7 @@ def init_app(app):
     user_created.connect(NotificationPreference.get_or_create_for_user)
 
     register_blueprint(app, api.bp)  # notifications, preferences, announcements
-    register_blueprint(app, mutes_api.bp)  # the caller's mutes
+    mutes_api.init_app(app)  # the caller's mutes
     cli.init_app(app)  # flask send-digests, cleanup-notifications
     bounce_cli.init_app(app)  # flask process-bounces
     suppression_api.init_app(app)  # email events, the suppression list

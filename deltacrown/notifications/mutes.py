@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import and_, delete, or_, select
 
-from ..dbutil import MAX_DB_ID
+from ..dbutil import MAX_DB_ID, get_or_404
 from ..errors import InvalidInput, NotFound
 from ..extensions import db
 from ..teams.models import Team
@@ -77,18 +77,18 @@ def active_mute_for(user_id: int, team_id: int | None = None, tournament_id: int
 def mute(user_id: int, *, team_id: int | None = None, tournament_id: int | None = None,
          until: datetime | None = None, now: datetime | None = None, source: str = SOURCE_PAGE) -> Mute:
     """Mute a team or a tournament (exactly one) until `until` (None: until unmuted); muting it
-    again replaces the end. Raises InvalidInput (nothing written) for both/neither, an unknown
-    id or an end not in the future. Commits."""
+    again replaces the end. Nothing is written when it raises: NotFound for an unknown id (as
+    for any id the caller names), InvalidInput for both/neither or an end not in the future.
+    Commits."""
     now = now or utcnow()
+    if team_id is not None:
+        get_or_404(Team, team_id, "Team", field="team_id")
+    if tournament_id is not None:
+        get_or_404(Tournament, tournament_id, "Tournament", field="tournament_id")
     if (team_id is None) == (tournament_id is None):
         message = "Mute either a team or a tournament, not both." if team_id is not None else \
             "Say what to mute: a team_id or a tournament_id."
         raise InvalidInput(message, fields={"team_id": message, "tournament_id": message})
-    if team_id is not None and db.session.get(Team, team_id) is None:
-        raise InvalidInput(f"There is no team {team_id}.", fields={"team_id": f"unknown team {team_id}"})
-    if tournament_id is not None and db.session.get(Tournament, tournament_id) is None:
-        raise InvalidInput(f"There is no tournament {tournament_id}.",
-                           fields={"tournament_id": f"unknown tournament {tournament_id}"})
     if until is not None and until <= now:
         raise InvalidInput("A mute must end in the future (or be until unmuted).",
                            fields={"until": "must be in the future, or null for until unmuted"})

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields
 
-from ..api import Blueprint, api_user, id_links
+from ..api import Blueprint, api_user, id_links, register_blueprint
 from ..apischemas import ID, IdField, Out, When
 from . import mutes
 from .preferences import SOURCE_API
@@ -54,3 +54,14 @@ def delete_mute(mute_id):
     """Unmute (404 if it is not one of the caller's mutes)."""
     mutes.unmute(api_user().id, mute_id, source=SOURCE_API)
     return None
+
+
+def init_app(app):
+    register_blueprint(app, bp)
+    # Say in the document what create_mute enforces: exactly one of team_id and tournament_id,
+    # as a number (a client generating requests from the document then sends valid ones).
+    schema = app.extensions["deltacrown_api"].spec.components.schemas.get("MuteCreate")
+    if schema is not None and "oneOf" not in schema:
+        schema["oneOf"] = [{"required": [given], "properties": {given: {"type": "integer"}},
+                            "not": {"required": [other]}}
+                           for given, other in (("team_id", "tournament_id"), ("tournament_id", "team_id"))]

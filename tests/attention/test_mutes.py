@@ -54,14 +54,18 @@ def test_mute_api_refuses_bad_input_naming_the_field(api, league):
     cases = [
         ({"team_id": red, "tournament_id": tid, "until": None}, "team_id"),
         ({"until": None}, "team_id"),
-        ({"team_id": 999_999, "until": None}, "team_id"),
-        ({"tournament_id": 999_999, "until": None}, "tournament_id"),
         ({"team_id": red, "until": later(minutes=-5)}, "until"),
         ({"team_id": red, "until": "tomorrow"}, "until"),
         ({"team_id": red}, "until"),
     ]
     for body, field in cases:
         response = api.post("/mutes", "ann", body, expect=422)
+        assert field in response.json["error"]["fields"], (body, response.json)
+    # An id that names nothing is a 404 naming its field, as for every id a caller names.
+    for body, field in (({"team_id": 999_999, "until": None}, "team_id"),
+                        ({"tournament_id": 999_999, "until": None}, "tournament_id"),
+                        ({"team_id": red, "tournament_id": 999_999, "until": None}, "tournament_id")):
+        response = api.post("/mutes", "ann", body, expect=404)
         assert field in response.json["error"]["fields"], (body, response.json)
     assert api.get("/mutes", "ann", expect=200).json["items"] == []  # nothing written
 

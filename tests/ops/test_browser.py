@@ -73,8 +73,9 @@ def test_admin_sees_the_dashboard_and_requeues_a_job(app, users, run_jobs, live_
             jobs.fail.enqueue("while the page is open")
             run_jobs()
         page.wait_for_function(
-            "() => /\\b2\\b/.test(document.querySelector('#queues tbody tr:nth-child(2) td:nth-of-type(4)')"
-            ".textContent)", timeout=15000)
+            "() => /\\b2\\b/.test([...document.querySelectorAll('#queues tbody tr')]"
+            ".find(row => row.textContent.includes('default')).querySelector('td:nth-of-type(4)').textContent)",
+            timeout=15000)
         assert _default_failed_count(page) == "2"
 
     page.click(f"button[aria-label='Requeue job {failed.id}']")
