@@ -72,10 +72,11 @@ def insert_ignoring_duplicates(table, rows: list[dict], returning=()):
     """Bulk INSERT .. ON CONFLICT DO NOTHING; returns the rows actually inserted (`returning`)."""
     if not rows:
         return []
+    varying, constant = _split_columns(rows)
     if db.session.get_bind().dialect.name == "postgresql":
-        stmt, params = _unnest_insert(table, rows), None
-    elif _json_safe(rows):  # SQLite: the rows as one JSON parameter
-        stmt, params = _json_each_insert(table, rows), None
+        stmt, params = _unnest_insert(table, rows, varying, constant), None
+    elif _json_safe(rows, varying):  # SQLite: the rows as one JSON parameter
+        stmt, params = _json_each_insert(table, rows, varying, constant), None
     else:  # SQLite, with dates or JSON differing per row: SQLAlchemy's multi-row VALUES
         stmt, params = sqlite.insert(table).on_conflict_do_nothing(), rows
     if returning:
@@ -98,14 +99,13 @@ def _split_columns(rows: list[dict]) -> tuple[list[str], dict]:
     return varying, constant
 
 
-def _json_safe(rows: list[dict]) -> bool:
+def _json_safe(rows: list[dict], varying: list[str]) -> bool:
     """Whether every value that differs between rows is a plain int, str or None (it can
     travel in JSON and be stored as it is, with no type processing)."""
-    varying, _ = _split_columns(rows)
     return all(type(row[name]) in (int, str, type(None)) for name in varying for row in rows)
 
 
-def _json_each_insert(table, rows: list[dict]):
+def _json_each_insert(table, rows: list[dict], varying: list[str], constant: dict):
     """SQLite: INSERT .. SELECT FROM json_each(one JSON array of rows), for any number of rows.
 
     SQLAlchemy's multi-row VALUES binds and type-processes every value of every row in
@@ -113,7 +113,6 @@ def _json_each_insert(table, rows: list[dict]):
     that differ between rows travel as one JSON text, read by SQLite's own json_each; values
     shared by every row as one ordinary (type-processed) parameter each.
     """
-    varying, constant = _split_columns(rows)
     columns = table.c
     source = func.json_each(bindparam(None, json.dumps([[row[name] for name in varying] for row in rows]),
                                       type_=String)).table_valued("value")
@@ -126,7 +125,7 @@ def _json_each_insert(table, rows: list[dict]):
         .on_conflict_do_nothing()
 
 
-def _unnest_insert(table, rows: list[dict]):
+def _unnest_insert(table, rows: list[dict], varying: list[str], constant: dict):
     """PostgreSQL: INSERT .. SELECT FROM unnest(arrays), one short statement for any number of rows.
 
     SQLAlchemy's multi-row VALUES for RETURNING puts a placeholder per value in the SQL, and
@@ -134,7 +133,6 @@ def _unnest_insert(table, rows: list[dict]):
     dominated a fan-out's time (BENCHMARKS.md). Here values that differ between rows travel as one array
     per column, values shared by every row (type, title, payload, ...) as one parameter.
     """
-    varying, constant = _split_columns(rows)
     columns = table.c
     if varying:
         arrays = [cast(bindparam(None, [row[name] for row in rows], type_=ARRAY(columns[name].type)),

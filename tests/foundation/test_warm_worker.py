@@ -14,6 +14,7 @@ from rq.job import JobStatus
 
 from deltacrown.queue import (QUEUE_DEFAULT, QUEUE_NAMES, QUEUE_NOTIFICATIONS, background_job,
                               fetch_job, get_redis, make_worker)
+from tests.support.processes import WaitTimeout, wait_for
 
 
 @background_job(queue=QUEUE_NOTIFICATIONS, retry_intervals=())
@@ -28,9 +29,10 @@ def report_pid_forked() -> int:
 
 @background_job(queue=QUEUE_NOTIFICATIONS, timeout=1, retry_intervals=())
 def run_past_timeout() -> str:
-    deadline = time.monotonic() + 20  # bounded: the 1 s timeout must end it long before
+    # Busy, standing in for a slow statement; bounded: the 1 s timeout must stop it long before.
+    deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
-        time.sleep(0.05)  # the job's own work, standing in for a slow statement
+        pass
     return "not stopped"
 
 
@@ -41,12 +43,11 @@ def watch_own_heartbeat() -> bool:
 
     job = get_current_job()
     first = job.connection.hget(job.key, "last_heartbeat")
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        if job.connection.hget(job.key, "last_heartbeat") != first:
-            return True
-        time.sleep(0.05)
-    return False
+    try:
+        return wait_for(lambda: job.connection.hget(job.key, "last_heartbeat") != first, timeout=15,
+                        message="the job's heartbeat to move on")
+    except WaitTimeout:
+        return False
 
 
 def _run(app, *jobs, **worker_options):
