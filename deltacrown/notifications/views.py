@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 from datetime import datetime, timedelta
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 from zoneinfo import ZoneInfo
 
 from flask import Blueprint, abort, current_app, flash, make_response, redirect, render_template, request, url_for
@@ -181,6 +181,11 @@ class CenterFilters:
     def url(self, **extra) -> str:
         return url_for("notification_pages.center", **self.args(**extra))
 
+    def query(self) -> str:
+        """The filters as a query string ("" or "?type=..."), for links that keep them."""
+        args = self.args()
+        return f"?{urlencode(args)}" if args else ""
+
 
 def _page(user, filters: CenterFilters):
     stmt = center_service.center_query(user.id, True if filters.unread else None, filters.type,
@@ -216,7 +221,8 @@ class ItemUrls:
     PLACEHOLDER = 2147483647  # the largest id: no other part of these paths contains it
     ENDPOINTS = {"open": "notification_pages.open_", "read": "notification_pages.read",
                  "archive": "notification_pages.archive", "unarchive": "notification_pages.unarchive",
-                 "snooze": "notification_pages.snooze", "unsnooze": "notification_pages.unsnooze"}
+                 "snooze": "notification_pages.snooze", "unsnooze": "notification_pages.unsnooze",
+                 "menu": "notification_pages.menu"}
 
     def __init__(self):
         self._made = {name: url_for(endpoint, notification_id=self.PLACEHOLDER).split(str(self.PLACEHOLDER))
@@ -273,6 +279,22 @@ def badge():
             response.headers["HX-Trigger"] = "notificationsArrived"
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+@bp.get("/notifications/<int:notification_id>/menu")
+@page_login_required
+def menu(notification_id: int):
+    """An item's menu (archive, remind me later, mute), loaded when it is opened: rendering it
+    for every item of a page was most of the center's rendering. Without JavaScript the
+    item's link shows it as a page, the item with its menu open. The query string holds the
+    center's filters, so each form returns to the list it came from."""
+    notification = own_notification_or_404(current_user, notification_id)
+    filters = CenterFilters(request.args)
+    context = {"n": notification, "zone": user_zone(current_user), "types": NOTIFICATION_TYPES, "filters": filters}
+    if htmx:
+        return render_template("notifications/_item_menu.html", **context)
+    center_service.attach_actions([notification])
+    return render_template("notifications/item_menu.html", menu_open=True, **context)
 
 
 @bp.post("/notifications/<int:notification_id>/read")

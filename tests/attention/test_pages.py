@@ -1,6 +1,8 @@
 """The mute controls and the editor's "When" and "Muted" sections, without a browser."""
 from __future__ import annotations
 
+from sqlalchemy import select
+
 from deltacrown.extensions import db
 from deltacrown.models import Notification
 from deltacrown.notifications.models import Mute, NotificationPreference
@@ -52,9 +54,15 @@ def test_a_notification_offers_to_mute_what_it_is_about(app, league, client, use
             db.session.add(Notification(user_id=ann, type=type_, title=title, body="", url=url, is_read=False,
                                         created_at=utcnow(), dedup_key=f"t:{title}"))
         db.session.commit()
-    center = client.get("/notifications").get_data(as_text=True)
-    assert "Mute this team" in center and "Mute this tournament" in center
-    assert center.count("Mute this tournament") == 1  # not offered for a critical type (payout)
+        ids = {n.title: n.id for n in db.session.scalars(select(Notification).where(Notification.user_id == ann))}
+
+    def menu(title):  # as htmx loads it when the item's "More" is opened
+        response = client.get(f"/notifications/{ids[title]}/menu", headers={"HX-Request": "true"})
+        assert response.status_code == 200
+        return response.get_data(as_text=True)
+
+    assert "Mute this team" in menu("Red news") and "Mute this tournament" in menu("Cup news")
+    assert "Mute this" not in menu("Paid")  # not offered for a critical type (payout)
 
 
 def test_editor_when_and_muted_sections_render_and_save(app, league, client, users, api):

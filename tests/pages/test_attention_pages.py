@@ -50,11 +50,20 @@ def test_the_center_marks_what_it_shows_seen_and_the_badge_counts_unseen(app, cl
     assert "HX-Trigger" not in client.get("/notifications", headers=HX).headers
 
 
+def _menu(client, nid, query="") -> str:
+    """An item's menu, as htmx loads it when "More" is opened."""
+    response = client.get(f"/notifications/{nid}/menu{query}", headers=HX)
+    assert response.status_code == 200
+    return response.get_data(as_text=True)
+
+
 def test_archive_from_the_menu_with_htmx_and_the_archived_box(app, client, alice, notify):
     first, second = notify(alice, 2)
     page = client.get("/notifications").get_data(as_text=True)
     item = page[page.index(f'id="notification-{second}"'):]
-    assert ">More<" in item and ">Archive<" in item and "Remind me later" in item and "MUTE" not in item
+    assert ">More<" in item and f'hx-get="/notifications/{second}/menu"' in item
+    menu = _menu(client, second)
+    assert ">Archive<" in menu and "Remind me later" in menu and "MUTE" not in menu
     response = client.post(f"/notifications/{second}/archive", data={"next": "/notifications"}, headers=HX)
     assert response.status_code == 200 and response.headers["HX-Trigger"] == "refreshBadge"
     html = response.get_data(as_text=True)
@@ -62,7 +71,8 @@ def test_archive_from_the_menu_with_htmx_and_the_archived_box(app, client, alice
     assert _note(app, second).archived_at is not None
     assert _ids_in(client.get("/notifications").get_data(as_text=True)) == [first]
     archived = client.get("/notifications?show=archived").get_data(as_text=True)
-    assert _ids_in(archived) == [second] and "Move back to notifications" in archived
+    assert _ids_in(archived) == [second]
+    assert "Move back to notifications" in _menu(client, second, "?show=archived")
     # "Clear all read ones" in the inbox keeps archived ones (put away to be kept)
     client.post(f"/notifications/{second}/read", headers=HX)
     client.post(f"/notifications/{first}/read", headers=HX)
@@ -112,14 +122,41 @@ def test_remind_me_later_choices(app, client, alice, notify, users, auth):
         jobs = {k.decode() for k in get_redis().zrange("rq:scheduler:scheduled_jobs", 0, -1)}
     assert jobs == {f"snooze-{nid}" for nid in ids}
     snoozed = client.get("/notifications?show=snoozed").get_data(as_text=True)
-    assert _ids_in(snoozed) == list(reversed(ids)) and "Show it again now" in snoozed
+    assert _ids_in(snoozed) == list(reversed(ids)) and "Show it again now" in _menu(client, ids[0], "?show=snoozed")
     response = client.post(f"/notifications/{ids[0]}/unsnooze", headers=HX)
     assert response.status_code == 200 and _note(app, ids[0]).snoozed_until is None
+
+
+def test_an_items_menu_is_loaded_when_opened_and_is_a_page_without_javascript(app, client, alice, notify):
+    ids = notify(alice, 3)
+    page = client.get("/notifications?type=announcement").get_data(as_text=True)
+    # Not rendered for every item of the page: each item carries where to load it from,
+    # the list's filters included, as htmx's request and as a link for browsers without it.
+    assert "Remind me later" not in page and page.count('class="n-menu-link"') == 3
+    url = f"/notifications/{ids[0]}/menu?type=announcement"
+    item = page[page.index(f'id="notification-{ids[0]}"'):]
+    assert f'hx-get="{url}" hx-trigger="toggle once"' in item and f'href="{url}"' in item
+    menu = _menu(client, ids[0], "?type=announcement")
+    assert "<html" not in menu and "Remind me later" in menu and ">Archive<" in menu
+    assert menu.count('name="next" value="/notifications?type=announcement"') == 2  # back to that list
+    # Without JavaScript: the item on a page of its own, its menu open, a way back.
+    full = client.get(url)
+    html = full.get_data(as_text=True)
+    assert full.status_code == 200 and "<html" in html and f'id="notification-{ids[0]}"' in html
+    assert '<details class="n-menu" open>' in html and ">Archive<" in html
+    assert 'href="/notifications?type=announcement">Back to notifications' in html
+    done = client.post(f"/notifications/{ids[0]}/archive", data={"next": "/notifications?type=announcement"})
+    assert done.status_code == 303 and done.headers["Location"] == "/notifications?type=announcement"
+    assert _note(app, ids[0]).archived_at is not None
+    # Opening a menu changes nothing: the others stay unread and in the list.
+    assert not _note(app, ids[1]).is_read and _note(app, ids[1]).archived_at is None
 
 
 def test_someone_elses_notification_is_404_from_the_menu(app, client, alice, notify, users):
     bob = users.create("bob")
     (bobs,) = notify(bob, 1)
+    assert client.get(f"/notifications/{bobs}/menu", headers=HX).status_code == 404
+    assert client.get(f"/notifications/{bobs}/menu").status_code == 404
     for action, data in (("archive", {}), ("unarchive", {}), ("snooze", {"choice": "1h"}), ("unsnooze", {})):
         assert client.post(f"/notifications/{bobs}/{action}", data=data, headers=HX).status_code == 404
     note = _note(app, bobs)
