@@ -30,6 +30,28 @@ def test_commit_relays_one_job_per_event_and_marks_it(api, league, run_jobs, app
     assert api.rows(OutboxEvent, OutboxEvent.id == event.id)[0].handled_at is not None
 
 
+def test_a_write_claims_its_own_events_in_its_own_transaction(api, league, run_jobs, app):
+    """The relay's claim rides in the write's transaction: one commit per write, not a second
+    transaction just to mark its events relayed (an e2e trip's time)."""
+    from sqlalchemy import event
+
+    run_jobs()
+    with app.app_context():
+        engine = db.engine
+    commits = []
+    listener = lambda conn: commits.append(conn)  # noqa: E731
+    event.listen(engine, "commit", listener)
+    try:
+        api.post(f"/teams/{league['red']}/invites", "cap", {"user_id": api.users.ids["eve"]}, expect=201)
+    finally:
+        event.remove(engine, "commit", listener)
+    assert len(commits) == 1
+    event_row = api.rows(OutboxEvent, OutboxEvent.type == "invite_sent")[0]
+    assert event_row.relayed_at is not None and queued(app) == ["deltacrown.outbox.dispatch.handle_event"]
+    run_jobs()
+    assert api.notified("invite_sent") == {"eve": 1}
+
+
 def test_rollback_produces_no_event_and_no_notification(app, api, league, run_jobs):
     run_jobs()
     with app.app_context():
