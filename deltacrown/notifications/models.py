@@ -27,6 +27,10 @@ class Notification(db.Model):
         Index("ix_notifications_user_id_is_read_id", "user_id", "is_read", "id"),
         # The snooze sweep (every minute) finds the few snoozed rows without reading them all.
         Index("ix_notifications_snoozed_until", "snoozed_until"),
+        # The nav badge's count of unseen ones, on every page: read from this index alone.
+        Index("ix_notifications_unseen", "user_id", "snoozed_until",
+              postgresql_where=text("seen_at IS NULL AND archived_at IS NULL"),
+              sqlite_where=text("seen_at IS NULL AND archived_at IS NULL")),
         # A handler that runs twice for the same source writes nothing new.
         UniqueConstraint("user_id", "dedup_key"),
     )
