@@ -4,10 +4,11 @@ function is scoped to one user: someone else's notification is as good as missin
 (NotFound), never revealed."""
 from __future__ import annotations
 
+import functools
 import logging
 from datetime import datetime, time, timedelta, timezone
 
-from sqlalchemy import and_, delete, false, func, or_, select, true, update
+from sqlalchemy import and_, bindparam, delete, false, func, or_, select, true, update
 
 from ..dbutil import MAX_DB_ID
 from ..errors import Conflict, InvalidInput, NotFound
@@ -15,7 +16,7 @@ from ..extensions import db
 from ..timeutil import utcnow
 from . import wakeups
 from .actions import ActionResult
-from .models import Delivery, Notification, notification_digest_items
+from .models import Delivery, Notification, NotificationPreference, notification_digest_items
 from .types import NOTIFICATION_TYPES
 
 log = logging.getLogger(__name__)
@@ -23,8 +24,8 @@ log = logging.getLogger(__name__)
 
 def awake(now: datetime | None = None):
     """Not snoozed, or its snooze is over (whether or not its wake-up job ran yet: the
-    database is the truth)."""
-    now = now or utcnow()
+    database is the truth). `now` may be a bound parameter, for a statement built once."""
+    now = utcnow() if now is None else now
     return or_(Notification.snoozed_until.is_(None), Notification.snoozed_until <= now)
 
 
@@ -59,14 +60,22 @@ def center_query(user_id: int, unread: bool | None = None, type_name: str | None
 BADGE_COUNT_CAP = 100
 
 
-def _counted(user_id: int, condition, cap: int | None) -> int:
-    """How many of the user's notifications in the default list (not archived, not snoozed)
-    meet `condition`; with `cap`, at most `cap` (counting stops there)."""
+def _counting(user_id, condition, cap, now=None):
+    """The count of the user's notifications in the default list (not archived, not snoozed)
+    that meet `condition`; with `cap`, at most `cap` (counting stops there)."""
     rows = select(Notification.id).where(Notification.user_id == user_id, Notification.archived_at.is_(None),
-                                         awake(), condition)
+                                         awake(now), condition)
     if cap is not None:
         rows = rows.limit(cap)
-    return db.session.scalar(select(func.count()).select_from(rows.subquery()))
+    return select(func.count()).select_from(rows.subquery())
+
+
+def _counted(user_id: int, condition, cap: int | None) -> int:
+    return db.session.scalar(_counting(user_id, condition, cap))
+
+
+def _unseen(user_id: int, cap: int | None):
+    return _counting(user_id, Notification.seen_at.is_(None), cap)
 
 
 def unread_count(user_id: int, cap: int | None = None) -> int:
@@ -76,7 +85,28 @@ def unread_count(user_id: int, cap: int | None = None) -> int:
 
 def unseen_count(user_id: int, cap: int | None = None) -> int:
     """The user's notifications not yet shown to them: what the badge counts."""
-    return _counted(user_id, Notification.seen_at.is_(None), cap)
+    if cap is None:
+        return db.session.scalar(_unseen(user_id, None))
+    count, _ = _badge_statements()
+    return db.session.scalar(count, {"user_id": user_id, "now": utcnow(), "cap": cap})
+
+
+def unseen_count_and_zone_name(user_id: int, cap: int) -> tuple[int, str | None]:
+    """The badge's count of unseen ones (at most `cap`) and the zone name chosen in the
+    preferences, in one statement: every center page needs both."""
+    _, count_and_zone = _badge_statements()
+    return tuple(db.session.execute(count_and_zone, {"user_id": user_id, "now": utcnow(), "cap": cap}).one())
+
+
+@functools.cache
+def _badge_statements():
+    """The badge's capped count, alone and with the preference's zone, built once with bound
+    parameters: building them anew for every page took longer than running them."""
+    user_id = bindparam("user_id")
+    count = _counting(user_id, Notification.seen_at.is_(None), bindparam("cap"),
+                      now=bindparam("now", type_=Notification.snoozed_until.type))
+    zone_name = select(NotificationPreference.timezone).where(NotificationPreference.user_id == user_id)
+    return count, select(count.scalar_subquery(), zone_name.scalar_subquery())
 
 
 def counts(user_id: int) -> dict:

@@ -16,6 +16,7 @@ from flask import Blueprint, abort, current_app, flash, make_response, redirect,
 from flask_htmx import HTMX
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError
+from markupsafe import Markup, escape
 
 from ..accounts.views import _safe_next
 from ..api import keyset_page
@@ -138,6 +139,14 @@ def _exacttime_filter(moment, zone):
     return exact_time(moment, zone)
 
 
+@bp.app_template_filter("timetag")
+def _timetag_filter(moment, zone):
+    """`<time>` saying how long ago, with the exact time as its title: one expression per
+    item of the center instead of three (each costs the template a lookup, a call and an escape)."""
+    return Markup(f'<time datetime="{moment.isoformat()}" title="{escape(exact_time(moment, zone))}">'
+                  f'{escape(relative_time(moment, zone))}</time>')
+
+
 # --- the player's own notifications: queries live in center.py (shared with the API) ---
 
 def own_notification_or_404(user, notification_id: int) -> Notification:
@@ -210,12 +219,16 @@ def _context(user, filters: CenterFilters, status_message: str | None = None) ->
     # Rendering them is showing them: they are seen now (the badge counts unseen ones). Those
     # that were not seen until now are marked as just arrived on the page.
     fresh = set(center_service.seen_now(user.id, items)) if not filters.snoozed else set()
+    # What the page needs besides its items, read once they are seen: the nav badge's count
+    # and the zone of the player's times.
+    unseen, zone_name = center_service.unseen_count_and_zone_name(user.id, cap=center_service.BADGE_COUNT_CAP)
     return {
         "items": center_service.attach_actions(items),
         "fresh_ids": fresh,
         "next_cursor": next_cursor,
         "filters": filters,
-        "zone": user_zone(user),
+        "zone": user_zone(user, preference_zone=zone_name),
+        "unread_count": unseen,
         "types": NOTIFICATION_TYPES,
         "status_message": status_message,
     }
@@ -231,9 +244,12 @@ class ItemUrls:
                  "snooze": "notification_pages.snooze", "unsnooze": "notification_pages.unsnooze",
                  "menu": "notification_pages.menu"}
 
-    def __init__(self):
+    def __init__(self, menu_query: str = ""):
+        """`menu_query`: the list's filters (CenterFilters.query()), kept by each item's menu."""
         self._made = {name: url_for(endpoint, notification_id=self.PLACEHOLDER).split(str(self.PLACEHOLDER))
                       for name, endpoint in self.ENDPOINTS.items()}
+        before, after = self._made["menu"]
+        self._made["menu"] = [before, after + menu_query]
 
     def __call__(self, name: str, notification_id: int) -> str:
         before, after = self._made[name]
