@@ -5,12 +5,12 @@ import logging
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from ..api import Blueprint, api_user, error_response, keyset_page, link
+from ..api import Blueprint, api_user, error_response, link
 from ..apischemas import ID, IdField, Link, ListSchema, Out, PageSchema, Text, When
 from ..errors import NotFound
 from ..extensions import db
 from . import center
-from .models import Notification, NotificationPreference
+from .models import NotificationPreference
 from .preferences import SOURCE_API, PreferencesSchema, serialize_preferences, update_preferences
 from .types import CHANNELS, CRITICAL_TYPES, TYPE_NAMES
 from .announcements import new_announcement_id, unknown_user_ids
@@ -133,9 +133,8 @@ class JobAcceptedSchema(Schema):
                                  notification_id="items/0/id", action_name="items/0/actions/0/name")})
 def list_notifications(args):
     """The caller's notifications, newest first."""
-    stmt = center.center_query(api_user().id, args["unread"], args["type"], archived=args["archived"],
-                               snoozed=args["snoozed"])
-    items, next_cursor = keyset_page(stmt, Notification.id, args["cursor"], args["limit"])
+    items, next_cursor = center.center_page(api_user().id, args["unread"], args["type"], archived=args["archived"],
+                                            snoozed=args["snoozed"], cursor=args["cursor"], limit=args["limit"])
     return {"items": center.attach_actions(items), "next_cursor": next_cursor}
 
 

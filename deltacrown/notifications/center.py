@@ -10,6 +10,7 @@ from datetime import datetime, time, timedelta, timezone
 
 from sqlalchemy import and_, bindparam, delete, false, func, or_, select, true, update
 
+from ..api import decode_cursor, encode_cursor
 from ..dbutil import MAX_DB_ID
 from ..errors import Conflict, InvalidInput, NotFound
 from ..extensions import db
@@ -30,18 +31,18 @@ def awake(now: datetime | None = None):
 
 
 def asleep(now: datetime | None = None):
-    now = now or utcnow()
+    now = utcnow() if now is None else now
     return and_(Notification.snoozed_until.is_not(None), Notification.snoozed_until > now)
 
 
 def center_query(user_id: int, unread: bool | None = None, type_name: str | None = None,
-                 archived: bool | None = False, snoozed: bool = False):
+                 archived: bool | None = False, snoozed: bool = False, now=None):
     """The user's notifications (filtered); callers order and page it (keyset on id).
 
     archived False (the default list): not archived; True: only archived; None: both.
     snoozed False: leaves out the ones snoozed until later; True: only those."""
     stmt = select(Notification).where(Notification.user_id == user_id)
-    stmt = stmt.where(asleep() if snoozed else awake())
+    stmt = stmt.where(asleep(now) if snoozed else awake(now))
     if archived is True:
         stmt = stmt.where(Notification.archived_at.is_not(None))
     elif archived is False:
@@ -53,6 +54,33 @@ def center_query(user_id: int, unread: bool | None = None, type_name: str | None
     if type_name:
         stmt = stmt.where(Notification.type == type_name)
     return stmt
+
+
+def center_page(user_id: int, unread: bool | None = None, type_name: str | None = None,
+                archived: bool | None = False, snoozed: bool = False, cursor: str | None = None,
+                limit: int = 20) -> tuple[list[Notification], str | None]:
+    """A page of `center_query`, newest first: the notifications with an id below the
+    cursor's, and the cursor of the next page (None on the last). One statement whatever
+    the page number. An unknown cursor is InvalidInput."""
+    before, type_name = decode_cursor(cursor), type_name or None
+    params = {"user_id": user_id, "now": utcnow(), "limit": limit + 1, "type_name": type_name, "before": before}
+    statement = _page_statement(unread, type_name is not None, archived, snoozed, before is not None)
+    rows = list(db.session.scalars(statement, {k: v for k, v in params.items() if v is not None}))
+    next_cursor = encode_cursor(rows[limit - 1].id) if len(rows) > limit else None
+    return rows[:limit], next_cursor
+
+
+@functools.cache
+def _page_statement(unread: bool | None, typed: bool, archived: bool | None, snoozed: bool, after_cursor: bool):
+    """Built once per filter combination, with bound parameters: building the statement for
+    every page took longer than running it."""
+    stmt = center_query(bindparam("user_id"), unread, None, archived, snoozed,
+                        now=bindparam("now", type_=Notification.snoozed_until.type))
+    if typed:
+        stmt = stmt.where(Notification.type == bindparam("type_name"))
+    if after_cursor:
+        stmt = stmt.where(Notification.id < bindparam("before"))
+    return stmt.order_by(Notification.id.desc()).limit(bindparam("limit"))
 
 
 # The page badge shows "99+" beyond this, so it never counts further: an exact count

@@ -19,7 +19,6 @@ from flask_wtf.csrf import CSRFError
 from markupsafe import Markup, escape
 
 from ..accounts.views import _safe_next
-from ..api import keyset_page
 from ..errors import Conflict, InvalidInput, NotFound
 from ..links import site_path
 from ..timeutil import utcnow
@@ -204,14 +203,16 @@ class CenterFilters:
 
 
 def _page(user, filters: CenterFilters):
-    stmt = center_service.center_query(user.id, True if filters.unread else None, filters.type,
-                                       archived=filters.archived, snoozed=filters.snoozed)
+    def page():
+        return center_service.center_page(user.id, True if filters.unread else None, filters.type,
+                                          archived=filters.archived, snoozed=filters.snoozed,
+                                          cursor=filters.cursor, limit=PAGE_SIZE)
     try:
-        return keyset_page(stmt, Notification.id, filters.cursor, PAGE_SIZE)
+        return page()
     except InvalidInput:
         filters.errors.append("That “load more” link is not valid any more; showing the newest.")
         filters.cursor = None
-        return keyset_page(stmt, Notification.id, None, PAGE_SIZE)
+        return page()
 
 
 def _context(user, filters: CenterFilters, status_message: str | None = None) -> dict:
