@@ -145,6 +145,17 @@ def test_query_count_does_not_grow_with_the_page(client, alice, notify, count_qu
     assert many.count == few.count
 
 
+def test_a_page_already_seen_costs_three_statements(client, alice, notify, count_queries):
+    """The logged-in user, the page, and the badge's count with the player's zone in one:
+    every page of the center pays these, so none more."""
+    notify(alice, PAGE_SIZE + 3)
+    client.get("/notifications")  # marks the page seen
+    with count_queries() as seen:
+        html = client.get("/notifications").get_data(as_text=True)
+    assert seen.count == 3, seen.statements
+    assert 'data-count="3"' in html  # the three below this page are still unseen
+
+
 def test_mark_one_read_with_htmx_swaps_the_item_and_refreshes_badge(app, client, alice, notify):
     (nid,) = notify(alice)
     response = client.post(f"/notifications/{nid}/read", headers=HX)
