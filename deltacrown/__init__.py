@@ -11,6 +11,32 @@ from .config import PROJECT_ROOT, ConfigError, check_secret_key, load_config  # 
 from .extensions import csrf, db, limiter, login_manager, mail, migrate
 from .masking import install_log_masking
 
+def _sqlite_readers_do_not_block_writers(app: Flask) -> None:
+    """SQLite in WAL mode, so a worker's commit does not wait for the readers of a polling
+    page, nor they for it. In the default rollback journal a commit waits until no one
+    reads (SQLite's busy handler sleeps 1, 2, 5, 10 ms... between tries), and a long read
+    makes it fail with "database is locked".
+
+    synchronous=NORMAL: in WAL mode a commit then writes the log without an fsync of its
+    own (the log is synced at each checkpoint). A commit survives any crash of our
+    processes, SIGKILL included; only an OS crash or power loss may undo the last few, and
+    the database stays consistent. An fsync cost about 3 ms, and an invite's trip to the
+    invitee's list has two commits, the write's and the worker's (bench/FINDINGS.md).
+    PostgreSQL, the production database, is not touched."""
+    from sqlalchemy import event
+
+    def on_connect(dbapi_connection, _record):
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")  # a property of the file: every process sees it
+        cursor.execute("PRAGMA synchronous=NORMAL")  # per connection
+        cursor.close()
+
+    with app.app_context():
+        for engine in db.engines.values():
+            if engine.dialect.name == "sqlite":
+                event.listen(engine, "connect", on_connect)
+
+
 def create_app(config: dict | None = None) -> Flask:
     """Build the app: environment config, then `config` overrides (tests pass theirs)."""
     install_log_masking()  # every process builds the app: no secret reaches its logs
@@ -56,6 +82,7 @@ def create_app(config: dict | None = None) -> Flask:
     from . import models  # noqa: F401  (register every table with the metadata)
 
     db.init_app(app)
+    _sqlite_readers_do_not_block_writers(app)
     migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"), render_as_batch=True)
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
