@@ -66,6 +66,22 @@ def get_redis(app=None) -> Redis:
     return client
 
 
+# Deletes the lease only if it is still ours (it may have expired and been taken since).
+_RELEASE_LEASE = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
+return 0
+"""
+
+
+def take_lease(key: str, seconds: int) -> Callable[[], None] | None:
+    """Hold `key` in Redis for at most `seconds` (SET NX with expiry): a release function, or
+    None when someone else holds it. A holder that dies loses it when it expires."""
+    redis, token = get_redis(), uuid.uuid4().hex
+    if not redis.set(key, token, nx=True, ex=seconds):
+        return None
+    return lambda: redis.eval(_RELEASE_LEASE, 1, key, token)
+
+
 def get_queue(name: str = QUEUE_DEFAULT, app=None) -> Queue:
     return Queue(name, connection=get_redis(app), serializer=JSONSerializer, job_class=AppJob)
 

@@ -42,7 +42,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-import uuid
 from collections import Counter
 
 from sqlalchemy import func, or_, select, update
@@ -53,7 +52,7 @@ from ..channels.smtp import EmailSendError
 from ..extensions import db
 from ..masking import mask_secrets
 from ..outbox.services import emit
-from ..queue import get_redis
+from ..queue import take_lease
 from ..teams.models import Team
 from ..timeutil import utcnow
 from . import cards, mail_headers, suppression
@@ -66,10 +65,6 @@ from .types import DISCORD, EMAIL, NOTIFICATION_TYPES
 log = logging.getLogger(__name__)
 
 LEASE_SECONDS = 240  # longer than send_delivery's job timeout
-_RELEASE_LEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
 
 
 class RetryableDeliveryError(Exception):
@@ -310,11 +305,7 @@ def _tell_owner(kind: str, owner_id: int, digest: str) -> None:
 # --- the send ---------------------------------------------------------------------
 
 def _lease(delivery_id: int):
-    redis = get_redis()
-    key, token = f"dc:delivery-lease:{delivery_id}", uuid.uuid4().hex
-    if not redis.set(key, token, nx=True, ex=LEASE_SECONDS):
-        return None
-    return lambda: redis.eval(_RELEASE_LEASE, 1, key, token)
+    return take_lease(f"dc:delivery-lease:{delivery_id}", LEASE_SECONDS)
 
 
 def _finish(delivery_id: int, **values) -> None:

@@ -11,6 +11,13 @@ Having handled its own event, a job goes on to the unhandled events committed af
 (`handle_ready_events_after`): under load the queue holds a job per event, and the first
 job drains what is ready while the later ones find their event handled. The job runs in
 worker.py's own process (the hot queue: no fork, warm connections; queue.WarmWorker).
+
+While a job handles an event it holds the event's lease in Redis (`_lease_event`): an
+event with sends commits its rows before it sends and is marked handled after, and in
+that gap the event's own job, run by the other worker, would otherwise react and send
+again (written rows are keyed and sends claimed once, so nothing doubled, but the work
+was done twice and the loser's sends waited out a retry). That job waits for the lease
+instead; a drain skips the event.
 """
 from __future__ import annotations
 
@@ -21,7 +28,7 @@ from collections.abc import Callable, Mapping
 from sqlalchemy import select, update
 
 from ..extensions import db
-from ..queue import QUEUE_NOTIFICATIONS, background_job
+from ..queue import QUEUE_NOTIFICATIONS, background_job, take_lease
 from ..signals import checkpoint
 from ..timeutil import utcnow
 from .events import EVENT_KINDS
@@ -91,14 +98,44 @@ def handle_events(event_ids: list[int]) -> dict:
 def _handle_one(event_id: int) -> dict:
     if not _reactions:  # retried later, rather than marking events handled with nothing done
         raise RuntimeError("no reactions installed (deltacrown.reactions.init_app did not run)")
-    # FOR UPDATE (PostgreSQL): if another job is handling this event, wait for it, then see it handled.
-    event = db.session.get(OutboxEvent, event_id, with_for_update=True)
-    if event is None:
-        return {"event_id": event_id, "status": "missing"}
-    if event.handled_at is not None:
-        db.session.rollback()
-        return {"event_id": event_id, "status": "already handled"}
-    return {"event_id": event_id, "status": "handled", "deliveries": _react_and_mark(event)}
+    release = _wait_for_event_lease(event_id)
+    try:
+        # FOR UPDATE (PostgreSQL): if another job is handling this event, wait for it, then see it handled.
+        event = db.session.get(OutboxEvent, event_id, with_for_update=True)
+        if event is None:
+            return {"event_id": event_id, "status": "missing"}
+        if event.handled_at is not None:
+            db.session.rollback()
+            return {"event_id": event_id, "status": "already handled"}
+        return {"event_id": event_id, "status": "handled", "deliveries": _react_and_mark(event)}
+    finally:
+        release()
+
+
+# How long an event's lease lasts if its holder dies without releasing it. Only work is
+# saved by the lease, never correctness: past it a second job reacts (keyed rows) and sends
+# (claimed once) as it would without one.
+EVENT_LEASE_SECONDS = 30
+_LEASE_POLL_SECONDS = 0.02
+
+
+def _lease_event(event_id: int):
+    """The event's lease (a release function), or None while another job holds it."""
+    return take_lease(f"dc:event-lease:{event_id}", EVENT_LEASE_SECONDS)
+
+
+def _wait_for_event_lease(event_id: int):
+    """The event's lease, once its holder (the job handling it) releases it or it expires.
+    Taken before the event's row lock: a drain holds the row while it asks for the lease,
+    and never waits for it."""
+    deadline = time.monotonic() + EVENT_LEASE_SECONDS + 1
+    while True:
+        release = _lease_event(event_id)
+        if release is not None:
+            return release
+        if time.monotonic() > deadline:  # expired and taken again meanwhile: go on without one
+            return lambda: None
+        time.sleep(_LEASE_POLL_SECONDS)
 
 
 def handle_ready_events_after(event_id: int, limit: int = MORE_EVENTS_PER_JOB,
@@ -119,6 +156,10 @@ def handle_ready_events_after(event_id: int, limit: int = MORE_EVENTS_PER_JOB,
             db.session.rollback()
             break
         cursor = event.id
+        release = _lease_event(cursor)
+        if release is None:  # another job is handling it (between its first commit and its mark)
+            db.session.rollback()
+            continue
         try:
             _react_and_mark(event)
         except Exception:  # noqa: BLE001 - its own job retries it; this one goes on
@@ -126,6 +167,8 @@ def handle_ready_events_after(event_id: int, limit: int = MORE_EVENTS_PER_JOB,
             log.warning("outbox event %s failed while taken along by another event's job; left to its own "
                         "job", cursor, exc_info=True)
             continue
+        finally:
+            release()
         handled += 1
     return handled
 
