@@ -1,7 +1,9 @@
 """The send jobs of deliveries (thin: each calls notifications.deliveries).
 
 `send_deliveries` makes the first try of a batch; a send that fails temporarily
-continues as its own `send_delivery` job on DELIVERY_RETRY_INTERVALS.
+continues as its own `send_delivery` job on DELIVERY_RETRY_INTERVALS. `first_tries`
+is that first try, also made by an outbox event's own job for its few sends
+(notifications.service.send_pending_of_event) and by a user's held job.
 """
 from __future__ import annotations
 
@@ -40,10 +42,7 @@ def send_deliveries(delivery_ids: list[int]) -> dict:
     DELIVERY_RETRY_INTERVALS. Any other error fails this job, and RQ's retry re-runs the
     batch: sends already made are skipped (a sent delivery is never resent).
     """
-    # Without retry intervals this first try is the only one.
-    retries = bool(current_app.config["DELIVERY_RETRY_INTERVALS"])
-    return deliveries.send_batch(delivery_ids, retry_later=retry_send_later if retries else None,
-                      budget_seconds=SEND_BATCH_BUDGET_SECONDS, continue_later=send_deliveries.enqueue)
+    return first_tries(delivery_ids)
 
 
 @background_job(queue=QUEUE_SENDS, timeout=SEND_BATCH_TIMEOUT)
@@ -53,10 +52,17 @@ def send_held(user_id: int, epoch: int) -> dict:
     safe to run again: a sent delivery is never resent."""
     ids = held.due_held_ids(user_id)
     checkpoint.send("held:before_send")  # the due held sends are read, none sent yet
+    return {"user_id": user_id, "epoch": epoch, "due": len(ids), **first_tries(ids)}
+
+
+def first_tries(delivery_ids) -> dict:
+    """The first try of each of these sends, here and now; counts by outcome (deliveries.send_batch).
+    A temporary failure continues as its own send_delivery job on DELIVERY_RETRY_INTERVALS
+    (without intervals this try was the only one); past the batch budget the rest goes to a
+    new send_deliveries job."""
     retries = bool(current_app.config["DELIVERY_RETRY_INTERVALS"])
-    counts = deliveries.send_batch(ids, retry_later=retry_send_later if retries else None,
-                                   budget_seconds=SEND_BATCH_BUDGET_SECONDS, continue_later=send_deliveries.enqueue)
-    return {"user_id": user_id, "epoch": epoch, "due": len(ids), **counts}
+    return deliveries.send_batch(delivery_ids, retry_later=retry_send_later if retries else None,
+                                 budget_seconds=SEND_BATCH_BUDGET_SECONDS, continue_later=send_deliveries.enqueue)
 
 
 def _send_delivery_options(intervals) -> dict:

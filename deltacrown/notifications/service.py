@@ -18,7 +18,8 @@ rest for any list of users:
    target "platform");
 4. after commit, enqueues the new deliveries' sends: one `send_deliveries(ids)` job
    per DELIVERY_BATCH_SIZE deliveries (with one RQ job per delivery, job overhead
-   dominated an announcement's time; see BENCHMARKS.md).
+   dominated an announcement's time; see BENCHMARKS.md). An outbox event's job makes
+   its event's few sends itself instead (`send_pending_of_event`).
 
 Rules:
 - Only registered types: a type missing from the registry is a ValueError.
@@ -46,6 +47,7 @@ Rules:
 from __future__ import annotations
 
 import math
+import time
 import uuid
 from dataclasses import dataclass, field
 
@@ -57,7 +59,7 @@ from ..dbutil import insert_ignoring_duplicates
 from ..extensions import db
 from ..teams.models import Team
 from ..timeutil import first_zone, utcnow
-from .delivery_jobs import send_deliveries
+from .delivery_jobs import first_tries, send_deliveries
 from .held import schedule_held, send_after_for
 from .mutes import muted_user_ids
 from .models import Delivery, Notification, NotificationPreference, channels_for_type
@@ -100,20 +102,50 @@ def enqueue_sends(delivery_ids, held_pairs=()) -> None:
 
 
 def notify_for_event(type_name: str, event) -> int:
-    """Notify of an outbox event, then send: returns how many sends were enqueued.
+    """Notify of an outbox event, then send: returns how many sends were made or enqueued.
 
     The rows are keyed on the event, so a retry writes nothing twice. With sends to make,
-    the rows are committed and the event's still-pending deliveries enqueued (a retry after
-    a failure re-enqueues them); without (in-app only, the common case) nothing is
-    committed here: the rows commit with the event's "handled" mark, one commit, not two.
+    the rows are committed (the in-app copy is visible before any email leaves) and the
+    event's still-pending deliveries sent or enqueued (`send_pending_of_event`), all before
+    the dispatcher marks the event handled: a job that dies on the way is retried and sends
+    what is still pending. Without (in-app only, the common case) nothing is committed here:
+    the rows commit with the event's "handled" mark, one commit, not two.
     """
     NotificationService(as_of=event.created_at).notify_about(type_name, event.payload or {}, f"event:{event.id}",
                                                              event_id=event.id, commit=False)
     pending = pending_sends(Delivery.event_id == event.id)
     if pending:
         db.session.commit()
-        enqueue_pending(pending)
+        send_pending_of_event(pending)
     return len(pending)
+
+
+# An event's job makes up to this many due sends itself: a send job of their own cost more
+# than the sends (RQ's per-job work, the enqueue, reading the rows again), and it was a third
+# of a worker's time under load (bench/FINDINGS.md). More (a tournament-wide event) go to
+# batch jobs, so one event never holds the notifications queue for long.
+SENDS_IN_EVENT_JOB = 10
+# After a temporary failure (SMTP or Discord down or slow) this process enqueues the sends
+# for a while instead: the event jobs, which put the in-app copies in place, must not wait
+# out one timeout after another; the send jobs run behind them on the queues' priority.
+SENDS_IN_EVENT_JOB_PAUSE_SECONDS = 60
+_sends_in_event_job_paused_until = 0.0
+
+
+def send_pending_of_event(pending) -> None:
+    """The sends of one event's committed `pending_sends` rows: up to SENDS_IN_EVENT_JOB due ones
+    made here (the event's job), the rest as `enqueue_pending` does (batch jobs; held ones at
+    their time). Each send is claimed once (deliveries.py), so a retry never sends twice."""
+    global _sends_in_event_job_paused_until
+    now = utcnow()
+    due = [delivery_id for delivery_id, _, after in pending if after is None or after <= now]
+    if due and len(due) <= SENDS_IN_EVENT_JOB and time.monotonic() >= _sends_in_event_job_paused_until:
+        counts = first_tries(due)
+        if counts.get("retrying") or counts.get("failed"):
+            _sends_in_event_job_paused_until = time.monotonic() + SENDS_IN_EVENT_JOB_PAUSE_SECONDS
+        made = set(due)
+        pending = [row for row in pending if row[0] not in made]
+    enqueue_pending(pending)
 
 
 def pending_sends(*where) -> list:

@@ -1,0 +1,77 @@
+"""An outbox event's few sends are made by the event's own job, right after its rows commit:
+no send job of their own (RQ's per-job work cost more than the send). Many sends, or sends
+while the channel has just failed temporarily, still go to batch jobs."""
+from __future__ import annotations
+
+import pytest
+
+from deltacrown.models import Delivery
+from deltacrown.notifications import service
+from deltacrown.queue import QUEUE_NOTIFICATIONS, QUEUE_SENDS, get_queue, run_burst
+from tests.api.conftest import api, league  # noqa: F401  (same fixtures)
+
+SEND_BATCH = "deltacrown.notifications.delivery_jobs.send_deliveries"
+
+
+@pytest.fixture(autouse=True)
+def sends_in_event_jobs_not_paused(monkeypatch):
+    # The pause after a temporary failure lasts a minute in this process: no test inherits one.
+    monkeypatch.setattr(service, "_sends_in_event_job_paused_until", 0.0)
+
+
+def send_jobs(app):
+    with app.app_context():
+        return [job.func_name for job in get_queue(QUEUE_SENDS).get_jobs()]
+
+
+def invite(api, league, name):
+    api.post(f"/teams/{league['red']}/invites", "cap", {"user_id": api.users.ids[name]}, expect=201)
+
+
+def email_to(api, name):
+    return api.rows(Delivery, Delivery.channel == "email", Delivery.user_id == api.users.ids[name])
+
+
+def test_an_events_email_is_sent_by_the_events_own_job(app, api, league, run_jobs, smtp_server):
+    run_jobs()
+    invite(api, league, "eve")
+    run_burst(app, queues=[QUEUE_NOTIFICATIONS])  # only the event's job: no send job runs
+    (mail,) = smtp_server.wait_for(1)
+    assert mail.rcpt_tos == ["eve@example.com"]
+    (delivery,) = email_to(api, "eve")
+    assert (delivery.status, delivery.attempts) == ("sent", 1)
+    assert send_jobs(app) == []
+    run_jobs()
+    assert len(smtp_server.messages) == 1  # sent once
+
+
+def test_more_sends_than_an_event_job_makes_go_to_a_batch_job(app, api, league, run_jobs, smtp_server,
+                                                              monkeypatch):
+    monkeypatch.setattr(service, "SENDS_IN_EVENT_JOB", 0)  # an invite's one email is then "too many"
+    run_jobs()
+    invite(api, league, "eve")
+    run_burst(app, queues=[QUEUE_NOTIFICATIONS])
+    assert send_jobs(app) == [SEND_BATCH] and smtp_server.messages == []
+    assert email_to(api, "eve")[0].status == "pending"
+    run_jobs()
+    assert [m.rcpt_tos for m in smtp_server.wait_for(1)] == [["eve@example.com"]]
+    assert email_to(api, "eve")[0].status == "sent"
+
+
+def test_after_a_temporary_failure_event_sends_go_to_jobs_for_a_while(app, api, league, users, run_jobs,
+                                                                       smtp_server):
+    users.create("fox")
+    app.config["DELIVERY_RETRY_INTERVALS"] = [60]  # the retry waits: only the first try runs here
+    run_jobs()
+    smtp_server.defer("eve@example.com", times=1)
+    invite(api, league, "eve")
+    run_burst(app, queues=[QUEUE_NOTIFICATIONS])
+    eve = email_to(api, "eve")[0]
+    assert (eve.status, eve.attempts) == ("pending", 1) and "451" in eve.last_error  # tried in the event's job
+    # The channel just failed: the next event's send is left to a send job, behind the event jobs.
+    invite(api, league, "fox")
+    run_burst(app, queues=[QUEUE_NOTIFICATIONS])
+    assert send_jobs(app) == [SEND_BATCH]
+    assert (email_to(api, "fox")[0].status, email_to(api, "fox")[0].attempts) == ("pending", 0)
+    run_jobs()
+    assert [m.rcpt_tos for m in smtp_server.wait_for(1)] == [["fox@example.com"]]
