@@ -98,15 +98,24 @@ def handle_events(event_ids: list[int]) -> dict:
 def _handle_one(event_id: int) -> dict:
     if not _reactions:  # retried later, rather than marking events handled with nothing done
         raise RuntimeError("no reactions installed (deltacrown.reactions.init_app did not run)")
-    release = _wait_for_event_lease(event_id)
-    try:
-        # FOR UPDATE (PostgreSQL): if another job is handling this event, wait for it, then see it handled.
-        event = db.session.get(OutboxEvent, event_id, with_for_update=True)
+    give_up_waiting_at = time.monotonic() + EVENT_LEASE_SECONDS + 1
+    while True:
+        # FOR UPDATE (PostgreSQL): a job inside its transaction is waited for; one between its
+        # first commit and its mark holds the event's lease instead.
+        event = db.session.get(OutboxEvent, event_id, with_for_update=True, populate_existing=True)
         if event is None:
             return {"event_id": event_id, "status": "missing"}
         if event.handled_at is not None:
             db.session.rollback()
             return {"event_id": event_id, "status": "already handled"}
+        release = _lease_event(event_id)
+        if release is None and time.monotonic() > give_up_waiting_at:
+            release = _no_lease  # it expired and was taken again meanwhile: go on without one
+        if release is not None:
+            break
+        db.session.rollback()  # never wait holding the row: its holder needs it for the mark
+        time.sleep(_LEASE_POLL_SECONDS)
+    try:
         return {"event_id": event_id, "status": "handled", "deliveries": _react_and_mark(event)}
     finally:
         release()
@@ -124,18 +133,8 @@ def _lease_event(event_id: int):
     return take_lease(f"dc:event-lease:{event_id}", EVENT_LEASE_SECONDS)
 
 
-def _wait_for_event_lease(event_id: int):
-    """The event's lease, once its holder (the job handling it) releases it or it expires.
-    Taken before the event's row lock: a drain holds the row while it asks for the lease,
-    and never waits for it."""
-    deadline = time.monotonic() + EVENT_LEASE_SECONDS + 1
-    while True:
-        release = _lease_event(event_id)
-        if release is not None:
-            return release
-        if time.monotonic() > deadline:  # expired and taken again meanwhile: go on without one
-            return lambda: None
-        time.sleep(_LEASE_POLL_SECONDS)
+def _no_lease() -> None:
+    pass
 
 
 def handle_ready_events_after(event_id: int, limit: int = MORE_EVENTS_PER_JOB,
