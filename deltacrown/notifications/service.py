@@ -125,9 +125,11 @@ def notify_for_event(type_name: str, event) -> int:
 # of a worker's time under load (bench/FINDINGS.md). More (a tournament-wide event) go to
 # batch jobs, so one event never holds the notifications queue for long.
 SENDS_IN_EVENT_JOB = 10
-# After a temporary failure (SMTP or Discord down or slow) this process enqueues the sends
-# for a while instead: the event jobs, which put the in-app copies in place, must not wait
-# out one timeout after another; the send jobs run behind them on the queues' priority.
+# That pays only while sends are quick (a local relay). When an event's sends took longer than
+# this, or one failed temporarily (a channel down or slow), this process enqueues them for a
+# while instead: then the send jobs run behind the event jobs, on the queues' priority, and
+# no event's in-app copies wait behind the emails of the events before it.
+SENDS_IN_EVENT_JOB_SLOW_SECONDS = 0.25
 SENDS_IN_EVENT_JOB_PAUSE_SECONDS = 60
 _sends_in_event_job_paused_until = 0.0
 
@@ -140,8 +142,10 @@ def send_pending_of_event(pending) -> None:
     now = utcnow()
     due = [delivery_id for delivery_id, _, after in pending if after is None or after <= now]
     if due and len(due) <= SENDS_IN_EVENT_JOB and time.monotonic() >= _sends_in_event_job_paused_until:
+        started = time.monotonic()
         counts = first_tries(due)
-        if counts.get("retrying") or counts.get("failed"):
+        if (counts.get("retrying") or counts.get("failed")
+                or time.monotonic() - started > SENDS_IN_EVENT_JOB_SLOW_SECONDS):
             _sends_in_event_job_paused_until = time.monotonic() + SENDS_IN_EVENT_JOB_PAUSE_SECONDS
         made = set(due)
         pending = [row for row in pending if row[0] not in made]

@@ -1,6 +1,6 @@
 """An outbox event's few sends are made by the event's own job, right after its rows commit:
 no send job of their own (RQ's per-job work cost more than the send). Many sends, or sends
-while the channel has just failed temporarily, still go to batch jobs."""
+in the minute after one failed temporarily or was slow, still go to batch jobs."""
 from __future__ import annotations
 
 import pytest
@@ -75,3 +75,19 @@ def test_after_a_temporary_failure_event_sends_go_to_jobs_for_a_while(app, api, 
     assert (email_to(api, "fox")[0].status, email_to(api, "fox")[0].attempts) == ("pending", 0)
     run_jobs()
     assert [m.rcpt_tos for m in smtp_server.wait_for(1)] == [["fox@example.com"]]
+
+
+def test_after_slow_sends_event_sends_go_to_jobs_for_a_while(app, api, league, users, run_jobs, smtp_server,
+                                                            monkeypatch):
+    # A relay slower than SENDS_IN_EVENT_JOB_SLOW_SECONDS: here every send counts as slow.
+    monkeypatch.setattr(service, "SENDS_IN_EVENT_JOB_SLOW_SECONDS", 0.0)
+    users.create("fox")
+    run_jobs()
+    invite(api, league, "eve")
+    run_burst(app, queues=[QUEUE_NOTIFICATIONS])
+    assert [m.rcpt_tos for m in smtp_server.wait_for(1)] == [["eve@example.com"]]  # made by the event's job
+    invite(api, league, "fox")
+    run_burst(app, queues=[QUEUE_NOTIFICATIONS])
+    assert send_jobs(app) == [SEND_BATCH] and email_to(api, "fox")[0].status == "pending"
+    run_jobs()
+    assert sorted(m.rcpt_tos[0] for m in smtp_server.wait_for(2)) == ["eve@example.com", "fox@example.com"]
