@@ -75,11 +75,19 @@ return 0
 
 def take_lease(key: str, seconds: int) -> Callable[[], None] | None:
     """Hold `key` in Redis for at most `seconds` (SET NX with expiry): a release function, or
-    None when someone else holds it. A holder that dies loses it when it expires."""
+    None when someone else holds it. A holder that dies loses it when it expires; so does one
+    whose release fails (logged, never raised: the work it guarded is done)."""
     redis, token = get_redis(), uuid.uuid4().hex
     if not redis.set(key, token, nx=True, ex=seconds):
         return None
-    return lambda: redis.eval(_RELEASE_LEASE, 1, key, token)
+
+    def release() -> None:
+        try:
+            redis.eval(_RELEASE_LEASE, 1, key, token)
+        except RedisError:
+            log.warning("could not release %s; it expires within %s s", key, seconds, exc_info=True)
+
+    return release
 
 
 def get_queue(name: str = QUEUE_DEFAULT, app=None) -> Queue:

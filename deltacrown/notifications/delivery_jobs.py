@@ -55,14 +55,14 @@ def send_held(user_id: int, epoch: int) -> dict:
     return {"user_id": user_id, "epoch": epoch, "due": len(ids), **first_tries(ids)}
 
 
-def first_tries(delivery_ids) -> dict:
+def first_tries(delivery_ids, budget_seconds: float = SEND_BATCH_BUDGET_SECONDS) -> dict:
     """The first try of each of these sends, here and now; counts by outcome (deliveries.send_batch).
     A temporary failure continues as its own send_delivery job on DELIVERY_RETRY_INTERVALS
-    (without intervals this try was the only one); past the batch budget the rest goes to a
+    (without intervals this try was the only one); past `budget_seconds` the rest goes to a
     new send_deliveries job."""
     retries = bool(current_app.config["DELIVERY_RETRY_INTERVALS"])
     return deliveries.send_batch(delivery_ids, retry_later=retry_send_later if retries else None,
-                                 budget_seconds=SEND_BATCH_BUDGET_SECONDS, continue_later=send_deliveries.enqueue)
+                                 budget_seconds=budget_seconds, continue_later=send_deliveries.enqueue)
 
 
 def _send_delivery_options(intervals) -> dict:

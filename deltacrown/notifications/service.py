@@ -131,6 +131,9 @@ SENDS_IN_EVENT_JOB = 10
 # no event's in-app copies wait behind the emails of the events before it.
 SENDS_IN_EVENT_JOB_SLOW_SECONDS = 0.25
 SENDS_IN_EVENT_JOB_PAUSE_SECONDS = 60
+# Past this, the event's job hands its unsent rest to a send job: well inside the event's
+# lease (outbox.dispatch.EVENT_LEASE_SECONDS), so no second job takes the event over meanwhile.
+SENDS_IN_EVENT_JOB_BUDGET_SECONDS = 5
 _sends_in_event_job_paused_until = 0.0
 
 
@@ -143,7 +146,7 @@ def send_pending_of_event(pending) -> None:
     due = [delivery_id for delivery_id, _, after in pending if after is None or after <= now]
     if due and len(due) <= SENDS_IN_EVENT_JOB and time.monotonic() >= _sends_in_event_job_paused_until:
         started = time.monotonic()
-        counts = first_tries(due)
+        counts = first_tries(due, budget_seconds=SENDS_IN_EVENT_JOB_BUDGET_SECONDS)
         if (counts.get("retrying") or counts.get("failed")
                 or time.monotonic() - started > SENDS_IN_EVENT_JOB_SLOW_SECONDS):
             _sends_in_event_job_paused_until = time.monotonic() + SENDS_IN_EVENT_JOB_PAUSE_SECONDS

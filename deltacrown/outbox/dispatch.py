@@ -25,6 +25,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 
+from redis.exceptions import RedisError
 from sqlalchemy import select, update
 
 from ..extensions import db
@@ -99,26 +100,32 @@ def _handle_one(event_id: int) -> dict:
     if not _reactions:  # retried later, rather than marking events handled with nothing done
         raise RuntimeError("no reactions installed (deltacrown.reactions.init_app did not run)")
     give_up_waiting_at = time.monotonic() + EVENT_LEASE_SECONDS + 1
-    while True:
-        # FOR UPDATE (PostgreSQL): a job inside its transaction is waited for; one between its
-        # first commit and its mark holds the event's lease instead.
-        event = db.session.get(OutboxEvent, event_id, with_for_update=True, populate_existing=True)
-        if event is None:
-            return {"event_id": event_id, "status": "missing"}
-        if event.handled_at is not None:
-            db.session.rollback()
-            return {"event_id": event_id, "status": "already handled"}
-        release = _lease_event(event_id)
-        if release is None and time.monotonic() > give_up_waiting_at:
-            release = _no_lease  # it expired and was taken again meanwhile: go on without one
-        if release is not None:
-            break
-        db.session.rollback()  # never wait holding the row: its holder needs it for the mark
-        time.sleep(_LEASE_POLL_SECONDS)
+    release, waited = None, False
     try:
+        while True:
+            # FOR UPDATE (PostgreSQL): a job inside its transaction is waited for; one between its
+            # first commit and its mark holds the event's lease instead.
+            event = db.session.get(OutboxEvent, event_id, with_for_update=True, populate_existing=True)
+            if event is None:
+                return {"event_id": event_id, "status": "missing"}
+            if event.handled_at is not None:
+                db.session.rollback()
+                return {"event_id": event_id, "status": "already handled"}
+            if release is not None:
+                break  # read again after the lease we waited for: its holder marked it, or gave up
+            release = _lease_event(event_id)
+            if release is None and time.monotonic() > give_up_waiting_at:
+                release = _no_lease  # it expired and was taken again meanwhile: go on without one
+            if release is not None and not waited:
+                break
+            db.session.rollback()  # never wait holding the row: its holder needs it for the mark
+            if release is None:
+                waited = True
+                time.sleep(_LEASE_POLL_SECONDS)
         return {"event_id": event_id, "status": "handled", "deliveries": _react_and_mark(event)}
     finally:
-        release()
+        if release is not None:
+            release()
 
 
 # How long an event's lease lasts if its holder dies without releasing it. Only work is
@@ -155,7 +162,12 @@ def handle_ready_events_after(event_id: int, limit: int = MORE_EVENTS_PER_JOB,
             db.session.rollback()
             break
         cursor = event.id
-        release = _lease_event(cursor)
+        try:
+            release = _lease_event(cursor)
+        except RedisError:  # the events left are their own jobs' (retried until Redis is back)
+            db.session.rollback()
+            log.warning("outbox: Redis failed while taking events along; left to their own jobs", exc_info=True)
+            break
         if release is None:  # another job is handling it (between its first commit and its mark)
             db.session.rollback()
             continue
