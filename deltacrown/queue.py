@@ -25,7 +25,7 @@ from typing import Callable
 from flask import current_app, has_app_context
 from redis import Redis
 from redis.exceptions import RedisError, WatchError
-from rq import Queue, worker_registration
+from rq import Queue, get_current_job, worker_registration
 from rq.job import Job, Retry
 from rq.serializers import JSONSerializer
 from rq.utils import now as rq_now, utcformat
@@ -66,6 +66,16 @@ def get_redis(app=None) -> Redis:
     return client
 
 
+# Takes the lease (KEYS[1] = ARGV[1] for ARGV[2] seconds) if it is free, or if it is held by an
+# earlier run of this same job (its value starts with ARGV[3], the job's id and a space).
+_TAKE_LEASE = """
+local held = redis.call('get', KEYS[1])
+if held and (ARGV[3] == '' or string.sub(held, 1, string.len(ARGV[3])) ~= ARGV[3]) then return 0 end
+redis.call('set', KEYS[1], ARGV[1], 'ex', ARGV[2])
+if held then return 2 end
+return 1
+"""
+
 # Deletes the lease only if it is still ours (it may have expired and been taken since).
 _RELEASE_LEASE = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
@@ -74,12 +84,22 @@ return 0
 
 
 def take_lease(key: str, seconds: int) -> Callable[[], None] | None:
-    """Hold `key` in Redis for at most `seconds` (SET NX with expiry): a release function, or
-    None when someone else holds it. A holder that dies loses it when it expires; so does one
-    whose release fails (logged, never raised: the work it guarded is done)."""
-    redis, token = get_redis(), uuid.uuid4().hex
-    if not redis.set(key, token, nx=True, ex=seconds):
+    """Hold `key` in Redis for at most `seconds`: a release function, or None when someone
+    else holds it. A holder that dies loses it when it expires; so does one whose release
+    fails (logged, never raised: the work it guarded is done).
+
+    Inside an RQ job the lease names the job, and a later run of the same job takes over a
+    lease an earlier run still holds: RQ runs a job again only once it has judged the earlier
+    run dead (a SIGKILLed worker's heartbeat lapsed) or failed, so the retry does not wait out
+    a dead run's lease (for a send, 240 s: longer than the 2 minutes a retry may take)."""
+    job = get_current_job()
+    owner = f"{job.id} " if job is not None else ""
+    redis, token = get_redis(), f"{owner}{uuid.uuid4().hex}"
+    taken = redis.eval(_TAKE_LEASE, 1, key, token, seconds, owner)
+    if not taken:
         return None
+    if taken == 2:
+        log.warning("took over %s from an earlier run of job %s", key, job.id)
 
     def release() -> None:
         try:

@@ -29,6 +29,9 @@ Points (where, and what holds there):
 - "event:before_mark" (outbox/dispatch.py: handle_event, run inside worker.py's own
   process): an event's reactions are done and their rows flushed, the event not yet
   marked handled; the retry must write each notification once.
+- "delivery:before_send" (notifications/deliveries.py: send_delivery): a delivery is
+  leased and claimed, nothing sent; the retry of the same job must send it once,
+  without waiting out the dead run's lease.
 """
 from __future__ import annotations
 

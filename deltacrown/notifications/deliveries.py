@@ -53,6 +53,7 @@ from ..extensions import db
 from ..masking import mask_secrets
 from ..outbox.services import emit
 from ..queue import take_lease
+from ..signals import checkpoint
 from ..teams.models import Team
 from ..timeutil import utcnow
 from . import cards, mail_headers, suppression
@@ -345,6 +346,7 @@ def send_delivery(delivery_id: int, final_attempt: bool = True, consent: EmailCo
             return {"delivery_id": delivery_id, "already_done": True,
                     "status": db.session.scalar(select(Delivery.status).where(Delivery.id == delivery_id))}
         delivery = db.session.get(Delivery, delivery_id, populate_existing=True)
+        checkpoint.send("delivery:before_send")  # leased and claimed, nothing sent yet
         try:
             if delivery.channel == EMAIL:
                 # The player may have unsubscribed since the delivery was created (a retry, a late batch).

@@ -328,3 +328,60 @@ def test_worker_killed_holding_quiet_hours_and_delayed_emails_sends_each_once(di
     assert set(received) == set(expected)
     record_figures("crash_held_sends", rounds=ROUNDS, killed=ROUNDS, held_emails=held_total,
                    redis_lost_rounds=redis_lost_rounds, duplicates=duplicates, lost=lost)
+
+
+# --- (e) a send, killed after its lease was taken ---------------------------------------
+
+SEND_ROUNDS = min(ROUNDS, 6)
+
+
+def add_email_to_send(prefix: str, via_event: bool) -> tuple[int, str]:
+    """One email waiting to go out: an invite's (sent by its event's own job) or an
+    announcement's (sent by a send_deliveries batch job). Returns (user id, address)."""
+    from deltacrown.notifications.service import NotificationService
+    from deltacrown.teams.models import Team
+    from deltacrown.teams.services import invite_user
+
+    home, other = (db.session.get(Team, team_id) for team_id in add_teams(2, prefix))
+    user = db.session.get(User, other.captain_id)
+    if via_event:
+        invite_user(db.session.get(User, home.captain_id), home, user.id)  # commits; the relay enqueues its job
+    else:
+        NotificationService().notify([user.id], "announcement", f"{prefix} news", "", None, f"crash:{prefix}")
+    return user.id, user.email
+
+
+def email_delivery(user_id):
+    row = db.session.execute(select(Delivery.status, Delivery.attempts)
+                             .where(Delivery.user_id == user_id, Delivery.channel == "email")).one()
+    db.session.rollback()
+    return tuple(row)
+
+
+def test_worker_killed_mid_send_is_sent_once_by_the_retry_without_waiting_out_its_lease(digest_app, smtp_server,
+                                                                                         worker_env, spawn, tmp_path):
+    # The dead run's delivery lease lasts 240 s, longer than the 2 minutes a retry may take: the
+    # retry of the same job takes it over (RQ re-runs a job only once it judged the earlier run dead).
+    app = digest_app
+    env = worker_env(**smtp_server.env())
+    addresses = []
+    for round_no in range(SEND_ROUNDS):
+        via_event = bool(round_no % 2)
+        with app.app_context():
+            user_id, address = add_email_to_send(f"s{round_no}-{uuid.uuid4().hex[:4]}", via_event)
+        addresses.append(address)
+        worker = PausedWorker(spawn, env, tmp_path / f"pause-{round_no}", "delivery:before_send", f"worker-{round_no}")
+        worker.wait_paused()
+        worker.kill()
+        with app.app_context():
+            assert email_delivery(user_id) == ("pending", 1)  # claimed by the dead run, not sent
+        assert address not in {r for m in smtp_server.messages for r in m.rcpt_tos}
+        assert recover_abandoned_jobs(app) == 1  # the dead run's job, retried by RQ
+        run_burst(app)
+        with app.app_context():
+            assert email_delivery(user_id) == ("sent", 2), (round_no, via_event)
+
+    received = Counter(r for m in smtp_server.messages for r in m.rcpt_tos)
+    assert [received[a] for a in addresses] == [1] * SEND_ROUNDS
+    record_figures("crash_send", rounds=SEND_ROUNDS, killed=SEND_ROUNDS, sent_once=SEND_ROUNDS,
+                   via_event_job=SEND_ROUNDS // 2)
