@@ -3,8 +3,8 @@
 While a mute lasts, notifications about its team or tournament (the composer's
 `Message.team_ids` / `Message.tournament_id`) are still written in-app, but already seen
 (no badge), and get no email and no personal Discord post (the fan-out,
-service.py, reads the mutes of a whole chunk of recipients in one query:
-`muted_user_ids`). Critical types are never muted. Nothing is queued while muted,
+service.py, reads each recipient's mutes as a column of its recipients query:
+`muted_column`). Critical types are never muted. Nothing is queued while muted,
 so a mute that ends restores normal delivery without a backlog burst.
 
 One mute per (user, subject): muting the same team or tournament again replaces its end.
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, delete, or_, select
+from sqlalchemy import delete, exists, or_, select
 
 from ..dbutil import MAX_DB_ID, get_or_404
 from ..errors import InvalidInput, NotFound
@@ -124,21 +124,19 @@ def unmute(user_id: int, mute_id: int, source: str = SOURCE_PAGE) -> None:
     db.session.commit()
 
 
-def muted_user_ids(user_ids, team_ids=(), tournament_id: int | None = None,
-                   now: datetime | None = None) -> set[int]:
-    """Of `user_ids`, those with a mute in force of any of `team_ids` or of `tournament_id`:
-    ONE query whatever the number of users (the fan-out's chunk)."""
+def muted_column(user_id, team_ids=(), tournament_id: int | None = None, now: datetime | None = None):
+    """Whether the user `user_id` (a column of the enclosing query) has a mute in force of any of
+    `team_ids` or of `tournament_id`: a column of the fan-out's recipients query, so a chunk's
+    mutes cost no statement of their own. None when the message is about neither."""
     team_ids = [int(t) for t in team_ids or ()]
     subjects = []
     if team_ids:
         subjects.append(Mute.team_id.in_(team_ids))
     if tournament_id is not None:
         subjects.append(Mute.tournament_id == int(tournament_id))
-    user_ids = list(user_ids)
-    if not subjects or not user_ids:
-        return set()
-    return set(db.session.scalars(select(Mute.user_id).distinct().where(
-        and_(Mute.user_id.in_(user_ids), or_(*subjects), _active(now or utcnow())))))
+    if not subjects:
+        return None
+    return exists().where(Mute.user_id == user_id, or_(*subjects), _active(now or utcnow()))
 
 
 def written_muted(created_at, seen_at) -> bool:

@@ -52,7 +52,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import false, select
 
 from ..accounts.models import User
 from ..dbutil import insert_ignoring_duplicates
@@ -61,7 +61,7 @@ from ..teams.models import Team
 from ..timeutil import first_zone, utcnow
 from .delivery_jobs import first_tries, send_deliveries
 from .held import schedule_held, send_after_for
-from .mutes import muted_user_ids
+from .mutes import muted_column
 from .models import Delivery, Notification, NotificationPreference, channels_for_type
 from .types import DISCORD, EMAIL, IN_APP, get_type
 
@@ -79,14 +79,16 @@ class NotifyResult:
     held_ids: list[int] = field(default_factory=list)
 
 
-def recipients_query():
+def recipients_query(muted=None):
     """(user id, email, channels, opt-out in-app, email, discord, personal webhook, quiet hours
-    start, end, email delay, preference zone, account zone) per user; the preference columns are
-    NULL for a user without a preference row (= defaults)."""
+    start, end, email delay, preference zone, account zone, muted) per user; the preference
+    columns are NULL for a user without a preference row (= defaults). `muted`: a
+    `mutes.muted_column` of User.id (none: nobody is muted)."""
     pref = NotificationPreference
     return (select(User.id, User.email, pref.channels, pref.opt_out_in_app, pref.opt_out_email,
                    pref.opt_out_discord, pref.discord_webhook_url, pref.quiet_hours_start, pref.quiet_hours_end,
-                   pref.email_after_unseen_minutes, pref.timezone, User.timezone)
+                   pref.email_after_unseen_minutes, pref.timezone, User.timezone,
+                   (false() if muted is None else muted).label("muted"))
             .outerjoin(pref, pref.user_id == User.id))
 
 
@@ -215,10 +217,10 @@ class NotificationService:
         message = outgoing_message(type, title, body, url, subject_id)
         result = NotifyResult()
         ids = sorted({int(u) for u in user_ids})
+        muted = None if get_type(type).critical else muted_column(User.id, team_ids, tournament_id)
         for chunk in chunked(ids, CHUNK_SIZE):
-            rows = db.session.execute(recipients_query().where(User.id.in_(chunk))).all()
-            self.write_for_recipients(rows, message, dedup_key, event_id, result,
-                                      about=(tuple(team_ids or ()), tournament_id))
+            rows = db.session.execute(recipients_query(muted).where(User.id.in_(chunk))).all()
+            self.write_for_recipients(rows, message, dedup_key, event_id, result)
         self.write_shared_deliveries(message, dedup_key, event_id, team_ids, result, card=card)
         if commit:
             db.session.commit()
@@ -227,21 +229,17 @@ class NotificationService:
         return result
 
     def write_for_recipients(self, rows, message: dict, dedup_key: str, event_id: int | None,
-                             result: NotifyResult, about=((), None)) -> None:
+                             result: NotifyResult) -> None:
         """Bulk-write notifications and personal deliveries for `recipients_query` rows.
 
-        Two INSERT statements whatever the number of rows, plus ONE read of the chunk's mutes
-        when the message is about a team or a tournament (`about`: (team ids, tournament id)).
-        Muted recipients (mutes.py) get the in-app row already seen and no personal sends;
-        critical types are never muted. Email and personal Discord sends get `send_after`
+        Two INSERT statements whatever the number of rows. Muted recipients (the rows' `muted`
+        column, mutes.py) get the in-app row already seen and no personal sends. Email and personal Discord sends get `send_after`
         when quiet hours or the email delay hold them (held.py).
         """
         spec = get_type(message["type"])
         type_name = spec.name
         now = utcnow()
-        team_ids, tournament_id = about
-        muted = set() if spec.critical or not (team_ids or tournament_id) else \
-            muted_user_ids([row[0] for row in rows], team_ids, tournament_id, now=now)
+        muted = {row[0] for row in rows if row[12]}
         notification_rows, channels_by_user, choices, timing = [], {}, {}, {}
         for row in rows:
             user_id, email, chosen_map, no_in_app, no_email, no_discord, webhook = row[:7]
