@@ -233,8 +233,9 @@ class NotificationService:
         """Bulk-write notifications and personal deliveries for `recipients_query` rows.
 
         Two INSERT statements whatever the number of rows. Muted recipients (the rows' `muted`
-        column, mutes.py) get the in-app row already seen and no personal sends. Email and personal Discord sends get `send_after`
-        when quiet hours or the email delay hold them (held.py).
+        column, mutes.py) get the in-app row already seen and no personal sends. Email and
+        personal Discord sends get `send_after` when quiet hours or the email delay hold them
+        (held.py).
         """
         spec = get_type(message["type"])
         type_name = spec.name
