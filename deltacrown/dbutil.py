@@ -22,30 +22,45 @@ from .extensions import db
 MAX_DB_ID = 2**31 - 1
 
 
+def is_db_id(ident) -> bool:
+    """Whether an id column could hold this (a URL or a request body may carry any number)."""
+    return isinstance(ident, int) and 0 < ident <= MAX_DB_ID
+
+
 def get_row(model, ident):
-    """The row with this id, or None (also for an id no id column can hold: a URL or a
-    request body may carry any number)."""
-    return db.session.get(model, ident) if isinstance(ident, int) and 0 < ident <= MAX_DB_ID else None
+    """The row with this id, or None (also for an id no id column can hold)."""
+    return db.session.get(model, ident) if is_db_id(ident) else None
+
+
+def not_found(label: str, ident, field: str | None = None) -> NotFound:
+    """NotFound for the `label` with this id; with `field`, naming the request field that held it."""
+    return NotFound(f"{label} {ident} not found", fields={field: f"no {label.lower()} {ident}"} if field else None)
 
 
 def get_or_404(model, ident, what: str | None = None, field: str | None = None):
-    """The row with this id, or NotFound naming it as `what` (the model's name by default);
-    with `field`, the error also names the request field that held the id."""
+    """The row with this id, or NotFound naming it as `what` (the model's name by default)."""
     obj = get_row(model, ident)
     if obj is None:
-        label = what or model.__name__
-        raise NotFound(f"{label} {ident} not found", fields={field: f"no {label.lower()} {ident}"} if field else None)
+        raise not_found(what or model.__name__, ident, field)
     return obj
 
 
-def commit(flush_only: bool = False) -> None:
+def commit(flush_only: bool = False, keep_loaded: bool = False) -> None:
     """Commit (or flush); a unique constraint that fires here means a concurrent request
-    (or a spelling our pre-check could not see) made the same change first: 409, nothing kept."""
+    (or a spelling our pre-check could not see) made the same change first: 409, nothing kept.
+
+    `keep_loaded`: the rows stay as this transaction left them instead of being read again
+    on their next use, for a caller that only answers with what it has just written (a
+    hot API write: the read after the commit was a statement and a transaction of its own)."""
+    session = db.session()
+    session.expire_on_commit = not keep_loaded
     try:
-        db.session.flush() if flush_only else db.session.commit()
+        session.flush() if flush_only else session.commit()
     except IntegrityError:
-        db.session.rollback()
+        session.rollback()
         raise Conflict("That conflicts with an existing record or a change made at the same time.") from None
+    finally:
+        session.expire_on_commit = True
 
 
 def flush() -> None:

@@ -5,7 +5,8 @@ commit, as `handle_event(event_id)` (or, when a relay takes several, as
 `handle_events(ids)` per EVENTS_PER_JOB of them), and marked `relayed_at`, in a new
 short transaction, however it was written:
 
-- ORM objects (`emit()`): their ids are collected as they are flushed.
+- ORM objects (`emit()`): claimed as they are flushed (`relayed_at` is in their
+  INSERT), and enqueued right after the commit.
 - SQL executed through the session (`session.execute` of a Core `insert()`,
   `insert().from_select()` or `text("INSERT INTO outbox_events ...")`, e.g. the
   ranking recompute's INSERT .. SELECT): such a statement cannot tell which ids
@@ -16,16 +17,17 @@ short transaction, however it was written:
 
 The relay claims the unrelayed committed events of that id range with one
 UPDATE .. RETURNING (see `relay`), a constant statement however many events
-were written. A transaction that wrote its events only through the ORM claims
-them itself, with that UPDATE as its last statement before the commit (no other
-relay can see them yet), and enqueues them right after it: one transaction per
-write instead of two. Under concurrency the range may also hold events that another
-transaction committed meanwhile; whichever relay claims an event first enqueues
-it, once. Events of a transaction still open are invisible, so never relayed early.
+were written. Events added through the ORM need no claim of their own: no other
+relay can see them before their commit, so they are written claimed, and enqueued
+right after it (one transaction per write instead of two, and no extra statement).
+Under concurrency the range may also hold events that another transaction committed
+meanwhile; whichever relay claims an event first enqueues it, once. Events of a
+transaction still open are invisible, so never relayed early.
 
 A savepoint's release is not a commit: nothing is relayed until the outermost
 transaction commits. Events of a rolled-back savepoint are filtered out at relay
-time (they are not in the table); a rolled-back transaction forgets everything.
+time (they are not in the table, or no longer in the session); a rolled-back
+transaction forgets everything.
 If Redis is unreachable the request still succeeds: the events stay unrelayed
 and the periodic sweep relays them. Writes on a connection outside the session
 (`engine.begin()`) are not watched: the sweep relays those.
@@ -37,7 +39,7 @@ import re
 from datetime import timedelta
 
 from flask import current_app, has_app_context
-from sqlalchemy import and_, event, func, or_, select, update
+from sqlalchemy import and_, event, func, inspect, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Insert, TextClause
 
@@ -48,7 +50,8 @@ from .models import OutboxEvent
 
 log = logging.getLogger(__name__)
 
-_PENDING = "deltacrown_outbox_pending"  # ids of ORM-flushed events
+_PENDING = "deltacrown_outbox_pending"  # ORM-added events, claimed in their INSERT
+_CLAIM_TIME = "deltacrown_outbox_claim_time"  # their `relayed_at`: one per transaction
 _SQL_AFTER = "deltacrown_outbox_sql_after_id"  # newest event id before the first SQL write
 _SQL_UPTO = "deltacrown_outbox_sql_upto_id"  # newest event id seen before commit
 _CLAIMED = "deltacrown_outbox_claimed"  # (ids, claimed_at) claimed inside the committing transaction
@@ -75,38 +78,38 @@ def _do_orm_execute(state):
             info[_SQL_AFTER] = _newest_event_id(state.session)
 
 
+def _before_flush(session, flush_context, instances):
+    # The transaction's own ORM-added events are claimed as they are written: `relayed_at` is
+    # in their INSERT. No other relay or sweep can see them before this commit, and right after
+    # it `_after_commit` enqueues them (or un-claims them for the sweep if Redis refuses), so
+    # this is the claim of `relay` without a statement of its own (one less per write).
+    if not has_app_context():
+        return  # nothing could enqueue after the commit: leave the events to the sweep
+    for obj in session.new:
+        if isinstance(obj, OutboxEvent) and obj.relayed_at is None:
+            obj.relayed_at = session.info.setdefault(_CLAIM_TIME, utcnow())
+            session.info.setdefault(_PENDING, []).append(obj)
+
+
 def _before_commit(session):
     if session.in_nested_transaction():
         return  # a savepoint: only the outermost commit relays
+    if has_app_context():
+        session.flush()  # events added since the last flush are claimed now, not in commit's own flush
+    if _PENDING in session.info:
+        # Those of a rolled-back savepoint are no longer persistent: not relayed.
+        ids = sorted(obj.id for obj in session.info.pop(_PENDING) if inspect(obj).persistent)
+        session.info[_CLAIMED] = (ids, session.info[_CLAIM_TIME])
     if _SQL_AFTER in session.info:
         session.info[_SQL_UPTO] = _newest_event_id(session)
-        return
-    if not has_app_context():
-        return  # nothing could enqueue after the commit: leave the events to the sweep
-    session.flush()  # the ORM-added events get their ids now, not in commit's own flush
-    ids = session.info.pop(_PENDING, None)
-    if ids:
-        # Only this transaction's own events, invisible to every other relay and the sweep
-        # until this commit: claimed here, one statement in the write's own transaction,
-        # instead of a transaction of its own after the commit (an e2e trip's commit less).
-        claimed_at = utcnow()
-        claimed = session.connection().scalars(
-            update(OutboxEvent).where(OutboxEvent.id.in_(sorted(ids)), OutboxEvent.relayed_at.is_(None))
-            .values(relayed_at=claimed_at).returning(OutboxEvent.id))
-        session.info[_CLAIMED] = (sorted(claimed), claimed_at)
-
-
-def _after_flush(session, flush_context):
-    new_ids = [obj.id for obj in session.new if isinstance(obj, OutboxEvent)]
-    if new_ids:
-        session.info.setdefault(_PENDING, set()).update(new_ids)
 
 
 def _forget(session):
     session.info.pop(_CLAIMED, None)
-    ids = session.info.pop(_PENDING, None)
+    session.info.pop(_PENDING, None)
+    session.info.pop(_CLAIM_TIME, None)
     after, upto = session.info.pop(_SQL_AFTER, None), session.info.pop(_SQL_UPTO, None)
-    return ids, (after, upto) if after is not None and upto is not None and upto > after else None
+    return (after, upto) if after is not None and upto is not None and upto > after else None
 
 
 def _after_commit(session):
@@ -118,10 +121,7 @@ def _after_commit(session):
             _enqueue(*claimed)
         except Exception:  # committed: never fail it now; the sweep redelivers claimed, unhandled events
             log.exception("outbox relay failed for events %s..; left for the sweep", claimed[0][0])
-    ids, id_range = _forget(session)
-    if ids:  # as a range too: a constant statement however many events were flushed
-        low, high = min(ids) - 1, max(ids)
-        id_range = (min(low, id_range[0]), max(high, id_range[1])) if id_range else (low, high)
+    id_range = _forget(session)
     if id_range and has_app_context():
         try:
             relay(id_range=id_range)
@@ -194,7 +194,7 @@ def _enqueue(ids: list[int], claimed_at) -> list[int]:
 def install() -> None:
     """Listen on every ORM session (idempotent: create_app runs many times in tests)."""
     for name, fn in (("do_orm_execute", _do_orm_execute), ("before_commit", _before_commit),
-                     ("after_flush", _after_flush), ("after_commit", _after_commit),
+                     ("before_flush", _before_flush), ("after_commit", _after_commit),
                      ("after_soft_rollback", _after_soft_rollback)):
         if not event.contains(Session, name, fn):
             event.listen(Session, name, fn)

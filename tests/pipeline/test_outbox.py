@@ -225,6 +225,8 @@ def test_events_written_by_sql_in_the_session_are_relayed_at_commit(app, league)
         savepoint = db.session.begin_nested()
         db.session.execute(insert(OutboxEvent).values(type="ranking_changed", payload={"via": "rolled back"},
                                                       created_at=utcnow()))
+        db.session.add(OutboxEvent(type="ranking_changed", payload={"via": "emit rolled back"}))
+        db.session.flush()  # written (and claimed) inside the savepoint, then gone with it
         savepoint.rollback()
         assert _relayed(app)[1] == []  # nothing before the commit
         db.session.commit()
