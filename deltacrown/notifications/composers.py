@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from sqlalchemy import select
+from sqlalchemy.orm import joinedload
 
 from ..accounts.models import User
 from ..economy.models import Payout
@@ -77,25 +78,28 @@ EVERYONE = Audience("every user, or only the users an announcement names",
 
 # --- composers ---------------------------------------------------------------------
 
-def about(model, key: str):
-    """A composer of the row that `payload[key]` names: nothing to say when it is gone."""
+def about(model, key: str, *related):
+    """A composer of the row that `payload[key]` names: nothing to say when it is gone.
+    `related`: the relationships the message reads, loaded with the row (one statement)."""
+    options = [joinedload(rel) for rel in related]
+
     def decorate(compose: Callable[..., Message | None]) -> Callable[[dict], Message | None]:
         @functools.wraps(compose)
         def from_payload(payload: dict) -> Message | None:
-            subject = db.session.get(model, payload[key])
+            subject = db.session.get(model, payload[key], options=options)
             return None if subject is None else compose(subject, payload)
         return from_payload
     return decorate
 
 
-@about(TeamInvite, "invite_id")
+@about(TeamInvite, "invite_id", TeamInvite.team)
 def invite_sent(invite, payload) -> Message:
     return Message(f"{invite.team.name} invited you to join",
                    f"{invite.team.name} wants you on the team. Accept or decline the invite.",
                    f"/invites/{invite.id}", user_ids=(invite.user_id,), subject_id=invite.id)
 
 
-@about(TeamInvite, "invite_id")
+@about(TeamInvite, "invite_id", TeamInvite.team, TeamInvite.user)
 def invite_accepted(invite, payload) -> Message:
     team = invite.team
     return Message(f"{invite.user.username} accepted the invite to {team.name}",
@@ -118,14 +122,17 @@ def roster_changed(team, payload) -> Message:
                    user_ids=(user_id,), actor_id=actor_id)
 
 
-@about(Registration, "registration_id")
+MATCH_SIDES = (Match.team_a, Match.team_b, Match.tournament)  # what a match message names
+
+
+@about(Registration, "registration_id", Registration.team, Registration.tournament)
 def tournament_registered(reg, payload) -> Message:
     return Message(f"{reg.team.name} is registered for {reg.tournament.name}",
                    f"Starts {_when(reg.tournament.starts_at)}.", f"/tournaments/{reg.tournament_id}",
                    team_ids=(reg.team_id,), tournament_id=reg.tournament_id)
 
 
-@about(Match, "match_id")
+@about(Match, "match_id", *MATCH_SIDES)
 def match_scheduled(match, payload) -> Message:
     return Message(f"Match scheduled: {match.team_a.name} vs {match.team_b.name}",
                    f"{match.tournament.name}, {_when(match.scheduled_at)}.", match_path(match),
@@ -133,7 +140,7 @@ def match_scheduled(match, payload) -> Message:
                    tournament_id=match.tournament_id)
 
 
-@about(Match, "match_id")
+@about(Match, "match_id", *MATCH_SIDES)
 def match_rescheduled(match, payload) -> Message | None:
     """Not a type of its own: the match_scheduled notification, rewritten in place
     (notifications/match_updates.py), and a short "Rescheduled" email."""
@@ -146,7 +153,7 @@ def match_rescheduled(match, payload) -> Message | None:
                    tournament_id=match.tournament_id)
 
 
-@about(Match, "match_id")
+@about(Match, "match_id", *MATCH_SIDES)
 def match_reminder(match, payload) -> Message | None:
     """Sent MATCH_REMINDER_MINUTES before the match (notifications/reminders.py)."""
     if match.status != "scheduled":
@@ -156,7 +163,7 @@ def match_reminder(match, payload) -> Message | None:
                    team_ids=(match.team_a_id, match.team_b_id), tournament_id=match.tournament_id)
 
 
-@about(Match, "match_id")
+@about(Match, "match_id", *MATCH_SIDES)
 def match_result(match, payload) -> Message | None:
     if match.status != "completed":
         return None

@@ -8,9 +8,10 @@ session and returns how many sends it enqueued; the dispatcher then marks the ev
 handled and commits, so rows written without sends commit together with the mark.
 
 Having handled its own event, a job goes on to the unhandled events committed after it
-(`handle_ready_events_after`): under load the queue holds a job per event, and the first
-job drains what is ready while the later ones find their event handled. The job runs in
-worker.py's own process (the hot queue: no fork, warm connections; queue.WarmWorker).
+(`handle_ready_events_after`) if jobs wait in the queue: under load the queue holds a job per
+event, and the first job drains what is ready while the later ones find their event handled.
+The job runs in worker.py's own process (the hot queue: no fork, warm connections;
+queue.WarmWorker).
 
 While a job handles an event it holds the event's lease in Redis (`_lease_event`): an
 event with sends commits its rows before it sends and is marked handled after, and in
@@ -29,7 +30,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import select, update
 
 from ..extensions import db
-from ..queue import QUEUE_NOTIFICATIONS, background_job, take_lease
+from ..queue import QUEUE_NOTIFICATIONS, background_job, get_queue, take_lease
 from ..signals import checkpoint
 from ..timeutil import utcnow
 from .events import EVENT_KINDS
@@ -71,7 +72,7 @@ def handle_event(event_id: int) -> dict:
     re-enqueues the event's still-pending sends.
     """
     result = _handle_one(event_id)
-    more = handle_ready_events_after(event_id) if result["status"] == "handled" else 0
+    more = handle_ready_events_after(event_id) if result["status"] == "handled" and _jobs_waiting() else 0
     return {**result, **({"more": more} if more else {})}
 
 
@@ -142,6 +143,16 @@ def _lease_event(event_id: int):
 
 def _no_lease() -> None:
     pass
+
+
+def _jobs_waiting() -> bool:
+    """Whether the queue holds jobs: every committed event has a queued or running job, or
+    waits for the sweep (its relay failed), so with none queued there is nothing to take
+    along, and one LLEN saves the search of the table (a single event's job, the usual case)."""
+    try:
+        return get_queue(QUEUE_NOTIFICATIONS).count > 0
+    except RedisError:  # the events left are their own jobs' (retried until Redis is back)
+        return False
 
 
 def handle_ready_events_after(event_id: int, limit: int = MORE_EVENTS_PER_JOB,
