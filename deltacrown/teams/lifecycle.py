@@ -8,15 +8,13 @@ Called alike by the recurring jobs (teams/jobs.py) and the CLI (teams/cli.py).
 """
 from __future__ import annotations
 
-from datetime import timedelta
-
-from flask import current_app
 from sqlalchemy import update
 
 from ..extensions import db
 from ..outbox.services import emit
 from ..timeutil import utcnow
 from .models import TeamInvite, TeamPromotion, TeamSponsor
+from .services import invites_live_since
 
 
 def _transition(model, current: str, due, **values):
@@ -29,7 +27,7 @@ def _transition(model, current: str, due, **values):
 def clean_expired_invites(now=None) -> dict:
     """Pending invites older than INVITE_EXPIRY_DAYS become expired (responded_at = now)."""
     now = now or utcnow()
-    cutoff = now - timedelta(days=current_app.config["INVITE_EXPIRY_DAYS"])
+    cutoff = invites_live_since(now)
     expired = db.session.execute(_transition(TeamInvite, "pending", TeamInvite.created_at < cutoff,
                                              status="expired", responded_at=now)).rowcount
     db.session.commit()

@@ -79,9 +79,9 @@ def set_discord_webhook(actor, team: Team, url: str | None) -> Team:
 
 # --- invites and members ------------------------------------------------------
 
-def invites_live_since():
+def invites_live_since(now=None):
     """A pending invite sent before this has expired (INVITE_EXPIRY_DAYS), swept or not."""
-    return utcnow() - timedelta(days=current_app.config["INVITE_EXPIRY_DAYS"])
+    return (now or utcnow()) - timedelta(days=current_app.config["INVITE_EXPIRY_DAYS"])
 
 
 def invite_expired(invite: TeamInvite) -> bool:

@@ -1,7 +1,7 @@
 """Job functions for the ops tests (importable by the in-process RQ worker)."""
-import time
 
 from deltacrown.queue import QUEUE_DEFAULT, background_job, get_redis, report_progress
+from tests.support.processes import wait_for
 
 FLAKY_KEY = "tests:ops:flaky-may-succeed"
 
@@ -31,11 +31,7 @@ RELEASE_KEY = "tests:ops:release-progress-job"
 def with_progress(done: int, total: int) -> int:
     """Reports `done` of `total`, then holds until the test sets RELEASE_KEY (30 s at most)."""
     report_progress(done, total)
-    deadline = time.monotonic() + 30
-    while not get_redis().exists(RELEASE_KEY):
-        if time.monotonic() > deadline:
-            raise TimeoutError("the test never released the job")
-        time.sleep(0.05)
+    wait_for(lambda: get_redis().exists(RELEASE_KEY), 30, interval=0.05, message="the test to release the job")
     return total
 
 

@@ -173,8 +173,11 @@ def test_worker_killed_mid_digest_run_sends_every_digest_exactly_once(digest_app
         with app.app_context():
             claims = db.session.scalars(select(NotificationDigest).where(NotificationDigest.user_id.in_(ids))).all()
             assert len(claims) == per_round and not any(c.is_sent for c in claims)  # claimed, unsent
+            newest_claim = max(c.created_at for c in claims)
             db.session.rollback()
-        time.sleep(1.1)  # DIGEST_CLAIM_TIMEOUT (1 s) must pass for the claims to count as stale
+        timeout = timedelta(seconds=app.config["DIGEST_CLAIM_TIMEOUT"])
+        wait_for(lambda: utcnow() - newest_claim > timeout, 10, interval=0.05,
+                 message="DIGEST_CLAIM_TIMEOUT to pass, so the claims count as stale")
         result = finish_retry(app, job_id)
         assert result["retried"] == per_round and result["sent"] == per_round, result
 

@@ -16,8 +16,8 @@ worker's own scheduler, no help from the test) pays exactly once.
 """
 from __future__ import annotations
 
-import time
 from collections import Counter
+from datetime import timedelta
 
 import pytest
 import requests
@@ -34,6 +34,7 @@ from deltacrown.notifications.models import Notification
 from deltacrown.outbox.relay import sweep_outbox_now
 from deltacrown.outbox.models import OutboxEvent
 from deltacrown.queue import fetch_job, get_redis
+from deltacrown.timeutil import utcnow
 from tests.automation.money_factories import add_teams, add_tournament
 from tests.support.processes import PYTHON, wait_for
 
@@ -105,7 +106,15 @@ def test_redis_outage_during_api_writes_loses_and_doubles_no_event(rapp, redis_s
     assert events_while_down > 0
     assert unrelayed >= events_while_down  # the writes during the outage could not enqueue their events
 
-    time.sleep(1.1)  # OUTBOX_REDELIVER_AGE_SECONDS (1 s): what Redis lost counts as lost
+    def lost_jobs_count_as_lost():  # OUTBOX_REDELIVER_AGE_SECONDS (1 s) since the last relay
+        with rapp.app_context():
+            newest = db.session.scalar(select(func.max(OutboxEvent.relayed_at))
+                                       .where(OutboxEvent.handled_at.is_(None)))
+            db.session.rollback()
+        age = timedelta(seconds=rapp.config["OUTBOX_REDELIVER_AGE_SECONDS"])
+        return newest is None or utcnow() - newest > age
+
+    wait_for(lost_jobs_count_as_lost, 10, interval=0.05, message="the relayed events' redelivery age")
     with rapp.app_context():
         swept = sweep_outbox_now(min_age_seconds=0)
 
