@@ -7,9 +7,11 @@ short transaction, however it was written:
 
 - ORM objects (`emit()`): claimed as they are flushed (`relayed_at` is in their
   INSERT), and enqueued right after the commit.
-- SQL executed through the session (`session.execute` of a Core `insert()`,
-  `insert().from_select()` or `text("INSERT INTO outbox_events ...")`, e.g. the
-  ranking recompute's INSERT .. SELECT): such a statement cannot tell which ids
+- SQL that writes them claimed (`insert_claimed`: its INSERT sets `relayed_at` and returns
+  the ids, e.g. the ranking recompute's INSERT .. SELECT): enqueued right after the
+  commit, like the ORM's, with no statement of the relay's own.
+- Other SQL executed through the session (`session.execute` of a Core `insert()`,
+  `insert().from_select()` or `text("INSERT INTO outbox_events ...")`): such a statement cannot tell which ids
   it wrote, so the session notes the highest event id just before the first
   such statement of the transaction, and the highest one it sees just before
   committing; its events are the ones in between. Two reads of the primary
@@ -17,17 +19,18 @@ short transaction, however it was written:
 
 The relay claims the unrelayed committed events of that id range with one
 UPDATE .. RETURNING (see `relay`), a constant statement however many events
-were written. Events added through the ORM need no claim of their own: no other
-relay can see them before their commit, so they are written claimed, and enqueued
-right after it (one transaction per write instead of two, and no extra statement).
+were written. Events added through the ORM or `insert_claimed` need no claim of their
+own: no other relay can see them before their commit, so they are written claimed, and
+enqueued right after it (one transaction per write instead of two, and no extra statement).
 Under concurrency the range may also hold events that another transaction committed
 meanwhile; whichever relay claims an event first enqueues it, once. Events of a
 transaction still open are invisible, so never relayed early.
 
 A savepoint's release is not a commit: nothing is relayed until the outermost
 transaction commits. Events of a rolled-back savepoint are filtered out at relay
-time (they are not in the table, or no longer in the session); a rolled-back
-transaction forgets everything.
+time (they are not in the table, or no longer in the session; `insert_claimed`'s ids
+are enqueued all the same, and their jobs find no event); a rolled-back transaction
+forgets everything.
 If Redis is unreachable the request still succeeds: the events stay unrelayed
 and the periodic sweep relays them. Writes on a connection outside the session
 (`engine.begin()`) are not watched: the sweep relays those.
@@ -39,7 +42,7 @@ import re
 from datetime import timedelta
 
 from flask import current_app, has_app_context
-from sqlalchemy import and_, event, func, inspect, or_, select, update
+from sqlalchemy import and_, bindparam, event, func, inspect, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Insert, TextClause
 
@@ -52,6 +55,8 @@ log = logging.getLogger(__name__)
 
 _PENDING = "deltacrown_outbox_pending"  # ORM-added events, claimed in their INSERT
 _CLAIM_TIME = "deltacrown_outbox_claim_time"  # their `relayed_at`: one per transaction
+_WRITTEN = "deltacrown_outbox_written_claimed"  # ids of events SQL wrote claimed (`insert_claimed`)
+_CLAIMED_OPTION = "deltacrown_outbox_writes_claimed"  # marks insert_claimed's statement for the hook
 _SQL_AFTER = "deltacrown_outbox_sql_after_id"  # newest event id before the first SQL write
 _SQL_UPTO = "deltacrown_outbox_sql_upto_id"  # newest event id seen before commit
 _CLAIMED = "deltacrown_outbox_claimed"  # (ids, claimed_at) claimed inside the committing transaction
@@ -72,7 +77,7 @@ def _newest_event_id(session) -> int:
 
 
 def _do_orm_execute(state):
-    if _writes_events(state.statement):
+    if _writes_events(state.statement) and not state.execution_options.get(_CLAIMED_OPTION):
         info = state.session.info
         if _SQL_AFTER not in info:
             info[_SQL_AFTER] = _newest_event_id(state.session)
@@ -91,15 +96,30 @@ def _before_flush(session, flush_context, instances):
             session.info.setdefault(_PENDING, []).append(obj)
 
 
+def insert_claimed(session, statement: TextClause) -> list[int]:
+    """Run `statement`, an INSERT of outbox events by SQL (an INSERT .. SELECT of thousands,
+    say) that writes them claimed: it sets `relayed_at` to the bound `:relayed_at` and ends in
+    `RETURNING id`. Returns the ids. They are enqueued right after the commit, as the ORM's
+    are, so the relay spends no statement finding or claiming them. (Without an app context
+    nothing could enqueue them: `:relayed_at` is then NULL and the sweep relays them.)"""
+    claimed_at = session.info.setdefault(_CLAIM_TIME, utcnow()) if has_app_context() else None
+    statement = statement.bindparams(bindparam("relayed_at", claimed_at, type_=OutboxEvent.relayed_at.type))
+    ids = list(session.scalars(statement.execution_options(**{_CLAIMED_OPTION: True})))
+    if claimed_at is not None:
+        session.info.setdefault(_WRITTEN, []).extend(ids)
+    return ids
+
+
 def _before_commit(session):
     if session.in_nested_transaction():
         return  # a savepoint: only the outermost commit relays
     if has_app_context():
         session.flush()  # events added since the last flush are claimed now, not in commit's own flush
-    if _PENDING in session.info:
-        # Those of a rolled-back savepoint are no longer persistent: not relayed.
-        ids = sorted(obj.id for obj in session.info.pop(_PENDING) if inspect(obj).persistent)
-        session.info[_CLAIMED] = (ids, session.info[_CLAIM_TIME])
+    # ORM events of a rolled-back savepoint are no longer persistent: not relayed.
+    ids = [obj.id for obj in session.info.pop(_PENDING, ()) if inspect(obj).persistent]
+    ids += session.info.pop(_WRITTEN, ())
+    if ids:
+        session.info[_CLAIMED] = (sorted(ids), session.info[_CLAIM_TIME])
     if _SQL_AFTER in session.info:
         session.info[_SQL_UPTO] = _newest_event_id(session)
 
@@ -107,6 +127,7 @@ def _before_commit(session):
 def _forget(session):
     session.info.pop(_CLAIMED, None)
     session.info.pop(_PENDING, None)
+    session.info.pop(_WRITTEN, None)
     session.info.pop(_CLAIM_TIME, None)
     after, upto = session.info.pop(_SQL_AFTER, None), session.info.pop(_SQL_UPTO, None)
     return (after, upto) if after is not None and upto is not None and upto > after else None
