@@ -114,6 +114,14 @@ def get_queue(name: str = QUEUE_DEFAULT, app=None) -> Queue:
     return Queue(name, connection=get_redis(app), serializer=JSONSerializer, job_class=AppJob)
 
 
+def jobs_waiting(name: str) -> bool:
+    """Whether jobs wait in this queue (one LLEN); False when Redis cannot say."""
+    try:
+        return get_queue(name).count > 0
+    except RedisError:
+        return False
+
+
 def fetch_job(job_id: str, app=None) -> Job | None:
     from rq.exceptions import NoSuchJobError
 

@@ -30,7 +30,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import select, update
 
 from ..extensions import db
-from ..queue import QUEUE_NOTIFICATIONS, background_job, get_queue, take_lease
+from ..queue import QUEUE_NOTIFICATIONS, background_job, jobs_waiting, take_lease
 from ..signals import checkpoint
 from ..timeutil import utcnow
 from .events import EVENT_KINDS
@@ -72,7 +72,12 @@ def handle_event(event_id: int) -> dict:
     re-enqueues the event's still-pending sends.
     """
     result = _handle_one(event_id)
-    more = handle_ready_events_after(event_id) if result["status"] == "handled" and _jobs_waiting() else 0
+    # Every committed event has a queued or running job, or waits for the sweep (its relay
+    # failed): with no job queued there is nothing to take along, and one LLEN saves the
+    # search of the table (a single event's job, the usual case). If Redis cannot say, the
+    # events left are their own jobs' (retried until Redis is back).
+    more = handle_ready_events_after(event_id) if result["status"] == "handled" and \
+        jobs_waiting(QUEUE_NOTIFICATIONS) else 0
     return {**result, **({"more": more} if more else {})}
 
 
@@ -143,16 +148,6 @@ def _lease_event(event_id: int):
 
 def _no_lease() -> None:
     pass
-
-
-def _jobs_waiting() -> bool:
-    """Whether the queue holds jobs: every committed event has a queued or running job, or
-    waits for the sweep (its relay failed), so with none queued there is nothing to take
-    along, and one LLEN saves the search of the table (a single event's job, the usual case)."""
-    try:
-        return get_queue(QUEUE_NOTIFICATIONS).count > 0
-    except RedisError:  # the events left are their own jobs' (retried until Redis is back)
-        return False
 
 
 def handle_ready_events_after(event_id: int, limit: int = MORE_EVENTS_PER_JOB,
