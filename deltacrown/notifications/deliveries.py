@@ -6,7 +6,7 @@ Exactly once, as far as a network allows:
   at the same time; the loser raises DeliveryBusy and RQ retries it later,
   when it finds the row sent and does nothing. The lease expires on its own if
   the worker dies, so the delivery is not stuck.
-- The claim is one conditional UPDATE (status 'pending' -> attempts + 1): a
+- The claim is one conditional UPDATE .. RETURNING the row (status 'pending' -> attempts + 1): a
   row already sent, failed or skipped is never sent again.
 - The only unavoidable duplicate: a worker killed after the provider accepted
   the message but before the row was marked sent.
@@ -49,6 +49,7 @@ from sqlalchemy import func, or_, select, update
 from ..accounts.models import User
 from ..channels import discord as discord_channel
 from ..channels.smtp import EmailSendError
+from ..dbutil import commit
 from ..extensions import db
 from ..masking import mask_secrets
 from ..outbox.services import emit
@@ -317,35 +318,39 @@ def _finish(delivery_id: int, **values) -> None:
     db.session.commit()
 
 
+def _not_claimed(delivery_id: int) -> dict:
+    """The answer for a delivery the claim did not take: gone, done (sent, failed, skipped...)
+    or held (quiet hours, email delay: never before its time; its held job sends it, held.py)."""
+    row = db.session.execute(select(Delivery.status, Delivery.send_after).where(Delivery.id == delivery_id)).first()
+    db.session.rollback()
+    if row is None:
+        return {"delivery_id": delivery_id, "status": "missing"}
+    status, send_after = row
+    if status != "pending":
+        return {"delivery_id": delivery_id, "status": status, "already_done": True}
+    return {"delivery_id": delivery_id, "status": "held", "send_after": send_after and send_after.isoformat()}
+
+
 def send_delivery(delivery_id: int, final_attempt: bool = True, consent: EmailConsent | None = None) -> dict:
     """Send one delivery (see module doc). Returns {"status", ...} for the job result.
 
     `final_attempt`: no retry will follow, so a temporary failure is recorded as failed.
     `consent`: the batch's EmailConsent (without it, an email's consent is read for it alone).
     """
-    row = db.session.execute(select(Delivery.status, Delivery.send_after).where(Delivery.id == delivery_id)).first()
-    if row is None:
-        return {"delivery_id": delivery_id, "status": "missing"}
-    status, send_after = row
-    if status != "pending":
-        return {"delivery_id": delivery_id, "status": status, "already_done": True}
-    if send_after is not None and send_after > utcnow():
-        # Held (quiet hours, email delay): never before its time; its held job sends it (held.py).
-        db.session.rollback()
-        return {"delivery_id": delivery_id, "status": "held", "send_after": send_after.isoformat()}
     release = _lease(delivery_id)
     if release is None:
         raise DeliveryBusy(f"delivery {delivery_id} is being sent by another job")
     try:
-        claimed = db.session.execute(
+        # The claim is the read too: one UPDATE .. RETURNING the row, kept loaded through its
+        # commit (a read before the claim and one after it were a third of a send's statements).
+        delivery = db.session.scalars(
             update(Delivery).where(Delivery.id == delivery_id, Delivery.status == "pending",
                                    or_(Delivery.send_after.is_(None), Delivery.send_after <= utcnow()))
-            .values(attempts=Delivery.attempts + 1)).rowcount
-        db.session.commit()
-        if not claimed:  # sent by another job between our read and the lease
-            return {"delivery_id": delivery_id, "already_done": True,
-                    "status": db.session.scalar(select(Delivery.status).where(Delivery.id == delivery_id))}
-        delivery = db.session.get(Delivery, delivery_id, populate_existing=True)
+            .values(attempts=Delivery.attempts + 1).returning(Delivery)
+            .execution_options(populate_existing=True)).first()
+        if delivery is None:
+            return _not_claimed(delivery_id)
+        commit(keep_loaded=True)
         checkpoint.send("delivery:before_send")  # leased and claimed, nothing sent yet
         try:
             if delivery.channel == EMAIL:

@@ -189,3 +189,20 @@ def test_a_batch_reads_the_consent_of_all_its_recipients_in_one_query(app, users
     assert sorted(m.rcpt_tos[0] for m in smtp_server.wait_for(4)) == [
         "eve@example.com", "fay@example.com", "hal@example.com", "ivy@example.com"]
     assert delivery(app, ids["gus"]).status == "skipped"
+
+
+def test_a_send_reads_its_delivery_once_in_the_claim(app, users, make, smtp_server, count_queries):
+    # The claim's UPDATE .. RETURNING is the send's read of its row, and its commit keeps it
+    # loaded: no read of the row before the claim nor after it, then the one mark.
+    from deltacrown.notifications.deliveries import send_delivery
+
+    uid = users.create("eve")
+    delivery_id = make.delivery("email", "eve@example.com", notification_id=make.notification(uid), user_id=uid)
+    with app.app_context(), count_queries() as q:
+        assert send_delivery(delivery_id)["status"] == "sent"
+    # (The consent query, which reads the recipient's choices through the row, is not counted.)
+    on_row = [s.split()[0] for s in q.statements
+              if re.match(r"UPDATE deliveries|SELECT deliveries\.(status|id, deliveries\.)", s)]
+    assert on_row == ["UPDATE", "UPDATE"]
+    assert [m.rcpt_tos for m in smtp_server.wait_for(1)] == [["eve@example.com"]]
+    assert (delivery(app, delivery_id).status, delivery(app, delivery_id).attempts) == ("sent", 1)
