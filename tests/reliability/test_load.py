@@ -20,12 +20,14 @@ from collections import Counter, defaultdict
 
 import pytest
 import requests
+from rq import Worker
 from sqlalchemy import func, select
 
 from deltacrown.accounts.services import create_user
 from deltacrown.extensions import db
 from deltacrown.notifications.models import Delivery, Notification
 from deltacrown.outbox.models import OutboxEvent
+from deltacrown.queue import get_redis
 from deltacrown.teams.services import create_team
 from tests.support.processes import PYTHON, wait_for
 
@@ -56,6 +58,11 @@ def test_fifty_clients_get_no_5xx_and_lose_no_notification(rapp, worker_env, spa
     server = start_web(env, workers=WEB_WORKERS)
     web, base = server.proc, server.api
     workers = [spawn([PYTHON, "worker.py"], env=env, name=f"worker-{n}") for n in (1, 2)]
+    # The load meets running workers, as in production: a worker's start-up (a second or two
+    # here) is not an event's latency.
+    redis = get_redis(rapp)
+    wait_for(lambda: {w.pid for w in Worker.all(connection=redis)} >= {w.pid for w in workers}, timeout=60,
+             message="both workers to register with Redis")
 
     latencies: dict[str, list[float]] = defaultdict(list)
     statuses: Counter = Counter()
