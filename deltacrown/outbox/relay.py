@@ -83,6 +83,12 @@ def _do_orm_execute(state):
             info[_SQL_AFTER] = _newest_event_id(state.session)
 
 
+def _claim_time(session):
+    """The `relayed_at` of every event this transaction writes claimed: one per transaction,
+    so an un-claim (Redis refused the enqueue) finds exactly them."""
+    return session.info.setdefault(_CLAIM_TIME, utcnow())
+
+
 def _before_flush(session, flush_context, instances):
     # The transaction's own ORM-added events are claimed as they are written: `relayed_at` is
     # in their INSERT. No other relay or sweep can see them before this commit, and right after
@@ -92,7 +98,7 @@ def _before_flush(session, flush_context, instances):
         return  # nothing could enqueue after the commit: leave the events to the sweep
     for obj in session.new:
         if isinstance(obj, OutboxEvent) and obj.relayed_at is None:
-            obj.relayed_at = session.info.setdefault(_CLAIM_TIME, utcnow())
+            obj.relayed_at = _claim_time(session)
             session.info.setdefault(_PENDING, []).append(obj)
 
 
@@ -102,7 +108,7 @@ def insert_claimed(session, statement: TextClause) -> list[int]:
     `RETURNING id`. Returns the ids. They are enqueued right after the commit, as the ORM's
     are, so the relay spends no statement finding or claiming them. (Without an app context
     nothing could enqueue them: `:relayed_at` is then NULL and the sweep relays them.)"""
-    claimed_at = session.info.setdefault(_CLAIM_TIME, utcnow()) if has_app_context() else None
+    claimed_at = _claim_time(session) if has_app_context() else None
     statement = statement.bindparams(bindparam("relayed_at", claimed_at, type_=OutboxEvent.relayed_at.type))
     ids = list(session.scalars(statement.execution_options(**{_CLAIMED_OPTION: True})))
     if claimed_at is not None:
