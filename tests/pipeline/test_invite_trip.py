@@ -77,3 +77,28 @@ def test_events_queued_behind_are_still_taken_along(app, api, league, run_jobs):
     assert api.rows(OutboxEvent, OutboxEvent.id == second)[0].handled_at is not None
     run_jobs()  # the second event's own job finds it handled
     assert api.notified("invite_sent") == {"eve": 1, "dee": 1}
+
+
+def test_a_decline_answers_from_its_update_with_no_read_after_the_commit(app, api, league, count_queries):
+    eve = api.users.ids["eve"]
+    invite = api.post(f"/teams/{league['red']}/invites", "cap", {"user_id": eve}, expect=201).json
+    with count_queries() as q:
+        declined = api.post(f"/invites/{invite['id']}/decline", "eve", expect=200).json
+    # The caller's token, the invite, its conditional UPDATE; the answer is what the UPDATE
+    # wrote (a read after the commit would be a statement and a transaction of its own).
+    assert kinds(q.statements) == [("SELECT", "users"), ("SELECT", "team_invites"), ("UPDATE", "team_invites")]
+    stored = api.rows(TeamInvite, TeamInvite.id == invite["id"])[0]
+    assert declined["status"] == stored.status == "declined"
+    assert declined["responded_at"] == stored.responded_at.isoformat()
+
+
+def test_the_unread_count_is_one_statement_after_the_token(app, api, league, run_jobs, count_queries):
+    for name in ("eve", "dee"):
+        api.post(f"/teams/{league['red']}/invites", "cap", {"user_id": api.users.ids[name]}, expect=201)
+    run_jobs()
+    notes = api.get("/notifications", "eve").json["items"]
+    api.post(f"/notifications/{notes[0]['id']}/read", "eve", expect=200)
+    with count_queries() as q:
+        counts = api.get("/notifications/unread-count", "eve").json
+    assert kinds(q.statements)[0] == ("SELECT", "users") and len(q.statements) == 2
+    assert counts == {"count": len(notes) - 1, "unseen": len(notes) - 1}
