@@ -62,8 +62,13 @@ def active_suppression(address: str, now: datetime | None = None) -> EmailSuppre
     address = normalize(address)
     if not address:
         return None
-    return db.session.scalar(select(EmailSuppression).where(EmailSuppression.email == address,
-                                                            _active(now or utcnow())))
+    return db.session.scalar(select(EmailSuppression).where(listing(address, now)))
+
+
+def listing(address: str, now: datetime | None = None):
+    """The condition on EmailSuppression rows that list `address` now (for a caller that joins it
+    into a read of its own)."""
+    return and_(EmailSuppression.email == normalize(address), _active(now or utcnow()))
 
 
 def suppressed_among(addresses, now: datetime | None = None) -> set[str]:
