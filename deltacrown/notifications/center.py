@@ -98,17 +98,8 @@ def _counting(user_id, condition, cap, now=None):
     return select(func.count()).select_from(rows.subquery())
 
 
-def _counted(user_id: int, condition, cap: int | None) -> int:
-    return db.session.scalar(_counting(user_id, condition, cap))
-
-
 def _unseen(user_id: int, cap: int | None):
     return _counting(user_id, Notification.seen_at.is_(None), cap)
-
-
-def unread_count(user_id: int, cap: int | None = None) -> int:
-    """The user's unread notifications (archived and snoozed ones left out)."""
-    return _counted(user_id, Notification.is_read == false(), cap)
 
 
 def unseen_count(user_id: int, cap: int | None = None) -> int:
