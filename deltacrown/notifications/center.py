@@ -90,22 +90,14 @@ BADGE_COUNT_CAP = 100
 
 def _counting(user_id, condition, cap, now=None):
     """The count of the user's notifications in the default list (not archived, not snoozed)
-    that meet `condition`; with `cap`, at most `cap` (counting stops there)."""
+    that meet `condition`, at most `cap` (counting stops there)."""
     rows = select(Notification.id).where(Notification.user_id == user_id, Notification.archived_at.is_(None),
-                                         awake(now), condition)
-    if cap is not None:
-        rows = rows.limit(cap)
+                                         awake(now), condition).limit(cap)
     return select(func.count()).select_from(rows.subquery())
 
 
-def _unseen(user_id: int, cap: int | None):
-    return _counting(user_id, Notification.seen_at.is_(None), cap)
-
-
-def unseen_count(user_id: int, cap: int | None = None) -> int:
-    """The user's notifications not yet shown to them: what the badge counts."""
-    if cap is None:
-        return db.session.scalar(_unseen(user_id, None))
+def unseen_count(user_id: int, cap: int) -> int:
+    """The user's notifications not yet shown to them, at most `cap`: what the badge counts."""
     count, _ = _badge_statements()
     return db.session.scalar(count, {"user_id": user_id, "now": utcnow(), "cap": cap})
 
