@@ -88,14 +88,6 @@ def _page_statement(unread: bool | None, typed: bool, archived: bool | None, sno
 BADGE_COUNT_CAP = 100
 
 
-def _counting(user_id, condition, cap, now=None):
-    """The count of the user's notifications in the default list (not archived, not snoozed)
-    that meet `condition`, at most `cap` (counting stops there)."""
-    rows = select(Notification.id).where(Notification.user_id == user_id, Notification.archived_at.is_(None),
-                                         awake(now), condition).limit(cap)
-    return select(func.count()).select_from(rows.subquery())
-
-
 def unseen_count(user_id: int, cap: int) -> int:
     """The user's notifications not yet shown to them, at most `cap`: what the badge counts."""
     count, _ = _badge_statements()
@@ -114,8 +106,12 @@ def _badge_statements():
     """The badge's capped count, alone and with the preference's zone, built once with bound
     parameters: building them anew for every page took longer than running them."""
     user_id = bindparam("user_id")
-    count = _counting(user_id, Notification.seen_at.is_(None), bindparam("cap"),
-                      now=bindparam("now", type_=Notification.snoozed_until.type))
+    # Unseen ones in the default list (not archived, not snoozed), counting stops at the cap.
+    unseen = (select(Notification.id)
+              .where(Notification.user_id == user_id, Notification.archived_at.is_(None),
+                     awake(bindparam("now", type_=Notification.snoozed_until.type)), Notification.seen_at.is_(None))
+              .limit(bindparam("cap")))
+    count = select(func.count()).select_from(unseen.subquery())
     zone_name = select(NotificationPreference.timezone).where(NotificationPreference.user_id == user_id)
     return count, select(count.scalar_subquery(), zone_name.scalar_subquery())
 
