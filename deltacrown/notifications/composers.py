@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 
 from sqlalchemy import select
@@ -42,6 +42,9 @@ class Message:
     # A message that is one Discord message per team webhook, edited in place (cards.py): "match:<id>".
     card: str | None = None
     tournament_id: int | None = None  # the tournament it is about (with team_ids: what a mute silences)
+    # The row it was composed from (`about`), held while the message is sent: the session then
+    # still has it and what it loaded, so the fan-out asks it again (a team's webhook) unread.
+    subject: object = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -87,7 +90,8 @@ def about(model, key: str, *related):
         @functools.wraps(compose)
         def from_payload(payload: dict) -> Message | None:
             subject = db.session.get(model, payload[key], options=options)
-            return None if subject is None else compose(subject, payload)
+            message = None if subject is None else compose(subject, payload)
+            return None if message is None else replace(message, subject=subject)
         return from_payload
     return decorate
 

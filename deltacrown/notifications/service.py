@@ -189,6 +189,18 @@ def outgoing_message(type_name: str, title: str, body: str = "", url: str | None
     return message
 
 
+def teams_with_webhook(team_ids) -> list[int]:
+    """Which of these teams have a Discord webhook. A team the event's composer already read (in
+    this session) is asked there: a statement for it was one of the dozen a team event costs."""
+    loaded = {team_id: db.session.identity_map.get(db.session.identity_key(Team, team_id)) for team_id in team_ids}
+    with_webhook = {team_id for team_id, team in loaded.items() if team is not None and team.discord_webhook_url}
+    unread = [team_id for team_id, team in loaded.items() if team is None]
+    if unread:
+        with_webhook.update(db.session.scalars(select(Team.id).where(
+            Team.id.in_(unread), Team.discord_webhook_url.is_not(None), Team.discord_webhook_url != "")))
+    return sorted(with_webhook)
+
+
 def chunked(items, size):
     for start in range(0, len(items), size):
         yield items[start:start + size]
@@ -307,9 +319,7 @@ class NotificationService:
         rows = []
         team_ids = sorted({int(t) for t in team_ids or ()})
         if spec.team_event and team_ids:
-            with_webhook = db.session.scalars(select(Team.id).where(
-                Team.id.in_(team_ids), Team.discord_webhook_url.is_not(None), Team.discord_webhook_url != ""))
-            for team_id in with_webhook:
+            for team_id in teams_with_webhook(team_ids):
                 rows.append(self._delivery_row(f"{dedup_key}:discord:team:{team_id}", DISCORD, f"team:{team_id}",
                                                team_message, event_id, now=now))
         if spec.public and current_app.config.get("DISCORD_WEBHOOK_URL"):

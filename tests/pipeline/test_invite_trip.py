@@ -6,8 +6,9 @@ from __future__ import annotations
 import re
 
 from deltacrown.extensions import db
-from deltacrown.models import OutboxEvent, TeamInvite
+from deltacrown.models import Delivery, OutboxEvent, Team, TeamInvite
 from deltacrown.outbox.dispatch import handle_event
+from deltacrown.outbox.services import emit
 from deltacrown.queue import get_queue
 
 _TARGET = re.compile(r"^\s*(?:(SELECT)\s+\"?(\w+)\"?\.|(INSERT) INTO\s+\"?(\w+)|(UPDATE)\s+\"?(\w+)|"
@@ -102,3 +103,22 @@ def test_the_unread_count_is_one_statement_after_the_token(app, api, league, run
         counts = api.get("/notifications/unread-count", "eve").json
     assert kinds(q.statements)[0] == ("SELECT", "users") and len(q.statements) == 2
     assert counts == {"count": len(notes) - 1, "unseen": len(notes) - 1}
+
+
+def test_a_team_event_reads_its_team_once_and_finds_its_webhook_there(app, api, league, run_jobs, count_queries):
+    """A roster change (the throughput benchmark's event): its composer reads the team, and the
+    team's webhook delivery is decided from that read, not from a second SELECT of the team."""
+    run_jobs()
+    red, ids = league["red"], api.users.ids
+    with app.app_context():
+        db.session.get(Team, red).discord_webhook_url = "http://127.0.0.1:9/team-hook"
+        event = emit("roster_changed", team_id=red, user_id=ids["bob"], action="left", actor_id=ids["cap"])
+        db.session.commit()
+        event_id = event.id
+        assert get_queue("notifications").count == 1  # its job waits, so the sends are enqueued
+    with count_queries() as q:
+        with app.app_context():
+            assert handle_event(event_id)["status"] == "handled"
+    assert kinds(q.statements).count(("SELECT", "teams")) == 1
+    team_sends = api.rows(Delivery, Delivery.event_id == event_id, Delivery.channel == "discord")
+    assert [d.target for d in team_sends] == [f"team:{red}"]
