@@ -2,7 +2,8 @@
 (burst), handle_event in-process. Writes a pyinstrument text profile and prints events/s.
 
 `python -m bench.profile_events [--database sqlite|postgresql] [--events N] [--output FILE]`
-(PostgreSQL on BENCH_DATABASE_URL). The numbers in bench/FINDINGS.md came from this.
+(PostgreSQL on BENCH_DATABASE_URL; PROFILE_ALL=1 shows the library frames pyinstrument hides,
+e.g. the pool's checkout inside a statement). The numbers in bench/FINDINGS.md came from this.
 """
 from __future__ import annotations
 
@@ -56,7 +57,7 @@ def main(argv=None) -> int:
     finally:
         databases.drop_all()
         shutil.rmtree(workdir, ignore_errors=True)
-    text = profiler.output_text(unicode=True, color=False, show_all=False)
+    text = profiler.output_text(unicode=True, color=False, show_all=bool(os.environ.get("PROFILE_ALL")))
     summary = f"{args.database}: {args.events} events in {elapsed:.2f} s = {args.events / elapsed:.0f} events/s " \
               f"(profiled, so slower than unprofiled)\n"
     if args.output:
