@@ -52,7 +52,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from flask import current_app
-from sqlalchemy import false, select
+from sqlalchemy import false, inspect, select
 
 from ..accounts.models import User
 from ..dbutil import insert_ignoring_duplicates
@@ -192,7 +192,11 @@ def outgoing_message(type_name: str, title: str, body: str = "", url: str | None
 def teams_with_webhook(team_ids) -> list[int]:
     """Which of these teams have a Discord webhook. A team the event's composer already read (in
     this session) is asked there: a statement for it was one of the dozen a team event costs."""
-    loaded = {team_id: db.session.identity_map.get(db.session.identity_key(Team, team_id)) for team_id in team_ids}
+    loaded = {}
+    for team_id in team_ids:
+        team = db.session.identity_map.get(db.session.identity_key(Team, team_id))
+        # Only a loaded value counts: an expired one would be a read of its own (or fail, if deleted).
+        loaded[team_id] = team if team is not None and "discord_webhook_url" in inspect(team).dict else None
     with_webhook = {team_id for team_id, team in loaded.items() if team is not None and team.discord_webhook_url}
     unread = [team_id for team_id, team in loaded.items() if team is None]
     if unread:
