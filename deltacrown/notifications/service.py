@@ -191,7 +191,7 @@ def outgoing_message(type_name: str, title: str, body: str = "", url: str | None
 
 def teams_with_webhook(team_ids) -> list[int]:
     """Which of these teams have a Discord webhook. A team the event's composer already read (in
-    this session) is asked there: a statement for it was one of the dozen a team event costs."""
+    this session) is asked there: a SELECT for it was one of the ten round trips of a team event."""
     loaded = {}
     for team_id in team_ids:
         team = db.session.identity_map.get(db.session.identity_key(Team, team_id))
