@@ -192,13 +192,14 @@ def outgoing_message(type_name: str, title: str, body: str = "", url: str | None
 def teams_with_webhook(team_ids) -> list[int]:
     """Which of these teams have a Discord webhook. A team the event's composer already read (in
     this session) is asked there: a SELECT for it was one of the ten round trips of a team event."""
-    loaded = {}
+    with_webhook, unread = set(), []
     for team_id in team_ids:
         team = db.session.identity_map.get(db.session.identity_key(Team, team_id))
         # Only a loaded value counts: an expired one would be a read of its own (or fail, if deleted).
-        loaded[team_id] = team if team is not None and "discord_webhook_url" in inspect(team).dict else None
-    with_webhook = {team_id for team_id, team in loaded.items() if team is not None and team.discord_webhook_url}
-    unread = [team_id for team_id, team in loaded.items() if team is None]
+        if team is None or "discord_webhook_url" not in inspect(team).dict:
+            unread.append(team_id)
+        elif team.discord_webhook_url:
+            with_webhook.add(team_id)
     if unread:
         with_webhook.update(db.session.scalars(select(Team.id).where(
             Team.id.in_(unread), Team.discord_webhook_url.is_not(None), Team.discord_webhook_url != "")))
