@@ -101,29 +101,31 @@ _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
-def relative_time(moment: datetime, zone: ZoneInfo, now: datetime | None = None) -> str:
-    """'just now', '5 min ago', '3 h ago', 'yesterday at 14:03', 'Mon at 09:00', '12 Nov at 10:00'."""
+def relative_time(moment: datetime, zone: ZoneInfo, now: datetime | None = None, local: datetime | None = None) -> str:
+    """'just now', '5 min ago', '3 h ago', 'yesterday at 14:03', 'Mon at 09:00', '12 Nov at 10:00'.
+    `local`: `moment` already in `zone`, when the caller has it."""
     now = now or utcnow()
     seconds = (now - moment).total_seconds()
     if seconds < 45:
         return "just now"
     if seconds < 3600:
         return f"{max(1, round(seconds / 60))} min ago"
-    local, local_now = moment.astimezone(zone), now.astimezone(zone)
-    if local.date() == local_now.date():
+    local = local or moment.astimezone(zone)
+    day, today = local.date(), now.astimezone(zone).date()
+    if day == today:
         return f"{int(seconds // 3600)} h ago"
     clock = f"{local.hour:02d}:{local.minute:02d}"
-    if local.date() == local_now.date() - timedelta(days=1):
+    if day == today - timedelta(days=1):
         return f"yesterday at {clock}"
     if seconds < 6 * 24 * 3600:
         return f"{_DAYS[local.weekday()]} at {clock}"
-    if local.year == local_now.year:
+    if local.year == today.year:
         return f"{local.day} {_MONTHS[local.month - 1]} at {clock}"
     return f"{local.day} {_MONTHS[local.month - 1]} {local.year}"
 
 
-def exact_time(moment: datetime, zone: ZoneInfo) -> str:
-    local = moment.astimezone(zone)
+def exact_time(moment: datetime, zone: ZoneInfo, local: datetime | None = None) -> str:
+    local = local or moment.astimezone(zone)
     return (f"{_DAYS[local.weekday()]} {local.day} {_MONTHS[local.month - 1]} {local.year}, "
             f"{local.hour:02d}:{local.minute:02d} {local.tzname()} ({zone.key})")
 
@@ -141,9 +143,11 @@ def _exacttime_filter(moment, zone):
 @bp.app_template_filter("timetag")
 def _timetag_filter(moment, zone):
     """`<time>` saying how long ago, with the exact time as its title: one expression per
-    item of the center instead of three (each costs the template a lookup, a call and an escape)."""
-    return Markup(f'<time datetime="{moment.isoformat()}" title="{escape(exact_time(moment, zone))}">'
-                  f'{escape(relative_time(moment, zone))}</time>')
+    item of the center instead of three (each costs the template a lookup, a call and an escape).
+    Both texts are made from one conversion to the zone."""
+    local = moment.astimezone(zone)
+    return Markup(f'<time datetime="{moment.isoformat()}" title="{escape(exact_time(moment, zone, local))}">'
+                  f'{escape(relative_time(moment, zone, local=local))}</time>')
 
 
 # --- the player's own notifications: queries live in center.py (shared with the API) ---
@@ -235,9 +239,23 @@ def _context(user, filters: CenterFilters, status_message: str | None = None) ->
     }
 
 
+class ItemUrl:
+    """The URL of one per-item route with the id left open: `url[notification_id]`. An item
+    (a lookup, not a call: a call from a template costs Jinja an inspection of the callee)."""
+
+    __slots__ = ("before", "after")
+
+    def __init__(self, before: str, after: str):
+        self.before, self.after = before, after
+
+    def __getitem__(self, notification_id: int) -> str:
+        return f"{self.before}{int(notification_id)}{self.after}"
+
+
 class ItemUrls:
-    """Per page, the URL of each per-item route, made once with url_for and filled in per item:
-    url_for for each of twenty items' five forms was a third of the center's rendering."""
+    """Per page, the URL of each per-item route, made once with url_for and filled in per item
+    (`urls.read[n.id]`, or `urls[name][n.id]`): url_for for each of twenty items' five forms was
+    a third of the center's rendering."""
 
     PLACEHOLDER = 2147483647  # the largest id: no other part of these paths contains it
     ENDPOINTS = {"open": "notification_pages.open_", "read": "notification_pages.read",
@@ -247,14 +265,14 @@ class ItemUrls:
 
     def __init__(self, menu_query: str = ""):
         """`menu_query`: the list's filters (CenterFilters.query()), kept by each item's menu."""
-        self._made = {name: url_for(endpoint, notification_id=self.PLACEHOLDER).split(str(self.PLACEHOLDER))
-                      for name, endpoint in self.ENDPOINTS.items()}
-        before, after = self._made["menu"]
-        self._made["menu"] = [before, after + menu_query]
+        for name, endpoint in self.ENDPOINTS.items():
+            before, after = url_for(endpoint, notification_id=self.PLACEHOLDER).split(str(self.PLACEHOLDER))
+            setattr(self, name, ItemUrl(before, after + menu_query if name == "menu" else after))
 
-    def __call__(self, name: str, notification_id: int) -> str:
-        before, after = self._made[name]
-        return f"{before}{int(notification_id)}{after}"
+    def __getitem__(self, name: str) -> ItemUrl:
+        if name not in self.ENDPOINTS:
+            raise KeyError(name)
+        return getattr(self, name)
 
 
 @bp.app_context_processor
