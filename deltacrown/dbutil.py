@@ -3,7 +3,8 @@
 `get_or_404` looks a row up by id; `commit`/`flush` turn a unique-constraint clash
 into a 409; `transition` changes a row's status only if it still has the expected
 one; `sql_in` spells the CHECK constraint that keeps a column among fixed values;
-`insert_ignoring_duplicates` is the bulk INSERT .. ON CONFLICT DO NOTHING of the fan-out.
+`insert_ignoring_duplicates` is the bulk INSERT .. ON CONFLICT DO NOTHING of the fan-out;
+`insert_or_update` writes one row whose unique key may be taken already (a race is one statement).
 """
 from __future__ import annotations
 
@@ -81,6 +82,14 @@ def transition(obj, expected_status: str, conflict_message: str, **values) -> No
 def sql_in(column: str, values) -> str:
     """CHECK constraint text: `column` holds one of `values`."""
     return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+def insert_or_update(table, values: dict, key: list[str], update: list[str]):
+    """INSERT .. ON CONFLICT (`key`) DO UPDATE SET `update` from `values`: the statement (add a
+    RETURNING and execute it). Two transactions writing the same key at once leave one row."""
+    dialect = postgresql if db.session.get_bind().dialect.name == "postgresql" else sqlite
+    stmt = dialect.insert(table).values(values)
+    return stmt.on_conflict_do_update(index_elements=key, set_={name: stmt.excluded[name] for name in update})
 
 
 def insert_ignoring_duplicates(table, rows: list[dict], returning=()):

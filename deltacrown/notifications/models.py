@@ -215,6 +215,10 @@ class Mute(db.Model):
     __table_args__ = (
         CheckConstraint("(team_id IS NULL) <> (tournament_id IS NULL)", name="one_subject"),
         Index("ix_mutes_user_id", "user_id"),
+        # One mute per player and subject, whoever races to write it (a NULL is never equal, so
+        # a tournament's mute does not collide with another tournament's over team_id).
+        Index("uq_mutes_user_team", "user_id", "team_id", unique=True),
+        Index("uq_mutes_user_tournament", "user_id", "tournament_id", unique=True),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

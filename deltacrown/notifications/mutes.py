@@ -7,7 +7,8 @@ service.py, reads each recipient's mutes as a column of its recipients query:
 `muted_column`). Critical types are never muted. Nothing is queued while muted,
 so a mute that ends restores normal delivery without a backlog burst.
 
-One mute per (user, subject): muting the same team or tournament again replaces its end.
+One mute per (user, subject), kept by a unique index: muting the same team or tournament
+again (or twice at once) replaces its end.
 Expired mutes are simply ignored (and listed no more); "unmute" deletes the row.
 """
 from __future__ import annotations
@@ -16,7 +17,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import delete, exists, or_, select
 
-from ..dbutil import MAX_DB_ID, get_or_404
+from ..dbutil import MAX_DB_ID, get_or_404, insert_or_update
 from ..errors import InvalidInput, NotFound
 from ..extensions import db
 from ..teams.models import Team
@@ -92,22 +93,20 @@ def mute(user_id: int, *, team_id: int | None = None, tournament_id: int | None 
     if until is not None and until <= now:
         raise InvalidInput("A mute must end in the future (or be until unmuted).",
                            fields={"until": "must be in the future, or null for until unmuted"})
-    subject = Mute.team_id == team_id if team_id is not None else Mute.tournament_id == tournament_id
-    rows = list(db.session.scalars(select(Mute).where(Mute.user_id == user_id, subject).order_by(Mute.id)))
-    subject_key = ("team", team_id) if team_id is not None else ("tournament", tournament_id)
-    if rows:
-        row = rows[0]
-        for extra in rows[1:]:  # two requests racing each other: keep one row
-            db.session.delete(extra)
-        in_force = row.until is None or row.until > now
-        _log(user_id, subject_key, row.until, until, source, existed=in_force, exists=True)
-        row.until, row.created_at = until, now
-    else:
-        row = Mute(user_id=user_id, team_id=team_id, tournament_id=tournament_id, until=until, created_at=now)
-        db.session.add(row)
-        _log(user_id, subject_key, None, until, source, existed=False, exists=True)
+    subject_column = "team_id" if team_id is not None else "tournament_id"
+    subject_id = team_id if team_id is not None else tournament_id
+    # The end it had, for the log only: the write below is one statement whatever races it.
+    before = db.session.execute(select(Mute.until).where(
+        Mute.user_id == user_id, getattr(Mute, subject_column) == subject_id)).first()
+    existed = before is not None and (before.until is None or before.until > now)
+    _log(user_id, (subject_column.removesuffix("_id"), subject_id), before.until if before else None, until,
+         source, existed=existed, exists=True)
+    mute_id = db.session.scalar(insert_or_update(
+        Mute.__table__, {"user_id": user_id, "team_id": team_id, "tournament_id": tournament_id, "until": until,
+                         "created_at": now},
+        key=["user_id", subject_column], update=["until", "created_at"]).returning(Mute.id))
     db.session.commit()
-    return row
+    return db.session.get(Mute, mute_id)
 
 
 def unmute(user_id: int, mute_id: int, source: str = SOURCE_PAGE) -> None:

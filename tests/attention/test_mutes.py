@@ -1,11 +1,17 @@
 """Mutes, through the API, the outbox and a real RQ worker, to the SMTP and Discord stand-ins."""
 from __future__ import annotations
 
+import threading
 from datetime import datetime, timedelta, timezone
 
+import pytest
 import time_machine
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
-from deltacrown.models import Delivery, Notification, NotificationPreferenceChange
+from deltacrown.extensions import db
+from deltacrown.models import Delivery, Mute, Notification, NotificationPreferenceChange
+from deltacrown.notifications import mutes
 from deltacrown.notifications.service import NotificationService
 from tests.api.helpers import iso
 
@@ -136,3 +142,52 @@ def test_a_mute_that_ends_restores_delivery_without_a_burst(api, cup, run_jobs, 
                                                            Notification.type == "match_scheduled")]
     assert seen == [True] * len(quiet) + [False]
     assert len([d for d in api.rows(Delivery, Delivery.user_id == ann)]) == 1
+
+
+def test_the_database_keeps_one_mute_per_player_and_team_or_tournament(app, api, league, users):
+    """Two requests muting the same team at once each found no mute and inserted one; unmuting
+    then removed one of them and the team stayed muted. The database refuses the second row."""
+    ann, red, tid = users.ids["ann"], league["red"], api.tournament()
+    with app.app_context():
+        for subject in ({"team_id": red}, {"tournament_id": tid}):
+            db.session.add_all([Mute(user_id=ann, **subject), Mute(user_id=ann, **subject)])
+            with pytest.raises(IntegrityError):
+                db.session.commit()
+            db.session.rollback()
+        # One of each, and the same team muted by someone else, are no duplicates.
+        db.session.add_all([Mute(user_id=ann, team_id=red), Mute(user_id=ann, tournament_id=tid),
+                            Mute(user_id=users.ids["bob"], team_id=red)])
+        db.session.commit()
+        assert db.session.scalar(select(func.count()).select_from(Mute)) == 3
+
+
+def test_racing_mutes_of_one_team_leave_one_mute_that_one_unmute_ends(app, league, users):
+    ann, red = users.ids["ann"], league["red"]
+    with app.app_context():
+        if db.engine.dialect.name != "postgresql":
+            pytest.skip("SQLite runs one writer at a time: two transactions cannot interleave")
+    for _ in range(10):
+        start = threading.Barrier(2)
+        errors = []
+
+        def mute_red(until):
+            try:
+                with app.app_context():
+                    start.wait(10)
+                    mutes.mute(ann, team_id=red, until=until)
+                    db.session.remove()
+            except Exception as exc:  # reported below, with the round's rows
+                errors.append(exc)
+
+        threads = [threading.Thread(target=mute_red, args=(until,))
+                   for until in (None, datetime.now(timezone.utc) + timedelta(hours=1))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        with app.app_context():
+            rows = db.session.scalars(select(Mute).where(Mute.user_id == ann)).all()
+            assert not errors and len(rows) == 1, (errors, [(m.id, m.until) for m in rows])
+            mutes.unmute(ann, rows[0].id)
+            assert mutes.active_mute_for(ann, team_id=red) is None
+            db.session.remove()

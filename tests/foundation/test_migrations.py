@@ -85,3 +85,37 @@ def test_drift_check_notices_a_model_change_without_migration(tmp_path):
     finally:
         engine.dispose()
     assert [(d[0], d[3].name) for d in diff] == [("add_column", "motto")]
+
+
+def test_upgrade_merges_the_mutes_a_race_doubled_keeping_the_latest_end(empty_database):
+    """0014's unique indexes need one mute per player and subject: rows doubled by racing
+    requests become the oldest row, muted as long as the longest of them."""
+    from datetime import datetime, timedelta, timezone
+
+    from sqlalchemy import select
+
+    flask_db(empty_database, "upgrade", "0013")
+    t = db.metadata.tables
+    soon = datetime(2030, 1, 1, tzinfo=timezone.utc)
+    engine = create_engine(normalize_database_url(empty_database))
+    try:
+        with engine.begin() as conn:
+            conn.execute(t["users"].insert(), [{"id": n, "username": f"u{n}", "email": f"u{n}@example.com",
+                                                "password_hash": "x"} for n in (1, 2)])
+            conn.execute(t["teams"].insert(), [{"id": 1, "name": "Red", "captain_id": 1}])
+            conn.execute(t["tournaments"].insert(), [{"id": 1, "name": "Cup", "starts_at": soon}])
+            conn.execute(t["mutes"].insert(), [
+                {"id": 1, "user_id": 1, "team_id": 1, "tournament_id": None, "until": soon},
+                {"id": 2, "user_id": 1, "team_id": 1, "tournament_id": None, "until": None},  # until unmuted wins
+                {"id": 3, "user_id": 1, "team_id": None, "tournament_id": 1, "until": soon},
+                {"id": 4, "user_id": 1, "team_id": None, "tournament_id": 1, "until": soon + timedelta(days=1)},
+                {"id": 5, "user_id": 2, "team_id": 1, "tournament_id": None, "until": soon},  # someone else's
+            ])
+        flask_db(empty_database, "upgrade")
+        with engine.connect() as conn:
+            rows = conn.execute(select(t["mutes"].c.id, t["mutes"].c.until).order_by("id")).all()
+    finally:
+        engine.dispose()
+    ends = {id_: until if until is None or until.tzinfo else until.replace(tzinfo=timezone.utc)
+            for id_, until in rows}
+    assert ends == {1: None, 3: soon + timedelta(days=1), 5: soon}
