@@ -37,6 +37,19 @@ def _sqlite_readers_do_not_block_writers(app: Flask) -> None:
                 event.listen(engine, "connect", on_connect)
 
 
+def _ping_connections_idle_a_while(app: Flask) -> None:
+    """A pooled connection is checked before use only after DATABASE_PING_AFTER_IDLE_SECONDS
+    idle (dbutil.ping_connections_idle_for); an engine configured with SQLAlchemy's own
+    `pool_pre_ping` (every checkout) is left to it."""
+    from .dbutil import ping_connections_idle_for
+
+    if app.config.get("SQLALCHEMY_ENGINE_OPTIONS", {}).get("pool_pre_ping"):
+        return
+    with app.app_context():
+        for engine in db.engines.values():
+            ping_connections_idle_for(engine, app.config["DATABASE_PING_AFTER_IDLE_SECONDS"])
+
+
 def create_app(config: dict | None = None) -> Flask:
     """Build the app: environment config, then `config` overrides (tests pass theirs)."""
     install_log_masking()  # every process builds the app: no secret reaches its logs
@@ -83,6 +96,7 @@ def create_app(config: dict | None = None) -> Flask:
 
     db.init_app(app)
     _sqlite_readers_do_not_block_writers(app)
+    _ping_connections_idle_a_while(app)
     migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"), render_as_batch=True)
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"

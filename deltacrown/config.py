@@ -221,7 +221,9 @@ def load_config(env=None) -> dict:
     config = {
         "SECRET_KEY": env.get("SECRET_KEY") or DEV_SECRET_KEY,
         "SQLALCHEMY_DATABASE_URI": check_database_url(database_url),
-        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        "SQLALCHEMY_ENGINE_OPTIONS": {},
+        # A pooled connection idle longer than this is pinged before use (dbutil.ping_connections_idle_for).
+        "DATABASE_PING_AFTER_IDLE_SECONDS": 1.0,
         "REDIS_URL": check_redis_url(redis_url) if redis_url else "",
         "PUBLIC_BASE_URL": check_http_url(env.get("PUBLIC_BASE_URL") or "http://localhost:5000", "PUBLIC_BASE_URL"),
         # Email (Flask-Mail)

@@ -4,16 +4,18 @@
 into a 409; `transition` changes a row's status only if it still has the expected
 one; `sql_in` spells the CHECK constraint that keeps a column among fixed values;
 `insert_ignoring_duplicates` is the bulk INSERT .. ON CONFLICT DO NOTHING of the fan-out;
-`insert_or_update` writes one row whose unique key may be taken already (a race is one statement).
+`insert_or_update` writes one row whose unique key may be taken already (a race is one statement);
+`ping_connections_idle_for` checks a pooled connection before use only if it sat idle a while.
 """
 from __future__ import annotations
 
 import json
+import time
 
-from sqlalchemy import String, bindparam, cast, func, select, true, update
+from sqlalchemy import String, bindparam, cast, event, func, select, true, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DisconnectionError, IntegrityError
 
 from .errors import Conflict, NotFound
 from .extensions import db
@@ -174,3 +176,37 @@ def _unnest_insert(table, rows: list[dict], varying: list[str], constant: dict):
         query = query.select_from(source)
     return postgresql.insert(table).from_select(varying + list(constant), query, include_defaults=False) \
         .on_conflict_do_nothing()
+
+
+_RETURNED_AT = "deltacrown_returned_at"  # pool entry info: when the connection was last given back
+
+
+def ping_connections_idle_for(engine, seconds: float) -> None:
+    """Before a pooled connection is used, ask the server whether it is still there (a `SELECT 1`)
+    only if it sat idle for more than `seconds`; a dead one is replaced (the pool's documented
+    answer to a DisconnectionError raised at checkout) before the request or job sees it.
+
+    A connection dropped while idle (a database restart, an idle timeout in between) is what the
+    ping is for, and such a connection has been idle a while. SQLAlchemy's `pool_pre_ping` pinged
+    at every checkout: a round trip more for each request and each of a job's transactions, and
+    under load connections go back and out again within milliseconds. A connection that dies
+    between two uses closer than `seconds` apart fails that one use, and SQLAlchemy then renews
+    every pooled connection of the process (its own handling of a disconnect)."""
+
+    def returned(_dbapi_connection, entry, *_):
+        entry.info[_RETURNED_AT] = time.monotonic()
+
+    def checkout(dbapi_connection, entry, _proxy):
+        returned_at = entry.info.get(_RETURNED_AT)
+        if returned_at is not None and time.monotonic() - returned_at <= seconds:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error as exc:
+            if engine.dialect.is_disconnect(exc, dbapi_connection, None):
+                raise DisconnectionError(str(exc)) from exc
+            raise
+
+    event.listen(engine, "connect", returned)  # a new connection was just made: no ping needed
+    event.listen(engine, "checkin", returned)
+    event.listen(engine, "checkout", checkout)
