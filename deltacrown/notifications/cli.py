@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from ..clitools import job_command, run_with_progress
-from . import center, held, jobs
+from . import center, jobs, service
 from .digests import cleanup_old_notifications, send_daily_digest
 from .reminders import sweep_reminders
 from .retention import prune_records
@@ -58,9 +58,11 @@ def wake_snoozed_command():
 
 @job_command("sweep-held-sends", jobs.sweep_held_sends)
 def sweep_held_sends_command():
-    """Re-create the jobs of held sends (quiet hours, email delay) that Redis lost (safe any time)."""
-    result = held.sweep_held()
+    """Re-create the jobs of held sends (quiet hours, email delay) and of first sends that Redis lost (safe any time)."""
+    result = service.sweep_unsent()
     click.echo(f"Held sends: {result['held']} (user, time) pair(s) waiting, {result['rescheduled']} job(s) re-created.")
+    click.echo(f"Sends never tried after {service.LOST_SEND_AGE}: {result['lost_sends']}, "
+               f"{result['resent']} enqueued again.")
 
 
 def init_app(app):

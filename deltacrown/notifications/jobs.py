@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..queue import QUEUE_DEFAULT, QUEUE_NOTIFICATIONS, QUEUE_SCHEDULED, background_job
-from . import announcements, center, digests, held, reminders, retention
+from . import announcements, center, digests, reminders, retention, service
 
 
 @background_job(queue=QUEUE_DEFAULT)
@@ -44,8 +44,9 @@ def sweep_match_reminders() -> dict:
 
 @background_job(queue=QUEUE_NOTIFICATIONS, retry_intervals=())
 def sweep_held_sends() -> dict:
-    """Every minute: re-create the job of any held send (quiet hours, email delay) whose job was lost."""
-    return held.sweep_held()
+    """Every minute: re-create the job of any held send (quiet hours, email delay) whose job was
+    lost, and enqueue again the sends never tried long after they were written (their job was lost)."""
+    return service.sweep_unsent()
 
 
 # Scheduled by rq-scheduler under the id "snooze-<id>" (wakeups.py); no retries: the sweep

@@ -46,10 +46,12 @@ Rules:
 """
 from __future__ import annotations
 
+import logging
 import math
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from flask import current_app
 from sqlalchemy import false, inspect, select
@@ -57,15 +59,17 @@ from sqlalchemy import false, inspect, select
 from ..accounts.models import User
 from ..dbutil import insert_ignoring_duplicates
 from ..extensions import db
-from ..queue import QUEUE_NOTIFICATIONS, jobs_waiting
+from ..queue import QUEUE_NOTIFICATIONS, fetch_job, jobs_waiting
 from ..teams.models import Team
 from ..timeutil import first_zone, utcnow
 from .delivery_jobs import first_tries, send_deliveries
-from .held import schedule_held, send_after_for
+from .held import LIVE_JOB_STATUSES, schedule_held, send_after_for, sweep_held
 from .mutes import muted_column
 from .models import Delivery, Notification, NotificationPreference, channels_for_type
 from .types import DISCORD, EMAIL, IN_APP, get_type
 
+
+log = logging.getLogger(__name__)
 
 CHUNK_SIZE = 2000  # recipients per round of bulk statements (statements are constant per chunk)
 
@@ -162,6 +166,46 @@ def send_pending_of_event(pending) -> None:
         made = set(due)
         pending = [row for row in pending if row[0] not in made]
     enqueue_pending(pending)
+
+
+# A due send never tried this long after it was written has lost its job (Redis lost its data,
+# the job was deleted or given up): the minute sweep (jobs.sweep_held_sends, beside the held
+# sends') enqueues it again. One whose job is only queued behind a backlog that long costs a
+# second job that finds it sent (a send is claimed once).
+LOST_SEND_AGE = timedelta(minutes=10)
+LOST_SENDS_PER_SWEEP = 5000
+
+
+def sweep_lost_sends(now=None) -> dict:
+    """Enqueue again the due first sends (never tried, not held) older than LOST_SEND_AGE.
+
+    Their job gets an id of its own ("lost-sends-<first id>-<last id>"), so a second sweep
+    (a second scheduler) before it ran adds no second job. A send tried once and failing
+    temporarily is its retry job's (attempts > 0); a held one is its held job's (held.sweep_held).
+    """
+    now = now or utcnow()
+    ids = list(db.session.scalars(
+        select(Delivery.id).where(Delivery.status == "pending", Delivery.attempts == 0, Delivery.send_after.is_(None),
+                                  Delivery.created_at <= now - LOST_SEND_AGE)
+        .order_by(Delivery.id).limit(LOST_SENDS_PER_SWEEP)))
+    db.session.commit()  # end the read transaction before talking to Redis
+    resent = 0
+    for batch in chunked(ids, current_app.config["DELIVERY_BATCH_SIZE"]):
+        job_id = f"lost-sends-{batch[0]}-{batch[-1]}"
+        job = fetch_job(job_id)
+        if job is not None and job.get_status(refresh=False) in LIVE_JOB_STATUSES:
+            continue
+        send_deliveries.enqueue(batch, job_id=job_id)
+        resent += len(batch)
+    if resent:
+        log.warning("sends: %s due send(s) never tried after %s; their job was lost, enqueued again",
+                    resent, LOST_SEND_AGE)
+    return {"lost_sends": len(ids), "resent": resent}
+
+
+def sweep_unsent() -> dict:
+    """The minute sweep of sends whose job was lost: held ones (held.sweep_held) and first ones."""
+    return {**sweep_held(), **sweep_lost_sends()}
 
 
 def pending_sends(*where) -> list:

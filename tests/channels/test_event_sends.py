@@ -3,11 +3,15 @@ no send job of their own (RQ's per-job work cost more than the send). Many sends
 in the minute after one failed temporarily or was slow, still go to batch jobs."""
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
+
 import pytest
+import time_machine
 
 from deltacrown.models import Delivery
 from deltacrown.notifications import service
-from deltacrown.queue import QUEUE_NOTIFICATIONS, QUEUE_SENDS, get_queue, run_burst
+from deltacrown.notifications.jobs import sweep_held_sends
+from deltacrown.queue import QUEUE_NOTIFICATIONS, QUEUE_SENDS, get_queue, get_redis, run_burst
 from tests.api.conftest import api, league  # noqa: F401  (same fixtures)
 
 SEND_BATCH = "deltacrown.notifications.delivery_jobs.send_deliveries"
@@ -107,3 +111,31 @@ def test_while_event_jobs_wait_an_events_sends_go_to_a_batch_job(app, api, leagu
     run_jobs()
     assert sorted(m.rcpt_tos[0] for m in smtp_server.wait_for(2)) == ["eve@example.com", "fox@example.com"]
     assert [email_to(api, name)[0].status for name in ("eve", "fox")] == ["sent", "sent"]
+
+
+def test_a_send_whose_job_redis_lost_is_sent_by_the_minute_sweep(app, api, league, run_jobs, smtp_server,
+                                                                  monkeypatch):
+    monkeypatch.setattr(service, "SENDS_IN_EVENT_JOB", 0)  # the invite's email goes to a send job
+    run_jobs()
+    start = datetime.now(timezone.utc)
+    with time_machine.travel(start, tick=True):
+        invite(api, league, "eve")
+        run_burst(app, queues=[QUEUE_NOTIFICATIONS])  # the event is handled; its send job waits
+        assert send_jobs(app) == [SEND_BATCH]
+        get_redis(app).flushall()  # Redis restarted empty: the send job is gone, the row stays pending
+        run_jobs()
+        with app.app_context():
+            too_young = sweep_held_sends()  # its job may still be queued behind a backlog
+        run_jobs()
+    assert smtp_server.messages == [] and email_to(api, "eve")[0].status == "pending"
+
+    with time_machine.travel(start + timedelta(hours=1), tick=True):  # past service.LOST_SEND_AGE
+        with app.app_context():
+            first, second = sweep_held_sends(), sweep_held_sends()  # (a second scheduler's sweep)
+        run_jobs()
+    assert [m.rcpt_tos for m in smtp_server.wait_for(1)] == [["eve@example.com"]]
+    assert email_to(api, "eve")[0].status == "sent"
+    assert too_young.get("lost_sends") == 0
+    assert (first["lost_sends"], first["resent"], second["resent"]) == (1, 1, 0)  # one job for it, not two
+    run_jobs()
+    assert len(smtp_server.messages) == 1
