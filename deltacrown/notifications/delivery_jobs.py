@@ -4,6 +4,10 @@
 continues as its own `send_delivery` job on DELIVERY_RETRY_INTERVALS. `first_tries`
 is that first try, also made by an outbox event's own job for its few sends
 (notifications.service.send_pending_of_event) and by a user's held job.
+
+`gather_sends` hands the few sends of an event handled while other event jobs wait to the
+one queued `send_ready_deliveries` job (`dc:sends:ready`, a Redis list of delivery ids),
+instead of a send job per event.
 """
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ from flask import current_app
 from rq import get_current_job
 from rq.job import Retry
 
-from ..queue import QUEUE_SENDS, background_job, get_queue
+from ..queue import QUEUE_SENDS, background_job, get_queue, get_redis
 from ..signals import checkpoint
 from . import deliveries, held
 
@@ -53,6 +57,74 @@ def send_held(user_id: int, epoch: int) -> dict:
     ids = held.due_held_ids(user_id)
     checkpoint.send("held:before_send")  # the due held sends are read, none sent yet
     return {"user_id": user_id, "epoch": epoch, "due": len(ids), **first_tries(ids)}
+
+
+# Under load an event's few sends waited for a send job of their own, and a job's RQ work cost
+# more than its one email: a third of the jobs in the load test, and most of what was left when
+# the load stopped (bench/FINDINGS.md, round 16). So they are gathered: their ids go on one
+# list and one send_ready_deliveries job at a time takes what is there.
+READY_SENDS = "dc:sends:ready"  # ids of due first sends waiting for a send_ready_deliveries job
+READY_SENDS_JOB = "dc:sends:ready-job"  # set while such a job is queued and has not started
+# A lost job's mark lapses after this; its ids are sends never tried, which the minute sweep
+# enqueues again (service.sweep_lost_sends), as it does when Redis loses the list itself.
+READY_SENDS_JOB_SECONDS = 600
+READY_SENDS_PER_JOB = 500
+
+
+def gather_sends(delivery_ids) -> None:
+    """Put these due first sends on the ready list, and queue a send_ready_deliveries job unless
+    one is queued and has not started (it will take them). Raises if Redis does: the caller (an
+    event's job, before its handled mark) is retried and gathers them again."""
+    ids = [int(i) for i in delivery_ids]
+    if not ids:
+        return
+    redis = get_redis()
+    with redis.pipeline() as pipe:  # MULTI/EXEC: the ids and the mark together
+        pipe.rpush(READY_SENDS, *ids)
+        pipe.set(READY_SENDS_JOB, "1", nx=True, ex=READY_SENDS_JOB_SECONDS)
+        _, first = pipe.execute()
+    if first:
+        _queue_ready_job(redis)
+
+
+def _queue_ready_job(redis) -> None:
+    try:
+        send_ready_deliveries.enqueue()
+    except Exception:
+        redis.delete(READY_SENDS_JOB)  # (best effort) the next gather queues one
+        raise
+
+
+def take_ready_sends() -> list[int]:
+    """Up to READY_SENDS_PER_JOB ids from the ready list. The mark goes first, in the same
+    transaction: an id pushed after this take queues a new job, one pushed before is taken here.
+    With more left, a job for them is queued now (they would otherwise wait for the next gather)."""
+    redis = get_redis()
+    with redis.pipeline() as pipe:
+        pipe.delete(READY_SENDS_JOB)
+        pipe.lpop(READY_SENDS, READY_SENDS_PER_JOB)
+        pipe.llen(READY_SENDS)
+        _, ids, left = pipe.execute()
+    if left and redis.set(READY_SENDS_JOB, "1", nx=True, ex=READY_SENDS_JOB_SECONDS):
+        _queue_ready_job(redis)
+    return [int(i) for i in ids or ()]
+
+
+@background_job(queue=QUEUE_SENDS, timeout=SEND_BATCH_TIMEOUT)
+def send_ready_deliveries() -> dict:
+    """The first try of the sends on the ready list (`gather_sends`), up to READY_SENDS_PER_JOB.
+
+    The ids it took are kept in the job's meta before any send: a retry of this job (it failed,
+    or its worker was SIGKILLed) sends those again, not the list's newer ones (sent ones are
+    skipped: a sent delivery is never resent)."""
+    job = get_current_job()
+    ids = job.meta.get("delivery_ids") if job is not None else None
+    if not ids:
+        ids = take_ready_sends()
+        if job is not None:
+            job.meta["delivery_ids"] = ids
+            job.save_meta()
+    return {"taken": len(ids), **first_tries(ids)}
 
 
 def first_tries(delivery_ids, budget_seconds: float = SEND_BATCH_BUDGET_SECONDS) -> dict:

@@ -62,7 +62,7 @@ from ..extensions import db
 from ..queue import QUEUE_NOTIFICATIONS, fetch_job, jobs_waiting
 from ..teams.models import Team
 from ..timeutil import first_zone, utcnow
-from .delivery_jobs import first_tries, send_deliveries
+from .delivery_jobs import first_tries, gather_sends, send_deliveries
 from .held import LIVE_JOB_STATUSES, schedule_held, send_after_for, sweep_held
 from .mutes import muted_column
 from .models import Delivery, Notification, NotificationPreference, channels_for_type
@@ -133,12 +133,13 @@ def notify_for_event(type_name: str, event) -> int:
 # batch jobs, so one event never holds the notifications queue for long.
 SENDS_IN_EVENT_JOB = 10
 # That pays only while nothing waits behind the event: with other event jobs queued (a burst of
-# writes), its sends go to a batch job, so the events behind it are marked handled (their in-app
-# copies out) without waiting for the emails before theirs: the load test's start burst waited
-# seconds for them (bench/FINDINGS.md, round 12).
+# writes), its sends are gathered for the one ready-sends job (delivery_jobs.gather_sends), so
+# the events behind it are marked handled (their in-app copies out) without waiting for the
+# emails before theirs: the load test's start burst waited seconds for them (bench/FINDINGS.md,
+# round 12); and a send job per event was a third of the jobs under load (round 16).
 # And only while sends are quick (a local relay). When an event's sends took longer than
-# this, or one failed temporarily (a channel down or slow), this process enqueues them for a
-# while instead: then the send jobs run behind the event jobs, on the queues' priority, and
+# this, or one failed temporarily (a channel down or slow), this process gathers them for a
+# while instead: then the send job runs behind the event jobs, on the queues' priority, and
 # no event's in-app copies wait behind the emails of the events before it.
 SENDS_IN_EVENT_JOB_SLOW_SECONDS = 0.25
 SENDS_IN_EVENT_JOB_PAUSE_SECONDS = 60
@@ -150,19 +151,21 @@ _sends_in_event_job_paused_until = 0.0
 
 def send_pending_of_event(pending) -> None:
     """The sends of one event's committed `pending_sends` rows: up to SENDS_IN_EVENT_JOB due ones
-    made here (the event's job) unless event jobs wait behind it, the rest as `enqueue_pending`
-    does (batch jobs; held ones at their time). Each send is claimed once (deliveries.py), so a
-    retry never sends twice."""
+    made here (the event's job), or gathered for the one ready-sends job (delivery_jobs.gather_sends)
+    while event jobs wait behind it; more as `enqueue_pending` does (batch jobs; held ones at
+    their time). Each send is claimed once (deliveries.py), so a retry never sends twice."""
     global _sends_in_event_job_paused_until
     now = utcnow()
     due = [delivery_id for delivery_id, _, after in pending if after is None or after <= now]
-    if (due and len(due) <= SENDS_IN_EVENT_JOB and time.monotonic() >= _sends_in_event_job_paused_until
-            and not jobs_waiting(QUEUE_NOTIFICATIONS)):
-        started = time.monotonic()
-        counts = first_tries(due, budget_seconds=SENDS_IN_EVENT_JOB_BUDGET_SECONDS)
-        if (counts.get("retrying") or counts.get("failed")
-                or time.monotonic() - started > SENDS_IN_EVENT_JOB_SLOW_SECONDS):
-            _sends_in_event_job_paused_until = time.monotonic() + SENDS_IN_EVENT_JOB_PAUSE_SECONDS
+    if due and len(due) <= SENDS_IN_EVENT_JOB:
+        if time.monotonic() >= _sends_in_event_job_paused_until and not jobs_waiting(QUEUE_NOTIFICATIONS):
+            started = time.monotonic()
+            counts = first_tries(due, budget_seconds=SENDS_IN_EVENT_JOB_BUDGET_SECONDS)
+            if (counts.get("retrying") or counts.get("failed")
+                    or time.monotonic() - started > SENDS_IN_EVENT_JOB_SLOW_SECONDS):
+                _sends_in_event_job_paused_until = time.monotonic() + SENDS_IN_EVENT_JOB_PAUSE_SECONDS
+        else:  # event jobs wait (or sends are slow): one job takes the few sends of many events
+            gather_sends(due)
         made = set(due)
         pending = [row for row in pending if row[0] not in made]
     enqueue_pending(pending)

@@ -50,7 +50,8 @@ RUNNABLE_JOBS: tuple[JobSpec, ...] = (
                "Send match reminders whose job was lost, re-add missing reminder jobs", "* * * * *",
                name="match-reminders"),
     JobSpec.of(notification_jobs.sweep_held_sends,
-               "Re-create lost jobs of held sends (quiet hours, email delay); the database rows are the truth",
+               "Re-create lost jobs of held sends (quiet hours, email delay) and of sends never tried; the "
+               "database rows are the truth",
                "* * * * *"),
     JobSpec.of(notification_jobs.wake_snoozed_sweep,
                "Wake snoozed notifications whose time has come (if their own wake-up job was lost)", "* * * * *",

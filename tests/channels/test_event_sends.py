@@ -1,6 +1,7 @@
 """An outbox event's few sends are made by the event's own job, right after its rows commit:
-no send job of their own (RQ's per-job work cost more than the send). Many sends, or sends
-in the minute after one failed temporarily or was slow, still go to batch jobs."""
+no send job of their own (RQ's per-job work cost more than the send). While event jobs wait,
+or in the minute after a send failed temporarily or was slow, they are gathered for one
+ready-sends job (however many events); many sends go to batch jobs."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
@@ -15,6 +16,7 @@ from deltacrown.queue import QUEUE_NOTIFICATIONS, QUEUE_SENDS, get_queue, get_re
 from tests.api.conftest import api, league  # noqa: F401  (same fixtures)
 
 SEND_BATCH = "deltacrown.notifications.delivery_jobs.send_deliveries"
+READY_SENDS = "deltacrown.notifications.delivery_jobs.send_ready_deliveries"
 
 
 @pytest.fixture(autouse=True)
@@ -75,7 +77,7 @@ def test_after_a_temporary_failure_event_sends_go_to_jobs_for_a_while(app, api, 
     # The channel just failed: the next event's send is left to a send job, behind the event jobs.
     invite(api, league, "fox")
     run_burst(app, queues=[QUEUE_NOTIFICATIONS])
-    assert send_jobs(app) == [SEND_BATCH]
+    assert send_jobs(app) == [READY_SENDS]
     assert (email_to(api, "fox")[0].status, email_to(api, "fox")[0].attempts) == ("pending", 0)
     run_jobs()
     assert [m.rcpt_tos for m in smtp_server.wait_for(1)] == [["fox@example.com"]]
@@ -92,25 +94,36 @@ def test_after_slow_sends_event_sends_go_to_jobs_for_a_while(app, api, league, u
     assert [m.rcpt_tos for m in smtp_server.wait_for(1)] == [["eve@example.com"]]  # made by the event's job
     invite(api, league, "fox")
     run_burst(app, queues=[QUEUE_NOTIFICATIONS])
-    assert send_jobs(app) == [SEND_BATCH] and email_to(api, "fox")[0].status == "pending"
+    assert send_jobs(app) == [READY_SENDS] and email_to(api, "fox")[0].status == "pending"
     run_jobs()
     assert sorted(m.rcpt_tos[0] for m in smtp_server.wait_for(2)) == ["eve@example.com", "fox@example.com"]
 
 
-def test_while_event_jobs_wait_an_events_sends_go_to_a_batch_job(app, api, league, users, run_jobs, smtp_server):
+def test_while_event_jobs_wait_their_sends_are_gathered_for_one_job(app, api, league, users, run_jobs,
+                                                                     smtp_server):
     # A backlog (a burst of writes): each event's in-app copy is marked handled without waiting
-    # for its email, so the events queued behind it are not held up by the emails before theirs.
-    users.create("fox")
+    # for its email, so the events queued behind it are not held up by the emails before theirs;
+    # and the emails of all of them go to one job, not a job each.
+    for name in ("fox", "gus", "hal", "ivy"):
+        users.create(name)
     run_jobs()
-    invite(api, league, "eve")
-    invite(api, league, "fox")  # its job waits behind eve's
+    for name in ("eve", "fox", "gus"):
+        invite(api, league, name)  # each event's job waits behind the one before
     run_burst(app, queues=[QUEUE_NOTIFICATIONS])
     assert smtp_server.messages == []
-    assert [email_to(api, name)[0].status for name in ("eve", "fox")] == ["pending", "pending"]
-    assert send_jobs(app) == [SEND_BATCH, SEND_BATCH]
+    assert [email_to(api, name)[0].status for name in ("eve", "fox", "gus")] == ["pending"] * 3
+    assert send_jobs(app) == [READY_SENDS]
     run_jobs()
-    assert sorted(m.rcpt_tos[0] for m in smtp_server.wait_for(2)) == ["eve@example.com", "fox@example.com"]
-    assert [email_to(api, name)[0].status for name in ("eve", "fox")] == ["sent", "sent"]
+    assert sorted(m.rcpt_tos[0] for m in smtp_server.wait_for(3)) == [f"{n}@example.com" for n in ("eve", "fox", "gus")]
+    assert [email_to(api, name)[0].status for name in ("eve", "fox", "gus")] == ["sent"] * 3
+    # Events handled after that job took its sends queue a new one.
+    invite(api, league, "hal")
+    invite(api, league, "ivy")
+    run_burst(app, queues=[QUEUE_NOTIFICATIONS])
+    assert send_jobs(app) == [READY_SENDS]
+    run_jobs()
+    assert sorted(m.rcpt_tos[0] for m in smtp_server.wait_for(5)) == [
+        f"{n}@example.com" for n in ("eve", "fox", "gus", "hal", "ivy")]
 
 
 def test_a_send_whose_job_redis_lost_is_sent_by_the_minute_sweep(app, api, league, run_jobs, smtp_server,

@@ -388,3 +388,27 @@ def test_worker_killed_mid_send_is_sent_once_by_the_retry_without_waiting_out_it
     assert [received[a] for a in addresses] == [1] * SEND_ROUNDS
     record_figures("crash_send", rounds=SEND_ROUNDS, killed=SEND_ROUNDS, sent_once=SEND_ROUNDS,
                    via_event_job=SEND_ROUNDS // 2)
+
+
+def test_worker_killed_mid_gathered_send_sends_each_once_on_the_retry(digest_app, smtp_server, worker_env, spawn,
+                                                                     tmp_path):
+    # Two invites' events, the second's job waiting behind the first's: their emails are gathered
+    # for one send_ready_deliveries job, killed after it claimed the first. Its retry sends the ids
+    # that run took (kept in the job's meta), the claimed one included, each once.
+    app = digest_app
+    env = worker_env(**smtp_server.env())
+    with app.app_context():
+        first, first_address = add_email_to_send(f"g1-{uuid.uuid4().hex[:4]}", via_event=True)
+        second, second_address = add_email_to_send(f"g2-{uuid.uuid4().hex[:4]}", via_event=True)
+    worker = PausedWorker(spawn, env, tmp_path / "pause-gathered", "delivery:before_send", "worker-gathered")
+    worker.wait_paused()
+    worker.kill()
+    with app.app_context():
+        assert (email_delivery(first), email_delivery(second)) == (("pending", 1), ("pending", 0))
+    assert smtp_server.messages == []
+    assert recover_abandoned_jobs(app) == 1  # the one gathered job, retried by RQ
+    run_burst(app)
+    with app.app_context():
+        assert (email_delivery(first), email_delivery(second)) == (("sent", 2), ("sent", 1))
+    received = Counter(r for m in smtp_server.messages for r in m.rcpt_tos)
+    assert (received[first_address], received[second_address]) == (1, 1)
