@@ -59,7 +59,7 @@ from sqlalchemy import false, inspect, select
 from ..accounts.models import User
 from ..dbutil import insert_ignoring_duplicates
 from ..extensions import db
-from ..queue import QUEUE_NOTIFICATIONS, fetch_job, jobs_waiting
+from ..queue import QUEUE_NOTIFICATIONS, QUEUE_SENDS, fetch_job, get_queue, jobs_waiting
 from ..teams.models import Team
 from ..timeutil import first_zone, utcnow
 from .delivery_jobs import first_tries, gather_sends, send_deliveries
@@ -171,21 +171,25 @@ def send_pending_of_event(pending) -> None:
     enqueue_pending(pending)
 
 
-# A due send never tried this long after it was written has lost its job (Redis lost its data,
-# the job was deleted or given up): the minute sweep (jobs.sweep_held_sends, beside the held
-# sends') enqueues it again. One whose job is only queued behind a backlog that long costs a
-# second job that finds it sent (a send is claimed once).
+# A due send never tried this long after it was written, with no send job queued or running,
+# has lost its job (Redis lost its data, the job was deleted or given up): the minute sweep
+# (jobs.sweep_held_sends, beside the held sends') enqueues it again. While send jobs are queued
+# or running (a big announcement's sends take longer than this) it waits: they may be its own.
 LOST_SEND_AGE = timedelta(minutes=10)
 LOST_SENDS_PER_SWEEP = 5000
 
 
 def sweep_lost_sends(now=None) -> dict:
-    """Enqueue again the due first sends (never tried, not held) older than LOST_SEND_AGE.
+    """Enqueue again the due first sends (never tried, not held) older than LOST_SEND_AGE, once
+    no send job is queued or running.
 
     Their job gets an id of its own ("lost-sends-<first id>-<last id>"), so a second sweep
     (a second scheduler) before it ran adds no second job. A send tried once and failing
     temporarily is its retry job's (attempts > 0); a held one is its held job's (held.sweep_held).
     """
+    sends = get_queue(QUEUE_SENDS)
+    if sends.count or sends.started_job_registry.get_job_count(cleanup=False):
+        return {"lost_sends": 0, "resent": 0, "waiting": "send jobs are queued or running"}
     now = now or utcnow()
     ids = list(db.session.scalars(
         select(Delivery.id).where(Delivery.status == "pending", Delivery.attempts == 0, Delivery.send_after.is_(None),
