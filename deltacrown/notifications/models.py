@@ -179,6 +179,10 @@ class Delivery(db.Model):
         Index("ix_deliveries_channel_status", "channel", "status"),
         # The delivery rates of the last 24 hours / 7 days (ops), and retention, read by age.
         Index("ix_deliveries_created_at", "created_at"),
+        # Partial: the minute sweeps of sends whose job was lost (held and never tried) read the
+        # few pending rows, however long the sent history grows.
+        Index("ix_deliveries_pending", "created_at", postgresql_where=text("status = 'pending'"),
+              sqlite_where=text("status = 'pending'")),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
