@@ -15,7 +15,7 @@ import time
 from sqlalchemy import String, bindparam, cast, event, func, select, true, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.exc import DisconnectionError, IntegrityError
+from sqlalchemy.exc import IntegrityError, InvalidatePoolError
 
 from .errors import Conflict, NotFound
 from .extensions import db
@@ -183,8 +183,9 @@ _RETURNED_AT = "deltacrown_returned_at"  # pool entry info: when the connection 
 
 def ping_connections_idle_for(engine, seconds: float) -> None:
     """Before a pooled connection is used, ask the server whether it is still there (a `SELECT 1`)
-    only if it sat idle for more than `seconds`; a dead one is replaced (the pool's documented
-    answer to a DisconnectionError raised at checkout) before the request or job sees it.
+    only if it sat idle for more than `seconds`. A dead one is replaced before the request or job
+    sees it, and so is every other connection of the pool made before it (InvalidatePoolError
+    raised at checkout, as SQLAlchemy's own pre-ping does: one dead connection means a restart).
 
     A connection dropped while idle (a database restart, an idle timeout in between) is what the
     ping is for, and such a connection has been idle a while. SQLAlchemy's `pool_pre_ping` pinged
@@ -204,7 +205,7 @@ def ping_connections_idle_for(engine, seconds: float) -> None:
             engine.dialect.do_ping(dbapi_connection)
         except engine.dialect.loaded_dbapi.Error as exc:
             if engine.dialect.is_disconnect(exc, dbapi_connection, None):
-                raise DisconnectionError(str(exc)) from exc
+                raise InvalidatePoolError(str(exc)) from exc
             raise
 
     event.listen(engine, "connect", returned)  # a new connection was just made: no ping needed

@@ -61,8 +61,11 @@ def sweep_held_sends_command():
     """Re-create the jobs of held sends (quiet hours, email delay) and of first sends that Redis lost (safe any time)."""
     result = service.sweep_unsent()
     click.echo(f"Held sends: {result['held']} (user, time) pair(s) waiting, {result['rescheduled']} job(s) re-created.")
-    click.echo(f"Sends never tried after {service.LOST_SEND_AGE}: {result['lost_sends']}, "
-               f"{result['resent']} enqueued again.")
+    if result.get("waiting"):
+        click.echo(f"Sends never tried: not looked for now, {result['waiting']} (they may be theirs).")
+    else:
+        click.echo(f"Sends never tried after {service.LOST_SEND_AGE}: {result['lost_sends']}, "
+                   f"{result['resent']} enqueued again.")
 
 
 def init_app(app):

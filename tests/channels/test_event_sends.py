@@ -149,7 +149,7 @@ def test_a_send_whose_job_redis_lost_is_sent_by_the_minute_sweep(app, api, leagu
             busy = sweep_held_sends()
         run_jobs()
         with app.app_context():
-            first, second = sweep_held_sends(), sweep_held_sends()  # (a second scheduler's sweep)
+            first, second = sweep_held_sends(), sweep_held_sends()  # (a second scheduler's sweep: its job is queued)
         run_jobs()
     assert [m.rcpt_tos for m in smtp_server.wait_for(1)] == [["eve@example.com"]]
     assert email_to(api, "eve")[0].status == "sent"
