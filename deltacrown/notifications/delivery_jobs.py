@@ -63,7 +63,7 @@ def send_held(user_id: int, epoch: int) -> dict:
 
 
 # Under load an event's few sends waited for a send job of their own, and a job's RQ work cost
-# more than its one email: a third of the jobs in the load test, and most of what was left when
+# more than its one email: half of the jobs in the load test, and most of what was left when
 # the load stopped (bench/FINDINGS.md, round 16). So they are gathered: their ids go on one
 # list and one send_ready_deliveries job at a time takes what is there.
 READY_SENDS = "dc:sends:ready"  # ids of due first sends waiting for a send_ready_deliveries job

@@ -136,7 +136,7 @@ SENDS_IN_EVENT_JOB = 10
 # writes), its sends are gathered for the one ready-sends job (delivery_jobs.gather_sends), so
 # the events behind it are marked handled (their in-app copies out) without waiting for the
 # emails before theirs: the load test's start burst waited seconds for them (bench/FINDINGS.md,
-# round 12); and a send job per event was a third of the jobs under load (round 16).
+# round 12); and a send job per event was half of the jobs under load (round 16).
 # And only while sends are quick (a local relay). When an event's sends took longer than
 # this, or one failed temporarily (a channel down or slow), this process gathers them for a
 # while instead: then the send job runs behind the event jobs, on the queues' priority, and
