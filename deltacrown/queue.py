@@ -131,6 +131,16 @@ def fetch_job(job_id: str, app=None) -> Job | None:
         return None
 
 
+# A job in one of these will still run (or is running): a second one with its id is not needed.
+LIVE_JOB_STATUSES = ("queued", "scheduled", "started", "deferred")
+
+
+def job_is_live(job_id: str) -> bool:
+    """Whether the job with this id exists and has yet to finish (a sweep re-creates only lost ones)."""
+    job = fetch_job(job_id)
+    return job is not None and job.get_status(refresh=False) in LIVE_JOB_STATUSES
+
+
 # Called after every run: (job, started epoch, duration seconds, result, error or None).
 RunRecorder = Callable[[Job, float, float, object, BaseException | None], None]
 _run_recorder: RunRecorder | None = None

@@ -32,7 +32,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 
 from ..extensions import db
-from ..queue import QUEUE_SENDS, fetch_job, get_queue, get_redis, registered_job
+from ..queue import QUEUE_SENDS, get_queue, get_redis, job_is_live, registered_job
 from ..timeutil import utcnow
 from .models import Delivery
 from .types import DISCORD, EMAIL
@@ -40,7 +40,6 @@ from .types import DISCORD, EMAIL
 log = logging.getLogger(__name__)
 
 EMAIL_DELAYS = (0, 5, 15, 60, 240)  # minutes: the choices of email_after_unseen_minutes
-LIVE_JOB_STATUSES = ("queued", "scheduled", "started", "deferred")
 # By name: delivery_jobs.py imports this module (the held job reads `due_held_ids`).
 SEND_HELD_JOB = "deltacrown.notifications.delivery_jobs.send_held"
 SWEEP_LIMIT = 5000  # (user, time) pairs per sweep run; the next run takes the rest
@@ -103,10 +102,8 @@ def schedule_held(pairs, check_existing: bool = False) -> int:
     with get_redis().pipeline() as pipe:
         for user_id, epoch in pairs:
             job_id = held_job_id(user_id, epoch)
-            if check_existing:
-                job = fetch_job(job_id)
-                if job is not None and job.get_status(refresh=False) in LIVE_JOB_STATUSES:
-                    continue
+            if check_existing and job_is_live(job_id):
+                continue
             job = queue.create_job(send_held, args=(user_id, epoch), job_id=job_id, **options)
             if epoch <= now:
                 queue.enqueue_job(job, pipeline=pipe)

@@ -59,11 +59,11 @@ from sqlalchemy import false, inspect, select
 from ..accounts.models import User
 from ..dbutil import insert_ignoring_duplicates
 from ..extensions import db
-from ..queue import QUEUE_NOTIFICATIONS, QUEUE_SENDS, fetch_job, get_queue, jobs_waiting
+from ..queue import QUEUE_NOTIFICATIONS, QUEUE_SENDS, get_queue, job_is_live, jobs_waiting
 from ..teams.models import Team
 from ..timeutil import first_zone, utcnow
 from .delivery_jobs import first_tries, gather_sends, send_deliveries
-from .held import LIVE_JOB_STATUSES, schedule_held, send_after_for, sweep_held
+from .held import schedule_held, send_after_for, sweep_held
 from .mutes import muted_column
 from .models import Delivery, Notification, NotificationPreference, channels_for_type
 from .types import DISCORD, EMAIL, IN_APP, get_type
@@ -199,8 +199,7 @@ def sweep_lost_sends(now=None) -> dict:
     resent = 0
     for batch in chunked(ids, current_app.config["DELIVERY_BATCH_SIZE"]):
         job_id = f"lost-sends-{batch[0]}-{batch[-1]}"
-        job = fetch_job(job_id)
-        if job is not None and job.get_status(refresh=False) in LIVE_JOB_STATUSES:
+        if job_is_live(job_id):
             continue
         send_deliveries.enqueue(batch, job_id=job_id)
         resent += len(batch)
