@@ -141,6 +141,96 @@ def job_is_live(job_id: str) -> bool:
     return job is not None and job.get_status(refresh=False) in LIVE_JOB_STATUSES
 
 
+# Delete the mark and move up to ARGV[1] ids from the list to the job's own key in one step (a
+# retry finds its earlier take there and takes nothing new); returns the ids and how many are left.
+_TAKE_READY = """
+local taken = redis.call('LRANGE', KEYS[3], 0, -1)
+if #taken == 0 then
+    redis.call('DEL', KEYS[2])
+    taken = redis.call('LPOP', KEYS[1], ARGV[1]) or {}
+    if #taken > 0 then
+        redis.call('RPUSH', KEYS[3], unpack(taken))
+        redis.call('EXPIRE', KEYS[3], ARGV[2])
+    end
+end
+return {taken, redis.call('LLEN', KEYS[1])}
+"""
+
+
+@dataclass(frozen=True)
+class ReadyList:
+    """Ids of small pieces of work gathered for one job at a time, instead of a job each.
+
+    Under load a job's RQ work (dequeue, state, heartbeat, finishing) cost more than one
+    event's or one email's own work, so the ids go on a Redis list (`<name>:ready`) and one
+    job takes what is there. A mark (`<name>:ready-job`, SET NX) says a job is queued and
+    has not started: a `gather` that finds it only pushes. The job deletes the mark and
+    moves up to `per_job` ids to a key of its own (`<name>:taken:<job id>`) in one Lua step,
+    so an id pushed after the take queues a new job and one pushed before is this job's;
+    its retry (after a failure or a SIGKILL) takes the same ids again until `done`.
+
+    The mark lapses on its own after `mark_seconds`, so a job lost between the mark and its
+    enqueue (a crash, Redis refusing) holds up later gathers for that long at most; a job
+    queued behind a longer backlog only gets a second one. Ids lost with Redis's data are
+    found again by their owners' sweeps (the outbox's redelivery, the lost-sends sweep).
+    """
+    name: str
+    per_job: int
+    mark_seconds: int = 30
+    taken_seconds: int = 24 * 3600
+
+    @property
+    def ready_key(self) -> str:
+        return f"{self.name}:ready"
+
+    @property
+    def mark_key(self) -> str:
+        return f"{self.name}:ready-job"
+
+    def taken_key(self, job_id: str) -> str:
+        return f"{self.name}:taken:{job_id}"
+
+    def gather(self, ids, enqueue: Callable[[], Job]) -> None:
+        """Put these ids on the list, and queue a job (`enqueue()`) unless one is queued and has
+        not started. Raises if Redis does: the caller keeps the ids for its own retry or sweep."""
+        ids = [int(i) for i in ids]
+        if not ids:
+            return
+        redis = get_redis()
+        with redis.pipeline() as pipe:  # MULTI/EXEC: the ids and the mark together
+            pipe.rpush(self.ready_key, *ids)
+            pipe.set(self.mark_key, "1", nx=True, ex=self.mark_seconds)
+            _, first = pipe.execute()
+        if first:
+            self._enqueue(redis, enqueue)
+
+    def take(self, job_id: str, enqueue: Callable[[], Job]) -> list[int]:
+        """The ids job `job_id` takes (those an earlier run of it took, if any); with more left
+        on the list, a job for them is queued (best effort: the next gather queues one)."""
+        redis = get_redis()
+        ids, left = redis.eval(_TAKE_READY, 3, self.ready_key, self.mark_key, self.taken_key(job_id),
+                               self.per_job, self.taken_seconds)
+        if left:
+            try:
+                if redis.set(self.mark_key, "1", nx=True, ex=self.mark_seconds):
+                    self._enqueue(redis, enqueue)
+            except Exception:  # noqa: BLE001 - the taken ids go on; the next gather queues a job
+                log.warning("could not queue a job for the %s ids left on %s", left, self.ready_key, exc_info=True)
+        return [int(i) for i in ids]
+
+    def done(self, job_id: str) -> None:
+        """Job `job_id` is through with its take: a later run of it takes anew."""
+        get_redis().delete(self.taken_key(job_id))
+
+    def _enqueue(self, redis, enqueue) -> None:
+        # Queue the job the mark just set announces; without it, no mark (the next gather queues one).
+        try:
+            enqueue()
+        except Exception:
+            redis.delete(self.mark_key)  # (best effort: else it lapses)
+            raise
+
+
 # Called after every run: (job, started epoch, duration seconds, result, error or None).
 RunRecorder = Callable[[Job, float, float, object, BaseException | None], None]
 _run_recorder: RunRecorder | None = None

@@ -18,7 +18,7 @@ from flask import current_app
 from rq import get_current_job
 from rq.job import Retry
 
-from ..queue import QUEUE_SENDS, background_job, get_queue, get_redis
+from ..queue import QUEUE_SENDS, ReadyList, background_job, get_queue
 from ..signals import checkpoint
 from . import deliveries, held
 
@@ -65,88 +65,30 @@ def send_held(user_id: int, epoch: int) -> dict:
 # Under load an event's few sends waited for a send job of their own, and a job's RQ work cost
 # more than its one email: half of the jobs in the load test, and most of what was left when
 # the load stopped (bench/FINDINGS.md, round 16). So they are gathered: their ids go on one
-# list and one send_ready_deliveries job at a time takes what is there.
-READY_SENDS = "dc:sends:ready"  # ids of due first sends waiting for a send_ready_deliveries job
-# Set when a job is queued for the list; the job deletes it as it takes the ids. It lapses on its
-# own, so a job lost between the mark and its enqueue (a crash, Redis refusing) holds up later
-# gathers for this long at most; a job queued behind a longer backlog only gets a second one.
-READY_SENDS_JOB = "dc:sends:ready-job"
-READY_SENDS_JOB_SECONDS = 30
-READY_SENDS_PER_JOB = 500
-# The ids a job took, under its own id until it has tried them: its retry (after a failure or a
-# SIGKILL) tries those again. Lost with Redis's data, they are sends never tried, which the
-# minute sweep enqueues again (service.sweep_lost_sends), as it does for the list itself.
-TAKEN_SENDS = "dc:sends:taken:{job_id}"
-TAKEN_SENDS_SECONDS = 24 * 3600
-
-# Delete the mark and move up to ARGV[1] ids from the list to the job's own key in one step (a
-# retry finds its earlier take there and takes nothing new); returns the ids and how many are left.
-_TAKE_READY_SENDS = """
-local taken = redis.call('LRANGE', KEYS[3], 0, -1)
-if #taken == 0 then
-    redis.call('DEL', KEYS[2])
-    taken = redis.call('LPOP', KEYS[1], ARGV[1]) or {}
-    if #taken > 0 then
-        redis.call('RPUSH', KEYS[3], unpack(taken))
-        redis.call('EXPIRE', KEYS[3], ARGV[2])
-    end
-end
-return {taken, redis.call('LLEN', KEYS[1])}
-"""
+# list and one send_ready_deliveries job at a time takes what is there (queue.ReadyList). Ids
+# lost with Redis's data are sends never tried, which the minute sweep enqueues again
+# (service.sweep_lost_sends).
+READY_SENDS = ReadyList("dc:sends", per_job=500)
 
 
 def gather_sends(delivery_ids) -> None:
     """Put these due first sends on the ready list, and queue a send_ready_deliveries job unless
     one is queued and has not started (it will take them). Raises if Redis does: the caller (an
     event's job, before its handled mark) is retried and gathers them again."""
-    ids = [int(i) for i in delivery_ids]
-    if not ids:
-        return
-    redis = get_redis()
-    with redis.pipeline() as pipe:  # MULTI/EXEC: the ids and the mark together
-        pipe.rpush(READY_SENDS, *ids)
-        pipe.set(READY_SENDS_JOB, "1", nx=True, ex=READY_SENDS_JOB_SECONDS)
-        _, first = pipe.execute()
-    if first:
-        _enqueue_ready_job(redis)
-
-
-def _enqueue_ready_job(redis) -> None:
-    """Queue the job the mark just set announces; without it, no mark (the next gather queues one)."""
-    try:
-        send_ready_deliveries.enqueue()
-    except Exception:
-        redis.delete(READY_SENDS_JOB)  # (best effort: else it lapses)
-        raise
-
-
-def take_ready_sends(job_id: str) -> tuple[list[int], int]:
-    """The ids this job takes from the ready list (at most READY_SENDS_PER_JOB; the ones an
-    earlier run of the same job took, if any), and how many are left on the list. The mark goes
-    in the same step: an id pushed after it queues a new job, one pushed before is taken here."""
-    ids, left = get_redis().eval(_TAKE_READY_SENDS, 3, READY_SENDS, READY_SENDS_JOB,
-                                 TAKEN_SENDS.format(job_id=job_id), READY_SENDS_PER_JOB, TAKEN_SENDS_SECONDS)
-    return [int(i) for i in ids], int(left)
+    READY_SENDS.gather(delivery_ids, send_ready_deliveries.enqueue)
 
 
 @background_job(queue=QUEUE_SENDS, timeout=SEND_BATCH_TIMEOUT)
 def send_ready_deliveries() -> dict:
-    """The first try of the sends on the ready list (`gather_sends`), up to READY_SENDS_PER_JOB.
+    """The first try of the sends on the ready list (`gather_sends`), up to its per_job.
 
     The ids it takes are kept under its job id until tried: a retry of this job (it failed, or
     its worker was SIGKILLed) tries those again, not the list's newer ones (sent ones are skipped:
     a sent delivery is never resent). With more left on the list, a job for them is queued."""
     job_id = get_current_job().id
-    ids, left = take_ready_sends(job_id)
-    redis = get_redis()
-    if left:
-        try:
-            if redis.set(READY_SENDS_JOB, "1", nx=True, ex=READY_SENDS_JOB_SECONDS):
-                _enqueue_ready_job(redis)
-        except Exception:  # noqa: BLE001 - the next gather queues one; these sends go on
-            log.warning("could not queue a job for the %s sends left on the ready list", left, exc_info=True)
+    ids = READY_SENDS.take(job_id, send_ready_deliveries.enqueue)
     counts = first_tries(ids)
-    redis.delete(TAKEN_SENDS.format(job_id=job_id))
+    READY_SENDS.done(job_id)
     return {"taken": len(ids), **counts}
 
 

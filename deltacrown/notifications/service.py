@@ -59,7 +59,8 @@ from sqlalchemy import false, inspect, select
 from ..accounts.models import User
 from ..dbutil import insert_ignoring_duplicates
 from ..extensions import db
-from ..queue import QUEUE_NOTIFICATIONS, QUEUE_SENDS, get_queue, job_is_live, jobs_waiting
+from ..outbox.dispatch import events_waiting
+from ..queue import QUEUE_SENDS, get_queue, job_is_live
 from ..teams.models import Team
 from ..timeutil import first_zone, utcnow
 from .delivery_jobs import first_tries, gather_sends, send_deliveries
@@ -132,8 +133,8 @@ def notify_for_event(type_name: str, event) -> int:
 # of a worker's time under load (bench/FINDINGS.md). More (a tournament-wide event) go to
 # batch jobs, so one event never holds the notifications queue for long.
 SENDS_IN_EVENT_JOB = 10
-# That pays only while nothing waits behind the event: with other event jobs queued (a burst of
-# writes), its sends are gathered for the one ready-sends job (delivery_jobs.gather_sends), so
+# That pays only while nothing waits behind the event: with other events waiting (later ones of
+# the same job, or event jobs queued: a burst of writes; outbox.dispatch.events_waiting), its sends are gathered for the one ready-sends job (delivery_jobs.gather_sends), so
 # the events behind it are marked handled (their in-app copies out) without waiting for the
 # emails before theirs: the load test's start burst waited seconds for them (bench/FINDINGS.md,
 # round 12); and a send job per event was half of the jobs under load (round 16).
@@ -152,19 +153,19 @@ _sends_in_event_job_paused_until = 0.0
 def send_pending_of_event(pending) -> None:
     """The sends of one event's committed `pending_sends` rows: up to SENDS_IN_EVENT_JOB due ones
     made here (the event's job), or gathered for the one ready-sends job (delivery_jobs.gather_sends)
-    while event jobs wait behind it; more as `enqueue_pending` does (batch jobs; held ones at
+    while events wait behind it; more as `enqueue_pending` does (batch jobs; held ones at
     their time). Each send is claimed once (deliveries.py), so a retry never sends twice."""
     global _sends_in_event_job_paused_until
     now = utcnow()
     due = [delivery_id for delivery_id, _, after in pending if after is None or after <= now]
     if due and len(due) <= SENDS_IN_EVENT_JOB:
-        if time.monotonic() >= _sends_in_event_job_paused_until and not jobs_waiting(QUEUE_NOTIFICATIONS):
+        if time.monotonic() >= _sends_in_event_job_paused_until and not events_waiting():
             started = time.monotonic()
             counts = first_tries(due, budget_seconds=SENDS_IN_EVENT_JOB_BUDGET_SECONDS)
             if (counts.get("retrying") or counts.get("failed")
                     or time.monotonic() - started > SENDS_IN_EVENT_JOB_SLOW_SECONDS):
                 _sends_in_event_job_paused_until = time.monotonic() + SENDS_IN_EVENT_JOB_PAUSE_SECONDS
-        else:  # event jobs wait (or sends are slow): one job takes the few sends of many events
+        else:  # events wait (or sends are slow): one job takes the few sends of many events
             gather_sends(due)
         made = set(due)
         pending = [row for row in pending if row[0] not in made]

@@ -1,5 +1,8 @@
-"""The dispatcher: `handle_event(event_id)`, the job the relay enqueues for a new event
-(`handle_events(ids)` for the events of one commit that wrote several).
+"""The dispatcher: the jobs that handle outbox events. The relay puts a write's one event on
+the ready list that one `handle_ready_events` job at a time takes (`gather_events`), and the
+events of one commit that wrote several in `handle_events(ids)` jobs. `handle_event(event_id)`,
+a job for one event, is what the relay queued before the ready list (jobs of it may still be
+queued at a deploy; the bench's throughput case queues a job per event with it).
 
 It runs the reactions registered for the event's kind. The reactions live above the
 domains (deltacrown/reactions.py) and hand their table to `install_reactions` at start;
@@ -7,10 +10,10 @@ the outbox never imports them. A reaction takes the event, writes what it causes
 session and returns how many sends it enqueued; the dispatcher then marks the event
 handled and commits, so rows written without sends commit together with the mark.
 
-Having handled its own event, a job goes on to the unhandled events committed after it
-(`handle_ready_events_after`) if jobs wait in the queue: under load the queue holds a job per
-event, and the first job drains what is ready while the later ones find their event handled.
-The job runs in worker.py's own process (the hot queue: no fork, warm connections;
+Having handled its own event, a `handle_event` job goes on to the unhandled events committed
+after it (`handle_ready_events_after`) if jobs wait in the queue: with a job per event queued,
+the first job drains what is ready while the later ones find their event handled.
+The jobs run in worker.py's own process (the hot queue: no fork, warm connections;
 queue.WarmWorker).
 
 While a job handles an event it holds the event's lease in Redis (`_lease_event`): an
@@ -25,12 +28,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 
 from redis.exceptions import RedisError
+from rq import get_current_job
 from sqlalchemy import select, update
 
 from ..extensions import db
-from ..queue import QUEUE_NOTIFICATIONS, background_job, jobs_waiting, take_lease
+from ..queue import QUEUE_NOTIFICATIONS, ReadyList, background_job, jobs_waiting, take_lease
 from ..signals import checkpoint
 from ..timeutil import utcnow
 from .events import EVENT_KINDS
@@ -86,9 +91,50 @@ def handle_events(event_ids: list[int]) -> dict:
     """The events one commit or sweep relayed together (a rankings recompute writes thousands):
     each handled as by `handle_event`, in its own transaction. One that fails does not stop
     the others; the job then fails, and RQ's retry runs it again (handled events are skipped)."""
+    return _handle_each(event_ids)
+
+
+# The relay's events of one write each, gathered for one job at a time (queue.ReadyList): under
+# load a job per event cost more in RQ's work than the event's own, and most of those jobs only
+# found their event taken along by an earlier one (bench/FINDINGS.md, round 17). Ids lost with
+# Redis's data are events relayed and never handled, which the outbox sweep relays again.
+READY_EVENTS = ReadyList("dc:events", per_job=100)
+
+
+def gather_events(event_ids) -> None:
+    """Put these relayed events on the ready list, and queue a handle_ready_events job unless one
+    is queued and has not started (it will take them). Raises if Redis does (the relay then
+    leaves the events to the sweep)."""
+    READY_EVENTS.gather(event_ids, handle_ready_events.enqueue)
+
+
+@background_job(queue=QUEUE_NOTIFICATIONS)
+def handle_ready_events() -> dict:
+    """The events on the ready list (`gather_events`), up to its per_job, each handled as by
+    `handle_event`. The ids it takes are kept under its job id until all are handled: a retry
+    (one failed, or the worker was SIGKILLed) takes the same ones again and skips the handled."""
+    job_id = get_current_job().id
+    result = _handle_each(READY_EVENTS.take(job_id, handle_ready_events.enqueue))
+    READY_EVENTS.done(job_id)
+    return result
+
+
+# How many events the running job has yet to handle after the one it is on (events_waiting).
+_events_after_this_one: ContextVar[int] = ContextVar("events_after_this_one", default=0)
+
+
+def events_waiting() -> bool:
+    """Whether events wait behind the one being handled: later ones of the same job, or jobs in
+    the queue. An event's sends are then gathered for a send job rather than made by its job,
+    so the events behind it are not held up by its emails (notifications.service)."""
+    return _events_after_this_one.get() > 0 or jobs_waiting(QUEUE_NOTIFICATIONS)
+
+
+def _handle_each(event_ids: list[int]) -> dict:
     counts: dict[str, int] = {}
     failed = []
-    for event_id in event_ids:
+    for at, event_id in enumerate(event_ids):
+        token = _events_after_this_one.set(len(event_ids) - at - 1)
         try:
             status = _handle_one(event_id)["status"]
         except Exception:  # noqa: BLE001 - the others still go; the retry takes this one again
@@ -96,6 +142,8 @@ def handle_events(event_ids: list[int]) -> dict:
             log.warning("outbox event %s failed; the job will be retried", event_id, exc_info=True)
             failed.append(event_id)
             continue
+        finally:
+            _events_after_this_one.reset(token)
         counts[status] = counts.get(status, 0) + 1
     if failed:
         raise RuntimeError(f"outbox events {failed} failed (the others are handled)")

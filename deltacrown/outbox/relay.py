@@ -1,9 +1,10 @@
 """After-commit relay: the new outbox events go to the queue right after their commit.
 
 Every event committed by a session's transaction is enqueued right after that
-commit, as `handle_event(event_id)` (or, when a relay takes several, as
-`handle_events(ids)` per EVENTS_PER_JOB of them), and marked `relayed_at`, in a new
-short transaction, however it was written:
+commit (a write's one event on the ready list that one `handle_ready_events` job at a
+time takes, dispatch.gather_events; when a relay takes several, as `handle_events(ids)`
+per EVENTS_PER_JOB of them), and marked `relayed_at`, in a new short transaction,
+however it was written:
 
 - ORM objects (`emit()`): claimed as they are flushed (`relayed_at` is in their
   INSERT), and enqueued right after the commit.
@@ -48,7 +49,7 @@ from sqlalchemy.sql import Insert, TextClause
 
 from ..extensions import db
 from ..timeutil import utcnow
-from .dispatch import handle_event, handle_events
+from .dispatch import gather_events, handle_events
 from .models import OutboxEvent
 
 log = logging.getLogger(__name__)
@@ -200,8 +201,8 @@ def _enqueue(ids: list[int], claimed_at) -> list[int]:
     try:
         for start in range(0, len(ids), RELAY_CHUNK):
             chunk = ids[start:start + RELAY_CHUNK]
-            if len(chunk) == 1:
-                handle_event.enqueue_many([(chunk[0],)])
+            if len(chunk) == 1:  # one write's event: on the ready list, for one job at a time
+                gather_events(chunk)
             else:  # a job per EVENTS_PER_JOB: enqueueing a job per event was most of a big commit's relay
                 handle_events.enqueue_many([(chunk[at:at + EVENTS_PER_JOB],)
                                             for at in range(0, len(chunk), EVENTS_PER_JOB)])

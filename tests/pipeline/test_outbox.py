@@ -20,10 +20,10 @@ def queued(app, name="notifications"):
         return [j.func_name for j in get_queue(name).jobs]
 
 
-def test_commit_relays_one_job_per_event_and_marks_it(api, league, run_jobs, app):
+def test_commit_relays_its_event_to_the_ready_job_and_marks_it(api, league, run_jobs, app):
     run_jobs()
     api.post(f"/teams/{league['red']}/invites", "cap", {"user_id": api.users.ids["eve"]}, expect=201)
-    assert queued(app) == ["deltacrown.outbox.dispatch.handle_event"]
+    assert queued(app) == ["deltacrown.outbox.dispatch.handle_ready_events"]
     event = api.rows(OutboxEvent, OutboxEvent.type == "invite_sent")[0]
     assert event.payload == {"invite_id": 1} and event.relayed_at is not None and event.handled_at is None
     run_jobs()
@@ -47,7 +47,7 @@ def test_a_write_claims_its_own_events_in_its_own_transaction(api, league, run_j
         event.remove(engine, "commit", listener)
     assert len(commits) == 1
     event_row = api.rows(OutboxEvent, OutboxEvent.type == "invite_sent")[0]
-    assert event_row.relayed_at is not None and queued(app) == ["deltacrown.outbox.dispatch.handle_event"]
+    assert event_row.relayed_at is not None and queued(app) == ["deltacrown.outbox.dispatch.handle_ready_events"]
     run_jobs()
     assert api.notified("invite_sent") == {"eve": 1}
 
@@ -71,7 +71,7 @@ def test_rollback_produces_no_event_and_no_notification(app, api, league, run_jo
         db.session.commit()
         assert [e.type for e in db.session.query(OutboxEvent).filter(OutboxEvent.id > before)] == ["ranking_changed"]
         assert db.session.get(OutboxEvent, kept.id).relayed_at is not None
-    assert queued(app) == ["deltacrown.outbox.dispatch.handle_event"]
+    assert queued(app) == ["deltacrown.outbox.dispatch.handle_ready_events"]
     run_jobs()
     assert api.notified("roster_changed") == {"cap": 2, "ann": 2, "bob": 1, "cyd": 1, "dee": 1}
     assert api.notified("sponsor_approved") == {}
