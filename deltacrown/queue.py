@@ -169,10 +169,11 @@ class ReadyList:
     so an id pushed after the take queues a new job and one pushed before is this job's;
     its retry (after a failure or a SIGKILL) takes the same ids again until `done`.
 
-    The mark lapses on its own after `mark_seconds`, so a job lost between the mark and its
-    enqueue (a crash, Redis refusing) holds up later gathers for that long at most; a job
-    queued behind a longer backlog only gets a second one. Ids lost with Redis's data are
-    found again by their owners' sweeps (the outbox's redelivery, the lost-sends sweep).
+    The mark holds the id of the job it announces and lapses after `mark_seconds`: a job
+    queued behind a longer backlog only gets a second one. A mark whose job never reached the
+    queue (the process died between the two, or Redis refused) is found by the minute sweep
+    that owns the list (`queue_job_if_lost`), which queues one. Ids lost with Redis's data
+    are found again by their owners' sweeps (the outbox's redelivery, the lost-sends sweep).
     """
     name: str
     per_job: int
@@ -190,21 +191,22 @@ class ReadyList:
     def taken_key(self, job_id: str) -> str:
         return f"{self.name}:taken:{job_id}"
 
-    def gather(self, ids, enqueue: Callable[[], Job]) -> None:
-        """Put these ids on the list, and queue a job (`enqueue()`) unless one is queued and has
+    def gather(self, ids, enqueue: Callable[..., Job]) -> None:
+        """Put these ids on the list, and queue a job (`enqueue(job_id=...)`) unless one is queued and has
         not started. Raises if Redis does: the caller keeps the ids for its own retry or sweep."""
         ids = [int(i) for i in ids]
         if not ids:
             return
         redis = get_redis()
+        job_id = str(uuid.uuid4())
         with redis.pipeline() as pipe:  # MULTI/EXEC: the ids and the mark together
             pipe.rpush(self.ready_key, *ids)
-            pipe.set(self.mark_key, "1", nx=True, ex=self.mark_seconds)
+            pipe.set(self.mark_key, job_id, nx=True, ex=self.mark_seconds)
             _, first = pipe.execute()
         if first:
-            self._enqueue(redis, enqueue)
+            self._enqueue(redis, enqueue, job_id)
 
-    def take(self, job_id: str, enqueue: Callable[[], Job]) -> list[int]:
+    def take(self, job_id: str, enqueue: Callable[..., Job]) -> list[int]:
         """The ids job `job_id` takes (those an earlier run of it took, if any); with more left
         on the list, a job for them is queued (best effort: the next gather queues one)."""
         redis = get_redis()
@@ -212,20 +214,37 @@ class ReadyList:
                                self.per_job, self.taken_seconds)
         if left:
             try:
-                if redis.set(self.mark_key, "1", nx=True, ex=self.mark_seconds):
-                    self._enqueue(redis, enqueue)
-            except Exception:  # noqa: BLE001 - the taken ids go on; the next gather queues a job
+                job_id = str(uuid.uuid4())
+                if redis.set(self.mark_key, job_id, nx=True, ex=self.mark_seconds):
+                    self._enqueue(redis, enqueue, job_id)
+            except Exception:  # noqa: BLE001 - the taken ids go on; the next gather or sweep queues a job
                 log.warning("could not queue a job for the %s ids left on %s", left, self.ready_key, exc_info=True)
         return [int(i) for i in ids]
+
+    def queue_job_if_lost(self, enqueue: Callable[..., Job]) -> bool:
+        """For the list's minute sweep: with ids on the list and no job that will take them (no
+        mark, or its job never reached the queue), queue one. Whether it did."""
+        redis = get_redis()
+        if not redis.llen(self.ready_key):
+            return False
+        announced = redis.get(self.mark_key)
+        if announced is not None and job_is_live(announced.decode()):
+            return False
+        job_id = str(uuid.uuid4())
+        redis.set(self.mark_key, job_id, ex=self.mark_seconds)
+        log.warning("%s ids wait on %s with no job queued for them; queued one", redis.llen(self.ready_key),
+                    self.ready_key)
+        self._enqueue(redis, enqueue, job_id)
+        return True
 
     def done(self, job_id: str) -> None:
         """Job `job_id` is through with its take: a later run of it takes anew."""
         get_redis().delete(self.taken_key(job_id))
 
-    def _enqueue(self, redis, enqueue) -> None:
+    def _enqueue(self, redis, enqueue, job_id: str) -> None:
         # Queue the job the mark just set announces; without it, no mark (the next gather queues one).
         try:
-            enqueue()
+            enqueue(job_id=job_id)
         except Exception:
             redis.delete(self.mark_key)  # (best effort: else it lapses)
             raise

@@ -2,7 +2,7 @@
 
 The domains only emit (outbox/events.py declares the kinds); this table says what
 follows, and `init_app` hands it to the dispatcher (outbox/dispatch.py), whose
-`handle_event` job runs it for every event. A match result, for instance:
+event jobs (`handle_ready_events`, `handle_events`) run it for every event. A match result, for instance:
 
 - match_result: its teams' members are notified (notifications/types.py says who
   and what, the fan-out sends it on each one's channels), the match's Discord card

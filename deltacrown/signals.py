@@ -26,8 +26,8 @@ Points (where, and what holds there):
   the retry must send it once.
 - "held:before_send" (notifications/delivery_jobs.py: send_held): a user's due held
   sends (quiet hours, email delay) are read, none sent; the retry must send each once.
-- "event:before_mark" (outbox/dispatch.py: handle_event, run inside worker.py's own
-  process): an event's reactions are done and their rows flushed, the event not yet
+- "event:before_mark" (outbox/dispatch.py: `_react_and_mark`, in every event job, run inside
+  worker.py's own process): an event's reactions are done and their rows flushed, the event not yet
   marked handled; the retry must write each notification once.
 - "delivery:before_send" (notifications/deliveries.py: send_delivery): a delivery is
   leased and claimed, nothing sent; the retry of the same job must send it once,

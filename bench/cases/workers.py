@@ -281,7 +281,7 @@ def run_e2e(env: BenchEnv) -> CaseResult:
     result.ratio = max(p50, p99)
     result.met = result.ratio <= 1.5
     result.notes.append(f"ratios: p50 {p50:.2f}, p99 {p99:.2f}; Flask test client in the bench process (not "
-                        "gunicorn), a real worker.py process running handle_event in its own process; the invitee polls its "
+                        "gunicorn), a real worker.py process running the event's job in its own process; the invitee polls its "
                         "notifications every ~1 ms (each poll is a full API request), so ours is quantised by "
                         "one poll; invitees opted out of email so no SMTP send queues behind the next trip")
     return result

@@ -5,9 +5,9 @@ continues as its own `send_delivery` job on DELIVERY_RETRY_INTERVALS. `first_tri
 is that first try, also made by an outbox event's own job for its few sends
 (notifications.service.send_pending_of_event) and by a user's held job.
 
-`gather_sends` hands the few sends of an event handled while other event jobs wait to the
-one queued `send_ready_deliveries` job (`dc:sends:ready`, a Redis list of delivery ids),
-instead of a send job per event.
+`gather_sends` hands the few sends of an event handled while other events wait behind it to
+the one queued `send_ready_deliveries` job (`dc:sends:ready`, a Redis list of delivery ids,
+queue.ReadyList), instead of a send job per event.
 """
 from __future__ import annotations
 
@@ -76,6 +76,12 @@ def gather_sends(delivery_ids) -> None:
     one is queued and has not started (it will take them). Raises if Redis does: the caller (an
     event's job, before its handled mark) is retried and gathers them again."""
     READY_SENDS.gather(delivery_ids, send_ready_deliveries.enqueue)
+
+
+def queue_ready_sends_job_if_lost() -> bool:
+    """For the minute sweep: queue a send_ready_deliveries job if sends wait on the list with no
+    job that will take them (the gathering process died between the mark and the enqueue)."""
+    return READY_SENDS.queue_job_if_lost(send_ready_deliveries.enqueue)
 
 
 @background_job(queue=QUEUE_SENDS, timeout=SEND_BATCH_TIMEOUT)

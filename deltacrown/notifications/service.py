@@ -63,7 +63,7 @@ from ..outbox.dispatch import events_waiting
 from ..queue import QUEUE_SENDS, get_queue, job_is_live
 from ..teams.models import Team
 from ..timeutil import first_zone, utcnow
-from .delivery_jobs import first_tries, gather_sends, send_deliveries
+from .delivery_jobs import first_tries, gather_sends, queue_ready_sends_job_if_lost, send_deliveries
 from .held import schedule_held, send_after_for, sweep_held
 from .mutes import muted_column
 from .models import Delivery, Notification, NotificationPreference, channels_for_type
@@ -211,8 +211,10 @@ def sweep_lost_sends(now=None) -> dict:
 
 
 def sweep_unsent() -> dict:
-    """The minute sweep of sends whose job was lost: held ones (held.sweep_held) and first ones."""
-    return {**sweep_held(), **sweep_lost_sends()}
+    """The minute sweep of sends whose job was lost: held ones (held.sweep_held), first ones, and
+    the ready sends list's when its job never reached the queue."""
+    ready_job = queue_ready_sends_job_if_lost()
+    return {**sweep_held(), **sweep_lost_sends(), **({"ready_job_queued": True} if ready_job else {})}
 
 
 def pending_sends(*where) -> list:

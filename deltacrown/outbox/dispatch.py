@@ -18,8 +18,8 @@ queue.WarmWorker).
 
 While a job handles an event it holds the event's lease in Redis (`_lease_event`): an
 event with sends commits its rows before it sends and is marked handled after, and in
-that gap the event's own job, run by the other worker, would otherwise react and send
-again (written rows are keyed and sends claimed once, so nothing doubled, but the work
+that gap another job for it (a relay again by the sweep, a retry, an old `handle_event`),
+run by the other worker, would otherwise react and send again (written rows are keyed and sends claimed once, so nothing doubled, but the work
 was done twice and the loser's sends waited out a retry). That job waits for the lease
 instead; a drain skips the event.
 """
@@ -106,6 +106,12 @@ def gather_events(event_ids) -> None:
     is queued and has not started (it will take them). Raises if Redis does (the relay then
     leaves the events to the sweep)."""
     READY_EVENTS.gather(event_ids, handle_ready_events.enqueue)
+
+
+def queue_ready_events_job_if_lost() -> bool:
+    """For the minute sweep: queue a handle_ready_events job if events wait on the list with no
+    job that will take them (the relay's process died between the mark and the enqueue)."""
+    return READY_EVENTS.queue_job_if_lost(handle_ready_events.enqueue)
 
 
 @background_job(queue=QUEUE_NOTIFICATIONS)

@@ -49,7 +49,7 @@ from sqlalchemy.sql import Insert, TextClause
 
 from ..extensions import db
 from ..timeutil import utcnow
-from .dispatch import gather_events, handle_events
+from .dispatch import gather_events, handle_events, queue_ready_events_job_if_lost
 from .models import OutboxEvent
 
 log = logging.getLogger(__name__)
@@ -169,7 +169,7 @@ EVENTS_PER_JOB = 100  # events of one relay handled by one handle_events job
 
 
 def relay(event_ids=(), id_range: tuple[int, int] | None = None) -> list[int]:
-    """Enqueue handle_event for these events and those with an id in (low, high] of `id_range`,
+    """Enqueue the jobs of these events and those with an id in (low, high] of `id_range`,
     the ones committed and not yet relayed. Returns the ids enqueued.
 
     Claim first: one UPDATE .. RETURNING sets `relayed_at` on exactly the rows no other
@@ -232,12 +232,13 @@ SWEEP_BATCH = 1000
 
 
 def sweep_outbox_now(min_age_seconds: int | None = None) -> dict:
-    """Relay every event older than OUTBOX_SWEEP_AGE_SECONDS that is still unrelayed."""
+    """Relay every event older than OUTBOX_SWEEP_AGE_SECONDS that is still unrelayed, again those
+    relayed long ago and never handled, and queue a job for a ready events list left without one."""
     age = current_app.config["OUTBOX_SWEEP_AGE_SECONDS"] if min_age_seconds is None else min_age_seconds
     now = utcnow()
     cutoff = now - timedelta(seconds=age)
     # An event relayed but never handled lost its job (Redis restarted without the queued
-    # jobs, or the job was deleted): relay it again. handle_event is idempotent, so a slow
+    # jobs, or the job was deleted): relay it again. Handling is idempotent, so a slow
     # queue that still holds the first job costs only a no-op second run. Looks back one day
     # (an index range on relayed_at, not a scan of all history).
     redeliver_before = now - timedelta(seconds=current_app.config["OUTBOX_REDELIVER_AGE_SECONDS"])
@@ -249,6 +250,11 @@ def sweep_outbox_now(min_age_seconds: int | None = None) -> dict:
     db.session.commit()
     if lost:
         log.warning("outbox sweep: %s events were relayed but never handled; relaying them again", lost)
+    try:
+        ready_job = queue_ready_events_job_if_lost()
+    except Exception:  # noqa: BLE001 - Redis failing: the relays below leave their events to the next sweep
+        log.warning("outbox sweep: could not look at the ready events list", exc_info=True)
+        ready_job = False
     relayed = 0
     last_id = 0
     while True:
@@ -265,4 +271,5 @@ def sweep_outbox_now(min_age_seconds: int | None = None) -> dict:
         last_id = ids[-1]
     if relayed:
         log.info("outbox sweep relayed %s events", relayed)
-    return {"relayed": relayed, **({"redelivered": lost} if lost else {})}
+    return {"relayed": relayed, **({"redelivered": lost} if lost else {}),
+            **({"ready_job_queued": True} if ready_job else {})}

@@ -1,5 +1,5 @@
 """An outbox event's few sends are made by the event's own job, right after its rows commit:
-no send job of their own (RQ's per-job work cost more than the send). While event jobs wait,
+no send job of their own (RQ's per-job work cost more than the send). While events wait,
 or in the minute after a send failed temporarily or was slow, they are gathered for one
 ready-sends job (however many events); many sends go to batch jobs."""
 from __future__ import annotations
@@ -126,6 +126,26 @@ def test_while_event_jobs_wait_their_sends_are_gathered_for_one_job(app, api, le
     run_jobs()
     assert sorted(m.rcpt_tos[0] for m in smtp_server.wait_for(5)) == [
         f"{n}@example.com" for n in ("eve", "fox", "gus", "hal", "ivy")]
+
+
+def test_sends_left_under_a_mark_whose_job_never_reached_the_queue_are_sent_after_the_minute_sweep(
+        app, api, league, users, run_jobs, smtp_server):
+    from deltacrown.notifications import delivery_jobs
+
+    users.create("fox")
+    run_jobs()
+    with app.app_context():  # a process died between setting the mark and queueing its job
+        get_redis().set(delivery_jobs.READY_SENDS.mark_key, "a-job-never-queued", ex=30)
+    invite(api, league, "eve")
+    invite(api, league, "fox")  # eve's event has fox's behind it: its email is gathered
+    run_burst(app, queues=[QUEUE_NOTIFICATIONS])
+    assert email_to(api, "eve")[0].status == "pending" and send_jobs(app) == []
+    with app.app_context():
+        assert sweep_held_sends()["ready_job_queued"] is True
+    assert send_jobs(app) == [READY_SENDS]
+    run_jobs()
+    assert email_to(api, "eve")[0].status == "sent"
+    assert sorted(m.rcpt_tos[0] for m in smtp_server.wait_for(2)) == ["eve@example.com", "fox@example.com"]
 
 
 def test_a_send_whose_job_redis_lost_is_sent_by_the_minute_sweep(app, api, league, run_jobs, smtp_server,

@@ -1,5 +1,6 @@
-"""An event job goes on to the events committed after its own: a backlog drains in one job,
-the later jobs find their events handled, and nobody is notified twice. An event that fails
+"""A `handle_event` job (a job per event, as the relay queued them before the ready list, and as
+the bench's throughput case does) goes on to the events committed after its own: a backlog
+drains in one job, the later jobs find their events handled, and nobody is notified twice. An event that fails
 while taken along is left, untouched, to its own job."""
 from __future__ import annotations
 
@@ -49,7 +50,7 @@ def test_the_first_job_handles_the_events_queued_behind_it(app, api, league, run
     assert handled(app, [first, *rest]) == [True, True, True]
     assert invite_notifications(app) == Counter({api.users.ids[n]: 1 for n in ("eve", "dee", "cyd")})
 
-    with app.app_context():  # the later events' own jobs (still queued) find nothing to do
+    with app.app_context():  # jobs for the later events (as the relay queued them before) find nothing to do
         assert [handle_event(i)["status"] for i in rest] == ["already handled", "already handled"]
     run_jobs()
     assert invite_notifications(app) == Counter({api.users.ids[n]: 1 for n in ("eve", "dee", "cyd")})

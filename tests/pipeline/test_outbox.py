@@ -8,11 +8,11 @@ from sqlalchemy import bindparam, insert, literal, select, text, update
 from deltacrown.devredis import start_redis_server
 from deltacrown.extensions import db
 from deltacrown.models import Delivery, Notification, OutboxEvent, Team
-from deltacrown.outbox.dispatch import handle_event
+from deltacrown.outbox.dispatch import READY_EVENTS, handle_event
 from deltacrown.outbox.jobs import sweep_outbox
 from deltacrown.outbox.relay import sweep_outbox_now
 from deltacrown.outbox.services import emit
-from deltacrown.queue import get_queue
+from deltacrown.queue import get_queue, get_redis
 
 
 def queued(app, name="notifications"):
@@ -188,9 +188,9 @@ def _relayed(app) -> tuple[dict, list]:
     """{how it was written: relayed?} of this test's events, and the event ids on the notifications queue."""
     with app.app_context():
         rows = db.session.execute(select(OutboxEvent.id, OutboxEvent.payload, OutboxEvent.relayed_at))
-        # handle_event(id), or handle_events(ids) for a relay of several: the event ids queued
-        jobs = sorted(i for j in get_queue("notifications").jobs
-                      for i in (j.args[0] if isinstance(j.args[0], list) else [j.args[0]]))
+        # A lone event on the ready list, or handle_events(ids) for a relay of several: the ids queued
+        jobs = sorted([i for j in get_queue("notifications").jobs if j.args for i in j.args[0]]
+                      + [int(i) for i in get_redis().lrange(READY_EVENTS.ready_key, 0, -1)])
         return {payload["via"]: (id_, relayed_at is not None) for id_, payload, relayed_at in rows
                 if "via" in payload}, jobs
 
@@ -205,6 +205,7 @@ def test_events_written_by_sql_in_the_session_are_relayed_at_commit(app, league)
             conn.execute(insert(OutboxEvent).values(type="bracket_ready", payload={"via": "earlier"},
                                                     created_at=utcnow()))
         get_queue("notifications").empty()
+        get_redis().delete(READY_EVENTS.ready_key, READY_EVENTS.mark_key)
 
         team = db.session.get(Team, league["red"])
         team.name = "Renamed"

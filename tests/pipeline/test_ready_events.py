@@ -64,13 +64,19 @@ def test_a_job_takes_at_most_its_share_and_queues_one_for_the_rest(app, api, lea
 
     monkeypatch.setattr(dispatch, "READY_EVENTS", ReadyList("dc:events", per_job=2))
     run_jobs()
+    with app.app_context():
+        finished_before = set(get_queue("notifications").finished_job_registry.get_job_ids())
     for name in ("eve", "dee", "cyd"):
         invite(api, league, name)
     first, = queued_jobs(app)
     run_jobs()
     with app.app_context():
         first.refresh()
+        finished = get_queue("notifications").finished_job_registry.get_job_ids()
+        second, = (job for job in get_queue("notifications").job_class.fetch_many(
+            finished, connection=get_redis()) if job.id not in finished_before | {first.id})
     assert first.return_value() == {"events": 2, "handled": 2}
+    assert second.func_name == READY_JOB and second.return_value() == {"events": 1, "handled": 1}
     assert invites_by_user(app) == Counter({api.users.ids[n]: 1 for n in ("eve", "dee", "cyd")})
     assert unhandled(app) == []
 
@@ -114,3 +120,20 @@ def test_a_failed_event_job_takes_the_same_events_again_on_its_retry(app, api, l
     assert newer.return_value() == {"events": 1, "handled": 1}
     assert unhandled(app) == []
     assert invites_by_user(app) == Counter({api.users.ids[n]: 1 for n in ("eve", "dee", "cyd", "fay")})
+
+
+def test_events_left_under_a_mark_whose_job_never_reached_the_queue_get_one_from_the_sweep(app, api, league,
+                                                                                           run_jobs):
+    from deltacrown.outbox.relay import sweep_outbox_now
+
+    run_jobs()
+    with app.app_context():  # a relay's process died between setting the mark and queueing its job
+        get_redis().set(dispatch.READY_EVENTS.mark_key, "a-job-never-queued", ex=30)
+    invite(api, league, "eve")  # pushed under that mark: no job of its own
+    assert queued_jobs(app) == []
+    with app.app_context():
+        assert sweep_outbox_now() == {"relayed": 0, "ready_job_queued": True}
+        assert sweep_outbox_now() == {"relayed": 0}  # the job it queued will take them: not a second
+    assert [j.func_name for j in queued_jobs(app)] == [READY_JOB]
+    run_jobs()
+    assert invites_by_user(app) == Counter({api.users.ids["eve"]: 1}) and unhandled(app) == []

@@ -392,14 +392,20 @@ def test_worker_killed_mid_send_is_sent_once_by_the_retry_without_waiting_out_it
 
 def test_worker_killed_mid_gathered_send_sends_each_once_on_the_retry(digest_app, smtp_server, worker_env, spawn,
                                                                      tmp_path):
-    # Two invites' events, the second's job waiting behind the first's: their emails are gathered
-    # for one send_ready_deliveries job, killed after it claimed the first. Its retry sends the ids
-    # that run took (kept in the job's meta), the claimed one included, each once.
+    # Two invites' events taken by one event job, with a third event (in-app only) behind them:
+    # their emails are gathered for one send_ready_deliveries job, killed after it claimed the
+    # first. Its retry sends the ids that run took (kept under its job id), the claimed one
+    # included, each once.
+    from deltacrown.outbox.services import emit
+
     app = digest_app
     env = worker_env(**smtp_server.env())
     with app.app_context():
         first, first_address = add_email_to_send(f"g1-{uuid.uuid4().hex[:4]}", via_event=True)
         second, second_address = add_email_to_send(f"g2-{uuid.uuid4().hex[:4]}", via_event=True)
+        team_id = add_teams(1, f"g3-{uuid.uuid4().hex[:4]}")[0]
+        emit("roster_changed", team_id=team_id, user_id=first, action="added", actor_id=None)
+        db.session.commit()
     worker = PausedWorker(spawn, env, tmp_path / "pause-gathered", "delivery:before_send", "worker-gathered")
     worker.wait_paused()
     worker.kill()

@@ -1,9 +1,10 @@
 """Crash: worker.py SIGKILLed while it handles an outbox event in its own process.
 
-`handle_event` runs in the worker process itself (WarmWorker, no work horse), so a kill
+An event's job (`handle_ready_events`) runs in the worker process itself (WarmWorker, no work horse), so a kill
 there takes the worker down with the job. The promise is the same as for forked jobs:
-nothing accelerated, a new worker retries the job within two minutes, and every
-notification exists exactly once (the retry runs the reactions again).
+nothing accelerated, a new worker retries the job within two minutes (it takes the events
+the dead run took, kept under its job id), and every notification exists exactly once (the
+retry runs the reactions again).
 """
 from __future__ import annotations
 
