@@ -134,8 +134,9 @@ def notify_for_event(type_name: str, event) -> int:
 # batch jobs, so one event never holds the notifications queue for long.
 SENDS_IN_EVENT_JOB = 10
 # That pays only while nothing waits behind the event: with other events waiting (later ones of
-# the same job, or event jobs queued: a burst of writes; outbox.dispatch.events_waiting), its sends are gathered for the one ready-sends job (delivery_jobs.gather_sends), so
-# the events behind it are marked handled (their in-app copies out) without waiting for the
+# the same job, or event jobs queued: a burst of writes; outbox.dispatch.events_waiting), its
+# sends are gathered for the one ready-sends job (delivery_jobs.gather_sends), so the events
+# behind it are marked handled (their in-app copies out) without waiting for the
 # emails before theirs: the load test's start burst waited seconds for them (bench/FINDINGS.md,
 # round 12); and a send job per event was half of the jobs under load (round 16).
 # And only while sends are quick (a local relay). When an event's sends took longer than

@@ -19,8 +19,9 @@ queue.WarmWorker).
 While a job handles an event it holds the event's lease in Redis (`_lease_event`): an
 event with sends commits its rows before it sends and is marked handled after, and in
 that gap another job for it (a relay again by the sweep, a retry, an old `handle_event`),
-run by the other worker, would otherwise react and send again (written rows are keyed and sends claimed once, so nothing doubled, but the work
-was done twice and the loser's sends waited out a retry). That job waits for the lease
+run by the other worker, would otherwise react and send again (written rows are keyed and
+sends claimed once, so nothing doubled, but the work was done twice and the loser's sends
+waited out a retry). That job waits for the lease
 instead; a drain skips the event.
 """
 from __future__ import annotations
