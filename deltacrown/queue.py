@@ -214,9 +214,9 @@ class ReadyList:
                                self.per_job, self.taken_seconds)
         if left:
             try:
-                job_id = str(uuid.uuid4())
-                if redis.set(self.mark_key, job_id, nx=True, ex=self.mark_seconds):
-                    self._enqueue(redis, enqueue, job_id)
+                next_job_id = str(uuid.uuid4())
+                if redis.set(self.mark_key, next_job_id, nx=True, ex=self.mark_seconds):
+                    self._enqueue(redis, enqueue, next_job_id)
             except Exception:  # noqa: BLE001 - the taken ids go on; the next gather or sweep queues a job
                 log.warning("could not queue a job for the %s ids left on %s", left, self.ready_key, exc_info=True)
         return [int(i) for i in ids]
