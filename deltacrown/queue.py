@@ -225,15 +225,15 @@ class ReadyList:
         """For the list's minute sweep: with ids on the list and no job that will take them (no
         mark, or its job never reached the queue), queue one. Whether it did."""
         redis = get_redis()
-        if not redis.llen(self.ready_key):
+        waiting = redis.llen(self.ready_key)
+        if not waiting:
             return False
         announced = redis.get(self.mark_key)
         if announced is not None and job_is_live(announced.decode()):
             return False
         job_id = str(uuid.uuid4())
         redis.set(self.mark_key, job_id, ex=self.mark_seconds)
-        log.warning("%s ids wait on %s with no job queued for them; queued one", redis.llen(self.ready_key),
-                    self.ready_key)
+        log.warning("%s ids wait on %s with no job queued for them; queued one", waiting, self.ready_key)
         self._enqueue(redis, enqueue, job_id)
         return True
 
