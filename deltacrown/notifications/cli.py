@@ -58,14 +58,15 @@ def wake_snoozed_command():
 
 @job_command("sweep-held-sends", jobs.sweep_held_sends)
 def sweep_held_sends_command():
-    """Re-create the jobs of held sends (quiet hours, email delay) and of first sends that Redis lost (safe any time)."""
+    """Re-create the jobs Redis lost: held sends (quiet hours, email delay), first sends, retries (safe any time)."""
     result = service.sweep_unsent()
     click.echo(f"Held sends: {result['held']} (user, time) pair(s) waiting, {result['rescheduled']} job(s) re-created.")
     if result.get("waiting"):
-        click.echo(f"Sends never tried: not looked for now, {result['waiting']} (they may be theirs).")
+        click.echo(f"Sends never tried or overdue for a retry: not looked for now, {result['waiting']} "
+                   "(they may be theirs).")
     else:
         click.echo(f"Sends never tried after {service.LOST_SEND_AGE}: {result['lost_sends']}, "
-                   f"{result['resent']} enqueued again.")
+                   f"{result['resent']} enqueued again; overdue retries enqueued again: {result['retries_resent']}.")
 
 
 def init_app(app):

@@ -54,7 +54,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from flask import current_app
-from sqlalchemy import false, inspect, select
+from sqlalchemy import false, func, inspect, select
 
 from ..accounts.models import User
 from ..dbutil import insert_ignoring_duplicates
@@ -63,7 +63,8 @@ from ..outbox.dispatch import events_waiting
 from ..queue import QUEUE_SENDS, get_queue, job_is_live
 from ..teams.models import Team
 from ..timeutil import first_zone, utcnow
-from .delivery_jobs import first_tries, gather_sends, queue_ready_sends_job_if_lost, send_deliveries
+from .delivery_jobs import (first_tries, gather_sends, queue_ready_sends_job_if_lost, send_deliveries,
+                            send_delivery)
 from .held import schedule_held, send_after_for, sweep_held
 from .mutes import muted_column
 from .models import Delivery, Notification, NotificationPreference, channels_for_type
@@ -182,16 +183,17 @@ LOST_SENDS_PER_SWEEP = 5000
 
 
 def sweep_lost_sends(now=None) -> dict:
-    """Enqueue again the due first sends (never tried, not held) older than LOST_SEND_AGE, once
+    """Enqueue again the due first sends (never tried, not held) older than LOST_SEND_AGE, and
+    the sends tried and left pending for a retry that is overdue (`_resend_lost_retries`), once
     no send job is queued or running.
 
     Their job gets an id of its own ("lost-sends-<first id>-<last id>"), so a second sweep
-    (a second scheduler) before it ran adds no second job. A send tried once and failing
-    temporarily is its retry job's (attempts > 0); a held one is its held job's (held.sweep_held).
+    (a second scheduler) before it ran adds no second job. A held one is its held job's
+    (held.sweep_held).
     """
     sends = get_queue(QUEUE_SENDS)
     if sends.count or sends.started_job_registry.get_job_count(cleanup=False):
-        return {"lost_sends": 0, "resent": 0, "waiting": "send jobs are queued or running"}
+        return {"lost_sends": 0, "resent": 0, "retries_resent": 0, "waiting": "send jobs are queued or running"}
     now = now or utcnow()
     ids = list(db.session.scalars(
         select(Delivery.id).where(Delivery.status == "pending", Delivery.attempts == 0, Delivery.send_after.is_(None),
@@ -208,7 +210,32 @@ def sweep_lost_sends(now=None) -> dict:
     if resent:
         log.warning("sends: %s due send(s) never tried after %s; their job was lost, enqueued again",
                     resent, LOST_SEND_AGE)
-    return {"lost_sends": len(ids), "resent": resent}
+    return {"lost_sends": len(ids), "resent": resent, "retries_resent": _resend_lost_retries(now)}
+
+
+def _resend_lost_retries(now) -> int:
+    """A send that failed temporarily stays pending (attempts > 0) for its retry, a job RQ keeps
+    in Redis. One still pending LOST_SEND_AGE after its whole retry schedule (counted from when
+    it could first be sent) has lost that job: it gets a send_delivery job of its own,
+    "lost-retry-<id>", with the schedule again. Were the old retry still to run, the delivery's
+    lease and its claim keep the two from sending it twice."""
+    schedule = timedelta(seconds=sum(current_app.config["DELIVERY_RETRY_INTERVALS"]))
+    ids = list(db.session.scalars(
+        select(Delivery.id).where(Delivery.status == "pending", Delivery.attempts > 0,
+                                  func.coalesce(Delivery.send_after, Delivery.created_at)
+                                  <= now - schedule - LOST_SEND_AGE)
+        .order_by(Delivery.id).limit(LOST_SENDS_PER_SWEEP)))
+    db.session.commit()  # end the read transaction before talking to Redis
+    resent = 0
+    for delivery_id in ids:
+        job_id = f"lost-retry-{delivery_id}"
+        if not job_is_live(job_id):
+            send_delivery.enqueue(delivery_id, job_id=job_id)
+            resent += 1
+    if resent:
+        log.warning("sends: %s send(s) tried and still pending past their retries; their retry was lost, "
+                    "enqueued again", resent)
+    return resent
 
 
 def sweep_unsent() -> dict:

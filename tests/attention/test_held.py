@@ -72,7 +72,8 @@ def test_quiet_hours_hold_the_night_and_send_it_in_one_go_in_order(api, night_ow
         assert job is not None and job.get_status() == "scheduled"
         # Nothing else sends them early: the sweep sees the live job, a stray send refuses.
         with api.app.app_context():
-            assert sweep_held_sends() == {"held": 1, "rescheduled": 0, "lost_sends": 0, "resent": 0}
+            assert sweep_held_sends() == {"held": 1, "rescheduled": 0, "lost_sends": 0, "resent": 0,
+                                          "retries_resent": 0}
             from deltacrown.notifications.delivery_jobs import send_deliveries
             send_deliveries.enqueue([d.id for d in held])
         run_jobs(with_scheduler=True)
@@ -152,7 +153,8 @@ def test_delayed_email_is_sent_once_when_unseen(api, waiter, run_jobs, smtp_serv
         from deltacrown.queue import get_redis
         get_redis(api.app).flushall()
         with api.app.app_context():
-            assert sweep_held_sends() == {"held": 0, "rescheduled": 0, "lost_sends": 0, "resent": 0}
+            assert sweep_held_sends() == {"held": 0, "rescheduled": 0, "lost_sends": 0, "resent": 0,
+                                          "retries_resent": 0}
         run_jobs(with_scheduler=True)
     assert len(emails_to(smtp_server, "ann")) == 1
     assert [d.status for d in ann_deliveries(api)] == ["sent"]

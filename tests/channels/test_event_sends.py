@@ -178,3 +178,32 @@ def test_a_send_whose_job_redis_lost_is_sent_by_the_minute_sweep(app, api, leagu
     assert (first["lost_sends"], first["resent"], second["resent"]) == (1, 1, 0)  # one job for it, not two
     run_jobs()
     assert len(smtp_server.messages) == 1
+
+
+def test_a_send_tried_once_whose_retry_redis_lost_is_retried_by_the_minute_sweep(app, api, league, run_jobs,
+                                                                                 smtp_server):
+    app.config["DELIVERY_RETRY_INTERVALS"] = [60]  # the retry waits a minute in the scheduled registry
+    run_jobs()
+    start = datetime.now(timezone.utc)
+    smtp_server.defer("eve@example.com", times=1)
+    with time_machine.travel(start, tick=True):
+        invite(api, league, "eve")
+        run_burst(app, queues=[QUEUE_NOTIFICATIONS])  # the first try fails (451); its retry is scheduled
+        assert (email_to(api, "eve")[0].status, email_to(api, "eve")[0].attempts) == ("pending", 1)
+        get_redis(app).flushall()  # Redis restarted empty: the retry is gone, the row stays pending
+        with app.app_context():
+            within_its_retries = sweep_held_sends()  # its retry may still be waiting for its time
+        run_jobs()
+    assert smtp_server.messages == [] and email_to(api, "eve")[0].status == "pending"
+
+    with time_machine.travel(start + timedelta(hours=1), tick=True):  # past every retry interval
+        with app.app_context():
+            first, second = sweep_held_sends(), sweep_held_sends()  # (a second scheduler: its job is queued)
+        run_jobs()
+    assert [m.rcpt_tos for m in smtp_server.wait_for(1)] == [["eve@example.com"]]
+    eve = email_to(api, "eve")[0]
+    assert (eve.status, eve.attempts) == ("sent", 2)
+    assert within_its_retries.get("retries_resent") == 0
+    assert (first["retries_resent"], second["retries_resent"]) == (1, 0)  # one job for it, not two
+    run_jobs()
+    assert len(smtp_server.messages) == 1
