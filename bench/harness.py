@@ -122,6 +122,28 @@ def count_statements(engine):
         event.remove(engine, "before_cursor_execute", before)
 
 
+@contextlib.contextmanager
+def time_in_statements(engine):
+    """Seconds spent inside the database driver's execute calls (the database's work and the
+    round trips), summed over the block: the part of a run that is not Python."""
+    spent = {"seconds": 0.0}
+    started = []
+
+    def before(conn, cursor, statement, parameters, context, executemany):
+        started.append(time.perf_counter())
+
+    def after(conn, cursor, statement, parameters, context, executemany):
+        spent["seconds"] += time.perf_counter() - started.pop()
+
+    event.listen(engine, "before_cursor_execute", before)
+    event.listen(engine, "after_cursor_execute", after)
+    try:
+        yield spent
+    finally:
+        event.remove(engine, "before_cursor_execute", before)
+        event.remove(engine, "after_cursor_execute", after)
+
+
 def measure(label: str, run, setup=None, repeats: int = 3, engine=None, trace_memory: bool = True,
             warmup: bool = True) -> Measurement:
     """Warm-up run (memory peak + statement count), then `repeats` timed runs.

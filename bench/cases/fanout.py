@@ -2,12 +2,13 @@
 vs the same rows by a raw executemany INSERT, and vs the naive per-user ORM loop."""
 from __future__ import annotations
 
+import time
 import uuid
 
 from sqlalchemy import delete, func, insert, select
 
 from .. import seed
-from ..harness import BenchEnv, CaseResult, CaseUnavailable, measure
+from ..harness import BenchEnv, CaseResult, CaseUnavailable, measure, time_in_statements
 
 TARGETS = {"fanout": "≤ 1.5× the raw executemany INSERT of the same rows",
            "fanout_inapp": "≤ 1.5× the raw executemany INSERT of the same rows",
@@ -142,6 +143,13 @@ def run_fanout_naive(env: BenchEnv) -> CaseResult:
                         repeats=s.repeats, engine=db.engine, trace_memory=False)
         result.baseline = measure("per-user loop: get, get-or-create preferences, ORM insert, commit", naive,
                                   setup=lambda: _clear(env), engine=db.engine, warmup=False)
+        # Where ours' time goes: one more run (not in the ratio), split into the database's statements
+        # (inside the driver's execute) and the rest (Python: ours, SQLAlchemy, the Redis enqueues).
+        _clear(env)
+        with time_in_statements(db.engine) as in_statements:
+            start = time.perf_counter()
+            announce()
+            split_run = time.perf_counter() - start
         _clear(env)
     result.notes.append("the naive loop is run once (it is the slow side); it writes only the in-app rows, "
                         "ours also writes the email deliveries and enqueues their sends")
@@ -150,6 +158,11 @@ def run_fanout_naive(env: BenchEnv) -> CaseResult:
                         f"ms, {result.ours.median / floor.median:.2f}× it); naive / floor = "
                         f"{result.baseline.median / floor.median:.1f}, the best ratio any code writing these rows "
                         f"could reach here")
+    in_db = in_statements["seconds"]
+    result.notes.append(f"ours, one more run split: {split_run * 1000:.0f} ms, of which {in_db * 1000:.0f} ms "
+                        f"({in_db / split_run:.0%}) inside the database driver's execute calls and "
+                        f"{(split_run - in_db) * 1000:.0f} ms the rest (our Python, SQLAlchemy, the commits, Redis): "
+                        f"were the rest nothing, naive / ours would be {result.baseline.median / in_db:.1f}")
     result.ratio = result.baseline.median / result.ours.median
     result.met = result.ratio >= 50
     return result
