@@ -362,7 +362,7 @@ def send_delivery(delivery_id: int, final_attempt: bool = True, consent: EmailCo
         delivery = db.session.scalars(
             update(Delivery).where(Delivery.id == delivery_id, Delivery.status == "pending",
                                    or_(Delivery.send_after.is_(None), Delivery.send_after <= utcnow()))
-            .values(attempts=Delivery.attempts + 1).returning(Delivery)
+            .values(attempts=Delivery.attempts + 1, last_tried_at=utcnow()).returning(Delivery)
             .execution_options(populate_existing=True)).first()
         if delivery is None:
             return _not_claimed(delivery_id)

@@ -199,6 +199,8 @@ class Delivery(db.Model):
     payload: Mapped[dict | None] = mapped_column(JSON)  # type/title/body/url when no notification
     status: Mapped[str] = mapped_column(String(16), default="pending")
     attempts: Mapped[int] = mapped_column(default=0)
+    # When it was last claimed for a send: a retry is due from then (service._resend_lost_retries).
+    last_tried_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(Text)
     external_id: Mapped[str | None] = mapped_column(String(100))  # e.g. Discord message id
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -54,7 +54,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from flask import current_app
-from sqlalchemy import false, func, inspect, select
+from sqlalchemy import false, inspect, select
 
 from ..accounts.models import User
 from ..dbutil import insert_ignoring_duplicates
@@ -215,15 +215,16 @@ def sweep_lost_sends(now=None) -> dict:
 
 def _resend_lost_retries(now) -> int:
     """A send that failed temporarily stays pending (attempts > 0) for its retry, a job RQ keeps
-    in Redis. One still pending LOST_SEND_AGE after its whole retry schedule (counted from when
-    it could first be sent) has lost that job: it gets a send_delivery job of its own,
-    "lost-retry-<id>", with the schedule again. Were the old retry still to run, the delivery's
-    lease and its claim keep the two from sending it twice."""
-    schedule = timedelta(seconds=sum(current_app.config["DELIVERY_RETRY_INTERVALS"]))
+    in Redis. One not tried again for LOST_SEND_AGE past the longest retry interval has lost that
+    job: it gets a send_delivery job of its own, "lost-retry-<id>", with the schedule again.
+
+    Counted from its last claim (`last_tried_at`), never from when it was written: a send under
+    way (claimed, its lease lost with Redis's data too) or a retry still scheduled after a late
+    first try is far younger than that, so it is never given a second job."""
+    longest = timedelta(seconds=max(current_app.config["DELIVERY_RETRY_INTERVALS"], default=0))
     ids = list(db.session.scalars(
         select(Delivery.id).where(Delivery.status == "pending", Delivery.attempts > 0,
-                                  func.coalesce(Delivery.send_after, Delivery.created_at)
-                                  <= now - schedule - LOST_SEND_AGE)
+                                  Delivery.last_tried_at <= now - longest - LOST_SEND_AGE)
         .order_by(Delivery.id).limit(LOST_SENDS_PER_SWEEP)))
     db.session.commit()  # end the read transaction before talking to Redis
     resent = 0
