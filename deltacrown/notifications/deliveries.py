@@ -6,8 +6,8 @@ Exactly once, as far as a network allows:
   at the same time; the loser raises DeliveryBusy and RQ retries it later,
   when it finds the row sent and does nothing. The lease expires on its own if
   the worker dies, so the delivery is not stuck.
-- The claim is one conditional UPDATE .. RETURNING the row (status 'pending' -> attempts + 1): a
-  row already sent, failed or skipped is never sent again.
+- The claim is one conditional UPDATE .. RETURNING the row (status 'pending' -> attempts + 1,
+  last_tried_at now): a row already sent, failed or skipped is never sent again.
 - The only unavoidable duplicate: a worker killed after the provider accepted
   the message but before the row was marked sent.
 
