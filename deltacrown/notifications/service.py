@@ -63,8 +63,7 @@ from ..outbox.dispatch import events_waiting
 from ..queue import QUEUE_SENDS, get_queue, job_is_live
 from ..teams.models import Team
 from ..timeutil import first_zone, utcnow
-from .delivery_jobs import (first_tries, gather_sends, queue_ready_sends_job_if_lost, send_deliveries,
-                            send_delivery)
+from .delivery_jobs import first_tries, gather_sends, queue_ready_sends_job_if_lost, send_deliveries
 from .held import schedule_held, send_after_for, sweep_held
 from .mutes import muted_column
 from .models import Delivery, Notification, NotificationPreference, channels_for_type
@@ -187,9 +186,7 @@ def sweep_lost_sends(now=None) -> dict:
     the sends tried and left pending for a retry that is overdue (`_resend_lost_retries`), once
     no send job is queued or running.
 
-    Their job gets an id of its own ("lost-sends-<first id>-<last id>"), so a second sweep
-    (a second scheduler) before it ran adds no second job. A held one is its held job's
-    (held.sweep_held).
+    A held one is its held job's (held.sweep_held).
     """
     sends = get_queue(QUEUE_SENDS)
     if sends.count or sends.started_job_registry.get_job_count(cleanup=False):
@@ -200,13 +197,7 @@ def sweep_lost_sends(now=None) -> dict:
                                   Delivery.created_at <= now - LOST_SEND_AGE)
         .order_by(Delivery.id).limit(LOST_SENDS_PER_SWEEP)))
     db.session.commit()  # end the read transaction before talking to Redis
-    resent = 0
-    for batch in chunked(ids, current_app.config["DELIVERY_BATCH_SIZE"]):
-        job_id = f"lost-sends-{batch[0]}-{batch[-1]}"
-        if job_is_live(job_id):
-            continue
-        send_deliveries.enqueue(batch, job_id=job_id)
-        resent += len(batch)
+    resent = _enqueue_lost(ids)
     if resent:
         log.warning("sends: %s due send(s) never tried after %s; their job was lost, enqueued again",
                     resent, LOST_SEND_AGE)
@@ -216,7 +207,8 @@ def sweep_lost_sends(now=None) -> dict:
 def _resend_lost_retries(now) -> int:
     """A send that failed temporarily stays pending (attempts > 0) for its retry, a job RQ keeps
     in Redis. One not tried again for LOST_SEND_AGE past the longest retry interval has lost that
-    job: it gets a send_delivery job of its own, "lost-retry-<id>", with the schedule again.
+    job: it is tried again by a batch job like a lost first send (`_enqueue_lost`), and a
+    temporary failure there starts its retry schedule again.
 
     Counted from its last claim (`last_tried_at`), never from when it was written: a send under
     way (claimed, its lease lost with Redis's data too) or a retry still scheduled after a late
@@ -227,15 +219,24 @@ def _resend_lost_retries(now) -> int:
                                   Delivery.last_tried_at <= now - longest - LOST_SEND_AGE)
         .order_by(Delivery.id).limit(LOST_SENDS_PER_SWEEP)))
     db.session.commit()  # end the read transaction before talking to Redis
-    resent = 0
-    for delivery_id in ids:
-        job_id = f"lost-retry-{delivery_id}"
-        if not job_is_live(job_id):
-            send_delivery.enqueue(delivery_id, job_id=job_id)
-            resent += 1
+    resent = _enqueue_lost(ids)
     if resent:
         log.warning("sends: %s send(s) tried and still pending past their retries; their retry was lost, "
                     "enqueued again", resent)
+    return resent
+
+
+def _enqueue_lost(ids) -> int:
+    """send_deliveries jobs for these lost sends, one per DELIVERY_BATCH_SIZE, each under an id of
+    its own ("lost-sends-<first id>-<last id>") so that a second sweep before it ran adds no
+    second job. Returns how many sends were enqueued."""
+    resent = 0
+    for batch in chunked(ids, current_app.config["DELIVERY_BATCH_SIZE"]):
+        job_id = f"lost-sends-{batch[0]}-{batch[-1]}"
+        if job_is_live(job_id):
+            continue
+        send_deliveries.enqueue(batch, job_id=job_id)
+        resent += len(batch)
     return resent
 
 
