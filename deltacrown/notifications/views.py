@@ -179,6 +179,7 @@ class CenterFilters:
         # Which box: the inbox (default), the archived ones, or the ones snoozed until later.
         self.show = source.get("show") if source.get("show") in SHOW_CHOICES else None
         self.cursor = (source.get("cursor") or "").strip() or None
+        self._url: str | None = None
 
     def args(self, **extra) -> dict:
         args = {"type": self.type, "unread": "1" if self.unread else None, "show": self.show}
@@ -198,6 +199,10 @@ class CenterFilters:
         return self.show == "snoozed"
 
     def url(self, **extra) -> str:
+        if not extra:  # this view's own URL: asked for by the region, the items and their forms
+            if self._url is None:
+                self._url = url_for("notification_pages.center", **self.args())
+            return self._url
         return url_for("notification_pages.center", **self.args(**extra))
 
     def query(self) -> str:

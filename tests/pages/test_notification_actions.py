@@ -57,6 +57,9 @@ def test_center_shows_accept_and_decline_on_a_pending_invite(client, invited, no
     assert f'action="/notifications/{nid}/actions/accept"' in html
     assert f'hx-post="/notifications/{nid}/actions/decline"' in html
     assert 'aria-label="Answer: Crimson Hawks invited you to join"' in html
+    # The first answer is the primary one; the rest look secondary.
+    assert re.findall(r'<button type="submit"( class="secondary")?>(?:Accept|Decline)</button>', html) == [
+        "", ' class="secondary"']
 
 
 def test_accept_in_place_with_htmx(app, client, invited, run_jobs):
