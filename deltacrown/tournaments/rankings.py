@@ -58,8 +58,9 @@ POINTS_FOR_DRAW = 1
 POINTS_FOR_LOSS = 0
 
 # Teams whose totals this run recomputes: all of them, or one tournament's. Every match
-# side is a team, so for all of them the totals need no filter: filtering 400,000 match
-# sides by a list of every team was about a fifth of the run on PostgreSQL (bench/FINDINGS.md).
+# side is a team (NOT NULL foreign keys; new_totals below starts from teams anyway), so for
+# all of them the totals need no filter: filtering 400,000 match sides by a list of every
+# team was about a fifth of the run on PostgreSQL (bench/FINDINGS.md).
 _ALL_TEAMS = "SELECT id AS team_id FROM teams"
 _IN_SCOPE = "WHERE team_id IN (SELECT team_id FROM scope)"
 _TOURNAMENT_TEAMS = """
