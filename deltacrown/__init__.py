@@ -4,7 +4,7 @@ from __future__ import annotations
 import io
 import os
 
-from flask import Flask, request
+from flask import Flask, has_request_context, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from .config import PROJECT_ROOT, ConfigError, check_secret_key, load_config  # noqa: F401  (ConfigError re-exported)
@@ -48,6 +48,26 @@ def _ping_connections_idle_a_while(app: Flask) -> None:
     with app.app_context():
         for engine in db.engines.values():
             ping_connections_idle_for(engine, app.config["DATABASE_PING_AFTER_IDLE_SECONDS"])
+
+
+def _url_for_remembering_fixed_urls(app: Flask):
+    """The templates' url_for, remembering the URLs that are the same on every request: an
+    endpoint's without arguments and a static file's. Every page's header asks for a dozen;
+    building each anew was a fiftieth of a center page. Keyed by the request's script root
+    (a proxy may mount the app under a prefix); anything else (arguments, `_external`, a
+    blueprint-relative ".name", no request: an email) is built as before."""
+    build, built = app.url_for, {}
+
+    def url_for(endpoint: str, **values) -> str:
+        if endpoint[:1] == "." or (values and values.keys() != {"filename"}) or not has_request_context():
+            return build(endpoint, **values)
+        key = (request.script_root, endpoint, values.get("filename"))
+        url = built.get(key)
+        if url is None:
+            url = built[key] = build(endpoint, **values)
+        return url
+
+    return url_for
 
 
 def create_app(config: dict | None = None) -> Flask:
@@ -125,6 +145,7 @@ def create_app(config: dict | None = None) -> Flask:
     # Each part registers its own blueprints, CLI commands and hooks; bottom layer first.
     for part in (outbox, accounts, teams, tournaments, economy, notifications, pages, reactions, ops):
         part.init_app(app)
+    app.jinja_env.globals["url_for"] = _url_for_remembering_fixed_urls(app)
 
     @app.after_request
     def security_headers(response):

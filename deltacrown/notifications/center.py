@@ -56,16 +56,31 @@ def center_query(user_id: int, unread: bool | None = None, type_name: str | None
     return stmt
 
 
+class ListedNotification:
+    """A notification as a list shows it (the center's pages, the API's list): its columns as
+    read, and the actions that still apply (attach_actions). Not an ORM object: a list only
+    shows them, and loading a page of them into the session (identity map, change tracking)
+    took as long as the rest of the page's reads. Changes go through the functions below, by id."""
+
+    __slots__ = (*(column.key for column in Notification.__table__.columns), "available_actions")
+
+    def __init__(self, row):
+        for name, value in zip(self.__slots__, row):
+            setattr(self, name, value)
+        self.available_actions = ()
+
+
 def center_page(user_id: int, unread: bool | None = None, type_name: str | None = None,
                 archived: bool | None = False, snoozed: bool = False, cursor: str | None = None,
-                limit: int = 20) -> tuple[list[Notification], str | None]:
+                limit: int = 20) -> tuple[list[ListedNotification], str | None]:
     """A page of `center_query`, newest first: the notifications with an id below the
     cursor's, and the cursor of the next page (None on the last). One statement whatever
     the page number. An unknown cursor is InvalidInput."""
     before, type_name = decode_cursor(cursor), type_name or None
     params = {"user_id": user_id, "now": utcnow(), "limit": limit + 1, "type_name": type_name, "before": before}
     statement = _page_statement(unread, type_name is not None, archived, snoozed, before is not None)
-    rows = list(db.session.scalars(statement, {k: v for k, v in params.items() if v is not None}))
+    rows = [ListedNotification(row) for row in
+            db.session.execute(statement, {k: v for k, v in params.items() if v is not None})]
     next_cursor = encode_cursor(rows[limit - 1].id) if len(rows) > limit else None
     return rows[:limit], next_cursor
 
@@ -80,7 +95,9 @@ def _page_statement(unread: bool | None, typed: bool, archived: bool | None, sno
         stmt = stmt.where(Notification.type == bindparam("type_name"))
     if after_cursor:
         stmt = stmt.where(Notification.id < bindparam("before"))
-    return stmt.order_by(Notification.id.desc()).limit(bindparam("limit"))
+    # Its columns, in ListedNotification's order.
+    return (stmt.with_only_columns(*Notification.__table__.columns)
+            .order_by(Notification.id.desc()).limit(bindparam("limit")))
 
 
 # The page badge shows "99+" beyond this, so it never counts further: an exact count
@@ -193,13 +210,13 @@ def clear_read(user_id: int, type_name: str | None = None, archived: bool = Fals
 MAX_SEEN_IDS = 1000  # one request's list (PostgreSQL bind parameters stay far below the limit)
 
 
-def mark_seen(user_id: int, ids=None, up_to_id: int | None = None) -> int:
+def mark_seen(user_id: int, ids=None, up_to_id: int | None = None, now: datetime | None = None) -> int:
     """Mark the user's notifications seen: those in `ids`, or every one up to `up_to_id`.
     Ids of someone else's notifications, or missing ones, are passed over (never revealed);
     snoozed ones stay unseen (they are not shown). Returns how many became seen."""
     if (ids is None) == (up_to_id is None):
         raise InvalidInput("Give ids or up_to_id, not both", fields={"ids": "give ids or up_to_id, not both"})
-    now = utcnow()
+    now = now or utcnow()
     stmt = update(Notification).where(Notification.user_id == user_id, Notification.seen_at.is_(None), awake(now))
     if ids is not None:
         wanted = sorted({i for i in ids if 0 < i <= MAX_DB_ID})[:MAX_SEEN_IDS]
@@ -213,20 +230,19 @@ def mark_seen(user_id: int, ids=None, up_to_id: int | None = None) -> int:
     return updated
 
 
-def seen_now(user_id: int, notifications) -> list[int]:
-    """The center rendered these: mark them seen. Returns the ids that were unseen until now
-    (the page shows those as just arrived)."""
-    notifications = list(notifications)
-    shown = [n.id for n in notifications]
-    fresh = [n.id for n in notifications if n.seen_at is None and not _asleep(n)]
+def seen_now(user_id: int, notifications: list[ListedNotification]) -> list[int]:
+    """The center rendered these: mark them seen (and say so on the listed ones). Returns the
+    ids that were unseen until now (the page shows those as just arrived)."""
+    now = utcnow()
+    fresh = [n for n in notifications if n.seen_at is None and not _asleep(n, now)]
     if fresh:
-        mark_seen(user_id, ids=fresh)
-        # The commit expired them: load them again in one query, not one per item.
-        db.session.scalars(select(Notification).where(Notification.id.in_(shown))).all()
-    return fresh
+        mark_seen(user_id, ids=[n.id for n in fresh], now=now)
+        for note in fresh:
+            note.seen_at = now
+    return [n.id for n in fresh]
 
 
-def _asleep(note: Notification, now: datetime | None = None) -> bool:
+def _asleep(note: Notification | ListedNotification, now: datetime | None = None) -> bool:
     return note.snoozed_until is not None and note.snoozed_until > (now or utcnow())
 
 

@@ -101,27 +101,49 @@ _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
-def relative_time(moment: datetime, zone: ZoneInfo, now: datetime | None = None, local: datetime | None = None) -> str:
-    """'just now', '5 min ago', '3 h ago', 'yesterday at 14:03', 'Mon at 09:00', '12 Nov at 10:00'.
-    `local`: `moment` already in `zone`, when the caller has it."""
-    now = now or utcnow()
-    seconds = (now - moment).total_seconds()
-    if seconds < 45:
-        return "just now"
-    if seconds < 3600:
-        return f"{max(1, round(seconds / 60))} min ago"
-    local = local or moment.astimezone(zone)
-    day, today = local.date(), now.astimezone(zone).date()
-    if day == today:
-        return f"{int(seconds // 3600)} h ago"
-    clock = f"{local.hour:02d}:{local.minute:02d}"
-    if day == today - timedelta(days=1):
-        return f"yesterday at {clock}"
-    if seconds < 6 * 24 * 3600:
-        return f"{_DAYS[local.weekday()]} at {clock}"
-    if local.year == today.year:
-        return f"{local.day} {_MONTHS[local.month - 1]} at {clock}"
-    return f"{local.day} {_MONTHS[local.month - 1]} {local.year}"
+class ReaderClock:
+    """Now, and today's date in the reader's zone: read once for a page of times, not once per
+    time shown (a center page shows twenty)."""
+
+    __slots__ = ("zone", "now", "today", "yesterday")
+
+    def __init__(self, zone: ZoneInfo, now: datetime | None = None):
+        self.zone, self.now = zone, now or utcnow()
+        self.today = self.now.astimezone(zone).date()
+        self.yesterday = self.today - timedelta(days=1)
+
+    def relative(self, moment: datetime, local: datetime | None = None) -> str:
+        """'just now', '5 min ago', '3 h ago', 'yesterday at 14:03', 'Mon at 09:00', '12 Nov at 10:00'.
+        `local`: `moment` already in the zone, when the caller has it."""
+        seconds = (self.now - moment).total_seconds()
+        if seconds < 45:
+            return "just now"
+        if seconds < 3600:
+            return f"{max(1, round(seconds / 60))} min ago"
+        local = local or moment.astimezone(self.zone)
+        day = local.date()
+        if day == self.today:
+            return f"{int(seconds // 3600)} h ago"
+        clock = f"{local.hour:02d}:{local.minute:02d}"
+        if day == self.yesterday:
+            return f"yesterday at {clock}"
+        if seconds < 6 * 24 * 3600:
+            return f"{_DAYS[local.weekday()]} at {clock}"
+        if local.year == self.today.year:
+            return f"{local.day} {_MONTHS[local.month - 1]} at {clock}"
+        return f"{local.day} {_MONTHS[local.month - 1]} {local.year}"
+
+    def tag(self, moment: datetime) -> Markup:
+        """`<time>` saying how long ago, with the exact time as its title; both texts made from
+        one conversion to the zone. The relative text is digits and fixed words: not escaped."""
+        local = moment.astimezone(self.zone)
+        return Markup(f'<time datetime="{moment.isoformat()}" title="{escape(exact_time(moment, self.zone, local))}">'
+                      f'{self.relative(moment, local)}</time>')
+
+
+def relative_time(moment: datetime, zone: ZoneInfo, now: datetime | None = None) -> str:
+    """How long ago `moment` was, in words, for a reader in `zone` (ReaderClock.relative)."""
+    return ReaderClock(zone, now).relative(moment)
 
 
 def exact_time(moment: datetime, zone: ZoneInfo, local: datetime | None = None) -> str:
@@ -141,13 +163,11 @@ def _exacttime_filter(moment, zone):
 
 
 @bp.app_template_filter("timetag")
-def _timetag_filter(moment, zone):
+def _timetag_filter(moment, clock):
     """`<time>` saying how long ago, with the exact time as its title: one expression per
-    item of the center instead of three (each costs the template a lookup, a call and an escape).
-    Both texts are made from one conversion to the zone."""
-    local = moment.astimezone(zone)
-    return Markup(f'<time datetime="{moment.isoformat()}" title="{escape(exact_time(moment, zone, local))}">'
-                  f'{escape(relative_time(moment, zone, local=local))}</time>')
+    item of the center instead of three (each costs the template a lookup, a call and an
+    escape). `clock`: the page's ReaderClock, or the reader's zone."""
+    return (clock if isinstance(clock, ReaderClock) else ReaderClock(clock)).tag(moment)
 
 
 # --- the player's own notifications: queries live in center.py (shared with the API) ---
@@ -232,12 +252,14 @@ def _context(user, filters: CenterFilters, status_message: str | None = None) ->
     # What the page needs besides its items, read once they are seen: the nav badge's count
     # and the zone of the player's times.
     unseen, zone_name = center_service.unseen_count_and_zone_name(user.id, cap=center_service.BADGE_COUNT_CAP)
+    zone = user_zone(user, preference_zone=zone_name)
     return {
         "items": center_service.attach_actions(items),
         "fresh_ids": fresh,
         "next_cursor": next_cursor,
         "filters": filters,
-        "zone": user_zone(user, preference_zone=zone_name),
+        "zone": zone,
+        "clock": ReaderClock(zone),  # the items' times, all against one "now"
         "unread_count": unseen,
         "types": NOTIFICATION_TYPES,
         "status_message": status_message,
@@ -280,6 +302,18 @@ class ItemUrls:
         return getattr(self, name)
 
 
+def item_urls(menu_query: str = "") -> ItemUrls:
+    """The ItemUrls for this request: the same for every request under one script root, so
+    made once per app (their url_for calls were a twentieth of a center page). The menu's
+    query is made of the filters' choices: a bounded set."""
+    made = current_app.extensions.setdefault("notification_item_urls", {})
+    key = (request.script_root, menu_query)
+    urls = made.get(key)
+    if urls is None:
+        urls = made[key] = ItemUrls(menu_query)
+    return urls
+
+
 @bp.app_context_processor
 def _nav_helpers():
     # Functions, so the nav bar costs a query only when it is actually rendered.
@@ -288,7 +322,7 @@ def _nav_helpers():
         if current_user.is_authenticated else 0,
         "badge_poll_seconds": lambda: current_app.config.get("BADGE_POLL_SECONDS", BADGE_POLL_SECONDS),
         "snooze_choices": center_service.SNOOZE_CHOICES,
-        "item_urls": ItemUrls,
+        "item_urls": item_urls,
     }
 
 

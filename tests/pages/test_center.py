@@ -156,6 +156,22 @@ def test_a_page_already_seen_costs_three_statements(client, alice, notify, count
     assert 'data-count="3"' in html  # the three below this page are still unseen
 
 
+def test_a_page_seen_first_reads_its_items_once_and_shows_them_seen_after(app, client, alice, notify,
+                                                                         count_queries):
+    """Marking the page seen is one UPDATE; the page does not read its items again after it
+    (its commit re-reads only the logged-in user, for the nav bar)."""
+    ids = notify(alice, 3)
+    with count_queries() as first:
+        html = client.get("/notifications").get_data(as_text=True)
+    shown = [s[:120] for s in first.statements]
+    assert sum(s.startswith("SELECT notifications.id") for s in first.statements) == 1, shown
+    assert sum(s.startswith("UPDATE notifications") for s in first.statements) == 1, shown
+    assert first.count == 5, shown
+    assert html.count('data-seen="no"') == 3 and all(_notification(app, i).seen_at for i in ids)
+    html = client.get("/notifications").get_data(as_text=True)
+    assert html.count('data-seen="yes"') == 3 and 'data-seen="no"' not in html
+
+
 def test_mark_one_read_with_htmx_swaps_the_item_and_refreshes_badge(app, client, alice, notify):
     (nid,) = notify(alice)
     response = client.post(f"/notifications/{nid}/read", headers=HX)
@@ -291,3 +307,18 @@ def test_times_are_relative_in_the_players_zone_with_exact_time(app, client, ali
         db.session.commit()
     html = client.get("/notifications").get_data(as_text=True)
     assert re.search(r'<time datetime="[^"]+\+00:00" title="[^"]+ JST \(Asia/Tokyo\)">', html)
+
+
+def test_links_follow_the_prefix_the_app_is_served_under(client, alice, notify):
+    """Links built once and remembered (the nav bar's, the items' forms) are remembered per
+    prefix: behind a proxy that mounts the app under /dc they carry it, and not otherwise."""
+    (nid,) = notify(alice)
+    plain = client.get("/notifications").get_data(as_text=True)
+    mounted = client.get("/notifications", base_url="http://localhost/dc").get_data(as_text=True)
+    again = client.get("/notifications").get_data(as_text=True)
+    for html, prefix in ((plain, ""), (mounted, "/dc"), (again, "")):
+        assert f'href="{prefix}/settings/notifications"' in html
+        assert f'href="{prefix}/static/style.css"' in html
+        assert f'action="{prefix}/notifications/{nid}/read"' in html
+        assert f'href="{prefix}/notifications/{nid}/menu"' in html
+    assert "/dc/" not in plain and "/dc/" not in again
