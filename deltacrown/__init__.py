@@ -50,6 +50,11 @@ def _ping_connections_idle_a_while(app: Flask) -> None:
             ping_connections_idle_for(engine, app.config["DATABASE_PING_AFTER_IDLE_SECONDS"])
 
 
+# Far above what the templates ask for (a few dozen URLs under one script root); a proxy that
+# passes on a client's prefix could otherwise grow the memory without end.
+REMEMBERED_URLS_MAX = 1024
+
+
 def _url_for_remembering_fixed_urls(app: Flask):
     """The templates' url_for, remembering the URLs that are the same on every request: an
     endpoint's without arguments and a static file's. Every page's header asks for a dozen;
@@ -64,9 +69,12 @@ def _url_for_remembering_fixed_urls(app: Flask):
         key = (request.script_root, endpoint, values.get("filename"))
         url = built.get(key)
         if url is None:
+            if len(built) >= REMEMBERED_URLS_MAX:  # script roots a client made up: start over
+                built.clear()
             url = built[key] = build(endpoint, **values)
         return url
 
+    url_for.remembered = built
     return url_for
 
 

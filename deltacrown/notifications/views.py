@@ -302,6 +302,9 @@ class ItemUrls:
         return getattr(self, name)
 
 
+ITEM_URLS_MAX = 1024  # per script root, one per filter combination (a few hundred)
+
+
 def item_urls(menu_query: str = "") -> ItemUrls:
     """The ItemUrls for this request: the same for every request under one script root, so
     made once per app (their url_for calls were a twentieth of a center page). The menu's
@@ -310,6 +313,8 @@ def item_urls(menu_query: str = "") -> ItemUrls:
     key = (request.script_root, menu_query)
     urls = made.get(key)
     if urls is None:
+        if len(made) >= ITEM_URLS_MAX:  # script roots a client made up: start over
+            made.clear()
         urls = made[key] = ItemUrls(menu_query)
     return urls
 

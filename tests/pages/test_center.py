@@ -322,3 +322,19 @@ def test_links_follow_the_prefix_the_app_is_served_under(client, alice, notify):
         assert f'action="{prefix}/notifications/{nid}/read"' in html
         assert f'href="{prefix}/notifications/{nid}/menu"' in html
     assert "/dc/" not in plain and "/dc/" not in again
+
+
+def test_prefixes_made_up_by_clients_do_not_grow_the_remembered_urls(app, client, alice, notify, monkeypatch):
+    """A proxy that passes on whatever prefix a client sends must not grow the memory: past
+    its bound the remembered URLs start over, and every page still carries its own prefix."""
+    import deltacrown
+    from deltacrown.notifications import views
+
+    monkeypatch.setattr(deltacrown, "REMEMBERED_URLS_MAX", 30)
+    monkeypatch.setattr(views, "ITEM_URLS_MAX", 3)
+    (nid,) = notify(alice)
+    for k in range(8):
+        html = client.get("/notifications", base_url=f"http://localhost/p{k}").get_data(as_text=True)
+        assert f'href="/p{k}/settings/notifications"' in html and f'href="/p{k}/notifications/{nid}/menu"' in html
+    assert len(app.jinja_env.globals["url_for"].remembered) <= 30
+    assert len(app.extensions["notification_item_urls"]) <= 3
