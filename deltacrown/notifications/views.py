@@ -302,7 +302,7 @@ class ItemUrls:
         return getattr(self, name)
 
 
-ITEM_URLS_MAX = 1024  # per script root, one per filter combination (a few hundred)
+ITEM_URLS_MAX = 1024  # one per script root and filter combination: a few hundred under one root
 
 
 def item_urls(menu_query: str = "") -> ItemUrls:
