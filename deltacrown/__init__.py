@@ -9,6 +9,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from .config import PROJECT_ROOT, ConfigError, check_secret_key, load_config  # noqa: F401  (ConfigError re-exported)
 from .extensions import csrf, db, limiter, login_manager, mail, migrate
+from .links import remembered
 from .masking import install_log_masking
 
 def _sqlite_readers_do_not_block_writers(app: Flask) -> None:
@@ -66,13 +67,8 @@ def _url_for_remembering_fixed_urls(app: Flask):
     def url_for(endpoint: str, **values) -> str:
         if endpoint[:1] == "." or (values and values.keys() != {"filename"}) or not has_request_context():
             return build(endpoint, **values)
-        key = (request.script_root, endpoint, values.get("filename"))
-        url = built.get(key)
-        if url is None:
-            if len(built) >= REMEMBERED_URLS_MAX:  # script roots a client made up: start over
-                built.clear()
-            url = built[key] = build(endpoint, **values)
-        return url
+        return remembered(built, (request.script_root, endpoint, values.get("filename")),
+                          lambda: build(endpoint, **values), REMEMBERED_URLS_MAX)
 
     url_for.remembered = built
     return url_for

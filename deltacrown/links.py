@@ -5,6 +5,9 @@ must never lead off the site. A target qualifies only when it is a path on this
 site as a browser reads it: browsers treat `\\` like `/`, drop tabs and newlines
 inside a URL and resolve `//host` to another host, so such characters are refused
 outright — also when percent-encoded, in case something decodes the target again.
+
+And the links built once and kept (`remembered`): the same on every request under one
+script root.
 """
 from __future__ import annotations
 
@@ -40,3 +43,15 @@ def site_path(url: str | None, base: str) -> str | None:
     if base and url.startswith(base + "/"):
         url = url[len(base):]
     return same_site_path(url)
+
+
+def remembered(store: dict, key, make, limit: int):
+    """`store[key]`, made by `make()` the first time. URLs built once per script root are kept
+    this way; past `limit` entries (keys a client made up: a prefix a proxy passes on) the
+    store starts over rather than grow without end."""
+    value = store.get(key)
+    if value is None:
+        if len(store) >= limit:
+            store.clear()
+        value = store[key] = make()
+    return value

@@ -20,7 +20,7 @@ from markupsafe import Markup, escape
 
 from ..accounts.views import _safe_next
 from ..errors import Conflict, InvalidInput, NotFound
-from ..links import site_path
+from ..links import remembered, site_path
 from ..timeutil import utcnow
 from .models import Notification
 from .preferences import user_zone
@@ -309,14 +309,8 @@ def item_urls(menu_query: str = "") -> ItemUrls:
     """The ItemUrls for this request: the same for every request under one script root, so
     made once per app (their url_for calls were a twentieth of a center page). The menu's
     query is made of the filters' choices: a bounded set."""
-    made = current_app.extensions.setdefault("notification_item_urls", {})
-    key = (request.script_root, menu_query)
-    urls = made.get(key)
-    if urls is None:
-        if len(made) >= ITEM_URLS_MAX:  # script roots a client made up: start over
-            made.clear()
-        urls = made[key] = ItemUrls(menu_query)
-    return urls
+    return remembered(current_app.extensions.setdefault("notification_item_urls", {}),
+                      (request.script_root, menu_query), lambda: ItemUrls(menu_query), ITEM_URLS_MAX)
 
 
 @bp.app_context_processor
